@@ -1,0 +1,61 @@
+/**
+ * The configuration file's shape. Each section's schema lives beside the code that uses it; this
+ * module only composes them. Every key is documented in docs/configuration.md.
+ */
+import { z } from 'zod';
+import { issuersSchema } from '../identity/config.js';
+import { inboundSchema } from '../inbound/config.js';
+import { outboundSchema } from '../outbound/config.js';
+import { spicedbSchema } from '../spicedb/config.js';
+import { tokensSchema } from '../tokens/config.js';
+
+/** `host:port`, with an IPv4/IPv6 literal or a name. Port 0 asks the OS for a free port (tests). */
+export const listenAddressSchema = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9191')
+  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535');
+
+export const serverSchema = z
+  .strictObject({
+    grpcAddress: listenAddressSchema.default('127.0.0.1:9191').describe('ext_authz + grpc.health.v1 listener'),
+    adminAddress: listenAddressSchema.default('127.0.0.1:9190').describe('/healthz, /readyz, /metrics, JWKS'),
+    drainSeconds: z.number().min(0).max(300).default(5).describe('NOT_SERVING period before exit on SIGTERM'),
+  })
+  .prefault({});
+
+export const limitsSchema = z
+  .strictObject({
+    maxHeaderBytes: z.int().min(1024).max(1 << 20).default(65536),
+    maxTokenBytes: z.int().min(256).max(1 << 16).default(8192),
+  })
+  .prefault({});
+
+export const logSchema = z
+  .strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    allowSampleRate: z.number().min(0).max(1).default(1).describe('fraction of allow decisions logged; denies always are'),
+  })
+  .prefault({});
+
+export const serviceIdentitySchema = z
+  .strictObject({
+    name: z.string().min(1).describe("this pod's service name: the `sub` of its service tokens"),
+    subjectType: z.string().default('service'),
+  })
+  .describe("this pod's service identity");
+
+export const configSchema = z.strictObject({
+  server: serverSchema,
+  limits: limitsSchema,
+  log: logSchema,
+  dryRun: z.boolean().default(false).describe('decide, log and count, but always tell Envoy to allow'),
+  service: serviceIdentitySchema.optional(),
+  issuers: issuersSchema,
+  spicedb: spicedbSchema,
+  tokens: tokensSchema,
+  inbound: inboundSchema,
+  outbound: outboundSchema,
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

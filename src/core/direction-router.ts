@@ -1,0 +1,20 @@
+import { deny } from './decision.js';
+import type { Decision } from './decision.js';
+import type { Authorizer } from './ports.js';
+import type { RequestContext } from './request-context.js';
+
+/** Sends each request to the authorizer for its direction; a direction with none configured denies. */
+export class DirectionRouter implements Authorizer {
+  constructor(
+    private readonly inbound: Authorizer | undefined,
+    private readonly outbound: Authorizer | undefined,
+  ) {}
+
+  decide(request: RequestContext): Promise<Decision> {
+    const target = request.direction === 'inbound' ? this.inbound : this.outbound;
+    if (!target) {
+      return Promise.resolve(deny('unknown_direction', { detail: `no ${request.direction} configuration` }));
+    }
+    return target.decide(request);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * The typed view of one request that every decision is made from. Built once per Check by the
+ * Envoy adapter (src/envoy/request-context-parser.ts); nothing downstream touches the raw proto.
+ */
+export type Direction = 'inbound' | 'outbound';
+
+export interface GrpcCall {
+  /** Fully qualified service, e.g. `authzed.api.v1.PermissionsService`. */
+  readonly service: string;
+  readonly method: string;
+}
+
+export interface RequestContext {
+  readonly direction: Direction;
+  /** Envoy's `x-request-id`, or the CheckRequest's request id; empty when neither is present. */
+  readonly requestId: string;
+  /** `:authority` without a trailing default port, lower-cased. */
+  readonly authority: string;
+  /** HTTP method, upper-case. */
+  readonly method: string;
+  /** Path without the query string, as Envoy saw it (not decoded). */
+  readonly path: string;
+  /** Query string without the leading `?`; empty when absent. */
+  readonly query: string;
+  /** Present when the request is gRPC (content-type application/grpc*) and the path is `/svc/method`. */
+  readonly grpc: GrpcCall | undefined;
+  /** Lower-cased header names, pseudo-headers excluded. Repeated headers are joined with `,`. */
+  readonly headers: ReadonlyMap<string, string>;
+  /** Names of headers that arrived more than once (or, for single-valued headers, joined by Envoy). */
+  readonly duplicateHeaders: ReadonlySet<string>;
+  /** The mTLS peer principal Envoy derived from the client certificate (URI SAN, DNS SAN, subject). */
+  readonly peerPrincipal: string | undefined;
+  /** `context_extensions` from the route, e.g. `direction`, `audience`. */
+  readonly contextExtensions: Readonly<Record<string, string>>;
+}

@@ -1,0 +1,118 @@
+/**
+ * Every Prometheus metric the sidecar exports, in one place so the names, labels and the table in
+ * docs/metrics.md stay in step. Labels are bounded sets (direction, decision, reason, source,
+ * issuer name, result); a subject, token, path or resource id is never a label.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Sub-millisecond resolution at the low end: a cached decision takes tens of microseconds. */
+const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+const BACKEND_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly checks = new Counter({
+    name: 'jwtauth_checks_total',
+    help: 'Check calls answered, by direction, decision (allow|deny) and reason.',
+    labelNames: ['direction', 'decision', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly checkDuration = new Histogram({
+    name: 'jwtauth_check_duration_seconds',
+    help: 'Time from CheckRequest received to CheckResponse sent.',
+    labelNames: ['direction', 'decision'] as const,
+    buckets: DECISION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly dryRunDenials = new Counter({
+    name: 'jwtauth_dry_run_would_deny_total',
+    help: 'Requests allowed only because of dry-run; they would have been denied with this reason.',
+    labelNames: ['direction', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tokensIssued = new Counter({
+    name: 'jwtauth_tokens_issued_total',
+    help: 'Tokens obtained from a token source, by source kind, request kind and result.',
+    labelNames: ['source', 'kind', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenCacheEvents = new Counter({
+    name: 'jwtauth_token_cache_events_total',
+    help: 'Outbound token cache events: hit, miss, refresh, refresh_failure, stale_served.',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenCacheSoonestExpiry = new Gauge({
+    name: 'jwtauth_token_cache_soonest_expiry_seconds',
+    help: 'Seconds until the soonest-expiring cached outbound token expires (absent when the cache is empty).',
+    registers: [this.registry],
+  });
+  readonly verifiedTokenCache = new Counter({
+    name: 'jwtauth_verified_token_cache_events_total',
+    help: 'Inbound verified-token cache lookups: hit or miss.',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly jwksRefreshes = new Counter({
+    name: 'jwtauth_jwks_refreshes_total',
+    help: 'JWKS fetches per configured issuer, by result (success|failure).',
+    labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly jwksKeys = new Gauge({
+    name: 'jwtauth_jwks_keys',
+    help: 'Keys currently usable per configured issuer.',
+    labelNames: ['issuer'] as const,
+    registers: [this.registry],
+  });
+  readonly spicedbCalls = new Counter({
+    name: 'jwtauth_spicedb_calls_total',
+    help: 'CheckPermission calls sent to SpiceDB, by result (allowed|denied|conditional|error reason).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly spicedbDuration = new Histogram({
+    name: 'jwtauth_spicedb_call_duration_seconds',
+    help: 'Latency of CheckPermission calls to SpiceDB, retries included.',
+    buckets: BACKEND_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly decisionCache = new Counter({
+    name: 'jwtauth_decision_cache_events_total',
+    help: 'Permission decision cache lookups: hit, miss, coalesced (joined an identical call in flight).',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly spicedbInflight = new Gauge({
+    name: 'jwtauth_spicedb_inflight_calls',
+    help: 'SpiceDB calls currently in flight.',
+    registers: [this.registry],
+  });
+  readonly configReloads = new Counter({
+    name: 'jwtauth_config_reloads_total',
+    help: 'Configuration reload attempts by result (success|failure).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly configInfo = new Gauge({
+    name: 'jwtauth_config_info',
+    help: 'Always 1; the hash label identifies the loaded configuration.',
+    labelNames: ['hash'] as const,
+    registers: [this.registry],
+  });
+  readonly ready = new Gauge({
+    name: 'jwtauth_ready',
+    help: '1 when the sidecar is ready to decide (config, keys and permission backend), else 0.',
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  setConfigHash(hash: string): void {
+    this.configInfo.reset();
+    this.configInfo.set({ hash }, 1);
+  }
+}
