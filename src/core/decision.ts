@@ -90,6 +90,8 @@ export interface DecisionFacts {
   detail?: string;
   /** True when the rule that decided is in dry-run. */
   dryRun?: boolean;
+  /** Set on a dry-run allow: the reason the request would have been denied with. */
+  wouldDeny?: Reason;
 }
 
 export interface Allow {

@@ -14,7 +14,7 @@ export interface RequestContext {
   readonly direction: Direction;
   /** Envoy's `x-request-id`, or the CheckRequest's request id; empty when neither is present. */
   readonly requestId: string;
-  /** `:authority` without a trailing default port, lower-cased. */
+  /** `:authority` as Envoy saw it (host, or host:port), lower-cased. */
   readonly authority: string;
   /** HTTP method, upper-case. */
   readonly method: string;

@@ -1,0 +1,98 @@
+/**
+ * The admin HTTP listener: liveness, readiness, Prometheus metrics and, when this sidecar mints
+ * tokens, the public keys that verifiers fetch. Nothing here reveals a secret.
+ */
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+/** Published by a minting token source; absent otherwise. */
+export interface PublicKeyDocuments {
+  jwks(): { keys: object[] };
+  openidConfiguration(): object;
+}
+
+export interface AdminState {
+  /** Ready to decide: config loaded, keys present, permission backend reachable, not draining. */
+  ready(): { ready: boolean; detail: Record<string, boolean> };
+  readonly registry: Registry;
+  /** Read per request, so a reload that changes keys is served at once. */
+  publicKeys(): PublicKeyDocuments | undefined;
+}
+
+export interface AdminListener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+function send(response: ServerResponse, status: number, contentType: string, body: string, cacheSeconds = 0): void {
+  response.writeHead(status, {
+    'content-type': contentType,
+    'cache-control': cacheSeconds > 0 ? `public, max-age=${cacheSeconds}` : 'no-store',
+  });
+  response.end(body);
+}
+
+function parseAddress(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(':');
+  return { host: address.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(address.slice(at + 1)) };
+}
+
+export async function startAdminListener(address: string, state: AdminState): Promise<AdminListener> {
+  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      send(response, 405, 'text/plain', 'method not allowed\n');
+      return;
+    }
+    const path = (request.url ?? '/').split('?', 1)[0];
+    switch (path) {
+      case '/healthz':
+        send(response, 200, 'text/plain', 'ok\n');
+        return;
+      case '/readyz': {
+        const { ready, detail } = state.ready();
+        send(response, ready ? 200 : 503, 'application/json', `${JSON.stringify({ ready, ...detail })}\n`);
+        return;
+      }
+      case '/metrics':
+        send(response, 200, state.registry.contentType, await state.registry.metrics());
+        return;
+      case '/.well-known/jwks.json': {
+        const keys = state.publicKeys();
+        if (!keys) break;
+        // Short max-age: verifiers must see a newly published key well before it signs.
+        send(response, 200, 'application/jwk-set+json', JSON.stringify(keys.jwks()), 60);
+        return;
+      }
+      case '/.well-known/openid-configuration': {
+        const keys = state.publicKeys();
+        if (!keys) break;
+        send(response, 200, 'application/json', JSON.stringify(keys.openidConfiguration()), 300);
+        return;
+      }
+    }
+    send(response, 404, 'text/plain', 'not found\n');
+  };
+
+  const server = createServer((request, response) => {
+    handle(request, response).catch(() => {
+      if (!response.headersSent) send(response, 500, 'text/plain', 'internal error\n');
+      else response.destroy();
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  const { host, port } = parseAddress(address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * The ext_authz Check handler: parse, ask the decision core, render. Deliberately thin. It never
+ * throws and never answers with a gRPC error for bad input (Envoy would turn that into
+ * status_on_error and lose the reason); unexpected failures become an `internal_error` denial.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { deny } from '../core/decision.js';
+import type { Decision } from '../core/decision.js';
+import type { Authorizer } from '../core/ports.js';
+import type { Direction, RequestContext } from '../core/request-context.js';
+import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
+import { renderCheckResponse } from './check-response.js';
+import { parseCheckRequest } from './request-context-parser.js';
+import type { ParserLimits } from './request-context-parser.js';
+
+/** What a Check needs from the live configuration; swapped as a whole on reload. */
+export interface CheckPipeline {
+  readonly authorizer: Authorizer;
+  readonly limits: ParserLimits;
+}
+
+export interface DecisionEvent {
+  /** Undefined when the request could not be parsed. */
+  readonly request: RequestContext | undefined;
+  readonly direction: Direction | 'unknown';
+  readonly decision: Decision;
+  readonly seconds: number;
+}
+
+export type DecisionObserver = (event: DecisionEvent) => void;
+
+export interface CheckHandlerOptions {
+  /** Read once per request, so a reload never mixes two configurations in one decision. */
+  readonly pipeline: () => CheckPipeline;
+  readonly observe: DecisionObserver;
+  readonly onUnexpectedError: (error: unknown) => void;
+}
+
+export type CheckHandler = grpc.handleUnaryCall<CheckRequest__Output, CheckResponse>;
+
+export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
+  const { observe, onUnexpectedError } = options;
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    let request: RequestContext | undefined;
+    let direction: Direction | 'unknown' = 'unknown';
+    const finish = (decision: Decision): void => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      try {
+        observe({ request, direction, decision, seconds });
+      } catch (error) {
+        onUnexpectedError(error);
+      }
+      callback(null, renderCheckResponse(decision));
+    };
+    const failed = (error: unknown): void => {
+      onUnexpectedError(error);
+      finish(deny('internal_error'));
+    };
+
+    try {
+      const pipeline = options.pipeline();
+      const parsed = parseCheckRequest(call.request, pipeline.limits);
+      if (!parsed.ok) {
+        direction = parsed.direction ?? 'unknown';
+        finish(deny(parsed.reason, { detail: parsed.detail }));
+        return;
+      }
+      request = parsed.request;
+      direction = request.direction;
+      pipeline.authorizer.decide(request).then(finish, failed);
+    } catch (error) {
+      failed(error);
+    }
+  };
+}

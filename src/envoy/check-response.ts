@@ -1,0 +1,84 @@
+/**
+ * Decision → CheckResponse. Allow carries headers to set (always overwrite) and remove; deny
+ * carries the HTTP status, a short body and `x-jwtauth-reason`. Envoy maps the HTTP status to a
+ * grpc-status for gRPC callers (401→16, 403→7, 503→14).
+ */
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { Decision, Deny, DenyStatus, HeaderList, Reason } from '../core/decision.js';
+import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
+import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
+
+export const REASON_HEADER = 'x-jwtauth-reason';
+
+/**
+ * `append: false` on every header: append_action support on OkHttpResponse was merged and then
+ * reverted upstream, so the deprecated BoolValue is the only spelling every Envoy honours.
+ */
+const OVERWRITE = Object.freeze({ value: false });
+
+function headerOptions(headers: HeaderList): HeaderValueOption[] {
+  const options: HeaderValueOption[] = new Array(headers.length);
+  for (let i = 0; i < headers.length; i++) {
+    const [key, value] = headers[i] as readonly [string, string];
+    options[i] = { header: { key, value }, append: OVERWRITE };
+  }
+  return options;
+}
+
+/** The gRPC status put on CheckResponse.status; Envoy only distinguishes OK from not-OK. */
+function grpcCodeFor(status: DenyStatus): number {
+  switch (status) {
+    case 401:
+      return GrpcStatus.UNAUTHENTICATED;
+    case 503:
+      return GrpcStatus.UNAVAILABLE;
+    case 400:
+    case 431:
+      return GrpcStatus.INVALID_ARGUMENT;
+    case 500:
+      return GrpcStatus.INTERNAL;
+    default:
+      return GrpcStatus.PERMISSION_DENIED;
+  }
+}
+
+function renderDeny(decision: Deny): CheckResponse {
+  const headers: HeaderList = [
+    [REASON_HEADER, decision.reason],
+    ['content-type', 'text/plain; charset=utf-8'],
+    ...decision.headers,
+  ];
+  return {
+    status: { code: grpcCodeFor(decision.status), message: decision.reason },
+    denied_response: {
+      status: { code: decision.status },
+      headers: headerOptions(headers),
+      body: `${decision.status === 401 ? 'unauthenticated' : decision.status === 503 ? 'unavailable' : 'denied'}: ${decision.reason}\n`,
+    },
+  };
+}
+
+/**
+ * Denials without extra headers are identical for a given reason, so each is rendered once and
+ * reused; grpc-js only reads the object when serialising.
+ */
+const plainDenials = new Map<Reason, CheckResponse>();
+
+export function renderCheckResponse(decision: Decision): CheckResponse {
+  if (decision.kind === 'deny') {
+    if (decision.headers.length > 0) return renderDeny(decision);
+    let rendered = plainDenials.get(decision.reason);
+    if (!rendered) {
+      rendered = renderDeny(decision);
+      plainDenials.set(decision.reason, rendered);
+    }
+    return rendered;
+  }
+  return {
+    status: { code: GrpcStatus.OK },
+    ok_response: {
+      headers: headerOptions(decision.setHeaders),
+      headers_to_remove: decision.removeHeaders as string[],
+    },
+  };
+}

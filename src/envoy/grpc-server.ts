@@ -1,0 +1,55 @@
+/**
+ * The gRPC listener: ext_authz v3 Authorization and grpc.health.v1.Health on one port. Health says
+ * SERVING only when the sidecar can decide, and NOT_SERVING while draining.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { CheckHandler } from './authorization-service.js';
+import { envoyAuthProto } from './protos.js';
+
+export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
+/** The overall status ("") and the ext_authz service report the same thing. */
+const HEALTH_NAMES = ['', AUTHORIZATION_SERVICE] as const;
+
+export interface GrpcListener {
+  /** The bound port (useful when the configured port is 0). */
+  readonly port: number;
+  setServing(serving: boolean): void;
+  /** Stops accepting new calls and waits for in-flight calls, then forces close after `graceMs`. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export async function startGrpcListener(address: string, check: CheckHandler): Promise<GrpcListener> {
+  const server = new grpc.Server({
+    // Envoy keeps one long-lived HTTP/2 connection per worker; let it ping.
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  });
+  server.addService(envoyAuthProto().envoy.service.auth.v3.Authorization.service, { Check: check });
+  const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, 'NOT_SERVING'])));
+  health.addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+  });
+
+  return {
+    port,
+    setServing(serving) {
+      for (const name of HEALTH_NAMES) health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
+    },
+    shutdown(graceMs) {
+      return new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * CheckRequest → RequestContext. The only code that reads Envoy's attribute protos. It never
+ * throws: anything it cannot make sense of becomes a deny reason.
+ */
+import type { Reason } from '../core/decision.js';
+import type { Direction, GrpcCall, RequestContext } from '../core/request-context.js';
+import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
+import type { HeaderValue__Output } from '../generated/envoy/config/core/v3/HeaderValue.js';
+
+export interface ParserLimits {
+  /** Sum of header name and value lengths considered; more is refused rather than truncated. */
+  readonly maxHeaderBytes: number;
+}
+
+export type ParseResult =
+  | { readonly ok: true; readonly request: RequestContext }
+  | { readonly ok: false; readonly reason: Reason; readonly direction: Direction | undefined; readonly detail: string };
+
+/**
+ * Headers that are single-valued by definition. When Envoy joins repeats with ",", a comma in one
+ * of these means it arrived more than once (a JWT never contains a comma).
+ */
+const SINGLE_VALUED = ['authorization', 'x-jwtauth-on-behalf-of'] as const;
+/** CR, LF and NUL can never be part of a legitimate header value (request smuggling, log forging). */
+const FORBIDDEN_IN_VALUE = /[\r\n\0]/;
+/** `/package.Service/Method`, the only path shape a gRPC call has. */
+const GRPC_PATH = /^\/([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
+const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
+
+function fail(reason: Reason, direction: Direction | undefined, detail: string): ParseResult {
+  return { ok: false, reason, direction, detail };
+}
+
+function headerValue(entry: HeaderValue__Output): string {
+  // With encode_raw_headers Envoy sends bytes in raw_value; latin1 keeps every byte, so invalid
+  // UTF-8 is carried (and later rejected by whatever parses it) instead of throwing here.
+  if (entry.raw_value && entry.raw_value.length > 0) return entry.raw_value.toString('latin1');
+  return entry.value ?? '';
+}
+
+export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLimits): ParseResult {
+  const attributes = check.attributes;
+  const contextExtensions = attributes?.context_extensions ?? EMPTY;
+  const rawDirection = contextExtensions.direction;
+  if (rawDirection === undefined) return fail('missing_direction', undefined, 'context_extensions.direction is not set on this route');
+  if (rawDirection !== 'inbound' && rawDirection !== 'outbound') {
+    return fail('unknown_direction', undefined, 'context_extensions.direction must be inbound or outbound');
+  }
+  const direction: Direction = rawDirection;
+  const http = attributes?.request?.http;
+  if (!http) return fail('malformed_request', direction, 'CheckRequest has no attributes.request.http');
+
+  const headers = new Map<string, string>();
+  const duplicates = new Set<string>();
+  const pseudo = new Map<string, string>();
+  let headerBytes = 0;
+
+  const add = (rawName: string, value: string): Reason | undefined => {
+    const name = rawName.toLowerCase();
+    headerBytes += name.length + value.length;
+    if (headerBytes > limits.maxHeaderBytes) return 'headers_too_large';
+    if (FORBIDDEN_IN_VALUE.test(value)) return 'invalid_header_value';
+    if (name.startsWith(':')) {
+      pseudo.set(name, value);
+      return undefined;
+    }
+    const previous = headers.get(name);
+    if (previous === undefined) {
+      headers.set(name, value);
+    } else {
+      duplicates.add(name);
+      headers.set(name, `${previous},${value}`);
+    }
+    return undefined;
+  };
+
+  const raw = http.header_map?.headers;
+  if (raw && raw.length > 0) {
+    for (const entry of raw) {
+      const problem = add(entry.key ?? '', headerValue(entry));
+      if (problem) return fail(problem, direction, `header ${JSON.stringify((entry.key ?? '').slice(0, 64))} rejected`);
+    }
+  } else if (http.headers) {
+    for (const name in http.headers) {
+      const problem = add(name, http.headers[name] ?? '');
+      if (problem) return fail(problem, direction, `header ${JSON.stringify(name.slice(0, 64))} rejected`);
+    }
+    for (const name of SINGLE_VALUED) {
+      if (headers.get(name)?.includes(',')) duplicates.add(name);
+    }
+  }
+
+  const fullPath = http.path || pseudo.get(':path') || '';
+  if (fullPath === '') return fail('malformed_request', direction, 'request has no path');
+  const queryAt = fullPath.indexOf('?');
+  const path = queryAt === -1 ? fullPath : fullPath.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : fullPath.slice(queryAt + 1);
+  const method = (http.method || pseudo.get(':method') || '').toUpperCase();
+  if (method === '') return fail('malformed_request', direction, 'request has no method');
+  const authority = (http.host || pseudo.get(':authority') || headers.get('host') || '').toLowerCase();
+
+  const request: RequestContext = {
+    direction,
+    requestId: headers.get('x-request-id') ?? http.id ?? '',
+    authority,
+    method,
+    path,
+    query,
+    grpc: grpcCall(headers.get('content-type'), path),
+    headers,
+    duplicateHeaders: duplicates,
+    peerPrincipal: attributes?.source?.principal || undefined,
+    contextExtensions,
+  };
+  return { ok: true, request };
+}
+
+function grpcCall(contentType: string | undefined, path: string): GrpcCall | undefined {
+  if (contentType === undefined || !contentType.startsWith('application/grpc')) return undefined;
+  const match = GRPC_PATH.exec(path);
+  if (!match) return undefined;
+  return { service: match[1] as string, method: match[2] as string };
+}

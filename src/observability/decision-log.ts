@@ -1,0 +1,50 @@
+/**
+ * One JSON line per decision, and the counters and histograms that go with it. Denies are always
+ * logged; allows are sampled. The line holds who, what and why, never a token: `facts` is built
+ * by the decision core from verified claims only.
+ */
+import type { DecisionEvent, DecisionObserver } from '../envoy/authorization-service.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+
+export interface DecisionLogOptions {
+  readonly allowSampleRate: number;
+  readonly random?: () => number;
+}
+
+export function createDecisionObserver(metrics: Metrics, logger: Logger, options: () => DecisionLogOptions): DecisionObserver {
+  return (event: DecisionEvent) => {
+    const { decision, request, direction, seconds } = event;
+    metrics.checks.inc({ direction, decision: decision.kind, reason: decision.reason });
+    metrics.checkDuration.observe({ direction, decision: decision.kind }, seconds);
+    if (decision.kind === 'allow') {
+      if (decision.facts.wouldDeny) metrics.dryRunDenials.inc({ direction, reason: decision.facts.wouldDeny });
+      const { allowSampleRate, random = Math.random } = options();
+      if (allowSampleRate < 1 && random() >= allowSampleRate) return;
+    }
+    const facts = decision.facts;
+    logger.info(
+      {
+        requestId: request?.requestId,
+        direction,
+        method: request?.grpc ? `${request.grpc.service}/${request.grpc.method}` : request?.method,
+        path: request?.grpc ? undefined : request?.path,
+        authority: request?.authority,
+        rule: facts.rule,
+        subject: facts.subject,
+        subjectType: facts.subjectType,
+        issuer: facts.issuer,
+        audience: facts.audience,
+        tokenKind: facts.tokenKind,
+        checks: facts.checks,
+        decision: decision.kind,
+        reason: decision.reason,
+        status: decision.kind === 'deny' ? decision.status : 200,
+        detail: facts.detail,
+        wouldDeny: facts.wouldDeny,
+        latencyMs: Math.round(seconds * 1e6) / 1e3,
+      },
+      'decision',
+    );
+  };
+}
