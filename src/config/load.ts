@@ -51,6 +51,12 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.map((key, i) => (typeof key === 'number' ? `[${key}]` : `${i === 0 ? '' : '.'}${String(key)}`)).join('');
 }
 
+/** zod says "Too small: expected number to be >=0"; keep its words, but as the tail of our sentence. */
+function expectation(message: string): string {
+  const text = message.charAt(0).toLowerCase() + message.slice(1);
+  return /\bexpected\b/.test(text) ? text : `expected ${text}`;
+}
+
 /** One line per zod issue: `key.path: got VALUE; expected WHAT`. Unions report each branch's complaint once. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, prefix: readonly PropertyKey[] = []): string[] {
   const lines: string[] = [];
@@ -62,11 +68,11 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown
     }
     if (issue.code === 'invalid_union' && issue.errors.length > 0) {
       const nested = issue.errors.flatMap((branch) => formatIssues(branch, input, path));
-      lines.push(`${formatPath(path)}: got ${describeValue(valueAt(input, path))}; expected one of the accepted forms (${issue.message})`);
+      lines.push(`${formatPath(path)}: got ${describeValue(valueAt(input, path))}; expected one of the accepted forms:`);
       lines.push(...new Set(nested.map((line) => `  ${line}`)));
       continue;
     }
-    lines.push(`${formatPath(path)}: got ${describeValue(valueAt(input, path))}; expected ${issue.message}`);
+    lines.push(`${formatPath(path)}: got ${describeValue(valueAt(input, path))}; ${expectation(issue.message)}`);
   }
   return lines;
 }

@@ -12,8 +12,8 @@ import { tokensSchema } from '../tokens/config.js';
 /** `host:port`, with an IPv4/IPv6 literal or a name. Port 0 asks the OS for a free port (tests). */
 export const listenAddressSchema = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9191')
-  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535');
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: 'expected host:port, e.g. 127.0.0.1:9191', abort: true })
+  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'expected a port in 0-65535');
 
 export const serverSchema = z
   .strictObject({

@@ -1,0 +1,73 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfigFile, parseConfigText } from '../../src/config/load.js';
+
+function problemsOf(text: string): readonly string[] {
+  try {
+    parseConfigText(text, 'test.yaml', '/tmp');
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected the configuration to be rejected');
+}
+
+describe('configuration loading', () => {
+  it('applies defaults to an empty file', () => {
+    const { config } = parseConfigText('', 'test.yaml', '/tmp');
+    expect(config.server).toEqual({ grpcAddress: '127.0.0.1:9191', adminAddress: '127.0.0.1:9190', drainSeconds: 5 });
+    expect(config.dryRun).toBe(false);
+    expect(config.limits.maxTokenBytes).toBe(8192);
+  });
+
+  it('lists every problem at once, each with key path, bad value and expectation', () => {
+    const problems = problemsOf(
+      [
+        'server:',
+        '  grpcAddress: "localhost"',
+        '  drainSeconds: -1',
+        'log:',
+        '  level: loud',
+        'limits:',
+        '  maxTokenBytes: "big"',
+        'colour: blue',
+      ].join('\n'),
+    );
+    expect(problems).toHaveLength(5);
+    expect(problems).toContainEqual(expect.stringMatching(/^server\.grpcAddress: got "localhost"; expected host:port/));
+    expect(problems).toContainEqual(expect.stringMatching(/^server\.drainSeconds: got -1; too small: expected number to be >=0$/));
+    expect(problems).toContainEqual(expect.stringMatching(/^log\.level: got "loud"; invalid option: expected one of .*"info"/));
+    expect(problems).toContainEqual(expect.stringMatching(/^limits\.maxTokenBytes: got "big"; invalid input: expected number, received string$/));
+    expect(problems).toContainEqual('colour: unknown key; check its spelling and nesting');
+  });
+
+  it('reports YAML syntax errors with line numbers, and duplicate keys', () => {
+    const problems = problemsOf('server:\n  grpcAddress: 127.0.0.1:1\n  grpcAddress: 127.0.0.1:2\nlog: [unclosed\n');
+    expect(problems.length).toBeGreaterThanOrEqual(2);
+    expect(problems.join('\n')).toMatch(/DUPLICATE_KEY at line 3/);
+    expect(problems.every((p) => /^YAML \w+ at line \d+, column \d+: /.test(p))).toBe(true);
+  });
+
+  it('rejects a port out of range', () => {
+    expect(problemsOf('server: { adminAddress: "127.0.0.1:70000" }')).toEqual([expect.stringMatching(/^server\.adminAddress: .*0-65535/)]);
+  });
+
+  it('names the file when it cannot be read, and resolves relative paths against its directory', () => {
+    expect(() => loadConfigFile('/nonexistent/jwtauth.yaml')).toThrow(/\/nonexistent\/jwtauth\.yaml[\s\S]*ENOENT/);
+    const dir = mkdtempSync(join(tmpdir(), 'jwtauth-cfg-'));
+    writeFileSync(join(dir, 'c.yaml'), 'dryRun: true\n');
+    const loaded = loadConfigFile(join(dir, 'c.yaml'));
+    expect(loaded.baseDir).toBe(dir);
+    expect(loaded.config.dryRun).toBe(true);
+  });
+
+  it('gives equal configurations the same hash and different ones different hashes', () => {
+    const a = parseConfigText('dryRun: true', 'a', '/');
+    const b = parseConfigText('{ dryRun: true }', 'b', '/');
+    const c = parseConfigText('dryRun: false', 'c', '/');
+    expect(a.hash).toBe(b.hash);
+    expect(a.hash).not.toBe(c.hash);
+  });
+});
