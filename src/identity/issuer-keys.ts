@@ -1,0 +1,238 @@
+/**
+ * The verification keys of one issuer. We fetch and parse the JWKS ourselves rather than use
+ * jose's createRemoteJWKSet, because that one drops its keys after cacheMaxAge when a refetch
+ * fails; here the last good key set stays in use through an issuer outage.
+ *
+ * Each key is imported once and bound to exactly one algorithm (its `alg`, or the single
+ * allow-listed algorithm its type supports), so one key can never verify under two algorithms.
+ * Keys come only from the configured source: `jku`, `x5u`, `jwk` and `x5c` headers are ignored.
+ */
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { importJWK } from 'jose';
+import type { CryptoKey, JWK } from 'jose';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Algorithm, IssuerConfig } from './config.js';
+
+export interface BoundKey {
+  readonly kid: string | undefined;
+  readonly alg: Algorithm;
+  readonly key: CryptoKey;
+}
+
+export type KeyLookup =
+  | { readonly ok: true; readonly key: BoundKey }
+  | { readonly ok: false; readonly reason: 'keys_unavailable' | 'unknown_key' | 'disallowed_algorithm'; readonly detail: string };
+
+export interface IssuerKeysDeps {
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly baseDir: string;
+  readonly fetchTimeoutMs: number;
+  readonly now: () => number;
+}
+
+const MAX_JWKS_BYTES = 1 << 20;
+
+function compatible(alg: Algorithm, jwk: JWK): boolean {
+  switch (jwk.kty) {
+    case 'RSA':
+      return alg.startsWith('RS') || alg.startsWith('PS');
+    case 'EC':
+      return (alg === 'ES256' && jwk.crv === 'P-256') || (alg === 'ES384' && jwk.crv === 'P-384') || (alg === 'ES512' && jwk.crv === 'P-521');
+    case 'OKP':
+      return jwk.crv === 'Ed25519' && (alg === 'EdDSA' || alg === 'Ed25519');
+    default:
+      return false;
+  }
+}
+
+interface KeySet {
+  readonly byKid: ReadonlyMap<string, BoundKey>;
+  readonly all: readonly BoundKey[];
+}
+
+const EMPTY: KeySet = { byKid: new Map(), all: [] };
+
+export class IssuerKeys {
+  private keys: KeySet = EMPTY;
+  private lastFetchAt = Number.NEGATIVE_INFINITY;
+  private inflight: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly source: string;
+
+  constructor(
+    private readonly issuer: IssuerConfig,
+    private readonly deps: IssuerKeysDeps,
+  ) {
+    this.source = 'url' in issuer.jwks ? issuer.jwks.url : this.filePath(issuer.jwks.file);
+  }
+
+  /** Loads the first key set. A file that cannot be loaded is a config error; a URL that is down is not. */
+  async start(): Promise<void> {
+    const error = await this.refresh();
+    if (error !== undefined && 'file' in this.issuer.jwks) throw new Error(`issuer ${this.issuer.name}: ${error}`);
+    this.schedule(error === undefined);
+  }
+
+  hasKeys(): boolean {
+    return this.keys.all.length > 0;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Synchronous when the key is known; a Promise only when an unknown kid triggers a refetch. */
+  lookup(kid: string | undefined, alg: Algorithm): KeyLookup | Promise<KeyLookup> {
+    const found = this.find(kid, alg);
+    if (found.ok || found.reason === 'disallowed_algorithm' || !this.mayRefetch()) return found;
+    return this.refreshOnce().then(() => this.find(kid, alg));
+  }
+
+  private find(kid: string | undefined, alg: Algorithm): KeyLookup {
+    const { byKid, all } = this.keys;
+    if (all.length === 0) return { ok: false, reason: 'keys_unavailable', detail: `no keys loaded for issuer ${this.issuer.name}` };
+    if (kid !== undefined) {
+      const key = byKid.get(kid);
+      if (!key) return { ok: false, reason: 'unknown_key', detail: `kid ${JSON.stringify(kid.slice(0, 64))} not in JWKS` };
+      if (key.alg !== alg) return { ok: false, reason: 'disallowed_algorithm', detail: `key ${kid} is bound to ${key.alg}, token says ${alg}` };
+      return { ok: true, key };
+    }
+    let match: BoundKey | undefined;
+    for (const key of all) {
+      if (key.alg !== alg) continue;
+      // Without a kid, trying several keys would let one token cost N verifications; insist on one.
+      if (match) return { ok: false, reason: 'unknown_key', detail: 'token has no kid and several keys match its alg' };
+      match = key;
+    }
+    return match ? { ok: true, key: match } : { ok: false, reason: 'unknown_key', detail: `no ${alg} key without kid` };
+  }
+
+  private mayRefetch(): boolean {
+    if (!('url' in this.issuer.jwks)) return false;
+    return this.inflight !== undefined || this.deps.now() - this.lastFetchAt >= this.issuer.jwks.cooldownSeconds * 1000;
+  }
+
+  private refreshOnce(): Promise<void> {
+    this.inflight ??= this.refresh().then(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  private schedule(lastSucceeded: boolean): void {
+    if (this.closed) return;
+    const jwks = this.issuer.jwks;
+    const base = jwks.refreshSeconds * 1000;
+    // After a failure retry sooner, but no faster than the unknown-kid cool-down would allow.
+    const delay = lastSucceeded ? base * (0.9 + Math.random() * 0.2) : Math.min(base, ('url' in jwks ? jwks.cooldownSeconds : 5) * 1000);
+    this.timer = setTimeout(() => {
+      void this.refreshOnce().then(() => this.schedule(this.lastError === undefined));
+    }, delay);
+    this.timer.unref();
+  }
+
+  private lastError: string | undefined;
+
+  /** Fetches and installs a key set; returns the error text on failure (the old keys stay). */
+  private async refresh(): Promise<string | undefined> {
+    const { metrics, logger } = this.deps;
+    this.lastFetchAt = this.deps.now();
+    let error: string | undefined;
+    try {
+      const document = await this.load();
+      const next = await this.parse(document);
+      if (next.all.length === 0) throw new Error('JWKS has no usable keys');
+      this.keys = next;
+    } catch (cause) {
+      error = cause instanceof Error ? cause.message : String(cause);
+    }
+    this.lastError = error;
+    metrics.jwksRefreshes.inc({ issuer: this.issuer.name, result: error === undefined ? 'success' : 'failure' });
+    metrics.jwksKeys.set({ issuer: this.issuer.name }, this.keys.all.length);
+    if (error !== undefined) {
+      logger.warn({ issuer: this.issuer.name, source: this.source, error, keptKeys: this.keys.all.length }, 'JWKS refresh failed; keeping last good keys');
+    } else {
+      logger.debug({ issuer: this.issuer.name, keys: this.keys.all.length }, 'JWKS loaded');
+    }
+    return error;
+  }
+
+  private filePath(file: string): string {
+    return isAbsolute(file) ? file : resolve(this.deps.baseDir, file);
+  }
+
+  private async load(): Promise<unknown> {
+    let text: string;
+    if ('url' in this.issuer.jwks) {
+      const response = await fetch(this.issuer.jwks.url, {
+        signal: AbortSignal.timeout(this.deps.fetchTimeoutMs),
+        redirect: 'error',
+        headers: { accept: 'application/jwk-set+json, application/json' },
+      });
+      if (!response.ok) throw new Error(`JWKS fetch answered HTTP ${response.status}`);
+      text = await response.text();
+    } else {
+      text = await readFile(this.source, 'utf8');
+    }
+    if (text.length > MAX_JWKS_BYTES) throw new Error('JWKS larger than 1 MiB');
+    return JSON.parse(text) as unknown;
+  }
+
+  private async parse(document: unknown): Promise<KeySet> {
+    const keys = (document as { keys?: unknown } | null)?.keys;
+    if (!Array.isArray(keys)) throw new Error('JWKS has no "keys" array');
+    const byKid = new Map<string, BoundKey>();
+    const all: BoundKey[] = [];
+    const allowed = this.issuer.algorithms;
+    for (const entry of keys as unknown[]) {
+      if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) continue;
+      const jwk = entry as JWK;
+      const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
+      const skip = (why: string): void => this.deps.logger.warn({ issuer: this.issuer.name, kid, why }, 'JWKS key skipped');
+      if (jwk.d !== undefined || jwk.kty === 'oct') {
+        skip('private or symmetric key');
+        continue;
+      }
+      if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+      if (Array.isArray(jwk.key_ops) && !jwk.key_ops.includes('verify')) continue;
+      let alg: Algorithm | undefined;
+      if (typeof jwk.alg === 'string') {
+        alg = allowed.find((a) => a === jwk.alg && compatible(a, jwk));
+        if (!alg) {
+          skip(`alg ${jwk.alg} not allowed or not valid for the key type`);
+          continue;
+        }
+      } else {
+        const candidates = allowed.filter((a) => compatible(a, jwk));
+        if (candidates.length !== 1) {
+          skip(candidates.length === 0 ? 'no allowed algorithm fits the key' : `key has no alg and fits ${candidates.join(', ')}`);
+          continue;
+        }
+        alg = candidates[0];
+      }
+      if (alg === undefined) continue;
+      if (kid !== undefined && byKid.has(kid)) {
+        skip('duplicate kid');
+        continue;
+      }
+      let key: CryptoKey;
+      try {
+        const imported = await importJWK({ ...jwk, alg }, alg);
+        if (imported instanceof Uint8Array) continue;
+        key = imported;
+      } catch {
+        skip('key does not import');
+        continue;
+      }
+      const bound: BoundKey = { kid, alg, key };
+      all.push(bound);
+      if (kid !== undefined) byKid.set(kid, bound);
+    }
+    return { byKid, all };
+  }
+}

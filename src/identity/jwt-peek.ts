@@ -1,0 +1,40 @@
+/**
+ * Reads a compact JWS's header and payload WITHOUT verifying it, only to pick the issuer and the
+ * key. Nothing read here is trusted until jose has checked the signature with our own key.
+ * Every malformation is a value, never a throw.
+ */
+export interface PeekedJwt {
+  readonly alg: string;
+  readonly kid: string | undefined;
+  /** Undefined when the payload has no `iss`. */
+  readonly iss: string | undefined;
+}
+
+export type PeekResult = { readonly ok: true; readonly jwt: PeekedJwt } | { readonly ok: false; readonly detail: string };
+
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+function decodeJsonObject(segment: string): Record<string, unknown> | undefined {
+  if (!BASE64URL.test(segment)) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+export function peekJwt(token: string): PeekResult {
+  const first = token.indexOf('.');
+  const second = first < 0 ? -1 : token.indexOf('.', first + 1);
+  if (first <= 0 || second < 0 || token.indexOf('.', second + 1) >= 0) return { ok: false, detail: 'not a compact JWS' };
+  const header = decodeJsonObject(token.slice(0, first));
+  if (!header) return { ok: false, detail: 'header is not base64url JSON' };
+  const payload = decodeJsonObject(token.slice(first + 1, second));
+  if (!payload) return { ok: false, detail: 'payload is not base64url JSON' };
+  if (typeof header.alg !== 'string') return { ok: false, detail: 'header has no alg' };
+  if (header.kid !== undefined && typeof header.kid !== 'string') return { ok: false, detail: 'kid is not a string' };
+  if (payload.iss !== undefined && typeof payload.iss !== 'string') return { ok: false, detail: 'iss is not a string' };
+  return { ok: true, jwt: { alg: header.alg, kid: header.kid, iss: payload.iss } };
+}

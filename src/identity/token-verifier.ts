@@ -1,0 +1,209 @@
+/**
+ * Verifies inbound JWTs against the configured issuers. Results are cached by the token's
+ * SHA-256 until the token stops being valid, so a repeated token costs a hash and a map lookup,
+ * not a signature check. The audience is checked per call, after the cache, because the same
+ * token may be presented on routes expecting different audiences.
+ */
+import { createHash } from 'node:crypto';
+import { errors, jwtVerify } from 'jose';
+import type { JWTPayload } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { Reason } from '../core/decision.js';
+import type { TokenVerifier, VerifiedToken, VerifyResult } from '../core/ports.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Algorithm, IssuerConfig, IssuersConfig } from './config.js';
+import { IssuerKeys } from './issuer-keys.js';
+import { peekJwt } from './jwt-peek.js';
+
+export interface TokenVerifierDeps {
+  metrics: Metrics;
+  logger: Logger;
+  baseDir: string;
+  fetchTimeoutMs?: number;
+  /** Bound on cached verified tokens (default 10,000). */
+  cacheMaxEntries?: number;
+  /** Milliseconds since the epoch; tests move the clock. */
+  now?: () => number;
+}
+
+interface Issuer {
+  readonly config: IssuerConfig;
+  readonly keys: IssuerKeys;
+  readonly allowed: ReadonlySet<string>;
+  readonly requiredClaims: readonly string[];
+}
+
+interface CachedToken {
+  readonly token: VerifiedToken;
+  /** Milliseconds since the epoch after which the cached verification no longer holds. */
+  readonly validUntilMs: number;
+  readonly audience: string;
+}
+
+type Failure = { readonly ok: false; readonly reason: Reason; readonly detail?: string };
+
+function fail(reason: Reason, detail?: string): Failure {
+  return detail === undefined ? { ok: false, reason } : { ok: false, reason, detail };
+}
+
+/** Maps jose's errors to our reasons; anything unexpected is a malformed token, never an allow. */
+function reasonFor(error: unknown): Failure {
+  if (error instanceof errors.JWTExpired) {
+    return error.claim === 'iat' ? fail('token_too_old', 'older than maxLifetimeSeconds') : fail('token_expired');
+  }
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.reason === 'missing') return fail('missing_claim', `missing ${error.claim}`);
+    switch (error.claim) {
+      case 'nbf':
+        return fail('token_not_yet_valid');
+      case 'iat':
+        return error.reason === 'check_failed' ? fail('token_not_yet_valid', 'iat in the future') : fail('invalid_claim', 'iat');
+      case 'typ':
+        return fail('wrong_token_type');
+      case 'iss':
+        return fail('unknown_issuer');
+      case 'aud':
+        return fail('wrong_audience');
+      default:
+        return fail('invalid_claim', error.claim);
+    }
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed) return fail('bad_signature');
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return fail('disallowed_algorithm');
+  if (error instanceof errors.JWTInvalid || error instanceof errors.JWSInvalid) return fail('malformed_token', error.message);
+  return fail('malformed_token', error instanceof Error ? error.name : 'unknown error');
+}
+
+function audiences(payload: JWTPayload): string[] | undefined {
+  const aud = payload.aud;
+  if (typeof aud === 'string') return [aud];
+  if (Array.isArray(aud) && aud.every((a) => typeof a === 'string')) return aud;
+  return undefined;
+}
+
+function actorOf(payload: JWTPayload): string | undefined {
+  const act = payload.act;
+  if (act === null || typeof act !== 'object' || Array.isArray(act)) return undefined;
+  const sub = (act as Record<string, unknown>).sub;
+  return typeof sub === 'string' ? sub : undefined;
+}
+
+class JoseTokenVerifier implements TokenVerifier {
+  private readonly cache: LRUCache<string, CachedToken>;
+
+  constructor(
+    private readonly byIss: ReadonlyMap<string, Issuer>,
+    private readonly deps: TokenVerifierDeps & { now: () => number },
+  ) {
+    this.cache = new LRUCache<string, CachedToken>({ max: deps.cacheMaxEntries ?? 10_000, ttlAutopurge: false });
+  }
+
+  ready(): boolean {
+    for (const issuer of this.byIss.values()) if (!issuer.keys.hasKeys()) return false;
+    return true;
+  }
+
+  close(): void {
+    for (const issuer of this.byIss.values()) issuer.keys.close();
+    this.cache.clear();
+  }
+
+  verify(token: string, expectedAudience?: string): Promise<VerifyResult> {
+    const hash = createHash('sha256').update(token).digest('base64url');
+    const cached = this.cache.get(hash);
+    if (cached !== undefined) {
+      if (this.deps.now() < cached.validUntilMs) {
+        this.deps.metrics.verifiedTokenCache.inc({ event: 'hit' });
+        return Promise.resolve(this.checkAudience(cached, expectedAudience));
+      }
+      this.cache.delete(hash);
+    }
+    this.deps.metrics.verifiedTokenCache.inc({ event: 'miss' });
+    return this.verifyUncached(token, hash, expectedAudience);
+  }
+
+  private checkAudience(entry: CachedToken, expected: string | undefined): VerifyResult {
+    const want = expected ?? entry.audience;
+    if (!entry.token.audience.includes(want)) return fail('wrong_audience', `token not for ${want}`);
+    return { ok: true, token: entry.token };
+  }
+
+  private async verifyUncached(token: string, hash: string, expectedAudience: string | undefined): Promise<VerifyResult> {
+    try {
+      const peeked = peekJwt(token);
+      if (!peeked.ok) return fail('malformed_token', peeked.detail);
+      const { alg, kid, iss } = peeked.jwt;
+      if (iss === undefined) return fail('missing_claim', 'missing iss');
+      const issuer = this.byIss.get(iss);
+      if (!issuer) return fail('unknown_issuer');
+      if (!issuer.allowed.has(alg)) return fail('disallowed_algorithm', `alg ${alg.slice(0, 16)} not allowed for ${issuer.config.name}`);
+      const lookup = await issuer.keys.lookup(kid, alg as Algorithm);
+      if (!lookup.ok) return fail(lookup.reason, lookup.detail);
+
+      const config = issuer.config;
+      const nowMs = this.deps.now();
+      const { payload } = await jwtVerify(token, lookup.key.key, {
+        algorithms: [lookup.key.alg],
+        issuer: config.issuer,
+        clockTolerance: config.clockSkewSeconds,
+        requiredClaims: issuer.requiredClaims as string[],
+        currentDate: new Date(nowMs),
+        ...(config.typ !== undefined ? { typ: config.typ } : {}),
+        ...(config.maxLifetimeSeconds !== undefined ? { maxTokenAge: config.maxLifetimeSeconds } : {}),
+      });
+
+      if (typeof payload.sub !== 'string' || payload.sub === '') return fail('invalid_claim', 'sub is not a non-empty string');
+      if (typeof payload.exp !== 'number') return fail('invalid_claim', 'exp');
+      const aud = audiences(payload);
+      if (!aud) return fail('wrong_audience', 'aud missing or not strings');
+      const skewMs = config.clockSkewSeconds * 1000;
+      let validUntilMs = payload.exp * 1000 + skewMs;
+      if (config.maxLifetimeSeconds !== undefined && typeof payload.iat === 'number') {
+        if (payload.exp - payload.iat > config.maxLifetimeSeconds) return fail('token_too_old', 'lifetime exceeds maxLifetimeSeconds');
+        validUntilMs = Math.min(validUntilMs, (payload.iat + config.maxLifetimeSeconds) * 1000 + skewMs);
+      }
+
+      const verified: VerifiedToken = Object.freeze({
+        issuerName: config.name,
+        issuer: config.issuer,
+        issuerKind: config.kind,
+        subjectType: config.subjectType,
+        subject: payload.sub,
+        audience: Object.freeze(aud),
+        expiresAt: payload.exp,
+        actor: actorOf(payload),
+        claims: Object.freeze(payload as Record<string, unknown>),
+      });
+      const entry: CachedToken = { token: verified, validUntilMs, audience: config.audience };
+      const ttl = validUntilMs - nowMs;
+      if (ttl > 0) this.cache.set(hash, entry, { ttl });
+      return this.checkAudience(entry, expectedAudience);
+    } catch (error) {
+      return reasonFor(error);
+    }
+  }
+}
+
+export async function createTokenVerifier(
+  issuers: IssuersConfig,
+  deps: TokenVerifierDeps,
+): Promise<TokenVerifier & { close(): void }> {
+  const now = deps.now ?? Date.now;
+  const fetchTimeoutMs = deps.fetchTimeoutMs ?? 5000;
+  const byIss = new Map<string, Issuer>();
+  for (const config of issuers) {
+    const keys = new IssuerKeys(config, { metrics: deps.metrics, logger: deps.logger, baseDir: deps.baseDir, fetchTimeoutMs, now });
+    // exp bounds the cache entry and sub is the subject: both are always required.
+    const requiredClaims = [...new Set(['exp', 'sub', ...config.requiredClaims])];
+    byIss.set(config.issuer, { config, keys, allowed: new Set(config.algorithms), requiredClaims });
+  }
+  const verifier = new JoseTokenVerifier(byIss, { ...deps, now });
+  try {
+    await Promise.all([...byIss.values()].map((issuer) => issuer.keys.start()));
+  } catch (error) {
+    verifier.close();
+    throw error;
+  }
+  return verifier;
+}
