@@ -1,0 +1,223 @@
+/**
+ * Gets tokens from an OAuth 2.0 token service over mutual TLS:
+ *   - service tokens with the client_credentials grant (RFC 6749 section 4.4);
+ *   - user tokens with token exchange (RFC 8693);
+ * the client authenticated by its certificate (RFC 8705 `tls_client_auth`, client_id in the body).
+ * Every failure becomes a TokenResult with its own reason; nothing from the token service's
+ * answer reaches a log or a reason detail unsanitized, and no token ever does.
+ */
+import { request as httpsRequest, Agent } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { decodeJwt } from 'jose';
+import type { Reason } from '../core/decision.js';
+import type { TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
+import { resolveSecret } from '../config/secret.js';
+import type { ExchangeSourceConfig } from './config.js';
+
+const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** What may go into an Authorization header (RFC 6750 b64token); anything else is refused. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+const JWT_LIKE = /[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*/g;
+
+export interface ExchangeOptions {
+  readonly serviceName: string;
+  readonly baseDir: string;
+  /** Epoch milliseconds. */
+  readonly now?: () => number;
+}
+
+/** Makes token-service text safe for logs and reason details: printable, short, no token-shaped runs. */
+export function sanitize(text: unknown, max = 160): string {
+  if (typeof text !== 'string') return '';
+  // eslint-disable-next-line no-control-regex
+  const printable = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').replace(JWT_LIKE, '[token]');
+  return printable.length > max ? `${printable.slice(0, max)}...` : printable;
+}
+
+function fail(reason: Reason, detail: string): TokenResult {
+  return { ok: false, reason, detail };
+}
+
+const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|EPROTO)/;
+
+function readFile(path: string, baseDir: string, what: string): string {
+  const full = isAbsolute(path) ? path : resolve(baseDir, path);
+  try {
+    return readFileSync(full, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot read ${what} ${full}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+export class ExchangeTokenSource implements TokenSource {
+  readonly name = 'exchange';
+  private readonly agent: Agent;
+  private readonly url: URL;
+  private readonly clientId: string;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly config: ExchangeSourceConfig,
+    options: ExchangeOptions,
+  ) {
+    this.url = new URL(config.tokenEndpoint);
+    this.clientId = config.clientId ?? options.serviceName;
+    this.now = options.now ?? Date.now;
+    this.agent = new Agent({
+      cert: readFile(config.clientCertFile, options.baseDir, 'client certificate'),
+      key: resolveSecret(config.clientKey, options.baseDir),
+      ca: readFile(config.caFile, options.baseDir, 'CA bundle'),
+      servername: config.serverName ?? this.url.hostname,
+      rejectUnauthorized: true,
+      keepAlive: true,
+      maxSockets: 16,
+      minVersion: 'TLSv1.2',
+    });
+  }
+
+  async issue(request: TokenRequest): Promise<TokenResult> {
+    const form = new URLSearchParams();
+    switch (request.kind) {
+      case 'service':
+        form.set('grant_type', 'client_credentials');
+        break;
+      case 'exchange':
+        form.set('grant_type', TOKEN_EXCHANGE_GRANT);
+        form.set('subject_token', request.subjectToken);
+        form.set('subject_token_type', this.config.subjectTokenType);
+        form.set('requested_token_type', this.config.requestedTokenType);
+        break;
+      case 'on_behalf_of':
+        // RFC 8693 needs a subject token to exchange, and a background job has none.
+        return fail('token_source_error', 'on-behalf-of tokens need tokens.source.kind: mint');
+    }
+    form.set('client_id', this.clientId);
+    if (this.config.audienceParameter === 'resource') form.set('resource', this.config.resourcePrefix + request.audience);
+    else form.set('audience', request.audience);
+
+    const started = this.now();
+    const answer = await this.post(form.toString());
+    if ('reason' in answer) return fail(answer.reason, answer.detail);
+    return this.interpret(answer.status, answer.body, request.kind, started);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private interpret(status: number, body: string, kind: TokenRequest['kind'], started: number): TokenResult {
+    let json: Record<string, unknown> | undefined;
+    try {
+      const parsed: unknown = JSON.parse(body);
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) json = parsed as Record<string, unknown>;
+    } catch {
+      json = undefined;
+    }
+    if (status >= 500) return fail('token_source_unavailable', `token service answered HTTP ${status}`);
+    if (status !== 200) {
+      const code = typeof json?.error === 'string' ? sanitize(json.error, 64) : '';
+      const description = sanitize(json?.error_description);
+      const detail = `token service refused the ${kind} request: HTTP ${status} ${code || 'without an error code'}${description ? ` (${description})` : ''}`;
+      switch (code) {
+        case 'invalid_grant':
+        case 'invalid_client':
+        case 'unauthorized_client':
+        case 'access_denied':
+          return fail('token_exchange_rejected', detail);
+        case 'invalid_target':
+        case 'invalid_scope':
+          return fail('token_exchange_invalid_target', detail);
+        default:
+          return fail('token_source_error', detail);
+      }
+    }
+    if (!json) return fail('token_source_error', 'token service answered 200 without a JSON object');
+    const accessToken = json.access_token;
+    if (typeof accessToken !== 'string' || accessToken.length === 0 || !B64TOKEN.test(accessToken)) {
+      return fail('token_source_error', 'token service answer has no usable access_token');
+    }
+    const tokenType = typeof json.token_type === 'string' ? json.token_type.toLowerCase() : '';
+    // RFC 8693 answers N_A when the issued token is not an access token used as a bearer token.
+    if (tokenType !== 'bearer' && !(kind === 'exchange' && tokenType === 'n_a')) {
+      return fail('token_source_error', `token service issued token_type "${sanitize(json.token_type, 32)}", not Bearer`);
+    }
+    const issuedAt = Math.floor(started / 1000);
+    let expiresAt = Number.POSITIVE_INFINITY;
+    if (typeof json.expires_in === 'number' && Number.isFinite(json.expires_in) && json.expires_in > 0) {
+      // Counted from when the request was sent: the answer may have spent time on the wire.
+      expiresAt = issuedAt + Math.floor(json.expires_in);
+    }
+    const jwtExp = jwtExpiry(accessToken);
+    if (jwtExp !== undefined) expiresAt = Math.min(expiresAt, jwtExp);
+    if (!Number.isFinite(expiresAt)) return fail('token_source_error', 'token service answer says neither expires_in nor exp');
+    return { ok: true, token: { token: accessToken, issuedAt, expiresAt } };
+  }
+
+  private post(body: string): Promise<{ status: number; body: string } | { reason: Reason; detail: string }> {
+    const { timeoutMs, maxResponseBytes } = this.config;
+    return new Promise((settle) => {
+      let done = false;
+      const finish = (value: { status: number; body: string } | { reason: Reason; detail: string }): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        settle(value);
+      };
+      const req = httpsRequest(
+        this.url,
+        {
+          method: 'POST',
+          agent: this.agent,
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            accept: 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > maxResponseBytes) {
+              req.destroy();
+              finish({ reason: 'token_source_error', detail: `token service answer exceeds ${maxResponseBytes} bytes` });
+              return;
+            }
+            chunks.push(chunk);
+          });
+          res.on('end', () => finish({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', (error) => finish(classifyNetworkError(error)));
+        },
+      );
+      // One deadline for the whole exchange: connect, TLS handshake, request and answer.
+      const timer = setTimeout(() => {
+        finish({ reason: 'token_source_timeout', detail: `token service did not answer within ${timeoutMs} ms` });
+        req.destroy();
+      }, timeoutMs);
+      req.on('error', (error) => finish(classifyNetworkError(error)));
+      req.end(body);
+    });
+  }
+}
+
+function classifyNetworkError(error: Error): { reason: Reason; detail: string } {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const message = sanitize(error.message, 120);
+  if (TLS_CODE.test(code) || /certificate|handshake|ssl|tls alert/i.test(error.message)) {
+    return { reason: 'token_source_tls_error', detail: `TLS to the token service failed: ${code || 'error'} ${message}`.trim() };
+  }
+  return { reason: 'token_source_unavailable', detail: `token service unreachable: ${code || 'error'} ${message}`.trim() };
+}
+
+function jwtExpiry(token: string): number | undefined {
+  if (token.split('.').length !== 3) return undefined;
+  try {
+    const exp = decodeJwt(token).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
