@@ -10,6 +10,9 @@ TOOLS="${JWTAUTH_TOOLS_DIR:-$ROOT/.tools}"
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
 # v1.56.2 is the newest tag whose go.mod has no `replace` directive, so plain `go install` works.
 SPICEDB_REF="${SPICEDB_REF:-v1.56.2}"
+# Benchmark peers (npm run bench only). Plain @latest of opa-envoy-plugin resolves to an old v0.46 tag.
+OPA_ENVOY_REF="${OPA_ENVOY_REF:-v1.14.1-envoy}"
+GHZ_REF="${GHZ_REF:-v0.93.0}"
 
 CACHE="${JWTAUTH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwtauth-sidecar}"
 
@@ -33,6 +36,32 @@ install_envoy() {
     log "envoy $ENVOY_VERSION: cached"
   fi
   ln -sf "$home/envoy" "$TOOLS/bin/envoy"
+}
+
+# Builds a pinned Go command into the machine cache and links it into .tools/bin; $1 name,
+# $2 ref, $3 module, $4 package. Built as a dependency of a throwaway module rather than with
+# `go install pkg@ref`, whose deprecation lookup reads the module's version list, which the
+# module proxy refuses for some modules (opa-envoy-plugin: 403).
+install_go_tool() {
+  local name=$1 ref=$2 module=$3 package=$4
+  local home="$CACHE/$name-$ref"
+  if [[ ! -f "$home/ok" ]]; then
+    log "$name $ref: building with Go (minutes on 2 cores the first time)"
+    ( while sleep 20; do log "  ...still building $name"; done ) &
+    local ticker=$! work
+    work=$(mktemp -d)
+    if ! (cd "$work" && go mod init jwtauth-tools >/dev/null 2>&1 && go get "$module@$ref" && go build -trimpath -o "$home/$name" "$package"); then
+      kill "$ticker" 2>/dev/null || true
+      rm -rf "$work"
+      exit 1
+    fi
+    kill "$ticker" 2>/dev/null || true
+    rm -rf "$work"
+    touch "$home/ok"
+  else
+    log "$name $ref: cached"
+  fi
+  ln -sf "$home/$name" "$TOOLS/bin/$name"
 }
 
 install_spicedb() {
@@ -69,5 +98,10 @@ case "$what" in
   spicedb) install_spicedb ;;
   h2load) install_h2load ;;
   all) install_envoy; install_spicedb; install_h2load ;;
-  *) echo "usage: $0 [all|envoy|spicedb|h2load]" >&2; exit 2 ;;
+  bench)
+    install_envoy; install_spicedb; install_h2load
+    install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" github.com/open-policy-agent/opa-envoy-plugin github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
+    install_go_tool ghz "$GHZ_REF" github.com/bojand/ghz github.com/bojand/ghz/cmd/ghz
+    ;;
+  *) echo "usage: $0 [all|envoy|spicedb|h2load|bench]" >&2; exit 2 ;;
 esac
