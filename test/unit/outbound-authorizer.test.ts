@@ -1,0 +1,371 @@
+import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import type { Decision } from '../../src/core/decision.js';
+import type {
+  PermissionAnswer,
+  PermissionChecker,
+  PermissionQuery,
+  TokenRequest,
+  TokenResult,
+  TokenSource,
+  TokenVerifier,
+  VerifiedToken,
+  VerifyResult,
+} from '../../src/core/ports.js';
+import type { RequestContext } from '../../src/core/request-context.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { outboundSchema } from '../../src/outbound/config.js';
+import type { OutboundConfigInput } from '../../src/outbound/config.js';
+import { createOutboundAuthorizer } from '../../src/outbound/outbound-authorizer.js';
+
+const OBO = 'x-jwtauth-on-behalf-of';
+const INTERNAL = 'internal.tok.sig';
+const INTERNAL_OTHER_AUD = 'internal.other.sig';
+const EXTERNAL = 'external.tok.sig';
+const EXPIRED = 'expired.tok.sig';
+const UNKNOWN = 'unknown.tok.sig';
+
+function verified(kind: 'internal' | 'external', subject: string, audience: string[]): VerifiedToken {
+  return {
+    issuerName: kind === 'internal' ? 'mesh' : 'public',
+    issuer: `https://${kind}.example`,
+    issuerKind: kind,
+    subjectType: kind === 'internal' ? 'service' : 'user',
+    subject,
+    audience,
+    expiresAt: 2_000_000_000,
+    actor: undefined,
+    claims: { sub: subject },
+  };
+}
+
+/** A TokenVerifier double: internal tokens carry an audience; external ones are for the public API. */
+class FakeVerifier implements TokenVerifier {
+  calls: Array<[string, string | undefined]> = [];
+  verify(token: string, expectedAudience?: string): Promise<VerifyResult> {
+    this.calls.push([token, expectedAudience]);
+    const table: Record<string, VerifiedToken> = {
+      [INTERNAL]: verified('internal', 'billing', ['vmcontroller']),
+      [INTERNAL_OTHER_AUD]: verified('internal', 'billing', ['gwadmin']),
+      [EXTERNAL]: verified('external', 'alice', ['public-api']),
+    };
+    if (token === EXPIRED) return Promise.resolve({ ok: false, reason: 'token_expired' });
+    const found = table[token];
+    if (!found) return Promise.resolve({ ok: false, reason: 'unknown_issuer' });
+    const wanted = expectedAudience ?? (found.issuerKind === 'internal' ? 'self' : 'public-api');
+    if (!found.audience.includes(wanted)) return Promise.resolve({ ok: false, reason: 'wrong_audience' });
+    return Promise.resolve({ ok: true, token: found });
+  }
+  ready(): boolean {
+    return true;
+  }
+}
+
+class FakeChecker implements PermissionChecker {
+  queries: PermissionQuery[] = [];
+  constructor(private readonly answer: (q: PermissionQuery) => PermissionAnswer) {}
+  check(query: PermissionQuery): Promise<PermissionAnswer> {
+    this.queries.push(query);
+    return Promise.resolve(this.answer(query));
+  }
+  ready(): boolean {
+    return true;
+  }
+}
+
+class FakeTokens implements TokenSource {
+  readonly name = 'fake';
+  requests: TokenRequest[] = [];
+  constructor(private readonly result: (r: TokenRequest) => TokenResult = (r) => ({ ok: true, token: { token: `minted-${r.kind}-${r.audience}`, issuedAt: 1, expiresAt: 2 } })) {}
+  issue(request: TokenRequest): Promise<TokenResult> {
+    this.requests.push(request);
+    return Promise.resolve(this.result(request));
+  }
+}
+
+function request(options: {
+  headers?: Record<string, string>;
+  duplicate?: string[];
+  authority?: string;
+  ext?: Record<string, string>;
+}): RequestContext {
+  return {
+    direction: 'outbound',
+    requestId: 'r1',
+    authority: options.authority ?? 'vmcontroller',
+    method: 'POST',
+    path: '/vm.v1.VMs/Create',
+    query: '',
+    grpc: undefined,
+    headers: new Map(Object.entries(options.headers ?? {})),
+    duplicateHeaders: new Set(options.duplicate ?? []),
+    peerPrincipal: undefined,
+    contextExtensions: options.ext ?? { direction: 'outbound', audience: 'vmcontroller' },
+  };
+}
+
+const CONFIG: OutboundConfigInput = {
+  upstreams: [
+    { audience: 'vmcontroller', authorities: ['vmcontroller', 'vmcontroller.svc:8443'] },
+    { audience: 'gwadmin', authorities: ['gwadmin'] },
+    { audience: 'routed-only' },
+  ],
+  onBehalfOf: {
+    allowedCallers: ['gwadmin'],
+    checks: [{ resource: 'cloud:{header.x-cloud-id}', permission: 'create_saga', subject: 'user:{subject}' }],
+  },
+};
+
+function setup(
+  options: {
+    config?: OutboundConfigInput;
+    serviceName?: string;
+    checker?: FakeChecker;
+    tokens?: FakeTokens;
+  } = {},
+) {
+  const verifier = new FakeVerifier();
+  const checker = options.checker ?? new FakeChecker(() => ({ outcome: 'allowed', cached: false }));
+  const tokens = options.tokens ?? new FakeTokens();
+  const config = outboundSchema.parse(options.config ?? CONFIG);
+  if (!config) throw new Error('config');
+  const authorizer = createOutboundAuthorizer(config, {
+    verifier,
+    checker,
+    tokens,
+    serviceName: options.serviceName ?? 'gwadmin',
+    metrics: new Metrics({ processMetrics: false }),
+    logger: pino({ level: 'silent' }),
+    maxTokenBytes: 8192,
+  });
+  return { authorizer, verifier, checker, tokens };
+}
+
+function authorization(decision: Decision): string | undefined {
+  if (decision.kind !== 'allow') return undefined;
+  return decision.setHeaders.find(([name]) => name === 'authorization')?.[1];
+}
+
+describe('outbound classification', () => {
+  it('(a) passes an internal token for this upstream unchanged', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ headers: { authorization: `Bearer ${INTERNAL}` } }));
+    expect(d).toMatchObject({ kind: 'allow', reason: 'internal_token_passed', facts: { tokenKind: 'internal', audience: 'vmcontroller' } });
+    expect(authorization(d)).toBeUndefined();
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('(b) exchanges an external user token for this upstream and replaces the header', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ headers: { authorization: `Bearer ${EXTERNAL}` } }));
+    expect(d).toMatchObject({ kind: 'allow', reason: 'user_token_exchanged', facts: { subject: 'alice', tokenKind: 'external' } });
+    expect(authorization(d)).toBe('Bearer minted-exchange-vmcontroller');
+    expect(tokens.requests).toHaveLength(1);
+    const sent = tokens.requests[0];
+    expect(sent).toMatchObject({ kind: 'exchange', audience: 'vmcontroller', subjectToken: EXTERNAL });
+    // The cache key uses a digest, never the token itself.
+    expect(sent?.kind === 'exchange' && sent.subjectTokenHash).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('(c) attaches a service token when the call has none, for the route’s audience', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({}));
+    expect(d).toMatchObject({ kind: 'allow', reason: 'service_token_attached', facts: { subject: 'gwadmin', tokenKind: 'service' } });
+    expect(authorization(d)).toBe('Bearer minted-service-vmcontroller');
+    expect(tokens.requests).toEqual([{ kind: 'service', audience: 'vmcontroller' }]);
+  });
+
+  it.each([
+    ['an expired token', { authorization: `Bearer ${EXPIRED}` }, [], 'token_expired'],
+    ['a token from an unknown issuer', { authorization: `Bearer ${UNKNOWN}` }, [], 'unknown_issuer'],
+    ['an internal token for another audience', { authorization: `Bearer ${INTERNAL_OTHER_AUD}` }, [], 'wrong_audience'],
+    ['a non-bearer Authorization header', { authorization: 'Basic dXNlcjpwYXNz' }, [], 'malformed_authorization'],
+    ['a bearer value that is not a token', { authorization: 'Bearer a b' }, [], 'malformed_authorization'],
+    ['two Authorization headers', { authorization: `Bearer ${INTERNAL},Bearer ${EXTERNAL}` }, ['authorization'], 'duplicate_authorization'],
+  ] as const)('(d) denies %s with 401 and never swaps in a service token', async (_name, headers, duplicate, reason) => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ headers, duplicate: [...duplicate] }));
+    expect(d).toMatchObject({ kind: 'deny', reason, status: 401 });
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('denies when the token source fails, with the source’s reason, and sets no header', async () => {
+    const tokens = new FakeTokens(() => ({ ok: false, reason: 'token_source_unavailable', detail: 'issuer down' }));
+    const { authorizer } = setup({ tokens });
+    const d = await authorizer.decide(request({}));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'token_source_unavailable', status: 503, facts: { detail: 'issuer down' } });
+  });
+
+  it('denies (never allows) when a port throws', async () => {
+    const tokens = new FakeTokens(() => {
+      throw new Error('boom');
+    });
+    const { authorizer } = setup({ tokens });
+    expect(await authorizer.decide(request({}))).toMatchObject({ kind: 'deny', reason: 'internal_error', status: 500 });
+  });
+});
+
+describe('outbound upstream allow-list', () => {
+  it('denies an audience that is not listed', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ ext: { direction: 'outbound', audience: 'evil' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream', status: 403 });
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('denies an unknown authority when the route names no audience', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ authority: 'attacker.example', ext: { direction: 'outbound' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream' });
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('maps a listed authority to its audience when the route names none', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ authority: 'vmcontroller.svc:8443', ext: { direction: 'outbound' } }));
+    expect(d).toMatchObject({ kind: 'allow', reason: 'service_token_attached' });
+    expect(tokens.requests).toEqual([{ kind: 'service', audience: 'vmcontroller' }]);
+  });
+
+  it('denies a route audience whose listed authorities do not include the request’s', async () => {
+    const { authorizer } = setup();
+    const d = await authorizer.decide(request({ authority: 'elsewhere.example' }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream' });
+  });
+
+  it('denies a route audience sent to an authority that belongs to another upstream', async () => {
+    const { authorizer } = setup();
+    const d = await authorizer.decide(request({ authority: 'gwadmin', ext: { direction: 'outbound', audience: 'vmcontroller' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream' });
+  });
+
+  it('accepts any authority for an upstream that lists none, when the route names it', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ authority: '127.0.0.1:18080', ext: { direction: 'outbound', audience: 'routed-only' } }));
+    expect(d).toMatchObject({ kind: 'allow' });
+    expect(tokens.requests).toEqual([{ kind: 'service', audience: 'routed-only' }]);
+  });
+
+  it('rejects a config that maps one authority to two upstreams', () => {
+    const result = outboundSchema.safeParse({
+      upstreams: [
+        { audience: 'a1', authorities: ['shared'] },
+        { audience: 'a2', authorities: ['shared'] },
+      ],
+    });
+    expect(result.success).toBe(false);
+  });
+});
+
+describe('outbound on-behalf-of', () => {
+  const oboRequest = (user = 'cloud-teleport-aleksander.rykalin', extra: Record<string, string> = {}) =>
+    request({ headers: { [OBO]: user, 'x-cloud-id': 'cl0', ...extra } });
+
+  it('attaches an on-behalf-of token when the check allows, checking the escaped user id', async () => {
+    const { authorizer, checker, tokens } = setup();
+    const d = await authorizer.decide(oboRequest());
+    expect(d).toMatchObject({ kind: 'allow', reason: 'on_behalf_of_token_attached', facts: { subject: 'cloud-teleport-aleksander.rykalin' } });
+    expect(d.kind === 'allow' && d.removeHeaders).toContain(OBO);
+    expect(authorization(d)).toBe('Bearer minted-on_behalf_of-vmcontroller');
+    expect(checker.queries).toHaveLength(1);
+    expect(checker.queries[0]).toMatchObject({
+      resource: { type: 'cloud', id: 'cl0' },
+      permission: 'create_saga',
+      subject: { type: 'user', id: '=cloud-teleport-aleksander=2Erykalin' },
+    });
+    // The token names the raw user; only the SpiceDB query is escaped.
+    expect(tokens.requests).toEqual([{ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'cloud-teleport-aleksander.rykalin', userType: 'user' }]);
+  });
+
+  it('denies with on_behalf_of_not_permitted when SpiceDB says no, and gets no token', async () => {
+    const checker = new FakeChecker(() => ({ outcome: 'denied', cached: false }));
+    const { authorizer, tokens } = setup({ checker });
+    const d = await authorizer.decide(oboRequest());
+    expect(d).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_permitted', status: 403 });
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('treats a conditional answer as a denial', async () => {
+    const checker = new FakeChecker(() => ({ outcome: 'conditional', cached: false }));
+    const { authorizer } = setup({ checker });
+    expect(await authorizer.decide(oboRequest())).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_permitted' });
+  });
+
+  it('passes a SpiceDB outage through as its retryable reason', async () => {
+    const checker = new FakeChecker(() => ({ outcome: 'error', reason: 'permission_backend_unavailable', cached: false }));
+    const { authorizer } = setup({ checker });
+    expect(await authorizer.decide(oboRequest())).toMatchObject({ kind: 'deny', reason: 'permission_backend_unavailable', status: 503 });
+  });
+
+  it('denies a caller that may not use on-behalf-of, before asking SpiceDB', async () => {
+    const { authorizer, checker, tokens } = setup({ serviceName: 'billing' });
+    const d = await authorizer.decide(oboRequest());
+    expect(d).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_allowed_for_caller', status: 403 });
+    expect(checker.queries).toEqual([]);
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('lets route config name the caller', async () => {
+    const { authorizer } = setup({ serviceName: 'billing' });
+    const d = await authorizer.decide(
+      request({ headers: { [OBO]: 'alice', 'x-cloud-id': 'cl0' }, ext: { direction: 'outbound', audience: 'vmcontroller', caller: 'gwadmin' } }),
+    );
+    expect(d).toMatchObject({ kind: 'allow', reason: 'on_behalf_of_token_attached' });
+  });
+
+  it('denies when on-behalf-of is not configured at all', async () => {
+    const { authorizer } = setup({ config: { upstreams: [{ audience: 'vmcontroller' }] } });
+    expect(await authorizer.decide(oboRequest())).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_allowed_for_caller' });
+  });
+
+  it('denies when a value the check needs is missing', async () => {
+    const { authorizer, checker } = setup();
+    const d = await authorizer.decide(request({ headers: { [OBO]: 'alice' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'invalid_check_input' });
+    expect(checker.queries).toEqual([]);
+  });
+
+  it.each([['', 'empty'], ['al ice', 'a space'], ['x'.repeat(257), 'too long']])('denies a user id that is %s (%s)', async (user) => {
+    const { authorizer } = setup();
+    expect(await authorizer.decide(oboRequest(user))).toMatchObject({ kind: 'deny', reason: 'invalid_header_value' });
+  });
+
+  it('denies two on-behalf-of headers', async () => {
+    const { authorizer } = setup();
+    const d = await authorizer.decide(request({ headers: { [OBO]: 'alice,bob', 'x-cloud-id': 'cl0' }, duplicate: [OBO] }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'invalid_header_value' });
+  });
+
+  it('denies a request that carries a token and also names a user', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ headers: { authorization: `Bearer ${EXTERNAL}`, [OBO]: 'alice', 'x-cloud-id': 'cl0' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'malformed_request' });
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('removes the on-behalf-of header on every kind of allow', async () => {
+    const { authorizer } = setup();
+    const decisions = [
+      await authorizer.decide(request({ headers: { authorization: `Bearer ${INTERNAL}` } })),
+      await authorizer.decide(request({ headers: { authorization: `Bearer ${EXTERNAL}` } })),
+      await authorizer.decide(request({})),
+      await authorizer.decide(oboRequest()),
+    ];
+    for (const d of decisions) {
+      expect(d.kind).toBe('allow');
+      expect(d.kind === 'allow' && d.removeHeaders).toContain(OBO);
+    }
+  });
+
+  it('removes a configured header name instead of the default', async () => {
+    const { authorizer } = setup({
+      config: { ...CONFIG, onBehalfOf: { header: 'X-Acting-For', allowedCallers: [], checks: [] } },
+    });
+    const d = await authorizer.decide(request({}));
+    expect(d.kind === 'allow' && d.removeHeaders).toEqual(['x-acting-for']);
+  });
+
+  it('rejects a config that allows callers without any check', () => {
+    expect(outboundSchema.safeParse({ upstreams: [], onBehalfOf: { allowedCallers: ['gwadmin'] } }).success).toBe(false);
+  });
+});
