@@ -1,4 +1,43 @@
-// STUB owned by the inbound work: the `spicedb` section. Replace freely, keep the export names.
+/**
+ * The `spicedb` section: where permission checks go, how long each may take, how many may be in
+ * flight, and how long decisions are cached. Without an endpoint the sidecar runs SpiceDB itself,
+ * in-process, from a schema and relationships file (development and small static models).
+ */
 import { z } from 'zod';
-export const spicedbSchema = z.strictObject({}).default({});
+import { secretRefSchema } from '../config/secret.js';
+
+export const spicedbSchema = z
+  .strictObject({
+    endpoint: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port')
+      .optional()
+      .describe('SpiceDB gRPC address; omit to run the embedded SpiceDB'),
+    tls: z
+      .union([z.boolean(), z.strictObject({ caFile: z.string().min(1).describe('PEM CA bundle; relative to the config file') })])
+      .default(true)
+      .describe('true: TLS with system roots; { caFile }: TLS with this CA; false: plaintext'),
+    presharedKey: secretRefSchema.optional().describe('SpiceDB preshared key; required with endpoint'),
+    deadlineMs: z.int().min(10).max(30_000).default(300).describe('budget for one check, the retry on UNAVAILABLE included'),
+    maxInflight: z.int().min(1).max(100_000).default(256).describe('concurrent SpiceDB calls; beyond it checks fail fast with 503'),
+    decisionCache: z
+      .strictObject({
+        ttlMs: z.int().min(0).max(60_000).default(3000).describe('0 disables; keep at or below the quantization window (5 s)'),
+        maxEntries: z.int().min(1).max(10_000_000).default(50_000),
+      })
+      .prefault({}),
+    embedded: z
+      .strictObject({
+        schemaFile: z.string().min(1).optional().describe('default: the packaged examples/schema.zed'),
+        relationshipsFile: z.string().min(1).optional().describe('default: the packaged examples/relationships.txt'),
+      })
+      .prefault({}),
+  })
+  .superRefine((value, ctx) => {
+    if (value.endpoint !== undefined && value.presharedKey === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['presharedKey'], message: 'presharedKey is required when endpoint is set' });
+    }
+  })
+  .prefault({});
+
 export type SpicedbConfig = z.infer<typeof spicedbSchema>;

@@ -1,0 +1,57 @@
+/**
+ * PermissionQuery ⇄ authzed.api.v1 messages. One place builds the request, for the gRPC client
+ * and the embedded worker alike, and one place reads the answer.
+ */
+import { v1 } from '@authzed/authzed-node';
+import type { Reason } from '../core/decision.js';
+import type { Consistency, PermissionAnswer, PermissionQuery } from '../core/ports.js';
+
+type JsonObject = Parameters<typeof v1.createStructFromObject>[0];
+
+function consistencyMessage(consistency: Consistency): v1.Consistency {
+  switch (consistency.kind) {
+    case 'minimize_latency':
+      return v1.Consistency.create({ requirement: { oneofKind: 'minimizeLatency', minimizeLatency: true } });
+    case 'fully_consistent':
+      return v1.Consistency.create({ requirement: { oneofKind: 'fullyConsistent', fullyConsistent: true } });
+    case 'at_least_as_fresh':
+      return v1.Consistency.create({
+        requirement: { oneofKind: 'atLeastAsFresh', atLeastAsFresh: v1.ZedToken.create({ token: consistency.zedToken }) },
+      });
+  }
+}
+
+export function toCheckRequest(query: PermissionQuery): v1.CheckPermissionRequest {
+  return v1.CheckPermissionRequest.create({
+    resource: v1.ObjectReference.create({ objectType: query.resource.type, objectId: query.resource.id }),
+    permission: query.permission,
+    subject: v1.SubjectReference.create({
+      object: v1.ObjectReference.create({ objectType: query.subject.type, objectId: query.subject.id }),
+      optionalRelation: query.subject.relation ?? '',
+    }),
+    consistency: consistencyMessage(query.consistency),
+    // authzed-node's own helper: a google-protobuf Struct would be sent empty.
+    ...(query.context ? { context: v1.createStructFromObject(query.context as JsonObject) } : {}),
+  });
+}
+
+const ALLOWED: PermissionAnswer = Object.freeze({ outcome: 'allowed', cached: false });
+const DENIED: PermissionAnswer = Object.freeze({ outcome: 'denied', cached: false });
+const CONDITIONAL: PermissionAnswer = Object.freeze({ outcome: 'conditional', cached: false });
+
+export function answerFor(permissionship: v1.CheckPermissionResponse_Permissionship): PermissionAnswer {
+  switch (permissionship) {
+    case v1.CheckPermissionResponse_Permissionship.HAS_PERMISSION:
+      return ALLOWED;
+    case v1.CheckPermissionResponse_Permissionship.CONDITIONAL_PERMISSION:
+      return CONDITIONAL;
+    case v1.CheckPermissionResponse_Permissionship.NO_PERMISSION:
+      return DENIED;
+    default:
+      return failure('permission_backend_unavailable', 'SpiceDB answered PERMISSIONSHIP_UNSPECIFIED');
+  }
+}
+
+export function failure(reason: Reason, detail?: string): PermissionAnswer {
+  return detail === undefined ? { outcome: 'error', reason, cached: false } : { outcome: 'error', reason, cached: false, detail };
+}

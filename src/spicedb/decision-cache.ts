@@ -1,0 +1,79 @@
+/**
+ * Decorator: a bounded, short-lived cache of permission answers (allows, denies and conditional
+ * answers alike), plus coalescing of identical checks in flight, so a burst of requests for one
+ * resource costs one SpiceDB call. Only minimize_latency checks use it: fully_consistent and
+ * at_least_as_fresh ask for data newer than any cache can promise.
+ */
+import { LRUCache } from 'lru-cache';
+import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import type { Metrics } from '../observability/metrics.js';
+import { failure } from './check-request.js';
+import type { ClosableChecker } from './closable-checker.js';
+
+const CACHED = {
+  allowed: Object.freeze({ outcome: 'allowed', cached: true }),
+  denied: Object.freeze({ outcome: 'denied', cached: true }),
+  conditional: Object.freeze({ outcome: 'conditional', cached: true }),
+} as const satisfies Record<string, PermissionAnswer>;
+
+/**
+ * Object types, ids and relations cannot contain `:`, `#`, `@` or a space (SpiceDB's patterns), so
+ * this key is unambiguous; the context, when present, is appended in its rule's key order.
+ */
+export function decisionKey(query: PermissionQuery): string {
+  const { resource: r, subject: s } = query;
+  const base = `${r.type}:${r.id}#${query.permission}@${s.type}:${s.id}#${s.relation ?? ''}`;
+  return query.context === undefined ? base : `${base} ${JSON.stringify(query.context)}`;
+}
+
+export class CachingChecker implements ClosableChecker {
+  private readonly cache: LRUCache<string, PermissionAnswer> | undefined;
+  private readonly inflight = new Map<string, Promise<PermissionAnswer>>();
+
+  constructor(
+    private readonly inner: ClosableChecker,
+    options: { readonly ttlMs: number; readonly maxEntries: number },
+    private readonly metrics: Metrics,
+  ) {
+    this.cache = options.ttlMs > 0 ? new LRUCache({ max: options.maxEntries, ttl: options.ttlMs }) : undefined;
+  }
+
+  ready(): boolean {
+    return this.inner.ready();
+  }
+
+  check(query: PermissionQuery): Promise<PermissionAnswer> {
+    if (query.consistency.kind !== 'minimize_latency') return this.inner.check(query);
+    const key = decisionKey(query);
+    const hit = this.cache?.get(key);
+    if (hit !== undefined) {
+      this.metrics.decisionCache.inc({ event: 'hit' });
+      return Promise.resolve(hit);
+    }
+    const pending = this.inflight.get(key);
+    if (pending !== undefined) {
+      this.metrics.decisionCache.inc({ event: 'coalesced' });
+      return pending;
+    }
+    this.metrics.decisionCache.inc({ event: 'miss' });
+    const call = this.inner.check(query).then(
+      (answer) => {
+        this.inflight.delete(key);
+        // Errors are never cached: the next request should try SpiceDB again.
+        if (answer.outcome !== 'error') this.cache?.set(key, CACHED[answer.outcome]);
+        return answer;
+      },
+      (error: unknown) => {
+        this.inflight.delete(key);
+        return failure('internal_error', error instanceof Error ? error.message : 'checker failed');
+      },
+    );
+    this.inflight.set(key, call);
+    return call;
+  }
+
+  async close(): Promise<void> {
+    this.cache?.clear();
+    await this.inner.close();
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Decorator: a hard bound on SpiceDB calls in flight. Past it, checks fail at once with
+ * permission_backend_overloaded (503, retryable) instead of queueing without limit behind a slow
+ * SpiceDB, which would turn a slowdown into timeouts for everyone and unbounded memory.
+ */
+import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import type { Metrics } from '../observability/metrics.js';
+import { failure } from './check-request.js';
+import type { ClosableChecker } from './closable-checker.js';
+
+const OVERLOADED: PermissionAnswer = Object.freeze(failure('permission_backend_overloaded', 'maxInflight reached'));
+
+export class InflightLimit implements ClosableChecker {
+  private inflight = 0;
+
+  constructor(
+    private readonly inner: ClosableChecker,
+    private readonly maxInflight: number,
+    private readonly metrics: Metrics,
+  ) {}
+
+  ready(): boolean {
+    return this.inner.ready();
+  }
+
+  check(query: PermissionQuery): Promise<PermissionAnswer> {
+    if (this.inflight >= this.maxInflight) return Promise.resolve(OVERLOADED);
+    this.inflight++;
+    this.metrics.spicedbInflight.set(this.inflight);
+    return this.inner.check(query).finally(() => {
+      this.inflight--;
+      this.metrics.spicedbInflight.set(this.inflight);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

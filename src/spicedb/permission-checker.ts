@@ -1,0 +1,65 @@
+/**
+ * Assembles the permission stack: a raw client (remote SpiceDB over gRPC, or the embedded one)
+ * wrapped by metrics, then the in-flight bound, then the decision cache with coalescing. The
+ * cache sits outermost so hits and joined calls never take an in-flight slot; metrics sit
+ * innermost so they count only calls that reach SpiceDB.
+ */
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolveSecret } from '../config/secret.js';
+import type { PermissionChecker } from '../core/ports.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ClosableChecker } from './closable-checker.js';
+import type { SpicedbConfig } from './config.js';
+import { CachingChecker } from './decision-cache.js';
+import { EmbeddedChecker } from './embedded-checker.js';
+import { GrpcChecker } from './grpc-checker.js';
+import { InflightLimit } from './inflight-limit.js';
+import { MeteredChecker } from './metered-checker.js';
+
+/** The packaged examples/ folder, from the sources (src/spicedb) or the build (dist/src/spicedb). */
+function packagedExample(name: string): string {
+  for (const up of ['../../examples/', '../../../examples/']) {
+    const path = fileURLToPath(new URL(up + name, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  throw new Error(`spicedb.embedded: no ${name} configured and none packaged`);
+}
+
+function resolvePath(baseDir: string, file: string): string {
+  return isAbsolute(file) ? file : resolve(baseDir, file);
+}
+
+async function rawChecker(config: SpicedbConfig, deps: { logger: Logger; baseDir: string }): Promise<ClosableChecker> {
+  if (config.endpoint !== undefined) {
+    if (config.presharedKey === undefined) throw new Error('spicedb.presharedKey is required with spicedb.endpoint');
+    deps.logger.info({ endpoint: config.endpoint, tls: config.tls !== false }, 'using SpiceDB');
+    return new GrpcChecker({
+      endpoint: config.endpoint,
+      presharedKey: resolveSecret(config.presharedKey, deps.baseDir),
+      tls: config.tls,
+      deadlineMs: config.deadlineMs,
+      baseDir: deps.baseDir,
+    });
+  }
+  const schemaFile = config.embedded.schemaFile ? resolvePath(deps.baseDir, config.embedded.schemaFile) : packagedExample('schema.zed');
+  const relationshipsFile = config.embedded.relationshipsFile
+    ? resolvePath(deps.baseDir, config.embedded.relationshipsFile)
+    : packagedExample('relationships.txt');
+  deps.logger.info({ schemaFile, relationshipsFile }, 'no spicedb.endpoint: starting embedded SpiceDB');
+  return EmbeddedChecker.start({ schemaFile, relationshipsFile, deadlineMs: config.deadlineMs });
+}
+
+export function decorate(raw: ClosableChecker, config: SpicedbConfig, metrics: Metrics): ClosableChecker {
+  const limited = new InflightLimit(new MeteredChecker(raw, metrics), config.maxInflight, metrics);
+  return new CachingChecker(limited, config.decisionCache, metrics);
+}
+
+export async function createPermissionChecker(
+  config: SpicedbConfig,
+  deps: { metrics: Metrics; logger: Logger; baseDir: string },
+): Promise<PermissionChecker & { close(): Promise<void> }> {
+  return decorate(await rawChecker(config, deps), config, deps.metrics);
+}
