@@ -79,6 +79,9 @@ export interface OAuthServer {
   readonly tokenEndpoint: string;
   /** The token service's public keys, to verify what it issued. */
   jwks(): Promise<{ keys: JWK[] }>;
+  /** The external (public) issuer whose user tokens the token service exchanges. */
+  readonly externalIssuer: string;
+  externalJwks(): Promise<{ keys: JWK[] }>;
   /** Signs a user token from the external issuer the token service accepts for exchange. */
   externalUserToken(sub: string, expiresInSeconds?: number): Promise<string>;
   /** Token requests answered so far (any outcome). */
@@ -252,6 +255,8 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
       return requests;
     },
     jwks: async () => ({ keys: [{ ...(await exportJWK(signing.publicKey)), kid: 'ts-1', alg: 'ES256' }] }),
+    externalIssuer: EXTERNAL_ISSUER,
+    externalJwks: async () => ({ keys: [{ ...(await exportJWK(external.publicKey)), kid: 'ext-1', alg: 'ES256' }] }),
     externalUserToken: (sub, expiresInSeconds = 600) =>
       new SignJWT({})
         .setProtectedHeader({ alg: 'ES256', kid: 'ext-1', typ: 'at+jwt' })
