@@ -13,7 +13,7 @@ import { z } from 'zod';
 import type { Consistency, ObjectRef, PermissionQuery } from '../core/ports.js';
 import { MAX_OBJECT_ID_BYTES, SPICEDB_OBJECT_ID } from '../spicedb/subject-id.js';
 import { compileTemplate, TemplateError } from './template.js';
-import type { CompiledTemplate, TemplateScope } from './template.js';
+import type { CompiledTemplate, TemplateRef, TemplateScope } from './template.js';
 
 /** SpiceDB's validation patterns (authzed.api.v1 proto rules). */
 export const SPICEDB_OBJECT_TYPE = /^([a-z][a-z0-9_]{1,61}[a-z0-9]\/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$/;
@@ -57,6 +57,8 @@ export interface CompiledCheck {
   readonly spec: CheckSpec;
   /** True when the check's consistency is pinned by the spec (it ignores the caller's default). */
   readonly hasOwnConsistency: boolean;
+  /** Every value the check's templates read, so callers can verify e.g. that path params exist. */
+  readonly references: readonly TemplateRef[];
   build(scope: TemplateScope, defaultConsistency: Consistency): BuildResult;
 }
 
@@ -146,15 +148,20 @@ export function compileCheck(spec: CheckSpec, where: string): CompiledCheck {
   }
   const consistency = compileConsistency(spec.consistency, where);
   const context: ContextEntry[] = [];
+  const references: TemplateRef[] = [...resource.references, ...subject.references, ...permission.references];
   for (const [key, value] of Object.entries(spec.context ?? {})) {
     if (!CAVEAT_PARAM.test(key)) throw new TemplateError(`${where}.context`, `"${key}" is not a valid caveat parameter name`);
-    context.push([key, typeof value === 'string' ? compileTemplate(value, `${where}.context.${key}`) : value]);
+    const compiled = typeof value === 'string' ? compileTemplate(value, `${where}.context.${key}`) : value;
+    if (typeof compiled === 'object') references.push(...compiled.references);
+    context.push([key, compiled]);
   }
+  if (typeof spec.consistency === 'object') references.push(...compileTemplate(spec.consistency.atLeastAsFresh, where).references);
 
   return {
     where,
     spec,
     hasOwnConsistency: spec.consistency !== undefined,
+    references,
     build(scope, defaultConsistency) {
       const resourceText = resource.render(scope);
       if (resourceText === undefined) return { error: `${where}: resource "${spec.resource}" references a missing value` };

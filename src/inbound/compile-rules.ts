@@ -1,0 +1,70 @@
+/**
+ * Turns the validated `inbound` config into a RuleIndex, once, at load. Every template, path and
+ * check is compiled here so that a mistake fails start-up with its location instead of failing
+ * requests later.
+ */
+import { compileCheck } from '../rules/check-spec.js';
+import { TemplateError } from '../rules/template.js';
+import type { CompiledCheck } from '../rules/check-spec.js';
+import type { InboundRule } from './config.js';
+import { parsePathTemplate, PathTemplateError } from './path-template.js';
+import { RuleIndex } from './rule-index.js';
+import type { CompiledRule, RouteSpec } from './rule-index.js';
+
+export class RuleConfigError extends Error {}
+
+function routeOf(rule: InboundRule, where: string): RouteSpec {
+  const { grpc, http } = rule.match;
+  if (grpc !== undefined) return { kind: 'grpc', service: grpc.service, method: grpc.method };
+  if (http === undefined) throw new RuleConfigError(`${where}.match: needs grpc or http`);
+  try {
+    const { segments, params } = parsePathTemplate(http.path);
+    return { kind: 'http', segments, params, methods: http.methods };
+  } catch (error) {
+    if (error instanceof PathTemplateError) throw new RuleConfigError(`${where}.match.http.path: ${error.message}`);
+    throw error;
+  }
+}
+
+export function compileRules(rules: readonly InboundRule[]): RuleIndex {
+  const index = new RuleIndex();
+  const names = new Set<string>();
+  rules.forEach((rule, position) => {
+    const where = `inbound.rules[${position}] (${rule.name})`;
+    if (names.has(rule.name)) throw new RuleConfigError(`${where}: duplicate rule name`);
+    names.add(rule.name);
+    const route = routeOf(rule, where);
+    const params = route.kind === 'http' ? new Set(route.params) : new Set<string>();
+    const checks: CompiledCheck[] = rule.checks.map((spec, i) => {
+      const checkWhere = `${where}.checks[${i}]`;
+      let check: CompiledCheck;
+      try {
+        check = compileCheck(spec, checkWhere);
+      } catch (error) {
+        if (error instanceof TemplateError) throw new RuleConfigError(error.message);
+        throw error;
+      }
+      for (const ref of check.references) {
+        if (ref.source === 'path' && !params.has(ref.name)) {
+          throw new RuleConfigError(`${checkWhere}: {path.${ref.name}} is not a parameter of this rule's path`);
+        }
+      }
+      return check;
+    });
+    const host = rule.match.host;
+    const compiled: CompiledRule = {
+      name: rule.name,
+      index: position,
+      auth: rule.auth,
+      checks,
+      dryRun: rule.dryRun,
+      audience: rule.audience,
+      issuers: rule.issuers ? new Set(rule.issuers) : undefined,
+      issuerKinds: rule.issuerKinds ? new Set(rule.issuerKinds) : undefined,
+      host: host === undefined ? undefined : host.startsWith('*.') ? { suffix: host.slice(1) } : { exact: host },
+      headers: Object.entries(rule.match.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value] as const),
+    };
+    index.add(compiled, route);
+  });
+  return index;
+}
