@@ -1,0 +1,120 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import type { Consistency, PermissionAnswer, PermissionQuery } from '../../src/core/ports.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import type { ClosableChecker } from '../../src/spicedb/closable-checker.js';
+import { spicedbSchema } from '../../src/spicedb/config.js';
+import { decorate } from '../../src/spicedb/permission-checker.js';
+
+/** A raw backend whose answers the test releases by hand, to hold calls in flight. */
+class ControlledBackend implements ClosableChecker {
+  calls: PermissionQuery[] = [];
+  private waiting: Array<(answer: PermissionAnswer) => void> = [];
+  auto: PermissionAnswer | undefined = { outcome: 'allowed', cached: false };
+
+  check(query: PermissionQuery): Promise<PermissionAnswer> {
+    this.calls.push(query);
+    if (this.auto) return Promise.resolve(this.auto);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+  release(answer: PermissionAnswer): void {
+    for (const resolve of this.waiting.splice(0)) resolve(answer);
+  }
+  ready(): boolean {
+    return true;
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const query = (permission = 'view', consistency: Consistency = { kind: 'minimize_latency' }, context?: Record<string, unknown>): PermissionQuery => ({
+  resource: { type: 'cloud', id: 'cl0' },
+  permission,
+  subject: { type: 'user', id: 'alice' },
+  consistency,
+  ...(context ? { context } : {}),
+});
+
+async function counter(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  return metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
+}
+
+function stack(overrides: Record<string, unknown> = {}) {
+  const backend = new ControlledBackend();
+  const metrics = new Metrics({ processMetrics: false });
+  const checker = decorate(backend, spicedbSchema.parse({ decisionCache: { ttlMs: 200 }, ...overrides }), metrics);
+  return { backend, metrics, checker };
+}
+
+describe('permission checker decorators', () => {
+  it('caches allows and denies alike, keyed on the whole check', async () => {
+    const { backend, checker, metrics } = stack();
+    backend.auto = { outcome: 'denied', cached: false };
+    expect(await checker.check(query())).toEqual({ outcome: 'denied', cached: false });
+    expect(await checker.check(query())).toEqual({ outcome: 'denied', cached: true });
+    backend.auto = { outcome: 'allowed', cached: false };
+    expect(await checker.check(query('edit'))).toEqual({ outcome: 'allowed', cached: false });
+    expect(await checker.check(query('edit'))).toEqual({ outcome: 'allowed', cached: true });
+    expect(await checker.check(query('edit', undefined, { ip: '10.0.0.1' }))).toMatchObject({ cached: false });
+    expect(backend.calls).toHaveLength(3);
+    expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'hit' })).toBe(2);
+    expect(await counter(metrics, 'jwtauth_spicedb_calls_total', { result: 'denied' })).toBe(1);
+  });
+
+  it('expires entries after the TTL', async () => {
+    const { backend, checker } = stack({ decisionCache: { ttlMs: 50 } });
+    await checker.check(query());
+    await sleep(80);
+    expect(await checker.check(query())).toMatchObject({ cached: false });
+    expect(backend.calls).toHaveLength(2);
+  });
+
+  it('never caches errors', async () => {
+    const { backend, checker } = stack();
+    backend.auto = { outcome: 'error', reason: 'permission_backend_unavailable', cached: false };
+    await checker.check(query());
+    backend.auto = { outcome: 'allowed', cached: false };
+    expect(await checker.check(query())).toEqual({ outcome: 'allowed', cached: false });
+  });
+
+  it('bypasses the cache and coalescing for fully_consistent and at_least_as_fresh', async () => {
+    const { backend, checker } = stack();
+    await checker.check(query());
+    for (const consistency of [{ kind: 'fully_consistent' }, { kind: 'at_least_as_fresh', zedToken: 'z1' }] as const) {
+      await Promise.all([checker.check(query('view', consistency)), checker.check(query('view', consistency))]);
+    }
+    expect(backend.calls).toHaveLength(5);
+  });
+
+  it('shares one SpiceDB call among identical concurrent checks', async () => {
+    const { backend, checker, metrics } = stack();
+    backend.auto = undefined;
+    const answers = Promise.all(Array.from({ length: 10 }, () => checker.check(query())));
+    await sleep(1);
+    expect(backend.calls).toHaveLength(1);
+    backend.release({ outcome: 'allowed', cached: false });
+    expect((await answers).every((a) => a.outcome === 'allowed')).toBe(true);
+    expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'coalesced' })).toBe(9);
+  });
+
+  it('fails fast with permission_backend_overloaded beyond maxInflight, and recovers', async () => {
+    const { backend, checker, metrics } = stack({ maxInflight: 2 });
+    backend.auto = undefined;
+    const first = checker.check(query('a'));
+    const second = checker.check(query('b'));
+    expect(await checker.check(query('c'))).toMatchObject({ outcome: 'error', reason: 'permission_backend_overloaded' });
+    expect(await counter(metrics, 'jwtauth_spicedb_inflight_calls')).toBe(2);
+    backend.release({ outcome: 'allowed', cached: false });
+    await Promise.all([first, second]);
+    backend.auto = { outcome: 'allowed', cached: false };
+    expect(await checker.check(query('c'))).toMatchObject({ outcome: 'allowed' });
+    expect(backend.calls.map((q) => q.permission)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('requires a preshared key with an endpoint', () => {
+    expect(() => spicedbSchema.parse({ endpoint: 'spicedb:50051' })).toThrow(/presharedKey/);
+    expect(spicedbSchema.parse({})).toMatchObject({ deadlineMs: 300, maxInflight: 256, decisionCache: { ttlMs: 3000 } });
+  });
+});
