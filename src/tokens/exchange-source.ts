@@ -158,6 +158,7 @@ export class ExchangeTokenSource implements TokenSource {
   private post(body: string): Promise<{ status: number; body: string } | { reason: Reason; detail: string }> {
     const { timeoutMs, maxResponseBytes } = this.config;
     return new Promise((settle) => {
+      let timer: NodeJS.Timeout | undefined;
       let done = false;
       const finish = (value: { status: number; body: string } | { reason: Reason; detail: string }): void => {
         if (done) return;
@@ -193,7 +194,7 @@ export class ExchangeTokenSource implements TokenSource {
         },
       );
       // One deadline for the whole exchange: connect, TLS handshake, request and answer.
-      const timer = setTimeout(() => {
+      timer = setTimeout(() => {
         finish({ reason: 'token_source_timeout', detail: `token service did not answer within ${timeoutMs} ms` });
         req.destroy();
       }, timeoutMs);

@@ -163,13 +163,15 @@ export class CachingTokenSource implements TokenSource {
   sweep(): void {
     const now = this.now();
     let soonest = Infinity;
+    const unservable: string[] = [];
     for (const [key, entry] of this.entries.entries()) {
       if (now >= entry.serveUntil) {
-        if (!this.inflight.has(key)) this.entries.delete(key);
+        if (!this.inflight.has(key)) unservable.push(key);
       } else {
         soonest = Math.min(soonest, entry.token.expiresAt * 1000);
       }
     }
+    for (const key of unservable) this.entries.delete(key);
     if (soonest === Infinity) this.options.metrics.tokenCacheSoonestExpiry.reset();
     else this.options.metrics.tokenCacheSoonestExpiry.set((soonest - now) / 1000);
   }
