@@ -7,11 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
-/** Published by a minting token source; absent otherwise. */
-export interface PublicKeyDocuments {
-  jwks(): { keys: object[] };
-  openidConfiguration(): object;
-}
+import type { PublicKeyDocuments } from '../core/ports.js';
 
 export interface AdminState {
   /** Ready to decide: config loaded, keys present, permission backend reachable, not draining. */

@@ -77,6 +77,12 @@ export interface PermissionChecker {
 
 // ---------------------------------------------------------------- token sources (outbound)
 
+/** Public keys a minting token source publishes; the admin server serves them. */
+export interface PublicKeyDocuments {
+  jwks(): { keys: object[] };
+  openidConfiguration(): object;
+}
+
 export interface IssuedToken {
   readonly token: string;
   /** Seconds since the epoch. */
@@ -87,7 +93,14 @@ export interface IssuedToken {
 /** What the outbound side asks a token source for. */
 export type TokenRequest =
   | { readonly kind: 'service'; readonly audience: string }
-  | { readonly kind: 'exchange'; readonly audience: string; readonly subjectToken: string; readonly subjectTokenHash: string }
+  | {
+      readonly kind: 'exchange';
+      readonly audience: string;
+      readonly subjectToken: string;
+      readonly subjectTokenHash: string;
+      /** The subject token's `sub`, as the verifier accepted it. */
+      readonly subject: string;
+    }
   | { readonly kind: 'on_behalf_of'; readonly audience: string; readonly user: string; readonly userType: string };
 
 export type TokenResult =

@@ -112,7 +112,7 @@ class OutboundAuthorizer implements Authorizer {
       return allow('internal_token_passed', tokenFacts(subject, audience), NO_SET, this.removeHeaders);
     }
     return this.attach(
-      { kind: 'exchange', audience, subjectToken: token, subjectTokenHash: sha256(token) },
+      { kind: 'exchange', audience, subjectToken: token, subjectTokenHash: sha256(token), subject: subject.subject },
       'user_token_exchanged',
       tokenFacts(subject, audience),
     );

@@ -4,15 +4,10 @@
  * this service as `act.sub` (RFC 8693 section 4.1).
  */
 import { randomUUID } from 'node:crypto';
-import { SignJWT, decodeJwt } from 'jose';
+import { SignJWT } from 'jose';
 import type { JWTPayload } from 'jose';
-import type { TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
+import type { PublicKeyDocuments, TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
 import type { SigningKeySet } from './signing-keys.js';
-
-export interface PublicKeyDocuments {
-  jwks(): { keys: object[] };
-  openidConfiguration(): object;
-}
 
 export interface MintOptions {
   readonly issuer: string;
@@ -63,15 +58,10 @@ export class MintTokenSource implements TokenSource {
         subject = request.user;
         claims.act = { sub: service };
         break;
-      case 'exchange': {
-        // Only the outbound authorizer asks for an exchange, and only after the token verifier
-        // accepted this token as an external user token; the port carries no verified subject,
-        // so the subject is read from the (already verified) token.
-        const sub = subjectOf(request.subjectToken);
-        if (sub === undefined) return { ok: false, reason: 'token_source_error', detail: 'subject token has no string sub claim' };
-        subject = sub;
+      case 'exchange':
+        // Minting is a local exchange: the user stays the subject, as the verifier accepted it.
+        subject = request.subject;
         break;
-      }
     }
 
     const iat = Math.floor(nowMs / 1000);
@@ -90,14 +80,5 @@ export class MintTokenSource implements TokenSource {
     } catch (error) {
       return { ok: false, reason: 'token_source_error', detail: `signing with ${key.kid} failed: ${(error as Error).name}` };
     }
-  }
-}
-
-function subjectOf(token: string): string | undefined {
-  try {
-    const sub = decodeJwt(token).sub;
-    return typeof sub === 'string' && sub !== '' ? sub : undefined;
-  } catch {
-    return undefined;
   }
 }

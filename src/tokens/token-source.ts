@@ -8,13 +8,13 @@ import type { Metrics } from '../observability/metrics.js';
 import type { MintSourceConfig, TokensConfig } from './config.js';
 import { ExchangeTokenSource } from './exchange-source.js';
 import { MintTokenSource } from './mint-source.js';
-import type { PublicKeyDocuments } from './mint-source.js';
+import type { PublicKeyDocuments } from '../core/ports.js';
 import { SigningKeySet, loadOrCreateDevKey, loadSigningKeyFile } from './signing-keys.js';
 import type { SigningKey } from './signing-keys.js';
 import { CachingTokenSource, InstrumentedTokenSource } from './token-cache.js';
 import { isAbsolute, resolve } from 'node:path';
 
-export type { PublicKeyDocuments } from './mint-source.js';
+export type { PublicKeyDocuments } from '../core/ports.js';
 
 export interface TokenSourceDeps {
   readonly serviceName: string;

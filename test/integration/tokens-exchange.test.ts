@@ -84,7 +84,7 @@ describe('exchange token source over mTLS', () => {
   it('exchanges a user token (RFC 8693) for one naming the user, with this service as actor', async () => {
     const tokens = await source();
     const userToken = await server.externalUserToken('alice');
-    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: userToken, subjectTokenHash: 'h' });
+    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: userToken, subjectTokenHash: 'h', subject: 'alice' });
     const { payload } = await verifyIssued(tokenOf(result));
     expect(payload).toMatchObject({ sub: 'alice', aud: 'vmcontroller', act: { sub: 'gwadmin' }, client_id: 'gwadmin' });
   });
@@ -92,7 +92,7 @@ describe('exchange token source over mTLS', () => {
   it('turns invalid_grant (an expired user token) into token_exchange_rejected, without echoing the token', async () => {
     const tokens = await source();
     const expired = await server.externalUserToken('alice', -60);
-    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: expired, subjectTokenHash: 'h' });
+    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: expired, subjectTokenHash: 'h', subject: 'alice' });
     expect(result).toMatchObject({ ok: false, reason: 'token_exchange_rejected' });
     expect(!result.ok && result.detail).toContain('invalid_grant');
     expect(JSON.stringify(result)).not.toContain(expired.split('.')[1]);

@@ -78,8 +78,8 @@ describe('token cache', () => {
     await cache.issue({ kind: 'service', audience: 'gwadmin' });
     await cache.issue({ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'alice', userType: 'user' });
     await cache.issue({ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'bob', userType: 'user' });
-    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'a', subjectTokenHash: 'ha' });
-    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'b', subjectTokenHash: 'hb' });
+    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'a', subjectTokenHash: 'ha', subject: 'alice' });
+    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'b', subjectTokenHash: 'hb', subject: 'bob' });
     expect(inner.calls).toHaveLength(6);
     expect(tokenOf(await cache.issue({ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'bob', userType: 'user' }))).toBe('t4');
   });
