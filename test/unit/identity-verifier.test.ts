@@ -216,4 +216,17 @@ describe('token verification', () => {
     expect(() => issuersSchema.parse([{ ...base, algorithms: ['HS256'] }])).toThrow(/never accepted/);
     expect(() => issuersSchema.parse([base, { ...base, name: 'b' }])).toThrow(/duplicate iss/);
   });
+
+  it('makes a repeated token cost a hash lookup instead of a signature check', async () => {
+    const v = await verifier();
+    const tokens = await Promise.all(Array.from({ length: 300 }, (_, i) => signToken(key, claims({ sub: `u${i}` }))));
+    let started = performance.now();
+    for (const token of tokens) expect((await v.verify(token)).ok).toBe(true);
+    const uncachedUs = ((performance.now() - started) * 1000) / tokens.length;
+    started = performance.now();
+    for (let round = 0; round < 10; round++) for (const token of tokens) await v.verify(token);
+    const cachedUs = ((performance.now() - started) * 1000) / (tokens.length * 10);
+    console.log(`verify ES256: ${uncachedUs.toFixed(1)} µs uncached, ${cachedUs.toFixed(1)} µs cached`);
+    expect(cachedUs).toBeLessThan(uncachedUs / 3);
+  });
 });
