@@ -39,18 +39,18 @@ install_envoy() {
 }
 
 # Builds a pinned Go command into the machine cache and links it into .tools/bin; $1 name,
-# $2 ref, $3 module, $4 package. Built as a dependency of a throwaway module rather than with
+# $2 ref, $3 package. Built as a dependency of a throwaway module rather than with
 # `go install pkg@ref`, whose deprecation lookup reads the module's version list, which the
 # module proxy refuses for some modules (opa-envoy-plugin: 403).
 install_go_tool() {
-  local name=$1 ref=$2 module=$3 package=$4
+  local name=$1 ref=$2 package=$3
   local home="$CACHE/$name-$ref"
   if [[ ! -f "$home/ok" ]]; then
     log "$name $ref: building with Go (minutes on 2 cores the first time)"
     ( while sleep 20; do log "  ...still building $name"; done ) &
     local ticker=$! work
     work=$(mktemp -d)
-    if ! (cd "$work" && go mod init jwtauth-tools >/dev/null 2>&1 && go get "$module@$ref" && go build -trimpath -o "$home/$name" "$package"); then
+    if ! (cd "$work" && go mod init jwtauth-tools >/dev/null 2>&1 && go get "$package@$ref" && go build -trimpath -o "$home/$name" "$package"); then
       kill "$ticker" 2>/dev/null || true
       rm -rf "$work"
       exit 1
@@ -100,8 +100,8 @@ case "$what" in
   all) install_envoy; install_spicedb; install_h2load ;;
   bench)
     install_envoy; install_spicedb; install_h2load
-    install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" github.com/open-policy-agent/opa-envoy-plugin github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
-    install_go_tool ghz "$GHZ_REF" github.com/bojand/ghz github.com/bojand/ghz/cmd/ghz
+    install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
+    install_go_tool ghz "$GHZ_REF" github.com/bojand/ghz/cmd/ghz
     ;;
   *) echo "usage: $0 [all|envoy|spicedb|h2load|bench]" >&2; exit 2 ;;
 esac

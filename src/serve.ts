@@ -4,13 +4,14 @@
  * listeners. Also owns the life cycle: readiness, reload and graceful drain.
  */
 import type { LoadedConfig } from './config/load.js';
+import { serviceNameOf } from './config/schema.js';
 import type { Config } from './config/schema.js';
 import { DirectionRouter } from './core/direction-router.js';
 import { DryRunAuthorizer } from './core/dry-run.js';
 import { DEFAULT_ON_BEHALF_OF_HEADER, IDENTITY_HEADER_NAMES } from './core/identity-headers.js';
-import type { Authorizer, PermissionChecker, TokenSource, TokenVerifier } from './core/ports.js';
+import type { Authorizer, PermissionChecker, PublicKeyDocuments, TokenSource, TokenVerifier } from './core/ports.js';
 import { startAdminListener } from './admin/admin-server.js';
-import type { AdminListener, PublicKeyDocuments } from './admin/admin-server.js';
+import type { AdminListener } from './admin/admin-server.js';
 import { createCheckHandler } from './envoy/authorization-service.js';
 import type { CheckPipeline } from './envoy/authorization-service.js';
 import { startGrpcListener } from './envoy/grpc-server.js';
@@ -72,7 +73,7 @@ async function buildAdapters(loaded: LoadedConfig, metrics: Metrics, logger: Log
     previous && previous.fingerprints.checker === fingerprints.checker ? previous.checker : await createPermissionChecker(config.spicedb, deps);
   let tokens = previous && previous.fingerprints.tokens === fingerprints.tokens ? previous.tokens : undefined;
   if (!tokens && config.tokens) {
-    tokens = await createTokenSource(config.tokens, { ...deps, serviceName: config.service?.name ?? 'jwtauth-sidecar' });
+    tokens = await createTokenSource(config.tokens, { ...deps, serviceName: serviceNameOf(config) });
   }
   return { verifier, checker, tokens, fingerprints };
 }
@@ -84,12 +85,12 @@ function buildPipeline(config: Config, adapters: Adapters, metrics: Metrics, log
     : undefined;
   let outbound: Authorizer | undefined;
   if (config.outbound) {
-    if (!adapters.tokens) throw new Error('outbound is configured but tokens.source is not');
+    if (!adapters.tokens) throw new Error('outbound is configured but tokens.source is not'); // unreachable after validation
     outbound = createOutboundAuthorizer(config.outbound, {
       verifier: adapters.verifier,
       checker: adapters.checker,
       tokens: adapters.tokens,
-      serviceName: config.service?.name ?? 'jwtauth-sidecar',
+      serviceName: serviceNameOf(config),
       metrics,
       logger,
       maxTokenBytes,
@@ -98,6 +99,29 @@ function buildPipeline(config: Config, adapters: Adapters, metrics: Metrics, log
   const onBehalfOfHeader = config.outbound?.onBehalfOf?.header ?? DEFAULT_ON_BEHALF_OF_HEADER;
   const authorizer = new DryRunAuthorizer(new DirectionRouter(inbound, outbound), config.dryRun, [...IDENTITY_HEADER_NAMES, onBehalfOfHeader]);
   return { authorizer, limits: { maxHeaderBytes: config.limits.maxHeaderBytes } };
+}
+
+/** A decision pipeline without listeners: what `serve` runs, and what `check` explains offline. */
+export interface DecisionRuntime {
+  readonly pipeline: CheckPipeline;
+  /** Keys loaded and permission backend reachable. */
+  ready(): boolean;
+  close(): Promise<void>;
+}
+
+export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics, logger: Logger): Promise<DecisionRuntime> {
+  const adapters = await buildAdapters(loaded, metrics, logger);
+  try {
+    const pipeline = buildPipeline(loaded.config, adapters, metrics, logger);
+    return {
+      pipeline,
+      ready: () => adapters.verifier.ready() && adapters.checker.ready(),
+      close: () => closeUnshared(adapters, undefined),
+    };
+  } catch (error) {
+    await closeUnshared(adapters, undefined);
+    throw error;
+  }
 }
 
 async function closeUnshared(old: Adapters, next: Adapters | undefined): Promise<void> {

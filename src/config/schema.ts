@@ -44,18 +44,43 @@ export const serviceIdentitySchema = z
   })
   .describe("this pod's service identity");
 
-export const configSchema = z.strictObject({
-  server: serverSchema,
-  limits: limitsSchema,
-  log: logSchema,
-  dryRun: z.boolean().default(false).describe('decide, log and count, but always tell Envoy to allow'),
-  service: serviceIdentitySchema.optional(),
-  issuers: issuersSchema,
-  spicedb: spicedbSchema,
-  tokens: tokensSchema,
-  inbound: inboundSchema,
-  outbound: outboundSchema,
-});
+export const configSchema = z
+  .strictObject({
+    server: serverSchema,
+    limits: limitsSchema,
+    log: logSchema,
+    dryRun: z.boolean().default(false).describe('decide, log and count, but always tell Envoy to allow'),
+    service: serviceIdentitySchema.optional(),
+    issuers: issuersSchema,
+    spicedb: spicedbSchema,
+    tokens: tokensSchema,
+    inbound: inboundSchema,
+    outbound: outboundSchema,
+  })
+  .superRefine((config, ctx) => {
+    // A service token's subject must be stated, never defaulted: it is this pod's identity.
+    if ((config.tokens || config.outbound) && !config.service) {
+      ctx.addIssue({ code: 'custom', path: ['service'], message: 'expected service.name: tokens and outbound need this pod’s identity' });
+    }
+    // The inbound section cannot see the issuer list, so a typo there would silently deny a route.
+    const issuerNames = new Set(config.issuers.map((issuer) => issuer.name));
+    config.inbound?.rules.forEach((rule, index) => {
+      rule.issuers?.forEach((name, at) => {
+        if (!issuerNames.has(name)) {
+          ctx.addIssue({ code: 'custom', path: ['inbound', 'rules', index, 'issuers', at], message: `expected the name of an entry in issuers (${[...issuerNames].join(', ') || 'none configured'})` });
+        }
+      });
+    });
+    if (config.outbound && !config.tokens) {
+      ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'expected a tokens section: outbound needs a token source' });
+    }
+  });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** This pod's service name. Validation guarantees it wherever tokens or outbound are configured. */
+export function serviceNameOf(config: Config): string {
+  if (!config.service) throw new Error('service.name is not configured');
+  return config.service.name;
+}
 export type ConfigInput = z.input<typeof configSchema>;

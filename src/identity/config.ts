@@ -36,6 +36,11 @@ export const issuerSchema = z
     audience: z.string().min(1).describe('exact audience this sidecar expects unless a route names another'),
     kind: z.enum(['internal', 'external']).describe('internal tokens pass outbound as they are; external ones are exchanged'),
     subjectType: z.string().regex(SUBJECT_TYPE, 'a SpiceDB object type, e.g. user').default('user'),
+    userSubjectType: z
+      .string()
+      .regex(SUBJECT_TYPE, 'a SpiceDB object type, e.g. user')
+      .optional()
+      .describe('for issuers that mint service and user tokens: the type of a `sub` that differs from `client_id` (RFC 9068 2.2)'),
     jwks: jwksSourceSchema,
     algorithms: z.array(algorithmSchema).min(1).default(['RS256', 'ES256', 'EdDSA']).describe('allow-list; each key is bound to exactly one of these'),
     typ: z.string().min(1).optional().describe('required `typ` header, e.g. at+jwt (compared without application/ and case)'),

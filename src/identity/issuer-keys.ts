@@ -124,12 +124,22 @@ export class IssuerKeys {
     return this.inflight;
   }
 
+  private failuresInARow = 0;
+
   private schedule(lastSucceeded: boolean): void {
     if (this.closed) return;
     const jwks = this.issuer.jwks;
     const base = jwks.refreshSeconds * 1000;
-    // After a failure retry sooner, but no faster than the unknown-kid cool-down would allow.
-    const delay = lastSucceeded ? base * (0.9 + Math.random() * 0.2) : Math.min(base, ('url' in jwks ? jwks.cooldownSeconds : 5) * 1000);
+    const cooldown = ('url' in jwks ? jwks.cooldownSeconds : 5) * 1000;
+    this.failuresInARow = lastSucceeded ? 0 : this.failuresInARow + 1;
+    let delay: number;
+    if (lastSucceeded) delay = base * (0.9 + Math.random() * 0.2);
+    // With no keys at all every token from this issuer is refused, so retry fast (from 250 ms,
+    // doubling) until the first key set arrives: an issuer that starts a moment after us, or our
+    // own JWKS endpoint racing our own start-up, must not leave us unready for a whole cool-down.
+    else if (!this.hasKeys()) delay = Math.min(cooldown, base, 250 * 2 ** (this.failuresInARow - 1));
+    // With last good keys in hand, retry sooner than a normal refresh but no faster than the cool-down.
+    else delay = Math.min(base, cooldown);
     this.timer = setTimeout(() => {
       void this.refreshOnce().then(() => this.schedule(this.lastError === undefined));
     }, delay);

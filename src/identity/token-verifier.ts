@@ -168,7 +168,7 @@ class JoseTokenVerifier implements TokenVerifier {
         issuerName: config.name,
         issuer: config.issuer,
         issuerKind: config.kind,
-        subjectType: config.subjectType,
+        subjectType: subjectTypeOf(config, payload),
         subject: payload.sub,
         audience: Object.freeze(aud),
         expiresAt: payload.exp,
@@ -206,4 +206,14 @@ export async function createTokenVerifier(
     throw error;
   }
   return verifier;
+}
+
+/**
+ * RFC 9068 section 2.2: a client-credentials token has `sub` equal to its `client_id`; a token
+ * issued for a user (on behalf of one, or exchanged from the user's own token) names the user in
+ * `sub`. Issuers that mint both kinds set `userSubjectType` to tell them apart.
+ */
+function subjectTypeOf(config: IssuerConfig, payload: JWTPayload): string {
+  if (config.userSubjectType === undefined) return config.subjectType;
+  return payload.client_id !== undefined && payload.client_id === payload.sub ? config.subjectType : config.userSubjectType;
 }

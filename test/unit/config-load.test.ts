@@ -71,3 +71,23 @@ describe('configuration loading', () => {
     expect(a.hash).not.toBe(c.hash);
   });
 });
+
+describe('cross-section validation', () => {
+  it('requires this pod’s service identity and a token source wherever tokens go out', () => {
+    const problems = problemsOf('outbound: { upstreams: [{ audience: vmcontroller }] }');
+    expect(problems).toContainEqual(expect.stringMatching(/^service: .*service\.name/));
+    expect(problems).toContainEqual(expect.stringMatching(/^tokens: .*token source/));
+  });
+
+  it('refuses an inbound rule naming an issuer that is not configured', () => {
+    const problems = problemsOf(
+      [
+        'issuers: [{ name: auth, issuer: "https://auth", audience: gw, kind: external, jwks: { file: k.json } }]',
+        'inbound:',
+        '  rules:',
+        '    - { name: r, match: { http: { path: /x } }, auth: token, issuers: [auth, atuh] }',
+      ].join('\n'),
+    );
+    expect(problems).toEqual([expect.stringMatching(/^inbound\.rules\[0\]\.issuers\[1\]: got "atuh"; expected the name of an entry in issuers \(auth\)$/)]);
+  });
+});

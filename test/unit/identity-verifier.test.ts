@@ -192,6 +192,30 @@ describe('token verification', () => {
     expect(v.ready()).toBe(true);
   });
 
+  it('types a user token from an issuer that mints both kinds by sub versus client_id (RFC 9068)', async () => {
+    const v = await verifier({ subjectType: 'service', userSubjectType: 'user' });
+    const service = await v.verify(await signToken(key, claims({ sub: 'gwadmin', client_id: 'gwadmin' })));
+    const onBehalf = await v.verify(await signToken(key, claims({ sub: 'alice', client_id: 'gwadmin', act: { sub: 'gwadmin' } })));
+    expect(service.ok && service.token.subjectType).toBe('service');
+    expect(onBehalf.ok && onBehalf.token.subjectType).toBe('user');
+    expect(onBehalf.ok && onBehalf.token.actor).toBe('gwadmin');
+    const plain = await verifier({ subjectType: 'service' });
+    const untyped = await plain.verify(await signToken(key, claims({ sub: 'alice', client_id: 'gwadmin' })));
+    expect(untyped.ok && untyped.token.subjectType).toBe('service');
+  });
+
+  it('retries a JWKS that was down at start-up within seconds, not after the cool-down', async () => {
+    server.setDown(true);
+    const v = await verifier({}, { url: server.url });
+    expect(v.ready()).toBe(false);
+    setTimeout(() => server.setDown(false), 300).unref();
+    const started = Date.now();
+    while (!v.ready() && Date.now() - started < 5_000) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(v.ready()).toBe(true);
+    // The default cool-down is 30 s; the back-off from 250 ms gets there in about a second.
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
   it('loads a JWKS file relative to baseDir and refuses to start when the file is missing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jwks-'));
     writeFileSync(join(dir, 'keys.json'), JSON.stringify(jwks(key)));

@@ -1,0 +1,164 @@
+/**
+ * `jwtauth-sidecar check`: explains one request offline, the way `opa eval` does for OPA. It runs
+ * the same decision pipeline as `serve` (same config, same SpiceDB, same keys), on a request
+ * described by flags instead of an Envoy CheckRequest, and prints every step.
+ */
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config/load.js';
+import { resolveConfig } from '../config/resolve.js';
+import type { Decision } from '../core/decision.js';
+import type { RequestContext } from '../core/request-context.js';
+import { parseCheckRequest } from '../envoy/request-context-parser.js';
+import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
+import { createLogger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { openDecisionRuntime } from '../serve.js';
+import { UsageError, parseOptions } from './command.js';
+import type { Command } from './command.js';
+
+const GRPC_METHOD = /^\/?([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
+
+/** Builds the CheckRequest Envoy would send, so `check` goes through the same parser as `serve`. */
+export function checkRequestFromFlags(flags: {
+  direction: string;
+  method?: string;
+  path?: string;
+  grpc?: string;
+  authority?: string;
+  headers: readonly string[];
+  token?: string;
+  audience?: string;
+  extensions: readonly string[];
+}): CheckRequest__Output {
+  const headers: { key: string; value: string }[] = [];
+  for (const header of flags.headers) {
+    const at = header.indexOf(':');
+    if (at <= 0) throw new UsageError(`--header: got ${JSON.stringify(header)}; expected "name: value"`);
+    headers.push({ key: header.slice(0, at).trim().toLowerCase(), value: header.slice(at + 1).trim() });
+  }
+  if (flags.token) headers.push({ key: 'authorization', value: `Bearer ${flags.token}` });
+  let method = (flags.method ?? 'GET').toUpperCase();
+  let path = flags.path ?? '/';
+  if (flags.grpc) {
+    const match = GRPC_METHOD.exec(flags.grpc);
+    if (!match) throw new UsageError(`--grpc: got ${JSON.stringify(flags.grpc)}; expected package.Service/Method`);
+    method = 'POST';
+    path = `/${match[1]}/${match[2]}`;
+    headers.push({ key: 'content-type', value: 'application/grpc' });
+  }
+  const contextExtensions: Record<string, string> = { direction: flags.direction };
+  if (flags.audience) contextExtensions.audience = flags.audience;
+  for (const extension of flags.extensions) {
+    const at = extension.indexOf('=');
+    if (at <= 0) throw new UsageError(`--ext: got ${JSON.stringify(extension)}; expected key=value`);
+    contextExtensions[extension.slice(0, at)] = extension.slice(at + 1);
+  }
+  return {
+    attributes: {
+      request: { http: { method, path, host: flags.authority ?? 'localhost', header_map: { headers: headers.map((h) => ({ ...h, raw_value: Buffer.from(h.value, 'latin1') })) } } },
+      context_extensions: contextExtensions,
+    },
+  } as CheckRequest__Output;
+}
+
+export function explain(request: RequestContext | undefined, decision: Decision): string {
+  const f = decision.facts;
+  const lines: string[] = [];
+  if (request) {
+    const what = request.grpc ? `gRPC ${request.grpc.service}/${request.grpc.method}` : `${request.method} ${request.path}`;
+    lines.push(`request:   ${request.direction} ${what} (authority ${request.authority || '-'})`);
+  }
+  lines.push(`rule:      ${f.rule ?? '(none matched)'}${f.dryRun ? ' [dry-run]' : ''}`);
+  const token = f.subject
+    ? `${f.tokenKind ?? 'token'} ${f.subjectType ?? '?'}:${f.subject}${f.issuer ? ` from ${f.issuer}` : ''}${f.audience ? `, audience ${f.audience}` : ''}`
+    : f.tokenKind === 'none' || f.tokenKind === undefined
+      ? 'none accepted'
+      : f.tokenKind;
+  lines.push(`token:     ${token}`);
+  if (f.checks && f.checks.length > 0) {
+    lines.push('checks:');
+    for (const c of f.checks) lines.push(`  ${c.resource}#${c.permission}@${c.subject} -> ${c.result}${c.cached ? ' (cached)' : ''}`);
+  } else {
+    lines.push('checks:    none');
+  }
+  const status = decision.kind === 'deny' ? ` ${decision.status}` : '';
+  lines.push(`decision:  ${decision.kind.toUpperCase()}${status} ${decision.reason}${f.wouldDeny ? ` (would deny: ${f.wouldDeny})` : ''}`);
+  if (f.detail) lines.push(`detail:    ${f.detail}`);
+  if (decision.kind === 'allow') {
+    for (const [name, value] of decision.setHeaders) lines.push(`  set    ${name}: ${name === 'authorization' ? '[token]' : value}`);
+    if (decision.removeHeaders.length > 0) lines.push(`  remove ${decision.removeHeaders.join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+export const checkCommand: Command = {
+  name: 'check',
+  summary: 'explain offline how a request would be decided (matched rule, token, SpiceDB checks)',
+  help: `Usage: jwtauth-sidecar check [--config FILE] [--direction inbound|outbound]
+         (--method M --path P | --grpc pkg.Service/Method) [--token JWT | --token-file F]
+         [--header "name: value"]... [--authority HOST] [--audience NAME] [--ext key=value]...
+
+Runs the request through the same decision pipeline as \`serve\` (same rules, keys and SpiceDB)
+and prints the matched rule, the token verdict, each SpiceDB check with its answer, and the
+decision with its reason. Nothing is sent to the app. Example:
+
+  jwtauth-sidecar check --method POST --path /v1/clouds/cl0/namespaces \\
+    --token "$(jwtauth-sidecar token --audience gwadmin)"
+
+Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
+  async run(args, io) {
+    const { values } = parseOptions(args, {
+      config: { type: 'string', short: 'c' },
+      direction: { type: 'string', default: 'inbound' },
+      method: { type: 'string', short: 'X' },
+      path: { type: 'string' },
+      grpc: { type: 'string' },
+      authority: { type: 'string' },
+      header: { type: 'string', short: 'H', multiple: true, default: [] },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
+      audience: { type: 'string' },
+      ext: { type: 'string', multiple: true, default: [] },
+    });
+    if (!values.path && !values.grpc) throw new UsageError('give --path (HTTP) or --grpc (gRPC method)');
+    const token = values.token ?? (values['token-file'] ? readFileSync(values['token-file'], 'utf8').trim() : undefined);
+    const check = checkRequestFromFlags({
+      direction: values.direction,
+      ...(values.method ? { method: values.method } : {}),
+      ...(values.path ? { path: values.path } : {}),
+      ...(values.grpc ? { grpc: values.grpc } : {}),
+      ...(values.authority ? { authority: values.authority } : {}),
+      headers: values.header,
+      ...(token ? { token } : {}),
+      ...(values.audience ? { audience: values.audience } : {}),
+      extensions: values.ext,
+    });
+    let loaded;
+    try {
+      loaded = resolveConfig(values.config, io.env);
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        io.err(error.message);
+        return 2;
+      }
+      throw error;
+    }
+    const logger = createLogger({ level: 'error' });
+    const runtime = await openDecisionRuntime(loaded, new Metrics({ processMetrics: false }), logger);
+    try {
+      const deadline = Date.now() + 5_000;
+      while (!runtime.ready() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (!runtime.ready()) io.err('warning: keys or permission backend not ready after 5 s; the decision below reflects that');
+      const parsed = parseCheckRequest(check, runtime.pipeline.limits);
+      if (!parsed.ok) {
+        io.out(`decision:  DENY ${parsed.reason}\ndetail:    ${parsed.detail}`);
+        return 1;
+      }
+      const decision = await runtime.pipeline.authorizer.decide(parsed.request);
+      io.out(explain(parsed.request, decision));
+      return decision.kind === 'allow' ? 0 : 1;
+    } finally {
+      await runtime.close();
+    }
+  },
+};

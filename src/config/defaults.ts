@@ -1,0 +1,58 @@
+/**
+ * The embedded development defaults: what `npm start` runs with when no configuration is given.
+ * A signing key generated once into ./.jwtauth/, an in-process SpiceDB loaded with the packaged
+ * example schema and relationships (examples/), this sidecar trusting its own tokens, rules for the
+ * seed scenario, and the demo's upstreams. Typed against the schema's input type, so the compiler
+ * keeps it valid. Never for production: `serve` says so loudly.
+ */
+import { join } from 'node:path';
+import { defaultOutboundConfig } from '../outbound/config.js';
+import type { ConfigInput } from './schema.js';
+
+export const DEFAULT_SERVICE_NAME = 'gwadmin';
+const SELF = 'http://127.0.0.1:9190';
+
+export function embeddedDefaults(cwd: string): ConfigInput {
+  return {
+    service: { name: DEFAULT_SERVICE_NAME },
+    tokens: {
+      source: { kind: 'mint', issuer: SELF, devKeyFile: join(cwd, '.jwtauth', 'dev-signing-key.json') },
+    },
+    issuers: [
+      {
+        // This sidecar's own tokens, verified against its own JWKS endpoint.
+        name: 'self',
+        issuer: SELF,
+        audience: DEFAULT_SERVICE_NAME,
+        kind: 'internal',
+        subjectType: 'service',
+        // On-behalf-of and exchanged tokens carry a user as sub (sub != client_id).
+        userSubjectType: 'user',
+        jwks: { url: `${SELF}/.well-known/jwks.json` },
+        algorithms: ['ES256'],
+        typ: 'at+jwt',
+      },
+    ],
+    inbound: {
+      default: 'deny',
+      rules: [
+        {
+          name: 'create-namespace',
+          match: { http: { methods: ['POST'], path: '/v1/clouds/{cloud}/namespaces' } },
+          checks: [{ resource: 'cloud:{path.cloud}', permission: 'create_namespace' }],
+        },
+        {
+          name: 'view-cloud',
+          match: { http: { methods: ['GET'], path: '/v1/clouds/{cloud}/**' } },
+          checks: [{ resource: 'cloud:{path.cloud}', permission: 'view' }],
+        },
+        {
+          name: 'spicedb-write-relationships',
+          match: { grpc: { service: 'authzed.api.v1.PermissionsService', method: 'WriteRelationships' } },
+          checks: [{ resource: 'platform:spicedb', permission: 'write_relationships' }],
+        },
+      ],
+    },
+    outbound: defaultOutboundConfig,
+  };
+}
