@@ -4,7 +4,7 @@
  * grpc-status for gRPC callers (401→16, 403→7, 503→14).
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import type { Decision, Deny, DenyStatus, HeaderList, Reason } from '../core/decision.js';
+import type { Allow, Decision, Deny, DenyStatus, HeaderList, Reason } from '../core/decision.js';
 import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
 import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
 
@@ -64,6 +64,17 @@ function renderDeny(decision: Deny): CheckResponse {
  */
 const plainDenials = new Map<Reason, CheckResponse>();
 
+/**
+ * Envoy applies `headers_to_remove` after the headers it sets, so a name in both lists would lose
+ * the value just set. Decisions list every identity header for removal (so a forged one never
+ * survives) and set some of them; the set, with append=false, already replaces a forged value.
+ */
+function removalsNotSet(decision: Allow): string[] {
+  const { setHeaders, removeHeaders } = decision;
+  if (setHeaders.length === 0 || removeHeaders.length === 0) return removeHeaders as string[];
+  return removeHeaders.filter((name) => !setHeaders.some(([set]) => set === name));
+}
+
 export function renderCheckResponse(decision: Decision): CheckResponse {
   if (decision.kind === 'deny') {
     if (decision.headers.length > 0) return renderDeny(decision);
@@ -78,7 +89,7 @@ export function renderCheckResponse(decision: Decision): CheckResponse {
     status: { code: GrpcStatus.OK },
     ok_response: {
       headers: headerOptions(decision.setHeaders),
-      headers_to_remove: decision.removeHeaders as string[],
+      headers_to_remove: removalsNotSet(decision),
     },
   };
 }

@@ -21,6 +21,9 @@ export interface GrpcListener {
 
 export async function startGrpcListener(address: string, check: CheckHandler): Promise<GrpcListener> {
   const server = new grpc.Server({
+    // grpc-js sets SO_REUSEPORT by default, so a second process on the same port would silently
+    // get half the checks. For an authorizer a port conflict must fail loudly (EADDRINUSE).
+    'grpc.so_reuseport': 0,
     // Envoy keeps one long-lived HTTP/2 connection per worker; let it ping.
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,

@@ -6,7 +6,7 @@
 import { createServer as createHttp1Server } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
-import { createServer as createNetServer } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0');
@@ -52,16 +52,31 @@ export async function startEchoUpstream(port = 0): Promise<EchoUpstream> {
       }
     });
   });
+  // Node cannot serve HTTP/1.1 and cleartext HTTP/2 on one port (its HTTP/2 session reads the
+  // socket's native handle, so sniffed bytes cannot be pushed back). Each protocol gets an
+  // internal port, and the public port sniffs the first bytes and splices the TCP stream.
+  await Promise.all([
+    new Promise<void>((resolve) => http1.listen(0, '127.0.0.1', resolve)),
+    new Promise<void>((resolve) => http2.listen(0, '127.0.0.1', resolve)),
+  ]);
+  const internalPort = (target: { address(): AddressInfo | string | null }) => (target.address() as AddressInfo).port;
   const sockets = new Set<Socket>();
-  const server = createNetServer((socket) => {
+  const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const server = createNetServer((socket) => {
+    track(socket);
     socket.once('data', (first) => {
-      socket.pause();
-      socket.unshift(first);
-      const target = first.subarray(0, H2_PREFACE.length).equals(H2_PREFACE) ? http2 : http1;
-      target.emit('connection', socket);
-      socket.resume();
+      const isH2 = first.subarray(0, H2_PREFACE.length).equals(H2_PREFACE);
+      const inner = connect(internalPort(isH2 ? http2 : http1), '127.0.0.1');
+      track(inner);
+      inner.write(first);
+      socket.pipe(inner);
+      inner.pipe(socket);
+      inner.once('close', () => socket.destroy());
+      socket.once('close', () => inner.destroy());
     });
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));

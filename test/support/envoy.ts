@@ -1,11 +1,13 @@
 /**
  * Runs the real Envoy (installed by scripts/install-tools.sh) with envoy/envoy.yaml, changing
- * nothing but port numbers, so the tests exercise the file users deploy.
+ * nothing but port numbers, so the tests exercise the file users deploy. Envoy's own ports
+ * (ingress, egress, admin) are bound to port 0 and read back from Envoy, so tests running in
+ * parallel never race for a "free" port.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TOOLS_BIN, freePort, startProcess, waitFor } from './processes.js';
+import { GiveUp, TOOLS_BIN, freePort, startProcess, waitFor } from './processes.js';
 import type { ManagedProcess } from './processes.js';
 
 /** The ports written in envoy/envoy.yaml, by role. */
@@ -38,25 +40,48 @@ export function rewritePorts(yaml: string, ports: EnvoyPorts): string {
   return out;
 }
 
+/** Ports Envoy itself listens on; everything else names a process the test already started. */
+const OWN_PORTS = ['ingress', 'egress', 'admin'] as const;
+
+interface ListenerStatus {
+  name: string;
+  local_address?: { socket_address?: { port_value?: number } };
+}
+
 export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = new URL('../../envoy/envoy.yaml', import.meta.url).pathname): Promise<RunningEnvoy> {
   const ports = {} as EnvoyPorts;
-  for (const role of Object.keys(ENVOY_YAML_PORTS) as (keyof EnvoyPorts)[]) ports[role] = overrides[role] ?? (await freePort());
+  for (const role of Object.keys(ENVOY_YAML_PORTS) as (keyof EnvoyPorts)[]) {
+    ports[role] = overrides[role] ?? ((OWN_PORTS as readonly string[]).includes(role) ? 0 : await freePort());
+  }
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-envoy-'));
   const config = join(dir, 'envoy.yaml');
+  const adminPath = join(dir, 'admin-address');
   writeFileSync(config, rewritePorts(readFileSync(configFile, 'utf8'), ports));
   const process = startProcess(join(TOOLS_BIN, 'envoy'), [
     '-c', config,
+    '--admin-address-path', adminPath,
     '--base-id', String(Math.floor(Math.random() * 1_000_000)),
     '--log-level', 'warn',
     '--concurrency', '1',
     '--disable-hot-restart',
   ]);
-  const admin = `http://127.0.0.1:${ports.admin}`;
+  let admin = '';
   await waitFor(
-    async () => (await fetch(`${admin}/ready`)).status === 200,
+    async () => {
+      if (process.child.exitCode !== null) throw new GiveUp('Envoy exited');
+      if (!existsSync(adminPath)) return false;
+      admin = `http://${readFileSync(adminPath, 'utf8').trim()}`;
+      return (await fetch(`${admin}/ready`)).status === 200;
+    },
     20_000,
     () => `Envoy did not become ready:\n${process.output()}`,
   );
+  ports.admin = Number(admin.slice(admin.lastIndexOf(':') + 1));
+  const listeners = (await (await fetch(`${admin}/listeners?format=json`)).json()) as { listener_statuses: ListenerStatus[] };
+  for (const listener of listeners.listener_statuses) {
+    const port = listener.local_address?.socket_address?.port_value;
+    if ((listener.name === 'ingress' || listener.name === 'egress') && port) ports[listener.name] = port;
+  }
   return {
     ports,
     process,

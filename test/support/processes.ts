@@ -96,14 +96,18 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Thrown by a `waitFor` probe to stop waiting at once (e.g. the process already exited). */
+export class GiveUp extends Error {}
+
 /** Polls `probe` until it returns true, failing with `describe()` after `timeoutMs`. */
 export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs: number, describe: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       if (await probe()) return;
-    } catch {
-      // not yet
+    } catch (error) {
+      if (error instanceof GiveUp) throw new Error(`${error.message}: ${describe()}`);
+      // otherwise: not yet
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${describe()}`);
     await sleep(50);

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { freePort, startProcess, waitFor } from './processes.js';
+import { GiveUp, freePort, startProcess, waitFor } from './processes.js';
 import type { ManagedProcess } from './processes.js';
 
 export const CLI = new URL('../../dist/src/cli.js', import.meta.url).pathname;
@@ -34,35 +34,61 @@ export async function startSidecar(
   options: { grpcPort?: number; adminPort?: number; env?: NodeJS.ProcessEnv; waitReady?: boolean; cwd?: string } = {},
 ): Promise<RunningSidecar> {
   const configFile = writeConfig(config);
-  const grpcPort = options.grpcPort ?? (await freePort());
-  const adminPort = options.adminPort ?? (await freePort());
-  const admin = `http://127.0.0.1:${adminPort}`;
+  let grpcPort = options.grpcPort ?? (await freePort());
+  let adminPort = options.adminPort ?? (await freePort());
   const launch = async (): Promise<ManagedProcess> => {
+    const admin = `http://127.0.0.1:${adminPort}`;
     const child = startProcess(
       process.execPath,
       [CLI, 'serve', '--config', configFile, '--grpc-address', `127.0.0.1:${grpcPort}`, '--admin-address', `127.0.0.1:${adminPort}`],
-      { env: { ...process.env, JWTAUTH_LOG_LEVEL: 'warn', ...options.env }, ...(options.cwd ? { cwd: options.cwd } : {}) },
+      { env: { ...process.env, ...options.env }, ...(options.cwd ? { cwd: options.cwd } : {}) },
     );
     const path = options.waitReady === false ? '/healthz' : '/readyz';
-    await waitFor(async () => (await fetch(`${admin}${path}`)).status === 200, 30_000, () => `sidecar not ${path}:\n${child.output()}`);
+    await waitFor(
+      async () => {
+        if (child.child.exitCode !== null) throw new GiveUp(`sidecar exited with ${child.child.exitCode}`);
+        return (await fetch(`${admin}${path}`)).status === 200;
+      },
+      30_000,
+      () => `sidecar not ${path}:\n${child.output()}`,
+    );
     return child;
   };
-  let current = await launch();
-  return {
-    grpcPort,
-    adminPort,
-    configFile,
-    admin,
-    get process() {
-      return current;
-    },
-    stop: (signal = 'SIGTERM') => current.stop(signal, 10_000),
-    async restart() {
-      await current.stop('SIGTERM', 10_000);
+  let current: ManagedProcess | undefined;
+  // A port that was free a moment ago may be taken by a test running in parallel: the sidecar then
+  // exits with EADDRINUSE (it never shares a port), and it is started again on other ports.
+  for (let attempt = 1; !current; attempt++) {
+    try {
       current = await launch();
+    } catch (error) {
+      const retryable = attempt < 3 && options.grpcPort === undefined && options.adminPort === undefined && /EADDRINUSE/.test(String(error));
+      if (!retryable) throw error;
+      grpcPort = await freePort();
+      adminPort = await freePort();
+    }
+  }
+  let running: ManagedProcess = current;
+  return {
+    get grpcPort() {
+      return grpcPort;
+    },
+    get adminPort() {
+      return adminPort;
+    },
+    get admin() {
+      return `http://127.0.0.1:${adminPort}`;
+    },
+    configFile,
+    get process() {
+      return running;
+    },
+    stop: (signal = 'SIGTERM') => running.stop(signal, 10_000),
+    async restart() {
+      await running.stop('SIGTERM', 10_000);
+      running = await launch();
     },
     async metric(sample) {
-      const text = await (await fetch(`${admin}/metrics`)).text();
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
       for (const line of text.split('\n')) {
         if (line.startsWith(sample) && line[sample.length] === ' ') return Number(line.slice(sample.length + 1));
       }

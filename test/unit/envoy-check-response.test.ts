@@ -17,6 +17,14 @@ describe('renderCheckResponse', () => {
     expect(response.ok_response?.headers_to_remove).toEqual(['x-jwtauth-actor', 'x-jwtauth-on-behalf-of']);
   });
 
+  it('never asks Envoy to remove a header it sets, since Envoy removes after setting', () => {
+    const response = renderCheckResponse(
+      allow('allowed', {}, [['x-jwtauth-subject', 'alice']], ['x-jwtauth-subject', 'x-jwtauth-subject-type', 'x-jwtauth-actor']),
+    );
+    expect(response.ok_response?.headers_to_remove).toEqual(['x-jwtauth-subject-type', 'x-jwtauth-actor']);
+    expect(response.ok_response?.headers).toEqual([{ header: { key: 'x-jwtauth-subject', value: 'alice' }, append: { value: false } }]);
+  });
+
   it.each([
     ['missing_token', 401, status.UNAUTHENTICATED],
     ['permission_denied', 403, status.PERMISSION_DENIED],
