@@ -1,0 +1,245 @@
+/**
+ * Starts the demo's whole topology, every part real and each in its own process except the two
+ * demo apps: one SpiceDB server (memory datastore), and for each of gwadmin, vmcontroller and
+ * SpiceDB an Envoy and a jwtauth-sidecar (the built CLI) configured by the files in
+ * examples/demo/envoy and examples/demo/sidecars. The gateway and vmcontroller apps run inside
+ * this process but reach each other, and SpiceDB, only through the Envoys.
+ *
+ * Everything starts in parallel: sidecars wait for the JWKS of the sidecar upstream of them, and
+ * for SpiceDB, by themselves (readiness), so no ordering is needed.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Metadata, status } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
+import { v1 } from '@authzed/authzed-node';
+import { exportPKCS8, generateKeyPair } from 'jose';
+import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { toRelationship } from '../../src/spicedb/embedded-checker.js';
+import { parseRelationships } from '../../src/spicedb/relationships-file.js';
+import { startAuthService } from './auth-service.js';
+import type { AuthService } from './auth-service.js';
+import { DecisionLog } from './decisions.js';
+import type { SidecarName } from './decisions.js';
+import { startGateway } from './gateway.js';
+import type { RunningGateway } from './gateway.js';
+import { freePort, startChild, waitFor } from './processes.js';
+import type { Child } from './processes.js';
+import { PORT_PLAN, rewritePorts } from './topology.js';
+import type { PortRole, Ports } from './topology.js';
+import { DEMO_DIR } from './vmcontroller-api.js';
+import { startVmController } from './vmcontroller.js';
+import type { RunningVmController } from './vmcontroller.js';
+
+const TOOLS_BIN = join(PACKAGE_ROOT, '.tools', 'bin');
+const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
+export const DEMO_SCHEMA_FILE = join(PACKAGE_ROOT, 'examples', 'schema.zed');
+export const DEMO_RELATIONSHIPS_FILE = join(DEMO_DIR, 'relationships.txt');
+const STARTUP_TIMEOUT_MS = 60_000;
+
+export interface StackOptions {
+  /** Progress messages ("starting ...", "ready in ..."). */
+  readonly progress?: (message: string) => void;
+}
+
+export interface Stack {
+  readonly ports: Ports;
+  readonly decisions: DecisionLog;
+  readonly authService: AuthService;
+  readonly gateway: RunningGateway;
+  readonly vmcontroller: RunningVmController;
+  /** The gateway's public address (its Envoy ingress). */
+  readonly gatewayUrl: string;
+  /** vmcontroller's network address (its Envoy ingress). */
+  readonly vmcontrollerAddress: string;
+  /** The clouds a namespace belongs to, read straight from SpiceDB with the preshared key (the operator's view). */
+  namespaceClouds(namespaceId: string): Promise<string[]>;
+  /** The output of a process, for failure messages. */
+  outputOf(name: string): string;
+  stop(): Promise<void>;
+}
+
+function call<T>(fn: (callback: (error: ServiceError | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((error, value) => (error ? reject(error) : resolve(value as T))));
+}
+
+async function allocatePorts(): Promise<Ports> {
+  const ports = {} as Ports;
+  const taken = new Set<number>();
+  for (const role of Object.keys(PORT_PLAN) as PortRole[]) {
+    let port = await freePort();
+    // freePort can hand out the same port twice in a row; each role needs its own.
+    while (taken.has(port)) port = await freePort();
+    taken.add(port);
+    ports[role] = port;
+  }
+  return ports;
+}
+
+async function writeSigningKey(file: string): Promise<void> {
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+  writeFileSync(file, await exportPKCS8(privateKey), { mode: 0o600 });
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const progress = options.progress ?? ((): void => undefined);
+  for (const tool of ['envoy', 'spicedb']) {
+    if (!existsSync(join(TOOLS_BIN, tool))) throw new Error(`${join(TOOLS_BIN, tool)} is missing: run scripts/install-tools.sh`);
+  }
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
+
+  const ports = await allocatePorts();
+  const dir = mkdtempSync(join(tmpdir(), 'jwtauth-demo-'));
+  const presharedKey = randomBytes(24).toString('base64url');
+  const env = { ...process.env, SPICEDB_PRESHARED_KEY: presharedKey };
+  const decisions = new DecisionLog();
+  const children: Child[] = [];
+  const stoppers: Array<() => Promise<void>> = [];
+  let operator: v1.ZedClientInterface | undefined;
+
+  const render = (source: string, target: string): string => {
+    const file = join(dir, target);
+    writeFileSync(file, rewritePorts(readFileSync(join(DEMO_DIR, source), 'utf8'), ports));
+    return file;
+  };
+
+  const stop = async (): Promise<void> => {
+    operator?.close();
+    await Promise.allSettled(stoppers.map((s) => s()));
+    await Promise.allSettled(children.map((c) => c.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    const [authService] = await Promise.all([
+      startAuthService(dir),
+      writeSigningKey(join(dir, 'gwadmin-signing-key.pem')),
+      writeSigningKey(join(dir, 'vmcontroller-signing-key.pem')),
+    ]);
+
+    progress('starting SpiceDB, 3 Envoys, 3 sidecars, gateway and vmcontroller');
+    const spicedbEndpoint = `127.0.0.1:${ports.spicedbGrpc}`;
+    const spicedb = startChild(
+      join(TOOLS_BIN, 'spicedb'),
+      [
+        'serve',
+        '--datastore-engine', 'memory',
+        '--grpc-addr', spicedbEndpoint,
+        '--http-enabled=false',
+        '--metrics-enabled=false',
+        '--dispatch-cluster-enabled=false',
+        '--telemetry-endpoint=',
+        '--log-level=warn',
+      ],
+      // In the environment, not on the command line, where any local user could read it.
+      { name: 'spicedb', env: { ...env, SPICEDB_GRPC_PRESHARED_KEY: presharedKey } },
+    );
+    children.push(spicedb);
+
+    const sidecars = (['gwadmin', 'vmcontroller', 'spicedb'] as const satisfies readonly SidecarName[]).map((name) => {
+      const config = render(join('sidecars', `${name}.yaml`), `${name}.jwtauth.yaml`);
+      const child = startChild(process.execPath, [CLI, 'serve', '--config', config], {
+        name: `${name}-sidecar`,
+        env,
+        cwd: dir,
+        onLine: (line) => decisions.accept(name, line),
+      });
+      children.push(child);
+      return { name, child, admin: `http://127.0.0.1:${ports[`${name === 'gwadmin' ? 'gateway' : name}SidecarAdmin` as PortRole]}` };
+    });
+
+    const envoys = (['gwadmin', 'vmcontroller', 'spicedb'] as const).map((name) => {
+      const config = render(join('envoy', `${name}.envoy.yaml`), `${name}.envoy.yaml`);
+      const child = startChild(
+        join(TOOLS_BIN, 'envoy'),
+        ['-c', config, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart'],
+        // Only SpiceDB's Envoy needs the key (it replaces the caller's JWT with it).
+        { name: `${name}-envoy`, env: name === 'spicedb' ? env : process.env },
+      );
+      children.push(child);
+      return { name, child, admin: `http://127.0.0.1:${ports[`${name === 'gwadmin' ? 'gateway' : name}EnvoyAdmin` as PortRole]}` };
+    });
+
+    const [gateway, vmcontroller] = await Promise.all([
+      startGateway({
+        port: ports.gatewayApp,
+        egress: `127.0.0.1:${ports.gatewayEgress}`,
+        vmcontrollerDirect: `127.0.0.1:${ports.vmcontrollerIngress}`,
+      }),
+      startVmController({ port: ports.vmcontrollerApp, egress: `127.0.0.1:${ports.vmcontrollerEgress}` }),
+    ]);
+    stoppers.push(() => gateway.stop(), () => vmcontroller.stop());
+
+    const started = Date.now();
+    // A process that dies during start-up will never become ready: fail at once, with its output.
+    const deaths = children.map((child) =>
+      child.exited.then((code) => {
+        throw new Error(`${child.name} exited (${code}) during start-up:\n${child.output().slice(-4000)}`);
+      }),
+    );
+    const ready = Promise.all([
+      (async () => {
+        operator = v1.NewClient(presharedKey, spicedbEndpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS);
+        const client = operator;
+        const schema = readFileSync(DEMO_SCHEMA_FILE, 'utf8');
+        await waitFor(
+          async () => {
+            try {
+              await call((cb) => client.writeSchema(v1.WriteSchemaRequest.create({ schema }), new Metadata(), { deadline: Date.now() + 2000 }, cb));
+              return true;
+            } catch (error) {
+              const code = (error as ServiceError).code;
+              if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) return false;
+              throw new Error(`WriteSchema failed: ${(error as Error).message}`);
+            }
+          },
+          STARTUP_TIMEOUT_MS,
+          () => `SpiceDB did not come up:\n${spicedb.output()}`,
+        );
+        const updates = parseRelationships(readFileSync(DEMO_RELATIONSHIPS_FILE, 'utf8'), DEMO_RELATIONSHIPS_FILE).map((line) =>
+          v1.RelationshipUpdate.create({ operation: v1.RelationshipUpdate_Operation.TOUCH, relationship: toRelationship(line) }),
+        );
+        await call((cb) => client.writeRelationships(v1.WriteRelationshipsRequest.create({ updates }), new Metadata(), { deadline: Date.now() + 5000 }, cb));
+      })(),
+      ...sidecars.map(({ child, admin }) =>
+        waitFor(async () => (await fetch(`${admin}/readyz`)).status === 200, STARTUP_TIMEOUT_MS, () => `${child.name} not ready:\n${child.output().slice(-4000)}`),
+      ),
+      ...envoys.map(({ child, admin }) =>
+        waitFor(async () => (await fetch(`${admin}/ready`)).status === 200, STARTUP_TIMEOUT_MS, () => `${child.name} not ready:\n${child.output().slice(-4000)}`),
+      ),
+    ]);
+    await Promise.race([ready, ...deaths]);
+    // From here on, an exit is reported by the scenario's failures, not as a start-up error.
+    for (const death of deaths) death.catch(() => undefined);
+    progress(`all up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    const readClient = operator;
+    return {
+      ports,
+      decisions,
+      authService,
+      gateway,
+      vmcontroller,
+      gatewayUrl: `http://127.0.0.1:${ports.gatewayIngress}`,
+      vmcontrollerAddress: `127.0.0.1:${ports.vmcontrollerIngress}`,
+      async namespaceClouds(namespaceId) {
+        if (!readClient) throw new Error('SpiceDB client is closed');
+        const request = v1.ReadRelationshipsRequest.create({
+          consistency: v1.Consistency.create({ requirement: { oneofKind: 'fullyConsistent', fullyConsistent: true } }),
+          relationshipFilter: v1.RelationshipFilter.create({ resourceType: 'namespace', optionalResourceId: namespaceId, optionalRelation: 'cloud' }),
+        });
+        const rows = await readClient.promises.readRelationships(request);
+        return rows.map((row) => `${row.relationship?.subject?.object?.objectType}:${row.relationship?.subject?.object?.objectId}`);
+      },
+      outputOf(name) {
+        return children.find((c) => c.name === name)?.output() ?? '';
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
