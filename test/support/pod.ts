@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { request as httpRequestRaw } from 'node:http';
 import { exportPKCS8, generateKeyPair } from 'jose';
 import type { JWTPayload } from 'jose';
 import { startEchoUpstream } from './echo-upstream.js';
@@ -163,5 +164,28 @@ export function grpcCall(address: string, path: string, metadata: Record<string,
       const trailers = Object.fromEntries(Object.entries(result.metadata.getMap()).map(([k, v]) => [k, String(v)]));
       resolve({ code: result.code, details: result.details, trailers });
     });
+  });
+}
+
+export interface PlainResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+}
+
+/**
+ * An HTTP/1.1 request with full control of the headers, including Host (fetch refuses to set it),
+ * which is how an app reaches a named upstream through the egress listener.
+ */
+export function httpRequest(url: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<PlainResponse> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequestRaw(url, { method: options.method ?? 'GET', headers: options.headers ?? {} }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
+    });
+    request.on('error', reject);
+    request.end(options.body);
   });
 }
