@@ -158,7 +158,7 @@ export async function loadSigningKeyFile(
   return toSigningKey(key, alg, notBefore, path);
 }
 
-function generatePrivateKey(alg: SigningAlgorithm): KeyObject {
+export function generatePrivateKey(alg: SigningAlgorithm): KeyObject {
   if (alg === 'ES256') return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   if (alg === 'EdDSA') return generateKeyPairSync('ed25519').privateKey;
   return generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;

@@ -1,9 +1,14 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { runCli, VERSION } from '../../src/commands/dispatch.js';
 import { COMMANDS } from '../../src/commands/index.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -55,4 +60,94 @@ describe('jwtauth-sidecar CLI', () => {
     const decoded = await run('subject-id', '--decode', teleport ?? '');
     expect(decoded.out.trim()).toBe('cloud-teleport-aleksander.rykalin');
   });
+});
+
+describe('jwtauth-sidecar keys, token and check', () => {
+  const workdir = () => mkdtempSync(join(tmpdir(), 'jwtauth-cli-'));
+
+  it('keys generate writes an owner-only key and never overwrites one', async () => {
+    const dir = workdir();
+    const out = join(dir, 'k.pem');
+    const generated = await run('keys', 'generate', '--out', out, '--algorithm', 'EdDSA');
+    expect(generated.code).toBe(0);
+    const printed = JSON.parse(generated.out) as { kid: string; publicJwk: { crv: string; d?: string } };
+    expect(printed.publicJwk.crv).toBe('Ed25519');
+    expect(printed.publicJwk.d).toBeUndefined();
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    expect((await run('keys', 'generate', '--out', out)).code).toBe(2);
+  });
+
+  it('keys rotate adds a key that is published before it signs, keeping the file valid and its comments', async () => {
+    const dir = workdir();
+    await run('keys', 'generate', '--out', join(dir, 'first.pem'));
+    const configFile = join(dir, 'jwtauth.yaml');
+    writeFileSync(
+      configFile,
+      ['# production signing keys', 'service: { name: gwadmin }', 'tokens:', '  source:', '    kind: mint', '    publishBeforeUseSeconds: 600', '    keys:', '      - file: first.pem', ''].join('\n'),
+    );
+    const rotated = await run('keys', 'rotate', '--config', configFile);
+    expect(rotated.code).toBe(0);
+    const text = readFileSync(configFile, 'utf8');
+    expect(text).toContain('# production signing keys');
+    const { config } = loadConfigFile(configFile);
+    const keys = config.tokens?.source.kind === 'mint' ? config.tokens.source.keys : [];
+    expect(keys).toHaveLength(2);
+    const notBefore = Date.parse(keys[1]?.notBefore ?? '');
+    expect(notBefore - Date.now()).toBeGreaterThan(590_000);
+    expect(notBefore - Date.now()).toBeLessThan(610_000);
+  });
+
+  it('token prints a service token for a listed upstream and refuses any other audience', async () => {
+    const dir = workdir();
+    await run('keys', 'generate', '--out', join(dir, 'k.pem'));
+    const configFile = join(dir, 'jwtauth.yaml');
+    writeFileSync(
+      configFile,
+      stringify({
+        service: { name: 'gwadmin' },
+        tokens: { source: { kind: 'mint', issuer: 'https://gw.test', keys: [{ file: 'k.pem' }] } },
+        outbound: { upstreams: [{ audience: 'vmcontroller' }] },
+      }),
+    );
+    const issued = await run('token', '--config', configFile, '--audience', 'vmcontroller');
+    expect(issued.code).toBe(0);
+    const publicKey = createPublicKey(createPrivateKey(readFileSync(join(dir, 'k.pem'))));
+    const { payload, protectedHeader } = await jwtVerify(issued.out.trim(), publicKey, { issuer: 'https://gw.test', audience: 'vmcontroller' });
+    expect(payload.sub).toBe('gwadmin');
+    expect(protectedHeader.typ).toBe('at+jwt');
+    const refused = await run('token', '--config', configFile, '--audience', 'billing');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('unknown_upstream');
+    expect(refused.out).toBe('');
+  });
+
+  it('check explains an allow and a denial: rule, token, SpiceDB checks, decision', async () => {
+    const dir = workdir();
+    const key = await makeSigningKey('ES256', 'cli-1');
+    writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwks(key)));
+    writeFileSync(join(dir, 'relationships.txt'), 'cloud:cl0#admin@user:alice\n');
+    const configFile = join(dir, 'jwtauth.yaml');
+    writeFileSync(
+      configFile,
+      stringify({
+        issuers: [{ name: 'mesh', issuer: 'https://mesh.test', audience: 'gwadmin', kind: 'internal', jwks: { file: 'jwks.json' }, algorithms: ['ES256'] }],
+        spicedb: { embedded: { relationshipsFile: join(dir, 'relationships.txt') } },
+        inbound: {
+          rules: [
+            { name: 'create-namespace', match: { http: { methods: ['POST'], path: '/v1/clouds/{cloud}/namespaces' } }, checks: [{ resource: 'cloud:{path.cloud}', permission: 'create_namespace' }] },
+          ],
+        },
+      }),
+    );
+    const tokenFor = (sub: string) => signToken(key, { iss: 'https://mesh.test', aud: 'gwadmin', sub, iat: nowSeconds(), exp: nowSeconds() + 300 });
+    const allowed = await run('check', '--config', configFile, '--method', 'POST', '--path', '/v1/clouds/cl0/namespaces', '--token', await tokenFor('alice'));
+    expect(allowed.code).toBe(0);
+    expect(allowed.out).toMatch(/rule:\s+create-namespace/);
+    expect(allowed.out).toMatch(/cloud:cl0#create_namespace@user:alice -> allowed/);
+    expect(allowed.out).toMatch(/decision:\s+ALLOW allowed/);
+    const denied = await run('check', '--config', configFile, '--method', 'POST', '--path', '/v1/clouds/cl0/namespaces', '--token', await tokenFor('bob'));
+    expect(denied.code).toBe(1);
+    expect(denied.out).toMatch(/cloud:cl0#create_namespace@user:bob -> denied/);
+    expect(denied.out).toMatch(/decision:\s+DENY 403 permission_denied/);
+  }, 30_000);
 });
