@@ -147,13 +147,14 @@ function tokenOf(line: DecisionLine): string {
     case 'service':
       return `no token → service token for ${line.subject ?? '?'}`;
     case 'on_behalf_of':
-      return `no token, on behalf of a user → on-behalf-of token${who}`;
+      return `no token, names a user in x-jwtauth-on-behalf-of${line.decision === 'allow' ? ` → on-behalf-of token${who}` : ''}`;
     case 'external':
       return `external token${who}${from}${line.direction === 'outbound' && line.decision === 'allow' ? ' → exchanged for an internal token' : ''}`;
     case 'internal':
       return `internal token${who}${from}`;
     default:
-      return line.subject === undefined ? 'token: -' : `token${who}${from}`;
+      // Denied before the token verified (unknown issuer, bad signature...): nothing in it is trusted.
+      return line.subject === undefined ? 'a token that did not verify' : `token${who}${from}`;
   }
 }
 

@@ -10,7 +10,6 @@
  *   check matter.
  * - `GET /v1/clouds/{cloud}/namespaces/{ns}` asks vmcontroller synchronously, passing the user's
  *   `authorization` header along unchanged (its sidecar exchanges the token on the way out).
- * - `GET /v1/sagas/{id}` shows a saga's state.
  *
  * The saga executor lives in this process, as in the seed. It runs each step later, from the saga
  * state alone (no request, no token), and calls vmcontroller through this pod's Envoy egress
@@ -162,11 +161,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         send(response, 500, { error: String(error) }),
       );
       return;
-    }
-    m = /^\/v1\/sagas\/([^/]+)$/.exec(path);
-    if (m && method === 'GET') {
-      const saga = sagas.get(decodeURIComponent(m[1] as string));
-      return saga ? send(response, 200, saga) : send(response, 404, { error: 'no such saga' });
     }
     send(response, 404, { error: 'not found' });
   });

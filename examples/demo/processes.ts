@@ -25,7 +25,24 @@ export function killAllChildren(): void {
   live.clear();
 }
 
-process.once('exit', killAllChildren);
+const exitCleanups = new Set<() => void>();
+
+/** Registers synchronous clean-up (e.g. removing a temporary directory) for when the process exits; returns its removal. */
+export function atExit(cleanup: () => void): () => void {
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
+}
+
+process.once('exit', () => {
+  killAllChildren();
+  for (const cleanup of exitCleanups) {
+    try {
+      cleanup();
+    } catch {
+      // best effort: the process is exiting anyway
+    }
+  }
+});
 
 export interface ChildOptions {
   readonly name: string;

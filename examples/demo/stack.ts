@@ -25,7 +25,7 @@ import { DecisionLog } from './decisions.js';
 import type { SidecarName } from './decisions.js';
 import { startGateway } from './gateway.js';
 import type { RunningGateway } from './gateway.js';
-import { freePort, startChild, waitFor } from './processes.js';
+import { atExit, freePort, startChild, waitFor } from './processes.js';
 import type { Child } from './processes.js';
 import { PORT_PLAN, rewritePorts } from './topology.js';
 import type { PortRole, Ports } from './topology.js';
@@ -56,6 +56,11 @@ export interface Stack {
   readonly vmcontrollerAddress: string;
   /** The clouds a namespace belongs to, read straight from SpiceDB with the preshared key (the operator's view). */
   namespaceClouds(namespaceId: string): Promise<string[]>;
+  /**
+   * Asks SpiceDB directly (with the preshared key, as an operator would) whether `subject` has
+   * `permission` on `resource`: 'allowed', 'denied', or the gRPC error SpiceDB answered.
+   */
+  operatorCheck(resource: string, permission: string, subject: string): Promise<string>;
   /** The output of a process, for failure messages. */
   outputOf(name: string): string;
   stop(): Promise<void>;
@@ -105,11 +110,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     return file;
   };
 
+  const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
+  // Ctrl-C kills the children from the exit handler; the keys and configs must go too.
+  const forgetDir = atExit(removeDir);
   const stop = async (): Promise<void> => {
     operator?.close();
     await Promise.allSettled(stoppers.map((s) => s()));
     await Promise.allSettled(children.map((c) => c.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    removeDir();
+    forgetDir();
   };
 
   try {
@@ -232,6 +241,24 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         });
         const rows = await readClient.promises.readRelationships(request);
         return rows.map((row) => `${row.relationship?.subject?.object?.objectType}:${row.relationship?.subject?.object?.objectId}`);
+      },
+      async operatorCheck(resource, permission, subject) {
+        if (!readClient) throw new Error('SpiceDB client is closed');
+        const [resourceType = '', resourceId = ''] = resource.split(':');
+        const at = subject.indexOf(':');
+        const request = v1.CheckPermissionRequest.create({
+          consistency: v1.Consistency.create({ requirement: { oneofKind: 'fullyConsistent', fullyConsistent: true } }),
+          resource: v1.ObjectReference.create({ objectType: resourceType, objectId: resourceId }),
+          permission,
+          subject: v1.SubjectReference.create({ object: v1.ObjectReference.create({ objectType: subject.slice(0, at), objectId: subject.slice(at + 1) }) }),
+        });
+        try {
+          const response = await readClient.promises.checkPermission(request);
+          return response.permissionship === v1.CheckPermissionResponse_Permissionship.HAS_PERMISSION ? 'allowed' : 'denied';
+        } catch (error) {
+          const failure = error as ServiceError;
+          return `${status[failure.code] ?? failure.code}: ${failure.details}`;
+        }
       },
       outputOf(name) {
         return children.find((c) => c.name === name)?.output() ?? '';
