@@ -24,10 +24,10 @@ export const REDACTED_PATHS = [
   '*.privateKey',
 ];
 
-export function createLogger(options: { level?: string; destination?: pino.DestinationStream } = {}): Logger {
+export function createLogger(options: { level: string; destination?: pino.DestinationStream }): Logger {
   return pino(
     {
-      level: options.level ?? process.env.JWTAUTH_LOG_LEVEL ?? 'info',
+      level: options.level,
       base: { service: 'jwtauth-sidecar' },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
