@@ -50,7 +50,15 @@ export class GrpcChecker implements ClosableChecker {
   constructor(private readonly options: GrpcCheckerOptions) {
     const { endpoint, presharedKey, tls } = options;
     // Keepalive no more often than SpiceDB tolerates (it answers "too many pings" below 5 min).
-    const channelOptions = { 'grpc.keepalive_time_ms': 300_000, 'grpc.keepalive_permit_without_calls': 0 };
+    // Reconnect back-off capped at 1 s: grpc-js defaults to 1 s growing ×1.6 up to 120 s, so after a
+    // SpiceDB outage of a few seconds the channel could stay in TRANSIENT_FAILURE (every check a
+    // 503) for seconds after SpiceDB is back. A reconnect attempt per second is cheap.
+    const channelOptions = {
+      'grpc.keepalive_time_ms': 300_000,
+      'grpc.keepalive_permit_without_calls': 0,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    };
     if (tls === false) {
       // INSECURE_LOCALHOST_ALLOWED only sends the key to `localhost:`; plaintext must send it everywhere.
       this.client = v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS, undefined, channelOptions);
