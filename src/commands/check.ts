@@ -4,8 +4,6 @@
  * described by flags instead of an Envoy CheckRequest, and prints every step.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config/load.js';
-import { resolveConfig } from '../config/resolve.js';
 import type { Decision } from '../core/decision.js';
 import type { RequestContext } from '../core/request-context.js';
 import { parseCheckRequest } from '../envoy/request-context-parser.js';
@@ -13,7 +11,7 @@ import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/Ch
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { openDecisionRuntime } from '../serve.js';
-import { UsageError, parseOptions } from './command.js';
+import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
 
 const GRPC_METHOD = /^\/?([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
@@ -133,16 +131,8 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
       ...(values.audience ? { audience: values.audience } : {}),
       extensions: values.ext,
     });
-    let loaded;
-    try {
-      loaded = resolveConfig(values.config, io.env);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        io.err(error.message);
-        return 2;
-      }
-      throw error;
-    }
+    const loaded = loadConfigOrReport(values.config, io);
+    if (!loaded) return 2;
     const logger = createLogger({ level: 'error' });
     const runtime = await openDecisionRuntime(loaded, new Metrics({ processMetrics: false }), logger);
     try {

@@ -1,5 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
+import { ConfigError } from '../config/load.js';
+import type { LoadedConfig } from '../config/load.js';
+import { resolveConfig } from '../config/resolve.js';
 
 export interface CommandIO {
   out(text: string): void;
@@ -23,5 +26,19 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
     return parseArgs({ args: [...args], options, strict: true, allowPositionals });
   } catch (error) {
     throw new UsageError((error as Error).message);
+  }
+}
+
+/**
+ * The configuration a command runs with (`--config`, else JWTAUTH_CONFIG, else embedded defaults).
+ * An invalid file is reported with every problem and yields undefined; the caller picks the exit code.
+ */
+export function loadConfigOrReport(flag: string | undefined, io: CommandIO): LoadedConfig | undefined {
+  try {
+    return resolveConfig(flag, io.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    io.err(error.message);
+    return undefined;
   }
 }

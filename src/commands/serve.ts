@@ -6,7 +6,7 @@ import { EMBEDDED_ORIGIN, resolveConfig } from '../config/resolve.js';
 import { listenAddressSchema } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
 import { serve } from '../serve.js';
-import { UsageError, parseOptions } from './command.js';
+import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
 
 export const serveCommand: Command = {
@@ -36,16 +36,9 @@ saving it). A reload that fails validation is logged and the old configuration k
         throw new UsageError(`--${flag}: got ${JSON.stringify(value)}; expected host:port`);
       }
     }
-    let loaded: LoadedConfig;
-    try {
-      loaded = resolveConfig(values.config, io.env);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        io.err(error.message);
-        return 1;
-      }
-      throw error;
-    }
+    const initial = loadConfigOrReport(values.config, io);
+    if (!initial) return 1;
+    let loaded: LoadedConfig = initial;
     const logger = createLogger({ level: loaded.config.log.level });
     if (loaded.origin === EMBEDDED_ORIGIN) {
       logger.warn(

@@ -1,9 +1,7 @@
-import { ConfigError } from '../config/load.js';
-import { resolveConfig } from '../config/resolve.js';
 import { serviceNameOf } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
 import { issueServiceTokenForCli } from '../tokens/cli-token.js';
-import { parseOptions } from './command.js';
+import { loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
 
 export const tokenCommand: Command = {
@@ -27,16 +25,8 @@ Exit codes: 0 printed, 1 refused (the reason goes to stderr), 2 usage error.`,
       io.err('token: --audience NAME is required');
       return 2;
     }
-    let loaded;
-    try {
-      loaded = resolveConfig(values.config, io.env);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        io.err(error.message);
-        return 1;
-      }
-      throw error;
-    }
+    const loaded = loadConfigOrReport(values.config, io);
+    if (!loaded) return 1;
     const { config } = loaded;
     if (!config.tokens) {
       io.err('token: this configuration has no tokens.source');

@@ -1,6 +1,4 @@
-import { ConfigError } from '../config/load.js';
-import { resolveConfig } from '../config/resolve.js';
-import { parseOptions } from './command.js';
+import { loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
 
 export const validateCommand: Command = {
@@ -19,16 +17,9 @@ Exit codes: 0 valid, 1 invalid, 2 usage error.`,
       io.err('validate: --config FILE is required');
       return 2;
     }
-    try {
-      const loaded = resolveConfig(path, io.env);
-      io.out(`${loaded.origin}: valid (config hash ${loaded.hash})`);
-      return 0;
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        io.err(error.message);
-        return 1;
-      }
-      throw error;
-    }
+    const loaded = loadConfigOrReport(path, io);
+    if (!loaded) return 1;
+    io.out(`${loaded.origin}: valid (config hash ${loaded.hash})`);
+    return 0;
   },
 };
