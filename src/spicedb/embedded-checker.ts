@@ -26,6 +26,13 @@ const { parentPort, workerData } = require('node:worker_threads');
     const relationships = workerData.relationships.map((bytes) => v1.Relationship.fromBinary(bytes));
     db = await EmbeddedSpiceDB.start(workerData.schema, relationships, { datastore: 'memory' });
     const permissions = db.permissions().promises;
+    // minimize_latency reads a revision quantized up to 5 s into the past, which can predate the
+    // relationships just loaded: the first checks after start-up would be denied. The store never
+    // changes after loading, so "at least as fresh as the load" is exact and keeps SpiceDB's cache.
+    const { readAt } = await db.schema().promises.readSchema(v1.ReadSchemaRequest.create({}));
+    const afterLoad = readAt
+      ? v1.Consistency.create({ requirement: { oneofKind: 'atLeastAsFresh', atLeastAsFresh: readAt } })
+      : v1.Consistency.create({ requirement: { oneofKind: 'fullyConsistent', fullyConsistent: true } });
     parentPort.on('message', async (message) => {
       if (message.close) {
         db.close();
@@ -33,7 +40,10 @@ const { parentPort, workerData } = require('node:worker_threads');
         return;
       }
       try {
-        const response = await permissions.checkPermission(v1.CheckPermissionRequest.fromBinary(message.request));
+        const request = v1.CheckPermissionRequest.fromBinary(message.request);
+        const requirement = request.consistency && request.consistency.requirement;
+        if (!requirement || requirement.oneofKind === undefined || requirement.oneofKind === 'minimizeLatency') request.consistency = afterLoad;
+        const response = await permissions.checkPermission(request);
         parentPort.postMessage({ id: message.id, permissionship: response.permissionship });
       } catch (error) {
         parentPort.postMessage({ id: message.id, error: String((error && error.message) || error) });
