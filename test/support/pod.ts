@@ -65,7 +65,10 @@ export async function startPod(options: PodOptions): Promise<Pod> {
   writeFileSync(join(dir, 'signing-key.pem'), await exportPKCS8(mintKeys.privateKey));
 
   const [spicedb, app, vmcontroller] = await Promise.all([
-    startSpicedb({ schema: POD_SCHEMA, relationships: options.relationships }),
+    // Tests write relationships and check at once; with the default 5 s revision quantization a
+    // minimize_latency check may legitimately read from before the write (SpiceDB's documented
+    // trade-off), so the test server quantizes over 100 ms.
+    startSpicedb({ schema: POD_SCHEMA, relationships: options.relationships, args: ['--datastore-revision-quantization-interval=100ms'] }),
     startEchoUpstream(),
     startEchoUpstream(),
   ]);
