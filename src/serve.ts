@@ -4,7 +4,7 @@
  * listeners. Also owns the life cycle: readiness, reload and graceful drain.
  */
 import type { LoadedConfig } from './config/load.js';
-import { serviceNameOf } from './config/schema.js';
+import { serviceIdentityOf } from './config/schema.js';
 import type { Config } from './config/schema.js';
 import { DirectionRouter } from './core/direction-router.js';
 import { DryRunAuthorizer } from './core/dry-run.js';
@@ -73,7 +73,7 @@ async function buildAdapters(loaded: LoadedConfig, metrics: Metrics, logger: Log
     previous && previous.fingerprints.checker === fingerprints.checker ? previous.checker : await createPermissionChecker(config.spicedb, deps);
   let tokens = previous && previous.fingerprints.tokens === fingerprints.tokens ? previous.tokens : undefined;
   if (!tokens && config.tokens) {
-    tokens = await createTokenSource(config.tokens, { ...deps, serviceName: serviceNameOf(config) });
+    tokens = await createTokenSource(config.tokens, { ...deps, serviceName: serviceIdentityOf(config).name });
   }
   return { verifier, checker, tokens, fingerprints };
 }
@@ -90,7 +90,8 @@ function buildPipeline(config: Config, adapters: Adapters, metrics: Metrics, log
       verifier: adapters.verifier,
       checker: adapters.checker,
       tokens: adapters.tokens,
-      serviceName: serviceNameOf(config),
+      serviceName: serviceIdentityOf(config).name,
+      serviceSubjectType: serviceIdentityOf(config).subjectType,
       metrics,
       logger,
       maxTokenBytes,

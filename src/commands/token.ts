@@ -1,4 +1,4 @@
-import { serviceNameOf } from '../config/schema.js';
+import { serviceIdentityOf } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
 import { issueServiceTokenForCli } from '../tokens/cli-token.js';
 import { loadConfigOrReport, parseOptions } from './command.js';
@@ -35,7 +35,7 @@ Exit codes: 0 printed, 1 refused (the reason goes to stderr), 2 usage error.`,
     const result = await issueServiceTokenForCli({
       tokens: config.tokens,
       outbound: config.outbound,
-      serviceName: serviceNameOf(config),
+      serviceName: serviceIdentityOf(config).name,
       audience: values.audience,
       baseDir: loaded.baseDir,
       // Keep stdout for the token alone; warnings (development key) go to stderr.

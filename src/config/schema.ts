@@ -78,9 +78,9 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 
-/** This pod's service name. Validation guarantees it wherever tokens or outbound are configured. */
-export function serviceNameOf(config: Config): string {
+/** This pod's service identity. Validation guarantees it wherever tokens or outbound are configured. */
+export function serviceIdentityOf(config: Config): NonNullable<Config['service']> {
   if (!config.service) throw new Error('service.name is not configured');
-  return config.service.name;
+  return config.service;
 }
 export type ConfigInput = z.input<typeof configSchema>;

@@ -26,6 +26,8 @@ export interface OutboundDeps {
   readonly checker: PermissionChecker;
   readonly tokens: TokenSource;
   readonly serviceName: string;
+  /** SpiceDB type of this service (`service.subjectType`), for decision facts. */
+  readonly serviceSubjectType: string;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly maxTokenBytes: number;
@@ -123,6 +125,7 @@ class OutboundAuthorizer implements Authorizer {
       audience,
       tokenKind: 'service',
       subject: this.deps.serviceName,
+      subjectType: this.deps.serviceSubjectType,
     });
   }
 
@@ -130,6 +133,12 @@ class OutboundAuthorizer implements Authorizer {
     const outcome = await this.onBehalfOf.authorize(request, rawUser, this.deps.checker);
     if (!outcome.ok) {
       const facts: DecisionFacts = { audience, tokenKind: 'on_behalf_of', detail: outcome.detail };
+      // Name the user the denial was about, so the log can be searched by user; not when the
+      // header itself was malformed (its text is not a user id).
+      if (outcome.reason !== 'invalid_header_value') {
+        facts.subject = rawUser.trim();
+        facts.subjectType = this.onBehalfOf.userType;
+      }
       if (outcome.checks) facts.checks = outcome.checks;
       return deny(outcome.reason, facts);
     }

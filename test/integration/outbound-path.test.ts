@@ -75,7 +75,7 @@ function authorizer(verifier: TokenVerifier, tokens: ManagedTokenSource): Author
     verifier,
     checker: NO_CHECKS,
     tokens,
-    serviceName: 'gwadmin',
+    serviceName: 'gwadmin', serviceSubjectType: 'service',
     metrics: new Metrics({ processMetrics: false }),
     logger,
     maxTokenBytes: 8192,

@@ -133,7 +133,7 @@ function setup(
     verifier,
     checker,
     tokens,
-    serviceName: options.serviceName ?? 'gwadmin',
+    serviceName: options.serviceName ?? 'gwadmin', serviceSubjectType: 'service',
     metrics: new Metrics({ processMetrics: false }),
     logger: pino({ level: 'silent' }),
     maxTokenBytes: 8192,
@@ -170,7 +170,7 @@ describe('outbound classification', () => {
   it('(c) attaches a service token when the call has none, for the route’s audience', async () => {
     const { authorizer, tokens } = setup();
     const d = await authorizer.decide(request({}));
-    expect(d).toMatchObject({ kind: 'allow', reason: 'service_token_attached', facts: { subject: 'gwadmin', tokenKind: 'service' } });
+    expect(d).toMatchObject({ kind: 'allow', reason: 'service_token_attached', facts: { subject: 'gwadmin', subjectType: 'service', tokenKind: 'service' } });
     expect(authorization(d)).toBe('Bearer minted-service-vmcontroller');
     expect(tokens.requests).toEqual([{ kind: 'service', audience: 'vmcontroller' }]);
   });
@@ -282,6 +282,8 @@ describe('outbound on-behalf-of', () => {
     const { authorizer, tokens } = setup({ checker });
     const d = await authorizer.decide(oboRequest());
     expect(d).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_permitted', status: 403 });
+    // The decision log names the user the denial was about.
+    expect(d.facts).toMatchObject({ subject: 'cloud-teleport-aleksander.rykalin', subjectType: 'user', tokenKind: 'on_behalf_of' });
     expect(tokens.requests).toEqual([]);
   });
 
