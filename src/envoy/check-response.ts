@@ -53,7 +53,8 @@ function renderDeny(decision: Deny): CheckResponse {
     denied_response: {
       status: { code: decision.status },
       headers: headerOptions(headers),
-      body: `${decision.status === 401 ? 'unauthenticated' : decision.status === 503 ? 'unavailable' : 'denied'}: ${decision.reason}\n`,
+      // No trailing newline: gRPC callers receive the body as grpc-message.
+      body: `${decision.status === 401 ? 'unauthenticated' : decision.status === 503 ? 'unavailable' : 'denied'}: ${decision.reason}`,
     },
   };
 }

@@ -70,7 +70,7 @@ describe('inbound through Envoy', () => {
     const response = await createNamespace(await pod.userToken('bob'));
     expect(response.status).toBe(403);
     expect(response.headers.get('x-jwtauth-reason')).toBe('permission_denied');
-    expect(await response.text()).toBe('denied: permission_denied\n');
+    expect(await response.text()).toBe('denied: permission_denied');
     expect(pod.app.received.length).toBe(before);
   });
 

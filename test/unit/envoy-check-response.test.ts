@@ -37,7 +37,7 @@ describe('renderCheckResponse', () => {
     expect(response.ok_response).toBeUndefined();
     expect(response.denied_response?.status).toEqual({ code: http });
     expect(response.denied_response?.headers).toContainEqual({ header: { key: REASON_HEADER, value: reason }, append: { value: false } });
-    expect(response.denied_response?.body).toMatch(new RegExp(`: ${reason}\\n$`));
+    expect(response.denied_response?.body).toMatch(new RegExp(`^[a-z]+: ${reason}$`));
     expect(response.denied_response?.body?.length).toBeLessThan(80);
   });
 
