@@ -63,20 +63,39 @@ const fingerprintsOf = (config: Config): Adapters['fingerprints'] => ({
   tokens: JSON.stringify([config.tokens, config.service]),
 });
 
+/**
+ * Builds the adapters for a configuration, reusing those of `previous` whose section is unchanged
+ * (their caches and connections survive a reload). If one fails to build, the ones this call
+ * created are closed again: on reload the old configuration keeps serving and must not leak.
+ */
 async function buildAdapters(loaded: LoadedConfig, metrics: Metrics, logger: Logger, previous?: Adapters): Promise<Adapters> {
   const { config, baseDir } = loaded;
   const fingerprints = fingerprintsOf(config);
   const deps = { metrics, logger, baseDir };
-  const verifier =
-    previous && previous.fingerprints.verifier === fingerprints.verifier ? previous.verifier : await createTokenVerifier(config.issuers, deps);
-  const checker =
-    previous && previous.fingerprints.checker === fingerprints.checker ? previous.checker : await createPermissionChecker(config.spicedb, deps);
-  let tokens = previous && previous.fingerprints.tokens === fingerprints.tokens ? previous.tokens : undefined;
-  if (!tokens && config.tokens) {
-    tokens = await createTokenSource(config.tokens, { ...deps, serviceName: serviceIdentityOf(config).name });
+  const reuse = (section: keyof Adapters['fingerprints']) => previous !== undefined && previous.fingerprints[section] === fingerprints[section];
+  const created: Array<{ close(): void | Promise<void> }> = [];
+  const track = <T extends { close(): void | Promise<void> }>(adapter: T): T => {
+    created.push(adapter);
+    return adapter;
+  };
+  try {
+    const verifier = previous && reuse('verifier') ? previous.verifier : track(await createTokenVerifier(config.issuers, deps));
+    const checker = previous && reuse('checker') ? previous.checker : track(await createPermissionChecker(config.spicedb, deps));
+    let tokens = previous && reuse('tokens') ? previous.tokens : undefined;
+    if (!tokens && config.tokens) {
+      tokens = track(await createTokenSource(config.tokens, { ...deps, serviceName: serviceIdentityOf(config).name }));
+    }
+    return { verifier, checker, tokens, fingerprints };
+  } catch (error) {
+    await Promise.allSettled(created.map(async (adapter) => adapter.close()));
+    throw error;
   }
-  return { verifier, checker, tokens, fingerprints };
 }
+
+const adaptersReady = (adapters: Adapters): { keys: boolean; permissions: boolean } => ({
+  keys: adapters.verifier.ready(),
+  permissions: adapters.checker.ready(),
+});
 
 function buildPipeline(config: Config, adapters: Adapters, metrics: Metrics, logger: Logger): CheckPipeline {
   const maxTokenBytes = config.limits.maxTokenBytes;
@@ -116,7 +135,10 @@ export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics
     const pipeline = buildPipeline(loaded.config, adapters, metrics, logger);
     return {
       pipeline,
-      ready: () => adapters.verifier.ready() && adapters.checker.ready(),
+      ready: () => {
+        const { keys, permissions } = adaptersReady(adapters);
+        return keys && permissions;
+      },
       close: () => closeUnshared(adapters, undefined),
     };
   } catch (error) {
@@ -141,7 +163,7 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   let draining = false;
 
   const readiness = () => {
-    const detail = { keys: adapters.verifier.ready(), permissions: adapters.checker.ready(), draining };
+    const detail = { ...adaptersReady(adapters), draining };
     return { ready: detail.keys && detail.permissions && !draining, detail };
   };
 

@@ -6,6 +6,7 @@ import { EMBEDDED_ORIGIN, resolveConfig } from '../config/resolve.js';
 import { listenAddressSchema } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
 import { serve } from '../serve.js';
+import type { RunningSidecar } from '../serve.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
 
@@ -46,15 +47,15 @@ saving it). A reload that fails validation is logged and the old configuration k
           'Not for production: pass --config FILE or set JWTAUTH_CONFIG. !!!',
       );
     }
-    const sidecar = await serve({
-      loaded,
-      logger,
-      ...(values['grpc-address'] ? { grpcAddress: values['grpc-address'] } : {}),
-      ...(values['admin-address'] ? { adminAddress: values['admin-address'] } : {}),
-    });
+    // Signal handlers come first: SIGHUP's default action terminates the process, and /readyz
+    // can answer before serve() returns, so a reload signal must never find them missing.
+    let sidecar: RunningSidecar | undefined;
+    let stopping = false;
+    let watcher: FSWatcher | undefined;
+    let debounce: NodeJS.Timeout | undefined;
 
-    const reload = (why: string): void => {
-      if (loaded.origin === EMBEDDED_ORIGIN) return;
+    const reloadOnce = async (why: string): Promise<void> => {
+      if (!sidecar || stopping) return;
       let next: LoadedConfig;
       try {
         next = resolveConfig(loaded.origin, io.env);
@@ -64,16 +65,57 @@ saving it). A reload that fails validation is logged and the old configuration k
         return;
       }
       if (next.hash === loaded.hash) return;
-      sidecar.reload(next).then(
-        () => {
-          loaded = next;
-        },
-        (error: unknown) => logger.error({ why, err: error }, 'reload failed; still serving the previous configuration'),
-      );
+      try {
+        await sidecar.reload(next);
+        loaded = next;
+      } catch (error) {
+        logger.error({ why, err: error }, 'reload failed; still serving the previous configuration');
+      }
+    };
+    // One reload at a time: a file save and a SIGHUP for the same edit must not race each other.
+    let reloads = Promise.resolve();
+    const reload = (why: string): void => {
+      if (loaded.origin === EMBEDDED_ORIGIN) return;
+      reloads = reloads.then(() => reloadOnce(why));
     };
 
-    let watcher: FSWatcher | undefined;
-    let debounce: NodeJS.Timeout | undefined;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      watcher?.close();
+      clearTimeout(debounce);
+      const finished = (code: number) => () => {
+        logger.flush();
+        process.exit(code);
+      };
+      if (!sidecar) {
+        finished(0)();
+        return;
+      }
+      sidecar.drain().then(
+        () => {
+          logger.info('stopped');
+          finished(0)();
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'error while draining');
+          finished(1)();
+        },
+      );
+    };
+    process.on('SIGHUP', () => reload('SIGHUP'));
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    process.on('uncaughtException', (error) => logger.fatal({ err: error }, 'uncaught exception'));
+    process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
+
+    sidecar = await serve({
+      loaded,
+      logger,
+      ...(values['grpc-address'] ? { grpcAddress: values['grpc-address'] } : {}),
+      ...(values['admin-address'] ? { adminAddress: values['admin-address'] } : {}),
+    });
     if (loaded.origin !== EMBEDDED_ORIGIN) {
       // Editors often write a file in several steps (or replace it); wait for it to settle.
       watcher = watch(loaded.origin, { persistent: false }, () => {
@@ -82,32 +124,6 @@ saving it). A reload that fails validation is logged and the old configuration k
       });
       watcher.on('error', (error) => logger.warn({ err: error }, 'cannot watch the configuration file; SIGHUP still reloads'));
     }
-    process.on('SIGHUP', () => reload('SIGHUP'));
-
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      watcher?.close();
-      clearTimeout(debounce);
-      sidecar.drain().then(
-        () => {
-          logger.info('stopped');
-          logger.flush();
-          process.exit(0);
-        },
-        (error: unknown) => {
-          logger.error({ err: error }, 'error while draining');
-          logger.flush();
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    process.on('uncaughtException', (error) => logger.fatal({ err: error }, 'uncaught exception'));
-    process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
     return -1;
   },
 };

@@ -176,6 +176,20 @@ describe('reload', () => {
   });
 });
 
+describe('reload that cannot start', () => {
+  it('keeps serving the old configuration when the new one is valid but its adapters fail to start', async () => {
+    await start(config());
+    const hash = await configHash();
+    const broken = config();
+    (broken.issuers as { jwks: { file: string } }[])[0]!.jwks.file = join(dir, 'missing-jwks.json');
+    writeFileSync(sidecar!.configFile, stringify(broken));
+    await waitFor(async () => (await sidecar!.metric('jwtauth_config_reloads_total{result="failure"}')) >= 1, 5_000, () => sidecar!.process.output());
+    expect(await configHash()).toBe(hash);
+    expect(status(await client!.check(await createNamespace('alice')))).toBe(0);
+    expect(await client!.health()).toBe('SERVING');
+  });
+});
+
 describe('SIGTERM', () => {
   it('turns health NOT_SERVING, keeps answering checks while draining, then exits 0', async () => {
     await start(config({ server: { drainSeconds: 1.5 } }));
