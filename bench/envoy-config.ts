@@ -1,0 +1,160 @@
+/**
+ * Bench-only Envoy configurations, generated from envoy/envoy.yaml so the parts under test stay
+ * what users deploy: the ext_authz filter block, the ingress HTTP connection manager settings and
+ * the authorizer cluster are read from that file and only re-pointed (ports, route table).
+ * The "upstream" is an Envoy direct_response, so no app process sets the ceiling; ext_authz and
+ * jwt_authn still run before the router answers.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { startProcess, waitFor } from '../test/support/processes.js';
+import { TOOLS } from './services.js';
+import type { ManagedProcess } from '../test/support/processes.js';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+export const ENVOY_YAML = new URL('../../envoy/envoy.yaml', import.meta.url).pathname;
+
+function obj(value: Json | undefined, what: string): JsonObject {
+  if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) throw new Error(`envoy.yaml: ${what} is not an object`);
+  return value;
+}
+function arr(value: Json | undefined, what: string): Json[] {
+  if (!Array.isArray(value)) throw new Error(`envoy.yaml: ${what} is not a list`);
+  return value;
+}
+const clone = <T extends Json>(value: T): T => structuredClone(value);
+
+interface Deployed {
+  readonly hcm: JsonObject;
+  readonly extAuthz: JsonObject;
+  readonly authzCluster: JsonObject;
+}
+
+/** The pieces of envoy/envoy.yaml the benchmark reuses verbatim. */
+export function deployedPieces(file = ENVOY_YAML): Deployed {
+  const root = obj(parse(readFileSync(file, 'utf8'), { merge: true }) as Json, 'root');
+  const statics = obj(root.static_resources, 'static_resources');
+  const ingress = arr(statics.listeners, 'listeners').map((l) => obj(l, 'listener')).find((l) => l.name === 'ingress');
+  if (!ingress) throw new Error('envoy.yaml has no ingress listener');
+  const chain = obj(arr(ingress.filter_chains, 'filter_chains')[0], 'filter chain');
+  const hcm = obj(obj(arr(chain.filters, 'filters')[0], 'hcm filter').typed_config, 'hcm typed_config');
+  const filters = arr(hcm.http_filters, 'http_filters').map((f) => obj(f, 'http filter'));
+  const extAuthz = filters.find((f) => f.name === 'envoy.filters.http.ext_authz');
+  if (!extAuthz) throw new Error('envoy.yaml ingress has no ext_authz filter');
+  const authzCluster = arr(statics.clusters, 'clusters').map((c) => obj(c, 'cluster')).find((c) => c.name === 'jwtauth_sidecar');
+  if (!authzCluster) throw new Error('envoy.yaml has no jwtauth_sidecar cluster');
+  return { hcm, extAuthz, authzCluster };
+}
+
+export type ListenerKind =
+  | { readonly kind: 'bare' }
+  | { readonly kind: 'jwt_authn'; readonly issuer: string; readonly audience: string; readonly jwks: string }
+  | {
+      readonly kind: 'ext_authz';
+      readonly contextExtensions: Readonly<Record<string, string>>;
+      /** Overrides envoy.yaml's `encode_raw_headers` (only for the classic OPA-Envoy variant). */
+      readonly encodeRawHeaders?: boolean;
+    };
+
+export interface BenchListener {
+  readonly name: string;
+  readonly port: number;
+  readonly filter: ListenerKind;
+}
+
+const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } };
+
+function listenerConfig(pieces: Deployed, listener: BenchListener): JsonObject {
+  const hcm = clone(pieces.hcm);
+  hcm.stat_prefix = listener.name;
+  const route: JsonObject = { match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'ok\n' } } };
+  const filters: Json[] = [];
+  const filter = listener.filter;
+  if (filter.kind === 'ext_authz') {
+    const extAuthz = clone(pieces.extAuthz);
+    if (filter.encodeRawHeaders !== undefined) obj(extAuthz.typed_config, 'ext_authz typed_config').encode_raw_headers = filter.encodeRawHeaders;
+    filters.push(extAuthz);
+    route.typed_per_filter_config = {
+      'envoy.filters.http.ext_authz': {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
+        check_settings: { context_extensions: { ...filter.contextExtensions } },
+      },
+    };
+  } else if (filter.kind === 'jwt_authn') {
+    filters.push({
+      name: 'envoy.filters.http.jwt_authn',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication',
+        providers: {
+          bench: {
+            issuer: filter.issuer,
+            audiences: [filter.audience],
+            local_jwks: { inline_string: filter.jwks },
+            forward: true,
+          },
+        },
+        rules: [{ match: { prefix: '/' }, requires: { provider_name: 'bench' } }],
+      },
+    });
+  }
+  filters.push(ROUTER);
+  hcm.http_filters = filters;
+  hcm.route_config = { name: listener.name, virtual_hosts: [{ name: listener.name, domains: ['*'], routes: [route] }] };
+  return {
+    name: listener.name,
+    address: { socket_address: { address: '127.0.0.1', port_value: listener.port } },
+    filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
+  };
+}
+
+/** A complete bootstrap: the listeners, and the deployed authorizer cluster pointed at `authzPort`. */
+export function benchEnvoyConfig(listeners: readonly BenchListener[], adminPort: number, authzPort: number | undefined): JsonObject {
+  const pieces = deployedPieces();
+  const clusters: Json[] = [];
+  if (authzPort !== undefined) {
+    const cluster = clone(pieces.authzCluster);
+    cluster.load_assignment = {
+      cluster_name: 'jwtauth_sidecar',
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: authzPort } } } }] }],
+    };
+    clusters.push(cluster);
+  }
+  return {
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
+    static_resources: { listeners: listeners.map((l) => listenerConfig(pieces, l)), clusters },
+  };
+}
+
+export interface BenchEnvoy {
+  readonly process: ManagedProcess;
+  readonly adminPort: number;
+  readonly configFile: string;
+  stat(name: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Envoy with one worker thread (`--concurrency 1`), optionally pinned with taskset. */
+export async function startBenchEnvoy(config: JsonObject, adminPort: number, cpus: string | undefined): Promise<BenchEnvoy> {
+  const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-envoy-'));
+  const configFile = join(dir, 'envoy.json');
+  writeFileSync(configFile, JSON.stringify(config, null, 1));
+  const envoyArgs = [join(TOOLS, 'envoy'), '-c', configFile, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart'];
+  const process = cpus ? startProcess('taskset', ['-c', cpus, ...envoyArgs]) : startProcess(envoyArgs[0] as string, envoyArgs.slice(1));
+  const admin = `http://127.0.0.1:${adminPort}`;
+  await waitFor(async () => (await fetch(`${admin}/ready`)).status === 200, 20_000, () => `Envoy did not become ready:\n${process.output()}`);
+  return {
+    process,
+    adminPort,
+    configFile,
+    async stat(name) {
+      const text = await (await fetch(`${admin}/stats?filter=${encodeURIComponent(`^${name.replace(/\./g, '\\.')}$`)}`)).text();
+      const match = /: (\d+)/.exec(text);
+      return match ? Number(match[1]) : 0;
+    },
+    stop: () => process.stop('SIGTERM', 3000),
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * Process and machine accounting from /proc: CPU time and RSS of one process, and the whole
+ * machine's busy time. The machine figure is what lets a run say how much CPU something *other*
+ * than the benchmark used while it ran (other engineers test on this machine concurrently).
+ */
+import { readFileSync } from 'node:fs';
+
+/** Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream kernel build. */
+export const TICKS_PER_SECOND = 100;
+
+export interface ProcSample {
+  /** utime + stime in ticks. */
+  readonly cpuTicks: number;
+  readonly rssKb: number;
+  /** Peak RSS so far (VmHWM). */
+  readonly hwmKb: number;
+  readonly threads: number;
+}
+
+export function sampleProcess(pid: number): ProcSample | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state), so field N is fields[N - 3].
+    const cpuTicks = Number(fields[11]) + Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+    return { cpuTicks, rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), threads: kb('Threads') };
+  } catch {
+    return undefined;
+  }
+}
+
+export interface MachineCpu {
+  readonly busy: number;
+  readonly total: number;
+}
+
+/** Aggregate CPU line of /proc/stat, in ticks: busy excludes idle and iowait. */
+export function sampleMachine(): MachineCpu {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const values = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = values;
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+export function loadAverage(): [number, number, number] {
+  const [a = 0, b = 0, c = 0] = readFileSync('/proc/loadavg', 'utf8').split(' ').map(Number);
+  return [a, b, c];
+}
+
+/** CPU cores used between two samples of one process over `seconds`. */
+export function coresUsed(before: ProcSample | undefined, after: ProcSample | undefined, seconds: number): number | undefined {
+  if (!before || !after || seconds <= 0) return undefined;
+  return (after.cpuTicks - before.cpuTicks) / TICKS_PER_SECOND / seconds;
+}
