@@ -85,9 +85,11 @@ export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLim
       const problem = add(name, http.headers[name] ?? '');
       if (problem) return fail(problem, direction, `header ${JSON.stringify(name.slice(0, 64))} rejected`);
     }
-    for (const name of SINGLE_VALUED) {
-      if (headers.get(name)?.includes(',')) duplicates.add(name);
-    }
+  }
+  // Also with encode_raw_headers: Envoy's codec already folds a repeated inline header such as
+  // Authorization into one entry joined with ",", so the list shows it once, comma-joined.
+  for (const name of SINGLE_VALUED) {
+    if (headers.get(name)?.includes(',')) duplicates.add(name);
   }
 
   const fullPath = http.path || pseudo.get(':path') || '';
