@@ -41,6 +41,9 @@ interface CachedToken {
   readonly audience: string;
 }
 
+/** How often expired verified tokens are dropped from the cache. */
+const PURGE_INTERVAL_MS = 30_000;
+
 type Failure = { readonly ok: false; readonly reason: Reason; readonly detail?: string };
 
 function fail(reason: Reason, detail?: string): Failure {
@@ -97,7 +100,13 @@ class JoseTokenVerifier implements TokenVerifier {
     private readonly deps: TokenVerifierDeps & { now: () => number },
   ) {
     this.cache = new LRUCache<string, CachedToken>({ max: deps.cacheMaxEntries ?? 10_000, ttlAutopurge: false });
+    // Expired entries are otherwise only dropped when read again or evicted by the LRU bound, so
+    // verified claims of tokens never seen again would sit in memory until 10,000 others arrive.
+    this.purgeTimer = setInterval(() => this.cache.purgeStale(), PURGE_INTERVAL_MS);
+    this.purgeTimer.unref();
   }
+
+  private readonly purgeTimer: NodeJS.Timeout;
 
   ready(): boolean {
     for (const issuer of this.byIss.values()) if (!issuer.keys.hasKeys()) return false;
@@ -105,6 +114,7 @@ class JoseTokenVerifier implements TokenVerifier {
   }
 
   close(): void {
+    clearInterval(this.purgeTimer);
     for (const issuer of this.byIss.values()) issuer.keys.close();
     this.cache.clear();
   }

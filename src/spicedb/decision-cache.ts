@@ -36,7 +36,15 @@ export class CachingChecker implements ClosableChecker {
     private readonly metrics: Metrics,
   ) {
     this.cache = options.ttlMs > 0 ? new LRUCache({ max: options.maxEntries, ttl: options.ttlMs }) : undefined;
+    // Expired answers are otherwise kept until read again or evicted by the LRU bound.
+    if (this.cache) {
+      const cache = this.cache;
+      this.purgeTimer = setInterval(() => cache.purgeStale(), Math.max(1000, options.ttlMs));
+      this.purgeTimer.unref();
+    }
   }
+
+  private purgeTimer: NodeJS.Timeout | undefined;
 
   ready(): boolean {
     return this.inner.ready();
@@ -73,6 +81,7 @@ export class CachingChecker implements ClosableChecker {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.purgeTimer);
     this.cache?.clear();
     await this.inner.close();
   }
