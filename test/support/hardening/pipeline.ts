@@ -55,7 +55,11 @@ export interface InProcessPipeline {
   close(): void;
 }
 
-export async function openInProcessPipeline(overrides: Readonly<Record<string, Record<string, unknown>>> = {}): Promise<InProcessPipeline> {
+export async function openInProcessPipeline(
+  overrides: Readonly<Record<string, Record<string, unknown>>> = {},
+  /** Replaces the oracle checker (e.g. the real decorator stack over a controlled backend). */
+  makeChecker?: (config: Config, metrics: Metrics) => PermissionChecker,
+): Promise<InProcessPipeline> {
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-fuzz-'));
   const externalKey = await makeSigningKey('ES256', 'ext-1');
   const internalKey = await makeSigningKey('RS256', 'mesh-1');
@@ -71,10 +75,11 @@ export async function openInProcessPipeline(overrides: Readonly<Record<string, R
   const logger = createLogger({ level: 'silent' });
   const verifier = await createTokenVerifier(config.issuers, { metrics, logger, baseDir: dir });
   const checker = new OracleChecker();
+  const permissionChecker = makeChecker ? makeChecker(config, metrics) : checker;
   const tokens = await createTokenSource(config.tokens!, { serviceName: config.service!.name, metrics, logger, baseDir: dir });
   const maxTokenBytes = config.limits.maxTokenBytes;
-  const inbound = createInboundAuthorizer(config.inbound!, { verifier, checker, metrics, logger, maxTokenBytes });
-  const outbound = createOutboundAuthorizer(config.outbound!, { verifier, checker, tokens, serviceName: config.service!.name, serviceSubjectType: config.service!.subjectType, metrics, logger, maxTokenBytes });
+  const inbound = createInboundAuthorizer(config.inbound!, { verifier, checker: permissionChecker, metrics, logger, maxTokenBytes });
+  const outbound = createOutboundAuthorizer(config.outbound!, { verifier, checker: permissionChecker, tokens, serviceName: config.service!.name, serviceSubjectType: config.service!.subjectType, metrics, logger, maxTokenBytes });
   const onBehalfOfHeader = config.outbound?.onBehalfOf?.header ?? DEFAULT_ON_BEHALF_OF_HEADER;
   const authorizer = new DryRunAuthorizer(new DirectionRouter(inbound, outbound), config.dryRun, [...IDENTITY_HEADER_NAMES, onBehalfOfHeader]);
   const pipeline = { authorizer, limits: { maxHeaderBytes: config.limits.maxHeaderBytes } };
