@@ -5,7 +5,7 @@
  * summary line. After the warm-up, growth of RSS, heap floor and open handles must stay under the
  * limit (10 %), and every request must get the answer its class expects; otherwise exit 1.
  *
- *   npm run soak -- [--duration 600] [--warmup 60] [--rate 200] [--limit 0.10] [--out FILE]
+ *   npm run soak -- [--duration 600] [--warmup 120] [--rate 200] [--limit 0.10] [--out FILE]
  *
  * Self-contained on purpose: the shared test launchers resolve .tools/ and envoy/ relative to
  * their source files, which does not hold once compiled into dist/.
@@ -33,7 +33,7 @@ import { LoadClient } from '../test/support/hardening/load.js';
 const { values: flags } = parseArgs({
   options: {
     duration: { type: 'string', default: '600' },
-    warmup: { type: 'string', default: '60' },
+    warmup: { type: 'string', default: '120' },
     rate: { type: 'string', default: '200' },
     limit: { type: 'string', default: '0.10' },
     'sample-every': { type: 'string', default: '2' },
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
     } else if (pick < 17) {
       // A never-seen token and subject: signature verification and a SpiceDB call every time.
       cls = 'fresh_token';
-      const token = await userToken(externalKey, `u${i}`, { expiresIn: 120 });
+      const token = await userToken(externalKey, `u${i}`, { expiresIn: 30 });
       result = await ingress.request({ path: `/v1/clouds/cl${i % CLOUDS}/vms`, headers: { authorization: `Bearer ${token}` } }, `f${i}`);
     } else {
       cls = 'egress';
