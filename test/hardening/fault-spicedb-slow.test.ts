@@ -81,7 +81,7 @@ describe('SpiceDB slower than the deadline', () => {
     );
     // Shed at once, not queued behind the stalled calls; most of the load is shed.
     expect(shed.length).toBeGreaterThan(timeouts.length);
-    expect(median(shed)).toBeLessThan(50);
+    expect(median(shed)).toBeLessThan(DEADLINE_MS / 2);
     // Memory stays flat while thousands of requests are shed.
     expect(rssAfter - rssBefore, `RSS grew ${(rssAfter - rssBefore) / 2 ** 20} MiB`).toBeLessThan(48 * 2 ** 20);
     expect(stack.app.received.length).toBe(appBefore);
