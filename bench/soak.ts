@@ -146,7 +146,9 @@ async function main(): Promise<void> {
   });
   await waitFor(async () => (await fetch(`${admin}/readyz`)).status === 200, 30_000, () => `sidecar not ready:\n${sidecar.output()}`);
   let sidecarExit: string | undefined;
+  let stopping = false;
   void sidecar.exited.then((code) => {
+    if (stopping) return;
     sidecarExit = `sidecar exited (code ${code}, signal ${sidecar.child.signalCode}) at ${new Date().toISOString()}; last output:\n${sidecar.output().slice(-4000)}`;
     console.error(sidecarExit);
   });
@@ -323,6 +325,7 @@ async function main(): Promise<void> {
   console.log(`growth after warm-up: RSS ${result.growth.rss} %, heap floor ${result.growth.heapFloor} %, handles ${result.growth.handles} %`);
   console.log(failures.length === 0 ? `PASS (${sent} requests) -> ${out}` : `FAIL:\n  ${failures.join('\n  ')}\n-> ${out}`);
 
+  stopping = true;
   await envoy.stop('SIGTERM', 3000);
   await sidecar.stop('SIGTERM', 5000);
   await spicedb.proc.stop('SIGKILL');
