@@ -24,7 +24,7 @@ export interface Budget {
   readonly maxReruns: number;
 }
 
-export const FULL: Budget = { quick: false, warmUpSeconds: 5, saturationSeconds: 10, rateSeconds: 12, rounds: 3, offeredRps: 1000, noisyCores: 0.25, maxReruns: 3 };
+export const FULL: Budget = { quick: false, warmUpSeconds: 3, saturationSeconds: 8, rateSeconds: 10, rounds: 3, offeredRps: 1000, noisyCores: 0.25, maxReruns: 1 };
 export const QUICK: Budget = { quick: true, warmUpSeconds: 1, saturationSeconds: 3, rateSeconds: 3, rounds: 1, offeredRps: 1000, noisyCores: Infinity, maxReruns: 0 };
 
 /** Processes whose CPU and RSS a scenario reports; `authorizer` is the one the comparison is about. */

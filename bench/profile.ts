@@ -27,6 +27,8 @@ export interface ProfileSummary {
   readonly idlePercent: number;
   readonly topSelf: ReadonlyArray<{ readonly fn: string; readonly percent: number }>;
   readonly byFile: ReadonlyArray<{ readonly file: string; readonly percent: number }>;
+  /** Time with the function anywhere on the stack (counted once per sample), as % of busy time. */
+  readonly topInclusive: ReadonlyArray<{ readonly fn: string; readonly percentOfBusy: number }>;
 }
 
 function shortUrl(url: string): string {
@@ -59,6 +61,23 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary | { rea
     const f = shortUrl(frame.url).replace(/^(node_modules\/(@[^/]+\/)?[^/]+).*/, '$1');
     perFile.set(f, (perFile.get(f) ?? 0) + us);
   }
+  // Inclusive: walk each sampled node up to the root once, crediting every distinct function.
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const keyOf = (frame: CallFrame): string => `${frame.functionName || '(anonymous)'} ${shortUrl(frame.url)}:${frame.lineNumber + 1}`;
+  const inclusive = new Map<string, number>();
+  for (const [id, us] of self) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)?.callFrame;
+      if (!frame) break;
+      const key = keyOf(frame);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      inclusive.set(key, (inclusive.get(key) ?? 0) + us);
+    }
+  }
+  const busy = Math.max(1, total - idle);
   const pct = (us: number): number => Math.round((1000 * us) / Math.max(1, total)) / 10;
   const sorted = (m: Map<string, number>): Array<[string, number]> => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
   return {
@@ -67,6 +86,11 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary | { rea
     idlePercent: pct(idle),
     topSelf: sorted(perFn).map(([fn, us]) => ({ fn, percent: pct(us) })),
     byFile: sorted(perFile).map(([f, us]) => ({ file: f, percent: pct(us) })),
+    topInclusive: [...inclusive.entries()]
+      .filter(([key]) => !key.startsWith('(root)') && !key.startsWith('(idle)'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top * 2)
+      .map(([fn, us]) => ({ fn, percentOfBusy: Math.round((1000 * us) / busy) / 10 })),
   };
 }
 

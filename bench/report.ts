@@ -19,6 +19,17 @@ export interface ScalingResults {
   workers: { supported: boolean; note: string };
 }
 
+/** ghz straight at an authorizer's gRPC port (no Envoy). */
+export interface DirectResult {
+  readonly id: string;
+  readonly authorizer: string;
+  readonly rounds: ReadonlyArray<{ readonly rps: number; readonly p50: number; readonly p99: number; readonly cpuUsPerCheck: number }>;
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly cpuUsPerCheck: number;
+}
+
 export interface BenchResults {
   readonly schema: 1;
   readonly date: string;
@@ -39,6 +50,7 @@ export interface BenchResults {
   };
   readonly method: Readonly<Record<string, string>>;
   readonly scenarios: readonly ScenarioResult[];
+  readonly direct: readonly DirectResult[];
   readonly scaling: ScalingResults;
   readonly profiles: Readonly<Record<string, unknown>>;
   readonly failures: readonly string[];
@@ -58,8 +70,8 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   lines.push('');
   lines.push(`${m.cpuModel}, ${m.cores} cores, ${Math.round(m.ramMb / 1024)} GiB; Node ${m.node}, Envoy ${m.envoy}, OPA-Envoy ${m.opaEnvoy}, SpiceDB ${m.spicedb}, h2load ${m.h2load}. ${results.method.cores ?? ''}`);
   lines.push('');
-  lines.push('| Scenario | Throughput at saturation (req/s) | × bare Envoy | × OPA-Envoy | p50 ms | p90 ms | p99 ms | p99 added over bare (ms) | Authorizer CPU (cores) saturated / at 1k req/s | Authorizer RSS (MB) |');
-  lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  lines.push('| Scenario | Throughput at saturation (req/s) | × bare Envoy | × OPA-Envoy | p50 ms | p90 ms | p99 ms | p99 added over bare (ms) | Authorizer CPU (cores) saturated / at 1k req/s | Authorizer CPU µs per request | Authorizer RSS (MB) |');
+  lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const s of results.scenarios) {
     const x = s.measurement;
     const hasRps = x.saturation.length > 0;
@@ -74,6 +86,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
         n(x.p99, 3),
         bare ? n(x.p99 - bare.p99, 3) : '–',
         `${n(x.authorizerCores.saturation, 2)} / ${n(x.authorizerCores.atOfferedRate, 2)}`,
+        hasRps ? n(((x.authorizerCores.saturation ?? Number.NaN) / x.rps) * 1e6, 0) : '–',
         n((x.rssKb.authorizer ?? Number.NaN) / 1024, 1),
       ].join(' | ').replace(/^/, '| ').concat(' |'),
     );
@@ -84,6 +97,14 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   if (extras.length > 0) {
     lines.push('');
     for (const s of extras) lines.push(`- \`${s.id}\`: ${Object.entries(s.extra ?? {}).map(([k, v]) => `${k} ${int(v)}`).join(', ')}`);
+  }
+  if (results.direct.length > 0) {
+    lines.push('');
+    lines.push('**Direct Check calls** (ghz → the authorizer\'s gRPC port, no Envoy; one connection, 32 in flight; the same CheckRequest Envoy sends with the deployed filter settings):');
+    lines.push('');
+    lines.push('| Authorizer | Checks/s | p50 ms | p99 ms | CPU µs per Check |');
+    lines.push('|---|--:|--:|--:|--:|');
+    for (const d of results.direct) lines.push(`| ${d.authorizer} \`${d.id}\` | ${int(d.rps)} | ${n(d.p50, 3)} | ${n(d.p99, 3)} | ${n(d.cpuUsPerCheck, 0)} |`);
   }
   if (results.scaling.rules.length > 0 || results.scaling.tokens.length > 0) {
     lines.push('');

@@ -16,7 +16,8 @@ import type { ManagedProcess } from '../test/support/processes.js';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const TOOLS = join(ROOT, '.tools/bin');
-export const CLI = join(ROOT, 'dist/src/cli.js');
+/** BENCH_SIDECAR_CLI runs another build of the sidecar (e.g. a worktree at an older commit) for before/after runs. */
+export const CLI = process.env.BENCH_SIDECAR_CLI ?? join(ROOT, 'dist/src/cli.js');
 
 function call<T>(fn: (cb: (error: ServiceError | null, value?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => fn((error, value) => (error ? reject(error) : resolve(value as T))));
