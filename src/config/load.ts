@@ -94,7 +94,15 @@ export function parseConfigText(text: string, origin: string, baseDir: string): 
       document.errors.map((error) => `YAML ${error.code} at line ${error.linePos?.[0]?.line ?? '?'}, column ${error.linePos?.[0]?.col ?? '?'}: ${error.message.split('\n')[0]}`),
     );
   }
-  return validateConfig(document.toJS({ maxAliasCount: 100 }), origin, baseDir);
+  let value: unknown;
+  try {
+    value = document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // An alias with no anchor (`a: *b`), or an alias bomb past maxAliasCount: yaml throws here,
+    // after parsing succeeded. Reported like every other problem, never as a stack trace.
+    throw new ConfigError(origin, [`YAML alias error: ${(error as Error).message.split('\n')[0]}`]);
+  }
+  return validateConfig(value, origin, baseDir);
 }
 
 export function loadConfigFile(path: string): LoadedConfig {
