@@ -58,7 +58,7 @@ export interface ServeOptions {
 }
 
 const fingerprintsOf = (config: Config): Adapters['fingerprints'] => ({
-  verifier: JSON.stringify(config.issuers),
+  verifier: JSON.stringify([config.issuers, config.limits.verifiedTokenCacheEntries, config.limits.jwksFetchTimeoutMs]),
   checker: JSON.stringify(config.spicedb),
   tokens: JSON.stringify([config.tokens, config.service]),
 });
@@ -79,7 +79,8 @@ async function buildAdapters(loaded: LoadedConfig, metrics: Metrics, logger: Log
     return adapter;
   };
   try {
-    const verifier = previous && reuse('verifier') ? previous.verifier : track(await createTokenVerifier(config.issuers, deps));
+    const verifierOptions = { ...deps, cacheMaxEntries: config.limits.verifiedTokenCacheEntries, fetchTimeoutMs: config.limits.jwksFetchTimeoutMs };
+    const verifier = previous && reuse('verifier') ? previous.verifier : track(await createTokenVerifier(config.issuers, verifierOptions));
     const checker = previous && reuse('checker') ? previous.checker : track(await createPermissionChecker(config.spicedb, deps));
     let tokens = previous && reuse('tokens') ? previous.tokens : undefined;
     if (!tokens && config.tokens) {

@@ -27,6 +27,8 @@ export const limitsSchema = z
   .strictObject({
     maxHeaderBytes: z.int().min(1024).max(1 << 20).default(65536),
     maxTokenBytes: z.int().min(256).max(1 << 16).default(8192),
+    verifiedTokenCacheEntries: z.int().min(1).max(10_000_000).default(10_000).describe('verified tokens kept (by hash) until exp'),
+    jwksFetchTimeoutMs: z.int().min(100).max(60_000).default(5000).describe('deadline for one JWKS fetch'),
   })
   .prefault({});
 
