@@ -1,17 +1,9 @@
 /**
  * The sidecar restarted under load: SIGTERM (health NOT_SERVING, drain server.drainSeconds, finish
- * in-flight checks, exit), then started again on the same port (startSidecar's restart()).
- *
- * Finding (docs/security.md, "Sidecar restart"): with envoy/envoy.yaml as shipped, requests fail
- * during the gap between the old process closing its listener and the new one listening (~1.3 s
- * here: Node start-up, JWKS fetch, bind). Envoy's stats show why: the default cluster circuit
- * breaker allows only 3 concurrent retries (upstream_rq_retry_overflow), and grpc_service.timeout
- * (0.5 s) bounds the whole call, retries included, so no retry schedule can span the gap.
- *
- * So this file proves two things:
- *   1. shipped envoy.yaml: the restart fails CLOSED — every failure is a 503 from ext_authz, only
- *      inside the restart gap, and nothing unauthorised reaches the app;
- *   2. with the proposed change (envoy-variants.ts RESTART_PROOF_CHANGES): zero failed requests.
+ * in-flight checks, exit), then started again on the same port (startSidecar's restart()). With
+ * envoy/envoy.yaml as shipped, Envoy's retry policy on the ext_authz call carries every request
+ * across the gap between the old process closing its listener and the new one listening
+ * (docs/security.md, "Sidecar restart").
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { userToken } from '../support/hardening/fixtures.js';
@@ -19,7 +11,6 @@ import { runLoad, summarize } from '../support/hardening/load.js';
 import type { LoadResult } from '../support/hardening/load.js';
 import { receivedIds, startStack } from '../support/hardening/stack.js';
 import type { Stack } from '../support/hardening/stack.js';
-import { RESTART_PROOF_CHANGES, variantOfEnvoyYaml } from '../support/hardening/envoy-variants.js';
 
 const STATS = [
   'cluster.jwtauth_sidecar.upstream_rq_retry',
@@ -72,27 +63,8 @@ describe('sidecar restarted under load', () => {
     await stack?.close();
   });
 
-  it('shipped envoy.yaml: fails closed during the restart gap (503 from ext_authz), never forwards unchecked', async () => {
+  it('loses no request: every one is answered by a sidecar, none unchecked', async () => {
     stack = await startStack();
-    const run = await restartUnderLoad(stack);
-    const drainMs = 1000; // server.drainSeconds in the test config
-    expect(run.results.filter((r) => r.start > run.restartDone).length, run.detail).toBeGreaterThan(50);
-    for (const r of run.results) {
-      if (r.status === 200) continue;
-      // Fail closed: Envoy's status_on_error, and only in the gap after the drain period.
-      expect(r.status, run.detail).toBe(503);
-      expect(r.start, run.detail).toBeGreaterThan(run.restartStarted + drainMs - 100);
-      expect(r.end, run.detail).toBeLessThan(run.restartDone + 600);
-    }
-    expect(run.envoy['http.ingress.ext_authz.error'], run.detail).toBe(run.results.filter((r) => r.status !== 200).length);
-    const allowed = new Set(run.results.filter((r) => r.status === 200).map((r) => r.id));
-    expect([...receivedIds(stack.app)].filter((id) => !allowed.has(id))).toEqual([]);
-    await stack.close();
-    stack = undefined;
-  }, 60_000);
-
-  it('with the proposed envoy.yaml change: zero failed requests across the restart', async () => {
-    stack = await startStack({ envoyConfigFile: variantOfEnvoyYaml(RESTART_PROOF_CHANGES) });
     const run = await restartUnderLoad(stack);
     expect(run.results.filter((r) => r.start > run.restartDone).length, run.detail).toBeGreaterThan(50);
     // The restart did open a gap that needed retries...

@@ -24,8 +24,6 @@ export interface StackOptions {
   /** Put a StallProxy between the sidecar and SpiceDB. */
   readonly stallProxy?: boolean;
   readonly clouds?: number;
-  /** Another Envoy config than envoy/envoy.yaml (see envoy-variants.ts). */
-  readonly envoyConfigFile?: string;
 }
 
 export interface Stack {
@@ -91,10 +89,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     const sidecar = await startSidecar(config, { env: { [keyEnv]: spicedb.presharedKey } });
     closers.push(() => sidecar.stop('SIGKILL'));
-    const envoy = await startEnvoy(
-      { sidecar: sidecar.grpcPort, app: app.port, vmcontroller: vmcontroller.port },
-      ...(options.envoyConfigFile ? [options.envoyConfigFile] : []),
-    );
+    const envoy = await startEnvoy({ sidecar: sidecar.grpcPort, app: app.port, vmcontroller: vmcontroller.port });
     closers.push(() => envoy.stop());
     return { spicedb, proxy, externalKey, internalKey, externalJwks, internalJwks, app, vmcontroller, sidecar, envoy, config, close };
   } catch (error) {
