@@ -92,7 +92,8 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
     );
   }
   lines.push('');
-  lines.push('Latency columns: 1,000 req/s offered, except where a scenario saturates below 2,000 req/s: then half its saturation throughput (uncached: ' + results.scenarios.filter((s) => s.measurement.offeredRps !== 1000).map((s) => `\`${s.id}\` ${s.measurement.offeredRps} req/s`).join(', ') + '). "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core.');
+  const capped = results.scenarios.filter((s) => s.measurement.offeredRps !== 1000).map((s) => `\`${s.id}\` ${s.measurement.offeredRps} req/s`);
+  lines.push('Latency columns: 1,000 req/s offered by h2load (`--rps`, which sends in 100 Hz bursts of 10)' + (capped.length ? `, except where a scenario saturates below 2,000 req/s: half its saturation throughput (${capped.join(', ')})` : '') + '. "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core.');
   const extras = results.scenarios.filter((s) => s.extra);
   if (extras.length > 0) {
     lines.push('');
