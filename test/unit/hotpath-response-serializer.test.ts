@@ -40,7 +40,7 @@ describe('memoized CheckResponse serializer', () => {
 
   it('encodes fields it does not key on without the memo', () => {
     const memoized = memoizeResponseSerializer(plain);
-    const withMetadata: CheckResponse = { ...identity('alice'), dynamic_metadata: { fields: { k: { string_value: 'v' } } } };
+    const withMetadata: CheckResponse = { ...identity('alice'), dynamic_metadata: { fields: { k: { stringValue: 'v' } } } };
     expect(responseKey(withMetadata)).toBeUndefined();
     expect(memoized(withMetadata).equals(plain(withMetadata))).toBe(true);
     expect(memoized.size()).toBe(0);
