@@ -15,6 +15,8 @@ import type { Stack } from '../support/hardening/stack.js';
 import { waitFor } from '../support/processes.js';
 
 const DEADLINE_MS = 200;
+/** grpc_service.timeout of the ext_authz filter in envoy/envoy.yaml. */
+const ENVOY_EXT_AUTHZ_TIMEOUT_MS = 3000;
 const MAX_INFLIGHT = 8;
 
 let stack: Stack;
@@ -67,11 +69,12 @@ describe('SpiceDB slower than the deadline', () => {
     expect(Object.keys(counts).sort(), JSON.stringify(counts)).toEqual(['503 permission_backend_overloaded', '503 permission_backend_timeout']);
     const timeouts = results.filter((r) => r.reason === 'permission_backend_timeout').map((r) => r.end - r.start);
     const shed = results.filter((r) => r.reason === 'permission_backend_overloaded').map((r) => r.end - r.start);
-    // The sidecar's own deadline ends each call (Envoy's ext_authz timeout is 500 ms and would
-    // answer without x-jwtauth-reason).
+    // The sidecar's own deadline ends each call, not Envoy's ext_authz timeout (grpc_service.timeout
+    // in envoy/envoy.yaml, 3 s), which would answer without x-jwtauth-reason; the counts above
+    // already show every answer carried the sidecar's reason.
     expect(Math.min(...timeouts)).toBeGreaterThanOrEqual(DEADLINE_MS - 5);
     expect(median(timeouts)).toBeLessThan(DEADLINE_MS + 150);
-    expect(Math.max(...timeouts)).toBeLessThan(500);
+    expect(Math.max(...timeouts)).toBeLessThan(ENVOY_EXT_AUTHZ_TIMEOUT_MS);
     // Bounded: never more calls in flight than maxInflight, and the bound was actually reached.
     expect(samples).toBeGreaterThan(20);
     expect(maxInflight).toBe(MAX_INFLIGHT);
