@@ -6,8 +6,8 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-
 import type { PublicKeyDocuments } from '../core/ports.js';
+import { parseListenAddress } from '../listen-address.js';
 
 export interface AdminState {
   /** Ready to decide: config loaded, keys present, permission backend reachable, not draining. */
@@ -28,11 +28,6 @@ function send(response: ServerResponse, status: number, contentType: string, bod
     'cache-control': cacheSeconds > 0 ? `public, max-age=${cacheSeconds}` : 'no-store',
   });
   response.end(body);
-}
-
-function parseAddress(address: string): { host: string; port: number } {
-  const at = address.lastIndexOf(':');
-  return { host: address.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(address.slice(at + 1)) };
 }
 
 export async function startAdminListener(address: string, state: AdminState): Promise<AdminListener> {
@@ -78,7 +73,7 @@ export async function startAdminListener(address: string, state: AdminState): Pr
     });
   });
   server.keepAliveTimeout = 5_000;
-  const { host, port } = parseAddress(address);
+  const { host, port } = parseListenAddress(address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
