@@ -4,7 +4,7 @@
  */
 import { v1 } from '@authzed/authzed-node';
 import type { Reason } from '../core/decision.js';
-import type { Consistency, PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import type { Consistency, ObjectRef, PermissionAnswer, PermissionQuery } from '../core/ports.js';
 
 type JsonObject = Parameters<typeof v1.createStructFromObject>[0];
 
@@ -21,14 +21,21 @@ function consistencyMessage(consistency: Consistency): v1.Consistency {
   }
 }
 
+/** `type:id` as an authzed ObjectReference; shared by checks and the relationships we load. */
+export function objectReference(ref: ObjectRef): v1.ObjectReference {
+  return v1.ObjectReference.create({ objectType: ref.type, objectId: ref.id });
+}
+
+/** `type:id` or `type:id#relation` as an authzed SubjectReference. */
+export function subjectReference(ref: ObjectRef & { readonly relation?: string }): v1.SubjectReference {
+  return v1.SubjectReference.create({ object: objectReference(ref), optionalRelation: ref.relation ?? '' });
+}
+
 export function toCheckRequest(query: PermissionQuery): v1.CheckPermissionRequest {
   return v1.CheckPermissionRequest.create({
-    resource: v1.ObjectReference.create({ objectType: query.resource.type, objectId: query.resource.id }),
+    resource: objectReference(query.resource),
     permission: query.permission,
-    subject: v1.SubjectReference.create({
-      object: v1.ObjectReference.create({ objectType: query.subject.type, objectId: query.subject.id }),
-      optionalRelation: query.subject.relation ?? '',
-    }),
+    subject: subjectReference(query.subject),
     consistency: consistencyMessage(query.consistency),
     // authzed-node's own helper: a google-protobuf Struct would be sent empty.
     ...(query.context ? { context: v1.createStructFromObject(query.context as JsonObject) } : {}),

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { v1 } from '@authzed/authzed-node';
 import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
-import { answerFor, failure, toCheckRequest } from './check-request.js';
+import { answerFor, failure, objectReference, subjectReference, toCheckRequest } from './check-request.js';
 import type { ClosableChecker } from './closable-checker.js';
 import { parseRelationships } from './relationships-file.js';
 import type { RelationshipLine } from './relationships-file.js';
@@ -69,12 +69,9 @@ interface Pending {
 
 export function toRelationship(line: RelationshipLine): v1.Relationship {
   return v1.Relationship.create({
-    resource: v1.ObjectReference.create({ objectType: line.resource.type, objectId: line.resource.id }),
+    resource: objectReference(line.resource),
     relation: line.relation,
-    subject: v1.SubjectReference.create({
-      object: v1.ObjectReference.create({ objectType: line.subject.type, objectId: line.subject.id }),
-      optionalRelation: line.subject.relation ?? '',
-    }),
+    subject: subjectReference(line.subject),
     ...(line.caveat
       ? {
           optionalCaveat: v1.ContextualizedCaveat.create({
