@@ -117,8 +117,11 @@ function buildPipeline(config: Config, adapters: Adapters, metrics: Metrics, log
       maxTokenBytes,
     });
   }
+  const router = new DirectionRouter(inbound, outbound);
+  // The dry-run layer costs an extra await per Check; add it only where some decision can be dry-run.
+  const anyDryRun = config.dryRun || (config.inbound?.rules.some((rule) => rule.dryRun) ?? false);
   const onBehalfOfHeader = config.outbound?.onBehalfOf?.header ?? DEFAULT_ON_BEHALF_OF_HEADER;
-  const authorizer = new DryRunAuthorizer(new DirectionRouter(inbound, outbound), config.dryRun, [...IDENTITY_HEADER_NAMES, onBehalfOfHeader]);
+  const authorizer = anyDryRun ? new DryRunAuthorizer(router, config.dryRun, [...IDENTITY_HEADER_NAMES, onBehalfOfHeader]) : router;
   return { authorizer, limits: { maxHeaderBytes: config.limits.maxHeaderBytes } };
 }
 
