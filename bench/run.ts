@@ -24,8 +24,10 @@ import type { Budget, ScenarioMeasurement, ShapeSpec, Watched } from './measure.
 import { loadAverage, sampleProcess, TICKS_PER_SECOND } from './proc.js';
 import { summarizeProfile } from './profile.js';
 import { renderMarkdown, renderSvg } from './report.js';
-import { ROOT, startBenchSidecar, startBenchSpicedb, TOOLS } from './services.js';
-import type { BenchSidecar, BenchSpicedb } from './services.js';
+import { startSpicedb } from '../test/support/spicedb-server.js';
+import type { SpicedbServer } from '../test/support/spicedb-server.js';
+import { ROOT, startBenchSidecar, TOOLS } from './services.js';
+import type { BenchSidecar } from './services.js';
 import type { BenchResults, DirectResult, ScenarioResult, ScalingResults } from './report.js';
 
 const args = process.argv.slice(2);
@@ -117,7 +119,7 @@ interface Context {
   readonly dir: string;
   readonly keys: BenchKeys;
   readonly token: string;
-  readonly spicedb: BenchSpicedb;
+  readonly spicedb: SpicedbServer;
   readonly spicedbPid: number | undefined;
   readonly keyEnv: string;
 }
@@ -246,9 +248,8 @@ async function main(): Promise<void> {
   const header = [`authorization: Bearer ${token}`];
 
   log('starting SpiceDB (real `spicedb serve`, memory datastore)');
-  const spicedb = await startBenchSpicedb(SCHEMA);
-  await spicedb.write(['cloud:cl0#admin@user:alice']);
-  const spicedbPid = spicedb.process.child.pid;
+  const spicedb = await startSpicedb({ schema: SCHEMA, relationships: 'cloud:cl0#admin@user:alice' });
+  const spicedbPid = spicedb.pid;
   pin(spicedbPid, AUTHZ_CPUS);
   // Uncached scenario: one resource per request, each with a relationship so the answer is a real
   // allow. Written first: minimize_latency checks read a revision quantized to 5 s, so fresh writes
@@ -262,7 +263,7 @@ async function main(): Promise<void> {
     for (let from = 0; from < distinct; from += 1000) {
       const lines: string[] = [];
       for (let i = from; i < Math.min(distinct, from + 1000); i++) lines.push(`cloud:c${i}#member@user:alice`);
-      await spicedb.write(lines);
+      await spicedb.write(lines.join('\n'));
     }
   }
   const ctx: Context = { dir, keys, token, spicedb, spicedbPid, keyEnv: 'BENCH_SPICEDB_KEY' };

@@ -1,86 +1,20 @@
 /**
- * The sidecar and SpiceDB as processes, for the compiled benchmark. test/support has helpers for
- * both, but they locate .tools/bin and dist/src/cli.js relative to their own source folder, which
- * is wrong once compiled into dist/test/support; these resolve from the repository root instead.
- * Process lifetime (kill on exit) still comes from test/support/processes.ts.
+ * The sidecar as a process for the benchmark: pinned to a core, with extra node flags, and
+ * optionally another build (BENCH_SIDECAR_CLI). SpiceDB, Envoy's binary and process lifetime come
+ * from test/support, like the tests.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Metadata, status } from '@grpc/grpc-js';
-import type { ServiceError } from '@grpc/grpc-js';
-import { v1 } from '@authzed/authzed-node';
 import { stringify } from 'yaml';
-import { freePort, startProcess, waitFor } from '../test/support/processes.js';
+import { PACKAGE_ROOT } from '../src/package-root.js';
+import { TOOLS_BIN, freePort, startProcess, waitFor } from '../test/support/processes.js';
 import type { ManagedProcess } from '../test/support/processes.js';
 
-export const ROOT = new URL('../../', import.meta.url).pathname;
-export const TOOLS = join(ROOT, '.tools/bin');
+export const ROOT = PACKAGE_ROOT;
+export const TOOLS = TOOLS_BIN;
 /** BENCH_SIDECAR_CLI runs another build of the sidecar (e.g. a worktree at an older commit) for before/after runs. */
 export const CLI = process.env.BENCH_SIDECAR_CLI ?? join(ROOT, 'dist/src/cli.js');
-
-function call<T>(fn: (cb: (error: ServiceError | null, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((error, value) => (error ? reject(error) : resolve(value as T))));
-}
-
-export interface BenchSpicedb {
-  readonly endpoint: string;
-  readonly presharedKey: string;
-  readonly process: ManagedProcess;
-  /** Touches relationships given as `type:id#relation@type:id`. */
-  write(lines: readonly string[]): Promise<void>;
-  stop(): Promise<void>;
-}
-
-function relationship(line: string): v1.Relationship {
-  const match = /^([\w/]+):([^#]+)#(\w+)@([\w/]+):([^#]+)$/.exec(line);
-  if (!match) throw new Error(`not a relationship: ${line}`);
-  const [, rt, rid, rel, st, sid] = match as unknown as [string, string, string, string, string, string];
-  return v1.Relationship.create({
-    resource: v1.ObjectReference.create({ objectType: rt, objectId: rid }),
-    relation: rel,
-    subject: v1.SubjectReference.create({ object: v1.ObjectReference.create({ objectType: st, objectId: sid }), optionalRelation: '' }),
-  });
-}
-
-export async function startBenchSpicedb(schema: string): Promise<BenchSpicedb> {
-  const port = await freePort();
-  const endpoint = `127.0.0.1:${port}`;
-  const presharedKey = `bench-${port}`;
-  const proc = startProcess(join(TOOLS, 'spicedb'), [
-    'serve', '--grpc-preshared-key', presharedKey, '--datastore-engine', 'memory', '--grpc-addr', endpoint,
-    '--http-enabled=false', '--metrics-enabled=false', '--dispatch-cluster-enabled=false', '--telemetry-endpoint=', '--log-level=warn',
-  ]);
-  const client = v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS);
-  await waitFor(
-    async () => {
-      if (proc.child.exitCode !== null) throw new Error('exited');
-      try {
-        await call((cb) => client.writeSchema(v1.WriteSchemaRequest.create({ schema }), new Metadata(), { deadline: Date.now() + 2000 }, cb));
-        return true;
-      } catch (error) {
-        const code = (error as ServiceError).code;
-        if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) return false;
-        throw error;
-      }
-    },
-    30_000,
-    () => `spicedb on ${endpoint} did not come up:\n${proc.output()}`,
-  );
-  return {
-    endpoint,
-    presharedKey,
-    process: proc,
-    async write(lines) {
-      const updates = lines.map((line) => v1.RelationshipUpdate.create({ operation: v1.RelationshipUpdate_Operation.TOUCH, relationship: relationship(line) }));
-      await call((cb) => client.writeRelationships(v1.WriteRelationshipsRequest.create({ updates }), new Metadata(), { deadline: Date.now() + 10_000 }, cb));
-    },
-    async stop() {
-      client.close();
-      await proc.stop('SIGKILL');
-    },
-  };
-}
 
 export interface BenchSidecar {
   readonly grpcPort: number;

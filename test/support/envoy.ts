@@ -7,6 +7,7 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../../src/package-root.js';
 import { GiveUp, TOOLS_BIN, freePort, startProcess, waitFor } from './processes.js';
 import type { ManagedProcess } from './processes.js';
 
@@ -48,7 +49,7 @@ interface ListenerStatus {
   local_address?: { socket_address?: { port_value?: number } };
 }
 
-export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = new URL('../../envoy/envoy.yaml', import.meta.url).pathname): Promise<RunningEnvoy> {
+export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = join(PACKAGE_ROOT, 'envoy', 'envoy.yaml')): Promise<RunningEnvoy> {
   const ports = {} as EnvoyPorts;
   for (const role of Object.keys(ENVOY_YAML_PORTS) as (keyof EnvoyPorts)[]) {
     ports[role] = overrides[role] ?? ((OWN_PORTS as readonly string[]).includes(role) ? 0 : await freePort());

@@ -5,7 +5,9 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PACKAGE_ROOT } from '../../src/package-root.js';
 
 const live = new Set<ChildProcess>();
 
@@ -114,4 +116,5 @@ export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs
   }
 }
 
-export const TOOLS_BIN = new URL('../../.tools/bin/', import.meta.url).pathname;
+/** Where scripts/install-tools.sh links Envoy, SpiceDB and the bench peers; right from src and dist alike. */
+export const TOOLS_BIN = join(PACKAGE_ROOT, '.tools', 'bin') + '/';

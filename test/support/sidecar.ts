@@ -5,10 +5,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { PACKAGE_ROOT } from '../../src/package-root.js';
 import { GiveUp, freePort, startProcess, waitFor } from './processes.js';
 import type { ManagedProcess } from './processes.js';
 
-export const CLI = new URL('../../dist/src/cli.js', import.meta.url).pathname;
+export const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 
 export interface RunningSidecar {
   readonly grpcPort: number;

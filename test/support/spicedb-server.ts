@@ -19,6 +19,8 @@ export interface SpicedbServer {
   readonly endpoint: string;
   readonly port: number;
   readonly presharedKey: string;
+  /** The running server's pid (changes on restart). */
+  readonly pid: number | undefined;
   /** Writes relationships in relationships-file notation (`cloud:cl0#admin@user:alice`). */
   write(lines: string, operation?: 'touch' | 'delete'): Promise<string>;
   stop(): Promise<void>;
@@ -100,6 +102,9 @@ export async function startSpicedb(options: { schema: string; relationships?: st
     endpoint,
     port,
     presharedKey,
+    get pid() {
+      return proc?.child.pid;
+    },
     write,
     async stop() {
       await proc?.stop('SIGKILL');
