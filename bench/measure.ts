@@ -6,10 +6,12 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { percentilesFromLog, runH2load } from './h2load.js';
-import type { LoadShape, LoadTarget, Percentiles } from './h2load.js';
+import { runH2load } from './h2load.js';
+import type { LoadShape, LoadTarget } from './h2load.js';
+import type { Percentiles } from './percentiles.js';
 import { coresUsed, sampleMachine, sampleProcess, TICKS_PER_SECOND } from './proc.js';
 import type { ProcSample } from './proc.js';
+import { runVegeta } from './vegeta.js';
 
 export interface Budget {
   readonly quick: boolean;
@@ -64,7 +66,6 @@ export interface ShapeSpec {
 
 export interface ScenarioMeasurement {
   readonly saturationShape: ShapeSpec;
-  readonly rateShape: ShapeSpec & { readonly rpsPerClient: number };
   /** Offered rate of the latency rounds (req/s). */
   readonly offeredRps: number;
   readonly saturation: readonly SaturationRound[];
@@ -123,11 +124,10 @@ export interface MeasureOptions {
   readonly watched: Watched;
   readonly budget: Budget;
   readonly saturation: ShapeSpec;
-  readonly rate: ShapeSpec;
-  /** taskset CPU list for h2load. */
+  /** taskset CPU list for the load generators. */
   readonly loadCpus: string | undefined;
   /**
-   * Called before every h2load run (warm-up included) for its target: lets the uncached scenario
+   * Called before every load run (warm-up included) for its target: lets the uncached scenario
    * hand each run its own slice of distinct resources. Defaults to `target`.
    */
   readonly targetForRun?: (run: number) => LoadTarget;
@@ -145,7 +145,7 @@ export async function measureScenario(options: MeasureOptions): Promise<Scenario
   const { watched, budget, log } = options;
   let runs = 0;
   const nextTarget = (): LoadTarget => options.targetForRun?.(runs++) ?? options.target;
-  const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-h2load-'));
+  const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-load-'));
   const saturationShape = (seconds: number): LoadShape => ({ clients: options.saturation.clients, streams: options.saturation.streams, seconds, cpus: options.loadCpus });
 
   const warm = await runH2load(nextTarget(), saturationShape(budget.warmUpSeconds));
@@ -172,16 +172,14 @@ export async function measureScenario(options: MeasureOptions): Promise<Scenario
   const saturationRps = median(saturation.map((r) => r.rps));
   const offeredRps =
     options.rateCapFraction !== undefined && Number.isFinite(saturationRps) ? Math.min(budget.offeredRps, Math.round((options.rateCapFraction * saturationRps) / 10) * 10) : budget.offeredRps;
-  const rpsPerClient = Math.max(1, Math.round(offeredRps / options.rate.clients));
   const rate: RateRound[] = [];
   for (let round = 0; round < budget.rounds; round++) {
     let kept: RateRound | undefined;
     for (let attempt = 0; attempt <= budget.maxReruns; attempt++) {
-      const logFile = join(dir, `rate-${round}-${attempt}.log`);
       const before = snapshot(watched);
-      const result = await runH2load(nextTarget(), { clients: options.rate.clients, streams: options.rate.streams, seconds: budget.rateSeconds, rpsPerClient, logFile, cpus: options.loadCpus });
+      const result = await runVegeta(nextTarget(), { rps: offeredRps, seconds: budget.rateSeconds, skipSeconds: budget.quick ? 0.5 : 1, dir, cpus: options.loadCpus });
       const cpu = breakdown(before, snapshot(watched), result.loadGenCpuSeconds);
-      const percentiles = percentilesFromLog(logFile, budget.quick ? 0.5 : 1);
+      const percentiles = result.percentiles;
       log(`    ${offeredRps} req/s round ${round + 1}${attempt ? ` (rerun ${attempt})` : ''}: p50 ${percentiles.p50.toFixed(3)} p90 ${percentiles.p90.toFixed(3)} p99 ${percentiles.p99.toFixed(3)} ms (${percentiles.achievedRps.toFixed(0)} req/s achieved, non-2xx ${percentiles.non2xx}), authorizer ${fmt(cpu.authorizer)} cores,${backendCpu(cpu)} outside ${fmt(cpu.outside)}`);
       const entry: RateRound = { ...percentiles, cpu, reruns: attempt };
       if (!kept || cpu.outside < kept.cpu.outside) kept = entry;
@@ -196,8 +194,7 @@ export async function measureScenario(options: MeasureOptions): Promise<Scenario
 
   return {
     saturationShape: options.saturation,
-    rateShape: { ...options.rate, rpsPerClient },
-    offeredRps: rpsPerClient * options.rate.clients,
+    offeredRps,
     saturation,
     rate,
     rps: saturationRps,

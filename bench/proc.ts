@@ -3,6 +3,7 @@
  * machine's busy time. The machine figure is what lets a run say how much CPU something *other*
  * than the benchmark used while it ran (other engineers test on this machine concurrently).
  */
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream kernel build. */
@@ -55,4 +56,31 @@ export function loadAverage(): [number, number, number] {
 export function coresUsed(before: ProcSample | undefined, after: ProcSample | undefined, seconds: number): number | undefined {
   if (!before || !after || seconds <= 0) return undefined;
   return (after.cpuTicks - before.cpuTicks) / TICKS_PER_SECOND / seconds;
+}
+
+export interface ChildRun {
+  readonly code: number | null;
+  /** stdout and stderr interleaved. */
+  readonly text: string;
+  /** CPU seconds the child (and its children) used. */
+  readonly cpuSeconds: number;
+}
+
+/**
+ * Runs a command and reports the CPU it used. A shell parent reaps the command and then reads its
+ * own cutime/cstime, which counts the command's CPU time without racing its exit.
+ */
+export function runMeasured(command: readonly string[]): Promise<ChildRun> {
+  const script = '"$@"; rc=$?; set -- $(sed "s/.*) //" /proc/$$/stat); echo "BENCH_CHILD_TICKS ${14} ${15}"; exit $rc';
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-c', script, 'measured', ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    child.once('exit', (code) => {
+      const ticks = /BENCH_CHILD_TICKS (\d+) (\d+)/.exec(text);
+      const cpuSeconds = ticks ? (Number(ticks[1]) + Number(ticks[2])) / TICKS_PER_SECOND : Number.NaN;
+      resolve({ code, text: text.replace(/BENCH_CHILD_TICKS.*\n?/, ''), cpuSeconds });
+    });
+  });
 }

@@ -46,6 +46,7 @@ export interface BenchResults {
     readonly opaEnvoy: string;
     readonly spicedb: string;
     readonly h2load: string;
+    readonly vegeta: string;
     readonly ghz: string;
   };
   readonly method: Readonly<Record<string, string>>;
@@ -68,7 +69,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   const lines: string[] = [];
   lines.push(`### ${results.mode === 'full' ? 'Full' : 'Quick'} run ${results.date.slice(0, 16).replace('T', ' ')} UTC on ${m.host}${results.label ? ` (${results.label})` : ''}`);
   lines.push('');
-  lines.push(`${m.cpuModel}, ${m.cores} cores, ${Math.round(m.ramMb / 1024)} GiB; Node ${m.node}, Envoy ${m.envoy}, OPA-Envoy ${m.opaEnvoy}, SpiceDB ${m.spicedb}, h2load ${m.h2load}. ${results.method.cores ?? ''}`);
+  lines.push(`${m.cpuModel}, ${m.cores} cores, ${Math.round(m.ramMb / 1024)} GiB; Node ${m.node}, Envoy ${m.envoy}, OPA-Envoy ${m.opaEnvoy}, SpiceDB ${m.spicedb}, h2load ${m.h2load}, vegeta ${m.vegeta}. ${results.method.cores ?? ''}`);
   lines.push('');
   lines.push('| Scenario | Throughput at saturation (req/s) | × bare Envoy | × OPA-Envoy | p50 ms | p90 ms | p99 ms | p99 added over bare (ms) | Authorizer CPU (cores) saturated / at 1k req/s | Authorizer CPU µs per request | Authorizer RSS (MB) |');
   lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
@@ -93,7 +94,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   }
   lines.push('');
   const capped = results.scenarios.filter((s) => s.measurement.offeredRps !== 1000).map((s) => `\`${s.id}\` ${s.measurement.offeredRps} req/s`);
-  lines.push('Latency columns: 1,000 req/s offered by h2load (`--rps`, which sends in 100 Hz bursts of 10)' + (capped.length ? `, except where a scenario saturates below 2,000 req/s: half its saturation throughput (${capped.join(', ')})` : '') + '. "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core.');
+  lines.push('Latency columns: 1,000 req/s offered by vegeta, open-loop and evenly spaced' + (capped.length ? `, except where a scenario saturates below 2,000 req/s: half its saturation throughput (${capped.join(', ')})` : '') + '. "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core.');
   const extras = results.scenarios.filter((s) => s.extra);
   if (extras.length > 0) {
     lines.push('');
@@ -176,7 +177,7 @@ export function renderSvg(results: BenchResults): string {
       out.push(`<text x="${(x(value) + 4).toFixed(1)}" y="${by + 9}" font-size="10">${value.toFixed(value < 10 ? 3 : 1)}</text>`);
     });
   });
-  out.push(`<text x="${left + plotWidth / 2}" y="${height - 12}" text-anchor="middle" fill="#555">milliseconds (h2load, per request, median of rounds)</text>`);
+  out.push(`<text x="${left + plotWidth / 2}" y="${height - 12}" text-anchor="middle" fill="#555">milliseconds (vegeta, per request, median of rounds)</text>`);
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }

@@ -49,7 +49,7 @@ const log = (line: string): void => {
 };
 
 /**
- * Core sharing on this 2-core machine: core 0 runs Envoy (one worker), h2load (one thread) and
+ * Core sharing on this 2-core machine: core 0 runs Envoy (one worker), the load generator and
  * this orchestrator; core 1 runs the authorizer under test (sidecar or OPA-Envoy) and, behind the
  * sidecar, SpiceDB. Every authorizer thus gets exactly one core, and nothing it does can steal
  * Envoy's or the load generator's time. With fewer than 2 CPUs nothing is pinned.
@@ -65,10 +65,8 @@ function pin(pid: number | undefined, cpuList: string | undefined): void {
 }
 
 const SATURATION: ShapeSpec = { clients: 8, streams: 16 };
-const RATE: ShapeSpec = { clients: 1, streams: 64 };
 /** h2load clients each walk `-i` lists from the top, so "every request distinct" needs one client. */
 const UNCACHED_SATURATION: ShapeSpec = { clients: 1, streams: 32 };
-const UNCACHED_RATE: ShapeSpec = { clients: 1, streams: 64 };
 
 function versionOf(command: string, versionArgs: string[], pattern: RegExp): string {
   const out = spawnSync(command, versionArgs, { encoding: 'utf8' });
@@ -89,6 +87,7 @@ function machineDescription(): BenchResults['machine'] {
     opaEnvoy: versionOf(join(TOOLS, 'opa-envoy-plugin'), ['version'], /Version: (\S+)/),
     spicedb: versionOf(join(TOOLS, 'spicedb'), ['version'], /(v[\d.]+)/),
     h2load: versionOf('h2load', ['--version'], /nghttp2\/([\d.]+)/),
+    vegeta: versionOf('go', ['version', '-m', join(TOOLS, 'vegeta')], /tsenart\/vegeta\/v12\s+(v\S+)/),
     ghz: versionOf(join(TOOLS, 'ghz'), ['--version'], /(\S+)/),
   };
 }
@@ -240,7 +239,7 @@ async function main(): Promise<void> {
   const outDir = flag('out') ?? (quick ? mkdtempSync(join(tmpdir(), 'jwtauth-bench-results-')) : join(ROOT, 'bench/results'));
   mkdirSync(outDir, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-'));
-  log(`${quick ? 'quick' : 'full'} run; ${machine.cores} cores (${machine.cpuModel}); pinning ${PIN ? 'Envoy+h2load→cpu0, authorizer+SpiceDB→cpu1' : 'off'}; work dir ${dir}`);
+  log(`${quick ? 'quick' : 'full'} run; ${machine.cores} cores (${machine.cpuModel}); pinning ${PIN ? 'Envoy+load generator→cpu0, authorizer+SpiceDB→cpu1' : 'off'}; work dir ${dir}`);
 
   const keys = makeKeys(dir);
   const token = signToken(keys);
@@ -277,8 +276,8 @@ async function main(): Promise<void> {
   const ingressPort = await freePort();
   const egressPort = await freePort();
   const url = `http://127.0.0.1:${ingressPort}/v1/clouds/cl0/items`;
-  const measure = (watched: Watched, target: { url: string; uriFile?: string; headers: readonly string[] }, shapes: { saturation: ShapeSpec; rate: ShapeSpec } = { saturation: SATURATION, rate: RATE }, latencyOnly = false): Promise<ScenarioMeasurement> =>
-    measureScenario({ target, watched, budget, saturation: shapes.saturation, rate: shapes.rate, loadCpus: FRONT_CPUS, latencyOnly, log });
+  const measure = (watched: Watched, target: { url: string; uriFile?: string; headers: readonly string[] }, latencyOnly = false): Promise<ScenarioMeasurement> =>
+    measureScenario({ target, watched, budget, saturation: SATURATION, loadCpus: FRONT_CPUS, latencyOnly, log });
 
   // (1) The floor: Envoy answering by itself.
   await scenario('bare', results, failures, () =>
@@ -336,7 +335,7 @@ async function main(): Promise<void> {
   // (4) and (5): the sidecar, inbound and outbound, through one Envoy with both listeners.
   const sidecarIds = ['sidecar_inbound_cached', 'sidecar_inbound_uncached', 'sidecar_outbound', 'direct_sidecar'];
   if (sidecarIds.some(wants)) {
-    // Each h2load run gets its own slice, so no run meets a decision an earlier run cached.
+    // Each load run gets its own slice, so no run meets a decision an earlier run cached.
     const runsPerScenario = 1 + 2 * budget.rounds;
     const slice = Math.floor((distinct - 1) / runsPerScenario);
     const uriFiles = Array.from({ length: runsPerScenario }, (_, run) => {
@@ -377,7 +376,6 @@ async function main(): Promise<void> {
               watched: { envoy: envoyPid, authorizer: sidecarPid(), backends },
               budget,
               saturation: UNCACHED_SATURATION,
-              rate: UNCACHED_RATE,
               loadCpus: FRONT_CPUS,
               log,
             });
@@ -418,7 +416,7 @@ async function main(): Promise<void> {
         try {
           return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async (envoy) => {
             await expectEventually(url, auth, 200, `sidecar with ${count} rules`);
-            const measurement = await measure({ envoy: envoy.process.child.pid as number, authorizer: sidecar.process.child.pid as number }, { url, headers: header }, undefined, true);
+            const measurement = await measure({ envoy: envoy.process.child.pid as number, authorizer: sidecar.process.child.pid as number }, { url, headers: header }, true);
             scaling.rules.push({ rules: count, p50: measurement.p50, p90: measurement.p90, p99: measurement.p99, rssKb: measurement.rssKb.authorizer });
             return { label: `sidecar inbound cached, ${count.toLocaleString('en')} rules (the matched one last)`, authorizer: 'jwtauth-sidecar', measurement };
           });
@@ -474,9 +472,9 @@ async function main(): Promise<void> {
     machine,
     method: {
       envoy: 'one Envoy per scenario, --concurrency 1, routes answered by direct_response; ext_authz filter, HCM settings and authorizer cluster read from envoy/envoy.yaml',
-      cores: PIN ? 'cpu0: Envoy + h2load + orchestrator; cpu1: authorizer (sidecar or OPA-Envoy) and SpiceDB. jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
+      cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator; cpu1: authorizer (sidecar or OPA-Envoy) and SpiceDB. jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
       saturation: `h2load -t1 -c${SATURATION.clients} -m${SATURATION.streams} (uncached: -c${UNCACHED_SATURATION.clients} -m${UNCACHED_SATURATION.streams}), ${budget.rounds} × ${budget.saturationSeconds}s after a ${budget.warmUpSeconds}s warm-up; median reported`,
-      latency: `h2load --rps, ${budget.offeredRps} req/s offered (-c${RATE.clients}; uncached -c${UNCACHED_RATE.clients}), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from --log-file; median of rounds reported`,
+      latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: half its saturation throughput when that is below 2,000 req/s), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
       noise: `a round is rerun (up to ${budget.maxReruns}×) when processes outside the benchmark used more than ${budget.noisyCores} cores; other engineers run tests on this machine concurrently`,
       spicedb: 'real `spicedb serve` (pinned build from scripts/install-tools.sh), memory datastore, plaintext gRPC on loopback',
       sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',

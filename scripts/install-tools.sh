@@ -13,6 +13,8 @@ SPICEDB_REF="${SPICEDB_REF:-v1.56.2}"
 # Benchmark peers (npm run bench only). Plain @latest of opa-envoy-plugin resolves to an old v0.46 tag.
 OPA_ENVOY_REF="${OPA_ENVOY_REF:-v1.14.1-envoy}"
 GHZ_REF="${GHZ_REF:-v0.93.0}"
+# Open-loop, evenly spaced load for the latency rounds (h2load --rps sends in 100 Hz bursts).
+VEGETA_REF="${VEGETA_REF:-v12.13.0}"
 
 CACHE="${JWTAUTH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwtauth-sidecar}"
 
@@ -102,6 +104,7 @@ case "$what" in
     install_envoy; install_spicedb; install_h2load
     install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
     install_go_tool ghz "$GHZ_REF" github.com/bojand/ghz/cmd/ghz
+    install_go_tool vegeta "$VEGETA_REF" github.com/tsenart/vegeta/v12
     ;;
   *) echo "usage: $0 [all|envoy|spicedb|h2load|bench]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,60 @@
+/**
+ * Drives vegeta for the fixed-rate latency rounds: open-loop, requests evenly spaced at the
+ * offered rate over HTTP/2 cleartext, one sample per request. (h2load's `--rps` sends in 100 Hz
+ * bursts, so every request queued behind up to 9 of its own burst: that measured the load
+ * generator's shape as much as the server.)
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LoadTarget } from './h2load.js';
+import { summarize } from './percentiles.js';
+import type { LatencySample, Percentiles } from './percentiles.js';
+import { runMeasured } from './proc.js';
+import { TOOLS } from './services.js';
+
+export const VEGETA = join(TOOLS, 'vegeta');
+
+export interface RateShape {
+  readonly rps: number;
+  readonly seconds: number;
+  /** Leading seconds left out of the percentiles. */
+  readonly skipSeconds: number;
+  /** Where the targets and the binary results go. */
+  readonly dir: string;
+  /** CPU list for taskset, e.g. "0". */
+  readonly cpus?: string;
+}
+
+export interface RateResult {
+  readonly percentiles: Percentiles;
+  /** CPU seconds vegeta itself used (it shares a core with Envoy). */
+  readonly loadGenCpuSeconds: number;
+}
+
+let runs = 0;
+
+export async function runVegeta(target: LoadTarget, shape: RateShape): Promise<RateResult> {
+  const run = runs++;
+  const targets = join(shape.dir, `vegeta-targets-${run}.txt`);
+  const urls = target.uriFile ? readFileSync(target.uriFile, 'utf8').split('\n').filter(Boolean) : [target.url];
+  writeFileSync(targets, urls.map((url) => `GET ${url}\n`).join('\n'));
+  const output = join(shape.dir, `vegeta-${run}.bin`);
+  const attack = [VEGETA, 'attack', '-h2c', `-rate=${shape.rps}/s`, `-duration=${shape.seconds}s`, `-targets=${targets}`, `-output=${output}`];
+  for (const header of target.headers) attack.push('-header', header);
+  const measured = await runMeasured(shape.cpus ? ['taskset', '-c', shape.cpus, ...attack] : attack);
+  if (measured.code !== 0) throw new Error(`vegeta attack failed (exit ${measured.code}): ${measured.text.slice(-2000)}`);
+  const encoded = await runMeasured([VEGETA, 'encode', '--to', 'json', output]);
+  if (encoded.code !== 0) throw new Error(`vegeta encode failed (exit ${encoded.code}): ${encoded.text.slice(-2000)}`);
+  return { percentiles: summarize(parseVegetaJson(encoded.text), shape.skipSeconds), loadGenCpuSeconds: measured.cpuSeconds };
+}
+
+/** `vegeta encode --to json`: one object per line; latency in nanoseconds, code 0 on a transport error. */
+export function parseVegetaJson(text: string): LatencySample[] {
+  const samples: LatencySample[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const row = JSON.parse(line) as { timestamp: string; code: number; latency: number };
+    samples.push({ sentMs: Date.parse(row.timestamp), status: row.code, latencyMs: row.latency / 1e6 });
+  }
+  return samples;
+}
