@@ -71,6 +71,39 @@ describe('permission checker decorators', () => {
     expect(backend.calls).toHaveLength(2);
   });
 
+  it('refreshes a hot entry in the background in the last quarter of its TTL, so it never expires under traffic', async () => {
+    const { backend, checker, metrics } = stack({ decisionCache: { ttlMs: 1000 } });
+    await checker.check(query());
+    await sleep(20);
+    expect(await checker.check(query())).toMatchObject({ cached: true });
+    expect(backend.calls).toHaveLength(1);
+    await sleep(830);
+    // ~150 ms left of 1,000: answered from the cache at once, and asked again behind it.
+    backend.auto = undefined;
+    expect(await checker.check(query())).toMatchObject({ outcome: 'allowed', cached: true });
+    expect(backend.calls).toHaveLength(2);
+    expect(await checker.check(query())).toMatchObject({ cached: true });
+    expect(backend.calls).toHaveLength(2);
+    backend.release({ outcome: 'allowed', cached: false });
+    await sleep(300);
+    // Past the first answer's TTL: the refreshed entry answers, no request waited for SpiceDB.
+    expect(await checker.check(query())).toMatchObject({ cached: true });
+    expect(backend.calls).toHaveLength(2);
+    expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'refresh' })).toBe(1);
+    expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'miss' })).toBe(1);
+  });
+
+  it('serves no answer past its TTL when the background refresh fails', async () => {
+    const { backend, checker } = stack({ decisionCache: { ttlMs: 1000 } });
+    await checker.check(query());
+    await sleep(850);
+    backend.auto = { outcome: 'error', reason: 'permission_backend_unavailable', cached: false };
+    expect(await checker.check(query())).toMatchObject({ outcome: 'allowed', cached: true });
+    await sleep(300);
+    expect(await checker.check(query())).toMatchObject({ outcome: 'error', reason: 'permission_backend_unavailable' });
+    expect(backend.calls).toHaveLength(3);
+  });
+
   it('never caches errors', async () => {
     const { backend, checker } = stack();
     backend.auto = { outcome: 'error', reason: 'permission_backend_unavailable', cached: false };
