@@ -60,7 +60,15 @@ definition cloud {
  * needs `view` on the cloud), `fillerRules` more rules on other paths for the rule-count scenario,
  * and outbound service tokens for `UPSTREAM`.
  */
-export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, fillerRules: number): Record<string, unknown> {
+export interface SidecarVariant {
+  /** Rules on other paths, written before the one under test. */
+  readonly fillerRules?: number;
+  /** 0 turns the decision cache off, so every Check asks SpiceDB. */
+  readonly decisionCacheTtlMs?: number;
+}
+
+export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, variant: SidecarVariant = {}): Record<string, unknown> {
+  const { fillerRules = 0, decisionCacheTtlMs } = variant;
   const rules: Array<Record<string, unknown>> = [];
   // Filler first, so the rule under test is the last one written: no "first rule wins" shortcut.
   for (let i = 0; i < fillerRules; i++) {
@@ -90,7 +98,12 @@ export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: 
         algorithms: ['ES256'],
       },
     ],
-    spicedb: { endpoint: spicedbEndpoint, tls: false, presharedKey: { env: keyEnv } },
+    spicedb: {
+      endpoint: spicedbEndpoint,
+      tls: false,
+      presharedKey: { env: keyEnv },
+      ...(decisionCacheTtlMs === undefined ? {} : { decisionCache: { ttlMs: decisionCacheTtlMs } }),
+    },
     tokens: { source: { kind: 'mint', issuer: 'https://sidecar.bench.local', algorithm: 'ES256', keys: [{ file: keys.mintKeyFile }] } },
     inbound: { default: 'deny', rules },
     outbound: { upstreams: [{ audience: UPSTREAM, authorities: [] }] },

@@ -133,7 +133,7 @@ export interface MeasureOptions {
   readonly targetForRun?: (run: number) => LoadTarget;
   /**
    * Cap the offered rate at this fraction of the measured saturation throughput: a rate the
-   * system cannot sustain measures queueing, not latency (used where saturation is below 1k req/s).
+   * system cannot sustain measures queueing, not latency (the uncached scenario).
    */
   readonly rateCapFraction?: number;
   /** Skip the saturation rounds (scaling scenarios only need latency). */

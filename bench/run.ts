@@ -17,7 +17,7 @@ import type { ManagedProcess } from '../test/support/processes.js';
 import { benchEnvoyConfig, startBenchEnvoy } from './envoy-config.js';
 import type { BenchEnvoy, BenchListener } from './envoy-config.js';
 import { AUDIENCE, ISSUER, makeKeys, opaPolicy, SCHEMA, sidecarConfig, signToken, UPSTREAM } from './fixtures.js';
-import type { BenchKeys } from './fixtures.js';
+import type { BenchKeys, SidecarVariant } from './fixtures.js';
 import { checkRequestJson, runGhz } from './ghz.js';
 import { fmt, FULL, measureScenario, median, QUICK } from './measure.js';
 import type { Budget, ScenarioMeasurement, ShapeSpec, Watched } from './measure.js';
@@ -49,10 +49,11 @@ const log = (line: string): void => {
 };
 
 /**
- * Core sharing on this 2-core machine: core 0 runs Envoy (one worker), the load generator and
- * this orchestrator; core 1 runs the authorizer under test (sidecar or OPA-Envoy) and, behind the
- * sidecar, SpiceDB. Every authorizer thus gets exactly one core, and nothing it does can steal
- * Envoy's or the load generator's time. With fewer than 2 CPUs nothing is pinned.
+ * Core sharing on this 2-core machine: core 0 runs Envoy (one worker), the load generator, this
+ * orchestrator and SpiceDB (busy only in the uncached scenario, where Envoy's share is small);
+ * core 1 runs the authorizer under test alone. Every authorizer thus gets exactly one core, and
+ * nothing it does can steal Envoy's or the load generator's time. With fewer than 2 CPUs nothing
+ * is pinned.
  */
 const PIN = cpus().length >= 2;
 const FRONT_CPUS = PIN ? '0' : undefined;
@@ -133,7 +134,7 @@ async function withEnvoy<T>(listeners: readonly BenchListener[], authzPort: numb
   }
 }
 
-async function launchSidecar(ctx: Context, fillerRules: number, label: string): Promise<BenchSidecar> {
+async function launchSidecar(ctx: Context, variant: SidecarVariant, label: string): Promise<BenchSidecar> {
   const env: NodeJS.ProcessEnv = { [ctx.keyEnv]: ctx.spicedb.presharedKey };
   // BENCH_SIDECAR_NODE_ARGS (e.g. --trace-gc) for investigations; BENCH_SIDECAR_OUTPUT keeps what it printed.
   const nodeArgs: string[] = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -142,7 +143,7 @@ async function launchSidecar(ctx: Context, fillerRules: number, label: string): 
     mkdirSync(profDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${label}.cpuprofile`);
   }
-  const sidecar = await startBenchSidecar(sidecarConfig(ctx.keys, ctx.spicedb.endpoint, ctx.keyEnv, fillerRules), { env, cwd: ctx.dir, nodeArgs });
+  const sidecar = await startBenchSidecar(sidecarConfig(ctx.keys, ctx.spicedb.endpoint, ctx.keyEnv, variant), { env, cwd: ctx.dir, nodeArgs });
   pin(sidecar.process.child.pid, AUTHZ_CPUS);
   const keep = process.env.BENCH_SIDECAR_OUTPUT;
   if (keep) sidecar.process.exited.then(() => writeFileSync(`${keep}.${label}.log`, sidecar.process.output()), () => undefined);
@@ -239,7 +240,7 @@ async function main(): Promise<void> {
   const outDir = flag('out') ?? (quick ? mkdtempSync(join(tmpdir(), 'jwtauth-bench-results-')) : join(ROOT, 'bench/results'));
   mkdirSync(outDir, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-'));
-  log(`${quick ? 'quick' : 'full'} run; ${machine.cores} cores (${machine.cpuModel}); pinning ${PIN ? 'Envoy+load generator→cpu0, authorizer+SpiceDB→cpu1' : 'off'}; work dir ${dir}`);
+  log(`${quick ? 'quick' : 'full'} run; ${machine.cores} cores (${machine.cpuModel}); pinning ${PIN ? 'Envoy+load generator+SpiceDB→cpu0, authorizer→cpu1' : 'off'}; work dir ${dir}`);
 
   const keys = makeKeys(dir);
   const token = signToken(keys);
@@ -249,7 +250,9 @@ async function main(): Promise<void> {
   log('starting SpiceDB (real `spicedb serve`, memory datastore)');
   const spicedb = await startSpicedb({ schema: SCHEMA, relationships: 'cloud:cl0#admin@user:alice' });
   const spicedbPid = spicedb.pid;
-  pin(spicedbPid, AUTHZ_CPUS);
+  // SpiceDB gets the front core: there it competes only with Envoy and the load generator, which
+  // the uncached scenario (the only one that calls SpiceDB under load) keeps below 0.2 cores.
+  pin(spicedbPid, FRONT_CPUS);
   // Uncached scenario: one resource per request, each with a relationship so the answer is a real
   // allow. Written first: minimize_latency checks read a revision quantized to 5 s, so fresh writes
   // only become visible a few seconds later.
@@ -332,18 +335,27 @@ async function main(): Promise<void> {
     });
   }
 
+  // (4a) The transport floor: the sidecar's own gRPC listener answering OK without deciding.
+  await scenario('floor_grpcjs', results, failures, async () => {
+    const port = await freePort();
+    const floor = startProcess(process.execPath, [join(ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
+    try {
+      pin(floor.child.pid, AUTHZ_CPUS);
+      await waitFor(async () => floor.output().includes('listening'), 10_000, () => `null authorizer did not start:\n${floor.output()}`);
+      return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], port, async (envoy) => {
+        await expectEventually(url, {}, 200, 'null authorizer');
+        const watched = { envoy: envoy.process.child.pid as number, authorizer: floor.child.pid as number };
+        return { label: 'ext_authz floor: the sidecar\'s gRPC listener answering OK without deciding', authorizer: 'grpc-js, no decision', measurement: await measure(watched, { url, headers: header }) };
+      });
+    } finally {
+      await floor.stop('SIGTERM', 3000);
+    }
+  });
+
   // (4) and (5): the sidecar, inbound and outbound, through one Envoy with both listeners.
-  const sidecarIds = ['sidecar_inbound_cached', 'sidecar_inbound_uncached', 'sidecar_outbound', 'direct_sidecar'];
+  const sidecarIds = ['sidecar_inbound_cached', 'sidecar_outbound', 'direct_sidecar'];
   if (sidecarIds.some(wants)) {
-    // Each load run gets its own slice, so no run meets a decision an earlier run cached.
-    const runsPerScenario = 1 + 2 * budget.rounds;
-    const slice = Math.floor((distinct - 1) / runsPerScenario);
-    const uriFiles = Array.from({ length: runsPerScenario }, (_, run) => {
-      const file = join(dir, `uncached-uris-${run}.txt`);
-      writeFileSync(file, Array.from({ length: slice }, (_, i) => `http://127.0.0.1:${ingressPort}/v1/clouds/c${run * slice + i}/items`).join('\n') + '\n');
-      return file;
-    });
-    const sidecar = await launchSidecar(ctx, 0, 'main');
+    const sidecar = await launchSidecar(ctx, {}, 'main');
     const sidecarPid = (): number => sidecar.process.child.pid as number;
     try {
       await withEnvoy(
@@ -363,36 +375,6 @@ async function main(): Promise<void> {
             const hits = (await sidecar.metric('jwtauth_decision_cache_events_total{event="hit"}')) - hitsBefore;
             return { label: 'sidecar inbound, verified token + cached SpiceDB decision', authorizer: 'jwtauth-sidecar', measurement, extra: { decisionCacheHits: hits } };
           });
-          await scenario('sidecar_inbound_uncached', results, failures, async () => {
-            // Probe the last resource (not cached afterwards: the measurement starts at c0).
-            const probe = `http://127.0.0.1:${ingressPort}/v1/clouds/c${distinct - 1}/items`;
-            await waitFor(async () => (await fetch(probe, { headers: auth })).status === 200, 15_000, () => 'uncached relationships never became visible');
-            const watchedMetrics = ['jwtauth_spicedb_calls_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'];
-            const before = await sidecar.samples(watchedMetrics);
-            const measurement = await measureScenario({
-              target: { url: `http://127.0.0.1:${ingressPort}/`, headers: header },
-              targetForRun: (run) => ({ url: `http://127.0.0.1:${ingressPort}/`, uriFile: uriFiles[run % uriFiles.length] as string, headers: header }),
-              rateCapFraction: 0.5,
-              watched: { envoy: envoyPid, authorizer: sidecarPid(), backends },
-              budget,
-              saturation: UNCACHED_SATURATION,
-              loadCpus: FRONT_CPUS,
-              log,
-            });
-            const after = await sidecar.samples(watchedMetrics);
-            const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
-            const extra: Record<string, number> = {
-              spicedbCalls: delta('jwtauth_spicedb_calls_total{result="allowed"}'),
-              decisionCacheHits: delta('jwtauth_decision_cache_events_total{event="hit"}'),
-              coalesced: delta('jwtauth_decision_cache_events_total{event="coalesced"}'),
-              distinctResources: distinct,
-            };
-            for (const name of Object.keys(after)) {
-              if (delta(name) > 0 && !name.includes('result="allowed"') && !name.includes('"hit"') && !name.includes('"coalesced"') && !name.includes('"miss"')) log(`    ${name} +${delta(name)}`);
-            }
-            log(`    SpiceDB calls ${extra.spicedbCalls}, decision cache hits ${extra.decisionCacheHits}, coalesced ${extra.coalesced}`);
-            return { label: 'sidecar inbound, every request a distinct resource → real SpiceDB CheckPermission', authorizer: 'jwtauth-sidecar + spicedb', measurement, extra };
-          });
           await scenario('sidecar_outbound', results, failures, async () => {
             const egress = `http://127.0.0.1:${egressPort}/v1/items`;
             await expectStatus(egress, {}, 200, 'sidecar outbound');
@@ -408,11 +390,59 @@ async function main(): Promise<void> {
     }
   }
 
+  // (4b) Uncached: the decision cache off, so every Check is a CheckPermission on the real SpiceDB;
+  // every request names another resource, so SpiceDB's own cache answers only when a run wraps
+  // around its slice.
+  await scenario('sidecar_inbound_uncached', results, failures, async () => {
+    // Each load run gets its own slice of resources.
+    const runsPerScenario = 1 + 2 * budget.rounds;
+    const slice = Math.floor((distinct - 1) / runsPerScenario);
+    const uriFiles = Array.from({ length: runsPerScenario }, (_, run) => {
+      const file = join(dir, `uncached-uris-${run}.txt`);
+      writeFileSync(file, Array.from({ length: slice }, (_, i) => `http://127.0.0.1:${ingressPort}/v1/clouds/c${run * slice + i}/items`).join('\n') + '\n');
+      return file;
+    });
+    const sidecar = await launchSidecar(ctx, { decisionCacheTtlMs: 0 }, 'uncached');
+    try {
+      return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async (envoy) => {
+        const probe = `http://127.0.0.1:${ingressPort}/v1/clouds/c${distinct - 1}/items`;
+        await waitFor(async () => (await fetch(probe, { headers: auth })).status === 200, 15_000, () => 'uncached relationships never became visible');
+        const watchedMetrics = ['jwtauth_spicedb_calls_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'];
+        const before = await sidecar.samples(watchedMetrics);
+        const sidecarPid = sidecar.process.child.pid as number;
+        const measurement = await measureScenario({
+          target: { url: `http://127.0.0.1:${ingressPort}/`, headers: header },
+          targetForRun: (run) => ({ url: `http://127.0.0.1:${ingressPort}/`, uriFile: uriFiles[run % uriFiles.length] as string, headers: header }),
+          rateCapFraction: 0.25,
+          watched: { envoy: envoy.process.child.pid as number, authorizer: sidecarPid, backends: spicedbPid === undefined ? {} : { spicedb: spicedbPid } },
+          budget,
+          saturation: UNCACHED_SATURATION,
+          loadCpus: FRONT_CPUS,
+          log,
+        });
+        const after = await sidecar.samples(watchedMetrics);
+        const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
+        const extra: Record<string, number> = {
+          spicedbCalls: delta('jwtauth_spicedb_calls_total{result="allowed"}'),
+          decisionCacheHits: delta('jwtauth_decision_cache_events_total{event="hit"}'),
+          distinctResources: distinct,
+        };
+        for (const name of Object.keys(after)) {
+          if (delta(name) > 0 && !name.includes('result="allowed"') && !name.includes('"miss"')) log(`    ${name} +${delta(name)}`);
+        }
+        log(`    SpiceDB calls ${extra.spicedbCalls}, decision cache hits ${extra.decisionCacheHits}`);
+        return { label: 'sidecar inbound, decision cache off, a distinct resource per request → real SpiceDB CheckPermission', authorizer: 'jwtauth-sidecar + spicedb', measurement, extra };
+      });
+    } finally {
+      await sidecar.stop();
+    }
+  });
+
   // (6) Scaling: rule count, token count, workers.
   if (wants('scaling_rules')) {
     for (const count of [10, 1_000, 10_000]) {
       await scenario(`scaling_rules_${count}`, results, failures, async () => {
-        const sidecar = await launchSidecar(ctx, count - 1, `rules-${count}`);
+        const sidecar = await launchSidecar(ctx, { fillerRules: count - 1 }, `rules-${count}`);
         try {
           return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async (envoy) => {
             await expectEventually(url, auth, 200, `sidecar with ${count} rules`);
@@ -431,7 +461,7 @@ async function main(): Promise<void> {
     const steps = quick ? [1_000, 10_000] : [1_000, 100_000];
     log(`scenario scaling_tokens: RSS after ${steps.join(' and ')} distinct tokens`);
     try {
-      const sidecar = await launchSidecar(ctx, 0, 'tokens');
+      const sidecar = await launchSidecar(ctx, {}, 'tokens');
       try {
         await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async () => {
           const pid = sidecar.process.child.pid as number;
@@ -472,9 +502,9 @@ async function main(): Promise<void> {
     machine,
     method: {
       envoy: 'one Envoy per scenario, --concurrency 1, routes answered by direct_response; ext_authz filter, HCM settings and authorizer cluster read from envoy/envoy.yaml',
-      cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator; cpu1: authorizer (sidecar or OPA-Envoy) and SpiceDB. jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
+      cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator + SpiceDB; cpu1: the authorizer (sidecar, OPA-Envoy or the grpc-js floor). jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
       saturation: `h2load -t1 -c${SATURATION.clients} -m${SATURATION.streams} (uncached: -c${UNCACHED_SATURATION.clients} -m${UNCACHED_SATURATION.streams}), ${budget.rounds} × ${budget.saturationSeconds}s after a ${budget.warmUpSeconds}s warm-up; median reported`,
-      latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: half its saturation throughput when that is below 2,000 req/s), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
+      latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: a quarter of its saturation throughput; near saturation the figure is queueing, not latency), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
       noise: `a round is rerun (up to ${budget.maxReruns}×) when processes outside the benchmark used more than ${budget.noisyCores} cores; other engineers run tests on this machine concurrently`,
       spicedb: 'real `spicedb serve` (pinned build from scripts/install-tools.sh), memory datastore, plaintext gRPC on loopback',
       sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',

@@ -1,0 +1,16 @@
+/**
+ * The transport floor for the sidecar: its own gRPC listener (src/envoy/grpc-server.ts, the same
+ * grpc-js options, socket handling and response encoding) answering every Check with OK without
+ * looking at it. What the `floor_grpcjs` scenario adds over bare Envoy is the ext_authz round trip
+ * through Envoy, grpc-js and node:http2; what the sidecar adds over this floor is its decision.
+ * Usage: node dist/bench/null-authorizer.js <port>; prints "listening <port>" when ready.
+ */
+import { startGrpcListener } from '../src/envoy/grpc-server.js';
+import type { CheckHandler } from '../src/envoy/authorization-service.js';
+
+const allowEverything: CheckHandler = (_call, callback) => callback(null, { status: { code: 0 }, ok_response: {} });
+
+const listener = await startGrpcListener(`127.0.0.1:${process.argv[2] ?? '0'}`, allowEverything);
+listener.setServing(true);
+process.stdout.write(`listening ${listener.port}\n`);
+process.once('SIGTERM', () => void listener.shutdown(1000).then(() => process.exit(0)));
