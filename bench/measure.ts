@@ -177,7 +177,7 @@ export async function measureScenario(options: MeasureOptions): Promise<Scenario
     let kept: RateRound | undefined;
     for (let attempt = 0; attempt <= budget.maxReruns; attempt++) {
       const before = snapshot(watched);
-      const result = await runVegeta(nextTarget(), { rps: offeredRps, seconds: budget.rateSeconds, skipSeconds: budget.quick ? 0.5 : 1, dir, cpus: options.loadCpus });
+      const result = await runVegeta(nextTarget(), { rps: offeredRps, seconds: budget.rateSeconds, skipSeconds: budget.quick ? 0.5 : 1, dir, name: `rate-${round}-${attempt}`, cpus: options.loadCpus });
       const cpu = breakdown(before, snapshot(watched), result.loadGenCpuSeconds);
       const percentiles = result.percentiles;
       log(`    ${offeredRps} req/s round ${round + 1}${attempt ? ` (rerun ${attempt})` : ''}: p50 ${percentiles.p50.toFixed(3)} p90 ${percentiles.p90.toFixed(3)} p99 ${percentiles.p99.toFixed(3)} ms (${percentiles.achievedRps.toFixed(0)} req/s achieved, non-2xx ${percentiles.non2xx}), authorizer ${fmt(cpu.authorizer)} cores,${backendCpu(cpu)} outside ${fmt(cpu.outside)}`);

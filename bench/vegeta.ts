@@ -19,8 +19,9 @@ export interface RateShape {
   readonly seconds: number;
   /** Leading seconds left out of the percentiles. */
   readonly skipSeconds: number;
-  /** Where the targets and the binary results go. */
+  /** Where the targets and the binary results go, named after `name`. */
   readonly dir: string;
+  readonly name: string;
   /** CPU list for taskset, e.g. "0". */
   readonly cpus?: string;
 }
@@ -31,14 +32,11 @@ export interface RateResult {
   readonly loadGenCpuSeconds: number;
 }
 
-let runs = 0;
-
 export async function runVegeta(target: LoadTarget, shape: RateShape): Promise<RateResult> {
-  const run = runs++;
-  const targets = join(shape.dir, `vegeta-targets-${run}.txt`);
+  const targets = join(shape.dir, `${shape.name}.targets`);
   const urls = target.uriFile ? readFileSync(target.uriFile, 'utf8').split('\n').filter(Boolean) : [target.url];
   writeFileSync(targets, urls.map((url) => `GET ${url}\n`).join('\n'));
-  const output = join(shape.dir, `vegeta-${run}.bin`);
+  const output = join(shape.dir, `${shape.name}.bin`);
   const attack = [VEGETA, 'attack', '-h2c', `-rate=${shape.rps}/s`, `-duration=${shape.seconds}s`, `-targets=${targets}`, `-output=${output}`];
   for (const header of target.headers) attack.push('-header', header);
   const measured = await runMeasured(shape.cpus ? ['taskset', '-c', shape.cpus, ...attack] : attack);
