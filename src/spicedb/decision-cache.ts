@@ -66,7 +66,7 @@ export class CachingChecker implements ClosableChecker {
     const hit = this.cache?.get(key);
     if (hit !== undefined) {
       this.metrics.decisionCache.inc({ event: 'hit' });
-      if (!this.inflight.has(key) && (this.cache?.getRemainingTTL(key) ?? Infinity) < this.refreshBelowMs) {
+      if ((this.cache?.getRemainingTTL(key) ?? Infinity) < this.refreshBelowMs && !this.inflight.has(key)) {
         this.metrics.decisionCache.inc({ event: 'refresh' });
         void this.ask(key, query);
       }
