@@ -11,8 +11,8 @@ COPY scripts ./scripts
 COPY protos ./protos
 COPY src ./src
 RUN npm run build && \
-    # Tests, benchmarks and examples are compiled too (one tsconfig); ship only the runtime.
-    rm -rf dist/test dist/bench dist/examples
+    # Tests, benchmarks, examples and their dev/ helpers are compiled too (one tsconfig); ship only the runtime.
+    rm -rf dist/dev dist/test dist/bench dist/examples
 
 # ---- runtime: production dependencies only, non-root
 FROM node:20-bookworm-slim AS runtime

@@ -9,9 +9,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { startProcess, waitFor } from '../test/support/processes.js';
+import { startProcess, waitFor } from '../dev/processes.js';
 import { TOOLS } from './services.js';
-import type { ManagedProcess } from '../test/support/processes.js';
+import type { ManagedProcess } from '../dev/processes.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };

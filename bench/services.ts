@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/package-root.js';
-import { TOOLS_BIN, freePort, startProcess, waitFor } from '../test/support/processes.js';
-import type { ManagedProcess } from '../test/support/processes.js';
+import { TOOLS_BIN, freePort, startProcess, waitFor } from '../dev/processes.js';
+import type { ManagedProcess } from '../dev/processes.js';
 
 export const ROOT = PACKAGE_ROOT;
 export const TOOLS = TOOLS_BIN;

@@ -25,8 +25,8 @@ import { startEchoUpstream } from '../test/support/echo-upstream.js';
 import { ENVOY_YAML_PORTS, rewritePorts } from '../test/support/envoy.js';
 import type { EnvoyPorts } from '../test/support/envoy.js';
 import { JwksServer, jwks, makeSigningKey } from '../test/support/jwt-fixtures.js';
-import { freePort, startProcess, waitFor } from '../test/support/processes.js';
-import type { ManagedProcess } from '../test/support/processes.js';
+import { freePort, startProcess, waitFor } from '../dev/processes.js';
+import type { ManagedProcess } from '../dev/processes.js';
 import { relationships, SCHEMA, sidecarConfig, userToken } from '../test/support/hardening/fixtures.js';
 import { LoadClient } from '../test/support/hardening/load.js';
 

@@ -4,7 +4,7 @@
  * Every process it started is stopped on the way out, including on Ctrl-C.
  */
 import { formatDecision } from './decisions.js';
-import { killAllChildren } from './processes.js';
+import { onStopSignal } from '../../dev/processes.js';
 import { runScenario } from './scenario.js';
 import type { ExpectationResult } from './scenario.js';
 
@@ -12,14 +12,8 @@ const out = (line = ''): void => {
   process.stdout.write(`${line}\n`);
 };
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    out(`\n${signal}: stopping everything the demo started`);
-    // Synchronous: SIGKILL to each child's process group; the exit handler removes the temp files.
-    killAllChildren();
-    process.exit(130);
-  });
-}
+// dev/processes.ts then SIGKILLs each child's process group; the exit handler removes the temp files.
+onStopSignal((signal) => out(`\n${signal}: stopping everything the demo started`));
 
 let index = 0;
 function print(result: ExpectationResult): void {

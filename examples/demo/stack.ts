@@ -16,6 +16,8 @@ import { Metadata, status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import { exportPKCS8, generateKeyPair } from 'jose';
+import { atExit, freePort, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
+import type { ManagedProcess } from '../../dev/processes.js';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
 import { toRelationship } from '../../src/spicedb/embedded-checker.js';
 import { parseRelationships } from '../../src/spicedb/relationships-file.js';
@@ -25,15 +27,12 @@ import { DecisionLog } from './decisions.js';
 import type { SidecarName } from './decisions.js';
 import { startGateway } from './gateway.js';
 import type { RunningGateway } from './gateway.js';
-import { atExit, freePort, startChild, waitFor } from './processes.js';
-import type { Child } from './processes.js';
 import { PORT_PLAN, rewritePorts } from './topology.js';
 import type { PortRole, Ports } from './topology.js';
 import { DEMO_DIR } from './vmcontroller-api.js';
 import { startVmController } from './vmcontroller.js';
 import type { RunningVmController } from './vmcontroller.js';
 
-const TOOLS_BIN = join(PACKAGE_ROOT, '.tools', 'bin');
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 export const DEMO_SCHEMA_FILE = join(PACKAGE_ROOT, 'examples', 'schema.zed');
 export const DEMO_RELATIONSHIPS_FILE = join(DEMO_DIR, 'relationships.txt');
@@ -100,7 +99,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const presharedKey = randomBytes(24).toString('base64url');
   const env = { ...process.env, SPICEDB_PRESHARED_KEY: presharedKey };
   const decisions = new DecisionLog();
-  const children: Child[] = [];
+  const children: ManagedProcess[] = [];
   const stoppers: Array<() => Promise<void>> = [];
   let operator: v1.ZedClientInterface | undefined;
 
@@ -116,7 +115,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const stop = async (): Promise<void> => {
     operator?.close();
     await Promise.allSettled(stoppers.map((s) => s()));
-    await Promise.allSettled(children.map((c) => c.stop()));
+    await Promise.allSettled(children.map((c) => c.stop('SIGTERM', 3000)));
     removeDir();
     forgetDir();
   };
@@ -130,7 +129,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     progress('starting SpiceDB, 3 Envoys, 3 sidecars, gateway and vmcontroller');
     const spicedbEndpoint = `127.0.0.1:${ports.spicedbGrpc}`;
-    const spicedb = startChild(
+    const spicedb = startProcess(
       join(TOOLS_BIN, 'spicedb'),
       [
         'serve',
@@ -149,7 +148,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     const sidecars = (['gwadmin', 'vmcontroller', 'spicedb'] as const satisfies readonly SidecarName[]).map((name) => {
       const config = render(join('sidecars', `${name}.yaml`), `${name}.jwtauth.yaml`);
-      const child = startChild(process.execPath, [CLI, 'serve', '--config', config], {
+      const child = startProcess(process.execPath, [CLI, 'serve', '--config', config], {
         name: `${name}-sidecar`,
         env,
         cwd: dir,
@@ -161,7 +160,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     const envoys = (['gwadmin', 'vmcontroller', 'spicedb'] as const).map((name) => {
       const config = render(join('envoy', `${name}.envoy.yaml`), `${name}.envoy.yaml`);
-      const child = startChild(
+      const child = startProcess(
         join(TOOLS_BIN, 'envoy'),
         ['-c', config, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart'],
         // Only SpiceDB's Envoy needs the key (it replaces the caller's JWT with it).

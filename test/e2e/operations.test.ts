@@ -14,7 +14,7 @@ import { httpCheck, sidecarClient } from '../support/check-client.js';
 import type { SidecarClient } from '../support/check-client.js';
 import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
 import type { SigningKey } from '../support/jwt-fixtures.js';
-import { waitFor } from '../support/processes.js';
+import { waitFor } from '../../dev/processes.js';
 import { startSidecar } from '../support/sidecar.js';
 import type { RunningSidecar } from '../support/sidecar.js';
 

@@ -12,7 +12,7 @@ import { userToken } from '../support/hardening/fixtures.js';
 import { runLoad, summarize } from '../support/hardening/load.js';
 import { http1, startStack } from '../support/hardening/stack.js';
 import type { Stack } from '../support/hardening/stack.js';
-import { waitFor } from '../support/processes.js';
+import { waitFor } from '../../dev/processes.js';
 
 const DEADLINE_MS = 200;
 /** grpc_service.timeout of the ext_authz filter in envoy/envoy.yaml. */

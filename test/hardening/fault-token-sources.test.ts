@@ -17,7 +17,7 @@ import { http1, startStack } from '../support/hardening/stack.js';
 import type { Stack } from '../support/hardening/stack.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import type { OAuthServer } from '../support/oauth-server.js';
-import { waitFor } from '../support/processes.js';
+import { waitFor } from '../../dev/processes.js';
 
 const TOKEN_TTL_S = 6;
 const SKEW_S = 2;

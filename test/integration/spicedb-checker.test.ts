@@ -15,7 +15,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { spicedbSchema } from '../../src/spicedb/config.js';
 import { createPermissionChecker } from '../../src/spicedb/permission-checker.js';
 import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
-import { waitFor } from '../support/processes.js';
+import { waitFor } from '../../dev/processes.js';
 import { startSpicedb } from '../support/spicedb-server.js';
 import type { SpicedbServer } from '../support/spicedb-server.js';
 

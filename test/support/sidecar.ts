@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { GiveUp, freePort, startProcess, waitFor } from './processes.js';
-import type { ManagedProcess } from './processes.js';
+import { GiveUp, freePort, startProcess, waitFor } from '../../dev/processes.js';
+import type { ManagedProcess } from '../../dev/processes.js';
 
 export const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 

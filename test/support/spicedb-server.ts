@@ -4,16 +4,17 @@
  * on the same port with the same schema and relationships (the memory datastore forgets them).
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Metadata, status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import { toRelationship } from '../../src/spicedb/embedded-checker.js';
 import { parseRelationships } from '../../src/spicedb/relationships-file.js';
-import { freePort, startProcess, TOOLS_BIN, waitFor } from './processes.js';
-import type { ManagedProcess } from './processes.js';
+import { freePort, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
+import type { ManagedProcess } from '../../dev/processes.js';
 
-export const SPICEDB_BIN = `${TOOLS_BIN}spicedb`;
+export const SPICEDB_BIN = join(TOOLS_BIN, 'spicedb');
 
 export interface SpicedbServer {
   readonly endpoint: string;
