@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/package-root.js';
-import { TOOLS_BIN, freePort, startProcess, waitFor } from '../dev/processes.js';
+import { freePort } from '../dev/ports.js';
+import { TOOLS_BIN, startProcess, waitFor } from '../dev/processes.js';
 import type { ManagedProcess } from '../dev/processes.js';
 
 export const ROOT = PACKAGE_ROOT;

@@ -16,7 +16,8 @@ import { Metadata, status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import { exportPKCS8, generateKeyPair } from 'jose';
-import { atExit, freePort, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
+import { freePort } from '../../dev/ports.js';
+import { atExit, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
 import { toRelationship } from '../../src/spicedb/embedded-checker.js';
@@ -71,14 +72,7 @@ function call<T>(fn: (callback: (error: ServiceError | null, value?: T) => void)
 
 async function allocatePorts(): Promise<Ports> {
   const ports = {} as Ports;
-  const taken = new Set<number>();
-  for (const role of Object.keys(PORT_PLAN) as PortRole[]) {
-    let port = await freePort();
-    // freePort can hand out the same port twice in a row; each role needs its own.
-    while (taken.has(port)) port = await freePort();
-    taken.add(port);
-    ports[role] = port;
-  }
+  for (const role of Object.keys(PORT_PLAN) as PortRole[]) ports[role] = await freePort();
   return ports;
 }
 

@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { GiveUp, TOOLS_BIN, freePort, startProcess, waitFor } from '../../dev/processes.js';
+import { freePort } from '../../dev/ports.js';
+import { GiveUp, TOOLS_BIN, startProcess, waitFor } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 
 /** The ports written in envoy/envoy.yaml, by role. */

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { GiveUp, freePort, startProcess, waitFor } from '../../dev/processes.js';
+import { freePort } from '../../dev/ports.js';
+import { GiveUp, startProcess, waitFor } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 
 export const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
@@ -35,8 +36,8 @@ export async function startSidecar(
   options: { grpcPort?: number; adminPort?: number; env?: NodeJS.ProcessEnv; waitReady?: boolean; cwd?: string } = {},
 ): Promise<RunningSidecar> {
   const configFile = writeConfig(config);
-  let grpcPort = options.grpcPort ?? (await freePort());
-  let adminPort = options.adminPort ?? (await freePort());
+  const grpcPort = options.grpcPort ?? (await freePort());
+  const adminPort = options.adminPort ?? (await freePort());
   const launch = async (): Promise<ManagedProcess> => {
     const admin = `http://127.0.0.1:${adminPort}`;
     const child = startProcess(
@@ -55,30 +56,11 @@ export async function startSidecar(
     );
     return child;
   };
-  let current: ManagedProcess | undefined;
-  // A port that was free a moment ago may be taken by a test running in parallel: the sidecar then
-  // exits with EADDRINUSE (it never shares a port), and it is started again on other ports.
-  for (let attempt = 1; !current; attempt++) {
-    try {
-      current = await launch();
-    } catch (error) {
-      const retryable = attempt < 3 && options.grpcPort === undefined && options.adminPort === undefined && /EADDRINUSE/.test(String(error));
-      if (!retryable) throw error;
-      grpcPort = await freePort();
-      adminPort = await freePort();
-    }
-  }
-  let running: ManagedProcess = current;
+  let running = await launch();
   return {
-    get grpcPort() {
-      return grpcPort;
-    },
-    get adminPort() {
-      return adminPort;
-    },
-    get admin() {
-      return `http://127.0.0.1:${adminPort}`;
-    },
+    grpcPort,
+    adminPort,
+    admin: `http://127.0.0.1:${adminPort}`,
     configFile,
     get process() {
       return running;

@@ -3,6 +3,7 @@
  * plaintext gRPC on 127.0.0.1, a preshared key. Started per test file; restart() brings it back
  * on the same port with the same schema and relationships (the memory datastore forgets them).
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,7 +12,8 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import { toRelationship } from '../../src/spicedb/embedded-checker.js';
 import { parseRelationships } from '../../src/spicedb/relationships-file.js';
-import { freePort, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
+import { freePort } from '../../dev/ports.js';
+import { startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 
 export const SPICEDB_BIN = join(TOOLS_BIN, 'spicedb');
@@ -44,7 +46,8 @@ function call<T>(fn: (cb: (error: ServiceError | null, value?: T) => void) => vo
 export async function startSpicedb(options: { schema: string; relationships?: string; presharedKey?: string; args?: string[] }): Promise<SpicedbServer> {
   await waitForBinary();
   const port = await freePort();
-  const presharedKey = options.presharedKey ?? `test-key-${port}`;
+  // Random, so a client that reached another SpiceDB by mistake fails UNAUTHENTICATED instead of writing into it.
+  const presharedKey = options.presharedKey ?? `test-key-${randomUUID()}`;
   const endpoint = `127.0.0.1:${port}`;
   let proc: ManagedProcess | undefined;
   let client: v1.ZedClientInterface | undefined;
