@@ -33,7 +33,24 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
+/** The sidecar's histogram samples this test reads, by what they count. */
+const SAMPLES = {
+  callsWithin100ms: 'jwtauth_spicedb_call_duration_seconds_bucket{le="0.1"}',
+  callsWithin250ms: 'jwtauth_spicedb_call_duration_seconds_bucket{le="0.25"}',
+  callsWithin1s: 'jwtauth_spicedb_call_duration_seconds_bucket{le="1"}',
+  calls: 'jwtauth_spicedb_call_duration_seconds_count',
+  deniesWithin50ms: 'jwtauth_check_duration_seconds_bucket{le="0.05",direction="inbound",decision="deny"}',
+} as const;
+type Counts = Record<keyof typeof SAMPLES, number>;
+
+async function readCounts(): Promise<Counts> {
+  const entries = await Promise.all(Object.entries(SAMPLES).map(async ([key, sample]) => [key, await stack.sidecar.metric(sample)] as const));
+  return Object.fromEntries(entries) as Counts;
+}
+
+function countsSince(before: Counts, after: Counts): Counts {
+  return Object.fromEntries(Object.keys(SAMPLES).map((key) => [key, after[key as keyof Counts] - before[key as keyof Counts]])) as Counts;
+}
 
 describe('SpiceDB slower than the deadline', () => {
   it('times out at the deadline, bounds in-flight calls, sheds the excess with 503 overloaded, and recovers', async () => {
@@ -42,6 +59,7 @@ describe('SpiceDB slower than the deadline', () => {
     expect((await http1(port, '/v1/clouds/cl0/vms', auth)).status).toBe(200);
     const appBefore = stack.app.received.length;
     const rssBefore = await stack.sidecar.metric('process_resident_memory_bytes');
+    const countsBefore = await readCounts();
 
     stack.proxy!.setStalled(true);
     let maxInflight = 0;
@@ -64,6 +82,7 @@ describe('SpiceDB slower than the deadline', () => {
     sampling = false;
     await sampler;
     const rssAfter = await stack.sidecar.metric('process_resident_memory_bytes');
+    const during = countsSince(countsBefore, await readCounts());
 
     const counts = summarize(results);
     expect(Object.keys(counts).sort(), JSON.stringify(counts)).toEqual(['503 permission_backend_overloaded', '503 permission_backend_timeout']);
@@ -73,8 +92,15 @@ describe('SpiceDB slower than the deadline', () => {
     // in envoy/envoy.yaml, 3 s), which would answer without x-jwtauth-reason; the counts above
     // already show every answer carried the sidecar's reason.
     expect(Math.min(...timeouts)).toBeGreaterThanOrEqual(DEADLINE_MS - 5);
-    expect(median(timeouts)).toBeLessThan(DEADLINE_MS + 150);
     expect(Math.max(...timeouts)).toBeLessThan(ENVOY_EXT_AUTHZ_TIMEOUT_MS);
+    // How long each call took is read where the deadline is enforced, from the sidecar's histogram:
+    // the client's clock also counts its own and Envoy's queueing, which on a 2-core machine shared
+    // with a parallel test file added 200 ms to the median. None ends before the deadline, at least
+    // half end within 50 ms after it, and none comes near Envoy's timeout.
+    expect(during.calls).toBe(await stack.sidecar.metric('jwtauth_spicedb_calls_total{result="permission_backend_timeout"}'));
+    expect(during.callsWithin100ms).toBe(0);
+    expect(during.callsWithin250ms).toBeGreaterThanOrEqual(during.calls / 2);
+    expect(during.callsWithin1s).toBe(during.calls);
     // Bounded: never more calls in flight than maxInflight, and the bound was actually reached.
     expect(samples).toBeGreaterThan(20);
     expect(maxInflight).toBe(MAX_INFLIGHT);
@@ -82,9 +108,10 @@ describe('SpiceDB slower than the deadline', () => {
       // at most maxInflight calls can start per deadline period
       MAX_INFLIGHT * Math.ceil(3000 / DEADLINE_MS + 2),
     );
-    // Shed at once, not queued behind the stalled calls; most of the load is shed.
+    // Shed at once, not queued behind the stalled calls (again timed by the sidecar): most of the
+    // load is shed, and at least as many denials were answered within 50 ms as requests were shed.
     expect(shed.length).toBeGreaterThan(timeouts.length);
-    expect(median(shed)).toBeLessThan(DEADLINE_MS / 2);
+    expect(during.deniesWithin50ms).toBeGreaterThanOrEqual(shed.length);
     // Memory stays flat while thousands of requests are shed.
     expect(rssAfter - rssBefore, `RSS grew ${(rssAfter - rssBefore) / 2 ** 20} MiB`).toBeLessThan(48 * 2 ** 20);
     expect(stack.app.received.length).toBe(appBefore);
