@@ -25,8 +25,8 @@ import type { Budget, ScenarioMeasurement, ShapeSpec, Watched } from './measure.
 import { loadAverage, sampleProcess, TICKS_PER_SECOND } from './proc.js';
 import { summarizeProfile } from './profile.js';
 import { renderMarkdown, renderSvg } from './report.js';
-import { startSpicedb } from '../test/support/spicedb-server.js';
-import type { SpicedbServer } from '../test/support/spicedb-server.js';
+import { startSpicedb } from '../dev/spicedb.js';
+import type { SpicedbServer } from '../dev/spicedb.js';
 import { ROOT, startBenchSidecar, TOOLS } from './services.js';
 import type { BenchSidecar } from './services.js';
 import type { BenchResults, DirectResult, ScenarioResult, ScalingResults } from './report.js';
@@ -101,9 +101,8 @@ function installTools(): void {
 }
 
 /**
- * Like expectStatus, but keeps asking for a while: SpiceDB answers minimize_latency checks at a
- * revision quantized to 5 s, so the schema and relationships written at start-up (and, until
- * then, the schema itself) only become visible a few seconds later.
+ * Like expectStatus, but keeps asking for a while: Envoy's first calls to an authorizer that has
+ * just started can fail before its cluster connects.
  */
 async function expectEventually(url: string, headers: Record<string, string>, status: number, what: string): Promise<void> {
   let last = 0;
@@ -250,7 +249,7 @@ async function main(): Promise<void> {
 
   log('starting SpiceDB (real `spicedb serve`, memory datastore)');
   const spicedb = await startSpicedb({ schema: SCHEMA, relationships: 'cloud:cl0#admin@user:alice' });
-  const spicedbPid = spicedb.pid;
+  const spicedbPid = spicedb.process.child.pid;
   // SpiceDB gets the front core: there it competes only with Envoy and the load generator, which
   // the uncached scenario (the only one that calls SpiceDB under load) keeps below 0.2 cores.
   pin(spicedbPid, FRONT_CPUS);

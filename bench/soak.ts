@@ -6,28 +6,20 @@
  * limit (10 %), and every request must get the answer its class expects; otherwise exit 1.
  *
  *   npm run soak -- [--duration 600] [--warmup 120] [--rate 200] [--limit 0.10] [--out FILE]
- *
- * Self-contained on purpose: the shared test launchers resolve .tools/ and envoy/ relative to
- * their source files, which does not hold once compiled into dist/.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Metadata } from '@grpc/grpc-js';
-import type { ServiceError } from '@grpc/grpc-js';
-import { v1 } from '@authzed/authzed-node';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/package-root.js';
-import { toRelationship } from '../src/spicedb/embedded-checker.js';
-import { parseRelationships } from '../src/spicedb/relationships-file.js';
 import { startEchoUpstream } from '../test/support/echo-upstream.js';
 import { ENVOY_YAML_PORTS, rewritePorts } from '../test/support/envoy.js';
 import type { EnvoyPorts } from '../test/support/envoy.js';
 import { JwksServer, jwks, makeSigningKey } from '../test/support/jwt-fixtures.js';
 import { freePort } from '../dev/ports.js';
-import { startProcess, waitFor } from '../dev/processes.js';
-import type { ManagedProcess } from '../dev/processes.js';
+import { startProcess, TOOLS_BIN, waitFor } from '../dev/processes.js';
+import { startSpicedb } from '../dev/spicedb.js';
 import { relationships, SCHEMA, sidecarConfig, userToken } from '../test/support/hardening/fixtures.js';
 import { LoadClient } from '../test/support/hardening/load.js';
 
@@ -51,40 +43,8 @@ if (![DURATION_S, WARMUP_S, RATE, LIMIT, SAMPLE_S].every((n) => Number.isFinite(
   process.exit(2);
 }
 
-const BIN = join(PACKAGE_ROOT, '.tools', 'bin');
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 const CLOUDS = 64;
-
-function call<T>(fn: (cb: (error: ServiceError | null, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((error, value) => (error ? reject(error) : resolve(value as T))));
-}
-
-async function startSpicedb(): Promise<{ endpoint: string; key: string; proc: ManagedProcess }> {
-  const port = await freePort();
-  const endpoint = `127.0.0.1:${port}`;
-  const key = `soak-${port}`;
-  const proc = startProcess(join(BIN, 'spicedb'), [
-    'serve', '--grpc-preshared-key', key, '--datastore-engine', 'memory', '--grpc-addr', endpoint,
-    '--http-enabled=false', '--metrics-enabled=false', '--dispatch-cluster-enabled=false', '--telemetry-endpoint=', '--log-level=warn',
-    // A fresh memory datastore must not serve reads quantized to before its schema (5 s default).
-    '--datastore-revision-quantization-interval=100ms',
-  ]);
-  const client = v1.NewClient(key, endpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS);
-  await waitFor(
-    async () => {
-      await call((cb) => client.writeSchema(v1.WriteSchemaRequest.create({ schema: SCHEMA }), new Metadata(), { deadline: Date.now() + 2000 }, cb));
-      return true;
-    },
-    30_000,
-    () => `spicedb did not come up:\n${proc.output()}`,
-  );
-  const updates = parseRelationships(relationships(CLOUDS), 'soak').map((line) =>
-    v1.RelationshipUpdate.create({ operation: v1.RelationshipUpdate_Operation.TOUCH, relationship: toRelationship(line) }),
-  );
-  await call((cb) => client.writeRelationships(v1.WriteRelationshipsRequest.create({ updates }), new Metadata(), { deadline: Date.now() + 5000 }, cb));
-  client.close();
-  return { endpoint, key, proc };
-}
 
 interface Sample {
   readonly t: number;
@@ -123,7 +83,7 @@ const EXPECTED: Record<RequestClass, number> = { allowed: 200, denied: 403, fres
 async function main(): Promise<void> {
   const started = new Date();
   const work = mkdtempSync(join(tmpdir(), 'jwtauth-soak-'));
-  const spicedb = await startSpicedb();
+  const spicedb = await startSpicedb({ schema: SCHEMA, relationships: relationships(CLOUDS), name: 'soak-spicedb' });
   const externalKey = await makeSigningKey('ES256', 'ext-1');
   const internalKey = await makeSigningKey('RS256', 'mesh-1');
   const externalJwks = await new JwksServer().start(jwks(externalKey));
@@ -143,7 +103,7 @@ async function main(): Promise<void> {
   const adminPort = await freePort();
   const admin = `http://127.0.0.1:${adminPort}`;
   const sidecar = startProcess(process.execPath, [CLI, 'serve', '--config', configFile, '--grpc-address', `127.0.0.1:${grpcPort}`, '--admin-address', `127.0.0.1:${adminPort}`], {
-    env: { ...process.env, SOAK_SPICEDB_KEY: spicedb.key, JWTAUTH_LOG_LEVEL: 'warn' },
+    env: { ...process.env, SOAK_SPICEDB_KEY: spicedb.presharedKey, JWTAUTH_LOG_LEVEL: 'warn' },
   });
   await waitFor(async () => (await fetch(`${admin}/readyz`)).status === 200, 30_000, () => `sidecar not ready:\n${sidecar.output()}`);
   let sidecarExit: string | undefined;
@@ -161,7 +121,7 @@ async function main(): Promise<void> {
   ports.vmcontroller = vmcontroller.port;
   const envoyFile = join(work, 'envoy.yaml');
   writeFileSync(envoyFile, rewritePorts(readFileSync(join(PACKAGE_ROOT, 'envoy', 'envoy.yaml'), 'utf8'), ports));
-  const envoy = startProcess(join(BIN, 'envoy'), ['-c', envoyFile, '--base-id', String(Math.floor(Math.random() * 1e6)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart']);
+  const envoy = startProcess(join(TOOLS_BIN, 'envoy'), ['-c', envoyFile, '--base-id', String(Math.floor(Math.random() * 1e6)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart']);
   await waitFor(async () => (await fetch(`http://127.0.0.1:${ports.admin}/ready`)).status === 200, 20_000, () => `envoy not ready:\n${envoy.output()}`);
 
   const alice = await userToken(externalKey, 'alice', { expiresIn: DURATION_S + 600 });
@@ -329,7 +289,7 @@ async function main(): Promise<void> {
   stopping = true;
   await envoy.stop('SIGTERM', 3000);
   await sidecar.stop('SIGTERM', 5000);
-  await spicedb.proc.stop('SIGKILL');
+  await spicedb.stop();
   await externalJwks.stop();
   await internalJwks.stop();
   await app.close();

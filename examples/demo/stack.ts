@@ -12,16 +12,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Metadata, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import { exportPKCS8, generateKeyPair } from 'jose';
 import { freePort } from '../../dev/ports.js';
 import { atExit, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
+import { startSpicedb } from '../../dev/spicedb.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { toRelationship } from '../../src/spicedb/embedded-checker.js';
-import { parseRelationships } from '../../src/spicedb/relationships-file.js';
 import { startAuthService } from './auth-service.js';
 import type { AuthService } from './auth-service.js';
 import { DecisionLog } from './decisions.js';
@@ -66,10 +65,6 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-function call<T>(fn: (callback: (error: ServiceError | null, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((error, value) => (error ? reject(error) : resolve(value as T))));
-}
-
 async function allocatePorts(): Promise<Ports> {
   const ports = {} as Ports;
   for (const role of Object.keys(PORT_PLAN) as PortRole[]) ports[role] = await freePort();
@@ -95,7 +90,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const decisions = new DecisionLog();
   const children: ManagedProcess[] = [];
   const stoppers: Array<() => Promise<void>> = [];
-  let operator: v1.ZedClientInterface | undefined;
 
   const render = (source: string, target: string): string => {
     const file = join(dir, target);
@@ -107,7 +101,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   // Ctrl-C kills the children from the exit handler; the keys and configs must go too.
   const forgetDir = atExit(removeDir);
   const stop = async (): Promise<void> => {
-    operator?.close();
     await Promise.allSettled(stoppers.map((s) => s()));
     await Promise.allSettled(children.map((c) => c.stop('SIGTERM', 3000)));
     removeDir();
@@ -121,24 +114,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       writeSigningKey(join(dir, 'vmcontroller-signing-key.pem')),
     ]);
 
-    progress('starting SpiceDB, 3 Envoys, 3 sidecars, gateway and vmcontroller');
-    const spicedbEndpoint = `127.0.0.1:${ports.spicedbGrpc}`;
-    const spicedb = startProcess(
-      join(TOOLS_BIN, 'spicedb'),
-      [
-        'serve',
-        '--datastore-engine', 'memory',
-        '--grpc-addr', spicedbEndpoint,
-        '--http-enabled=false',
-        '--metrics-enabled=false',
-        '--dispatch-cluster-enabled=false',
-        '--telemetry-endpoint=',
-        '--log-level=warn',
-      ],
-      // In the environment, not on the command line, where any local user could read it.
-      { name: 'spicedb', env: { ...env, SPICEDB_GRPC_PRESHARED_KEY: presharedKey } },
-    );
-    children.push(spicedb);
+    progress('starting SpiceDB, then 3 Envoys, 3 sidecars, gateway and vmcontroller');
+    const spicedb = await startSpicedb({
+      schema: readFileSync(DEMO_SCHEMA_FILE, 'utf8'),
+      relationships: readFileSync(DEMO_RELATIONSHIPS_FILE, 'utf8'),
+      presharedKey,
+      port: ports.spicedbGrpc,
+      startTimeoutMs: STARTUP_TIMEOUT_MS,
+    });
+    children.push(spicedb.process);
+    stoppers.push(() => spicedb.stop());
 
     const sidecars = (['gwadmin', 'vmcontroller', 'spicedb'] as const satisfies readonly SidecarName[]).map((name) => {
       const config = render(join('sidecars', `${name}.yaml`), `${name}.jwtauth.yaml`);
@@ -182,29 +167,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
     const ready = Promise.all([
-      (async () => {
-        operator = v1.NewClient(presharedKey, spicedbEndpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS);
-        const client = operator;
-        const schema = readFileSync(DEMO_SCHEMA_FILE, 'utf8');
-        await waitFor(
-          async () => {
-            try {
-              await call((cb) => client.writeSchema(v1.WriteSchemaRequest.create({ schema }), new Metadata(), { deadline: Date.now() + 2000 }, cb));
-              return true;
-            } catch (error) {
-              const code = (error as ServiceError).code;
-              if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) return false;
-              throw new Error(`WriteSchema failed: ${(error as Error).message}`);
-            }
-          },
-          STARTUP_TIMEOUT_MS,
-          () => `SpiceDB did not come up:\n${spicedb.output()}`,
-        );
-        const updates = parseRelationships(readFileSync(DEMO_RELATIONSHIPS_FILE, 'utf8'), DEMO_RELATIONSHIPS_FILE).map((line) =>
-          v1.RelationshipUpdate.create({ operation: v1.RelationshipUpdate_Operation.TOUCH, relationship: toRelationship(line) }),
-        );
-        await call((cb) => client.writeRelationships(v1.WriteRelationshipsRequest.create({ updates }), new Metadata(), { deadline: Date.now() + 5000 }, cb));
-      })(),
       ...sidecars.map(({ child, admin }) =>
         waitFor(async () => (await fetch(`${admin}/readyz`)).status === 200, STARTUP_TIMEOUT_MS, () => `${child.name} not ready:\n${child.output().slice(-4000)}`),
       ),
@@ -217,7 +179,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     for (const death of deaths) death.catch(() => undefined);
     progress(`all up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-    const readClient = operator;
     return {
       ports,
       decisions,
@@ -227,16 +188,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       gatewayUrl: `http://127.0.0.1:${ports.gatewayIngress}`,
       vmcontrollerAddress: `127.0.0.1:${ports.vmcontrollerIngress}`,
       async namespaceClouds(namespaceId) {
-        if (!readClient) throw new Error('SpiceDB client is closed');
         const request = v1.ReadRelationshipsRequest.create({
           consistency: v1.Consistency.create({ requirement: { oneofKind: 'fullyConsistent', fullyConsistent: true } }),
           relationshipFilter: v1.RelationshipFilter.create({ resourceType: 'namespace', optionalResourceId: namespaceId, optionalRelation: 'cloud' }),
         });
-        const rows = await readClient.promises.readRelationships(request);
+        const rows = await spicedb.client.promises.readRelationships(request);
         return rows.map((row) => `${row.relationship?.subject?.object?.objectType}:${row.relationship?.subject?.object?.objectId}`);
       },
       async operatorCheck(resource, permission, subject) {
-        if (!readClient) throw new Error('SpiceDB client is closed');
         const [resourceType = '', resourceId = ''] = resource.split(':');
         const at = subject.indexOf(':');
         const request = v1.CheckPermissionRequest.create({
@@ -246,7 +205,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           subject: v1.SubjectReference.create({ object: v1.ObjectReference.create({ objectType: subject.slice(0, at), objectId: subject.slice(at + 1) }) }),
         });
         try {
-          const response = await readClient.promises.checkPermission(request);
+          const response = await spicedb.client.promises.checkPermission(request);
           return response.permissionship === v1.CheckPermissionResponse_Permissionship.HAS_PERMISSION ? 'allowed' : 'denied';
         } catch (error) {
           const failure = error as ServiceError;

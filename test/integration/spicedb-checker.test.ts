@@ -16,8 +16,8 @@ import { spicedbSchema } from '../../src/spicedb/config.js';
 import { createPermissionChecker } from '../../src/spicedb/permission-checker.js';
 import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
 import { waitFor } from '../../dev/processes.js';
-import { startSpicedb } from '../support/spicedb-server.js';
-import type { SpicedbServer } from '../support/spicedb-server.js';
+import { startSpicedb } from '../../dev/spicedb.js';
+import type { SpicedbServer } from '../../dev/spicedb.js';
 
 const SCHEMA = `
 caveat in_region(region string, allowed string) {

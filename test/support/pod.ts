@@ -19,8 +19,8 @@ import { jwks, makeSigningKey, nowSeconds, signToken } from './jwt-fixtures.js';
 import type { SigningKey } from './jwt-fixtures.js';
 import { startSidecar } from './sidecar.js';
 import type { RunningSidecar } from './sidecar.js';
-import { startSpicedb } from './spicedb-server.js';
-import type { SpicedbServer } from './spicedb-server.js';
+import { startSpicedb } from '../../dev/spicedb.js';
+import type { SpicedbServer } from '../../dev/spicedb.js';
 
 export const MESH_ISSUER = 'https://mesh.jwtauth.test';
 export const PUBLIC_ISSUER = 'https://auth.public.test';
@@ -65,10 +65,7 @@ export async function startPod(options: PodOptions): Promise<Pod> {
   writeFileSync(join(dir, 'signing-key.pem'), await exportPKCS8(mintKeys.privateKey));
 
   const [spicedb, app, vmcontroller] = await Promise.all([
-    // Tests write relationships and check at once; with the default 5 s revision quantization a
-    // minimize_latency check may legitimately read from before the write (SpiceDB's documented
-    // trade-off), so the test server quantizes over 100 ms.
-    startSpicedb({ schema: POD_SCHEMA, relationships: options.relationships, args: ['--datastore-revision-quantization-interval=100ms'] }),
+    startSpicedb({ schema: POD_SCHEMA, relationships: options.relationships }),
     startEchoUpstream(),
     startEchoUpstream(),
   ]);

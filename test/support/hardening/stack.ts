@@ -14,8 +14,8 @@ import { JwksServer, jwks, makeSigningKey } from '../jwt-fixtures.js';
 import type { SigningKey } from '../jwt-fixtures.js';
 import { startSidecar } from '../sidecar.js';
 import type { RunningSidecar } from '../sidecar.js';
-import { startSpicedb } from '../spicedb-server.js';
-import type { SpicedbServer } from '../spicedb-server.js';
+import { startSpicedb } from '../../../dev/spicedb.js';
+import type { SpicedbServer } from '../../../dev/spicedb.js';
 import { relationships, SCHEMA, sidecarConfig } from './fixtures.js';
 import { StallProxy } from './stall-proxy.js';
 
@@ -55,15 +55,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
   };
   try {
-    // A fresh in-memory SpiceDB serves minimize_latency reads at a revision quantized to 5 s by
-    // default, which can predate the schema it was just given (FAILED_PRECONDITION, read as
-    // invalid_check_input) for the first seconds after every (re)start. 100 ms keeps the tests'
-    // "recovers within 2 s" about the sidecar, not about this test-only artefact.
-    const spicedb = await startSpicedb({
-      schema: SCHEMA,
-      relationships: relationships(options.clouds ?? 64),
-      args: ['--datastore-revision-quantization-interval=100ms'],
-    });
+    const spicedb = await startSpicedb({ schema: SCHEMA, relationships: relationships(options.clouds ?? 64) });
     closers.push(() => spicedb.stop());
     let proxy: StallProxy | undefined;
     if (options.stallProxy) {
