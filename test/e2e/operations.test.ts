@@ -167,9 +167,14 @@ describe('reload', () => {
     const hash = await configHash();
     writeFileSync(sidecar!.configFile, 'inbound: { default: maybe }\n');
     sidecar!.process.child.kill('SIGHUP');
-    await waitFor(async () => (await sidecar!.metric('jwtauth_config_reloads_total{result="failure"}')) >= 1, 5_000, () => sidecar!.process.output());
-    const rejection = sidecar!.process.output().split('\n').find((line) => line.includes('reload rejected'));
-    expect(rejection).toContain('inbound.default: got \\"maybe\\"');
+    const rejectionLine = (): string | undefined => sidecar!.process.output().split('\n').find((line) => line.includes('reload rejected'));
+    // The counter and the log line travel separately (HTTP scrape, stdout pipe): wait for both.
+    await waitFor(
+      async () => (await sidecar!.metric('jwtauth_config_reloads_total{result="failure"}')) >= 1 && rejectionLine() !== undefined,
+      5_000,
+      () => sidecar!.process.output(),
+    );
+    expect(rejectionLine()).toContain('inbound.default: got \\"maybe\\"');
     expect(await configHash()).toBe(hash);
     expect(status(await client!.check(await createNamespace('alice')))).toBe(0);
     expect(await client!.health()).toBe('SERVING');
