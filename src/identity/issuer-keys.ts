@@ -19,6 +19,8 @@ export interface BoundKey {
   readonly kid: string | undefined;
   readonly alg: Algorithm;
   readonly key: CryptoKey;
+  /** The JWK as published, with its bound alg: a refresh that still publishes it keeps this object. */
+  readonly published: string;
 }
 
 export type KeyLookup =
@@ -79,6 +81,14 @@ export class IssuerKeys {
 
   hasKeys(): boolean {
     return this.keys.all.length > 0;
+  }
+
+  /**
+   * Whether `key` is still in the current key set. Tokens verified earlier are trusted only while
+   * their key is: removing a key from the JWKS revokes them at the next refresh, not at their exp.
+   */
+  stillHas(key: BoundKey): boolean {
+    return key.kid !== undefined ? this.keys.byKid.get(key.kid) === key : this.keys.all.includes(key);
   }
 
   close(): void {
@@ -199,6 +209,7 @@ export class IssuerKeys {
     const byKid = new Map<string, BoundKey>();
     const all: BoundKey[] = [];
     const allowed = this.issuer.algorithms;
+    const previous = new Map(this.keys.all.map((bound) => [bound.published, bound]));
     for (const entry of keys as unknown[]) {
       if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) continue;
       const jwk = entry as JWK;
@@ -230,16 +241,18 @@ export class IssuerKeys {
         skip('duplicate kid');
         continue;
       }
-      let key: CryptoKey;
-      try {
-        const imported = await importJWK({ ...jwk, alg }, alg);
-        if (imported instanceof Uint8Array) continue;
-        key = imported;
-      } catch {
-        skip('key does not import');
-        continue;
+      const published = JSON.stringify({ ...jwk, alg });
+      let bound = previous.get(published);
+      if (bound === undefined) {
+        try {
+          const imported = await importJWK({ ...jwk, alg }, alg);
+          if (imported instanceof Uint8Array) continue;
+          bound = { kid, alg, key: imported, published };
+        } catch {
+          skip('key does not import');
+          continue;
+        }
       }
-      const bound: BoundKey = { kid, alg, key };
       all.push(bound);
       if (kid !== undefined) byKid.set(kid, bound);
     }

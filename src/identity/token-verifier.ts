@@ -1,7 +1,7 @@
 /**
  * Verifies inbound JWTs against the configured issuers. Results are cached by the token's
- * SHA-256 until the token stops being valid, so a repeated token costs a hash and a map lookup,
- * not a signature check. The audience is checked per call, after the cache, because the same
+ * SHA-256 until the token stops being valid or its key leaves the issuer's JWKS, so a repeated
+ * token costs a hash and a map lookup, not a signature check. The audience is checked per call, after the cache, because the same
  * token may be presented on routes expecting different audiences.
  */
 import { createHash } from 'node:crypto';
@@ -14,6 +14,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Algorithm, IssuerConfig, IssuersConfig } from './config.js';
 import { IssuerKeys } from './issuer-keys.js';
+import type { BoundKey } from './issuer-keys.js';
 import { peekJwt } from './jwt-peek.js';
 
 export interface TokenVerifierDeps {
@@ -39,6 +40,9 @@ interface CachedToken {
   /** Milliseconds since the epoch after which the cached verification no longer holds. */
   readonly validUntilMs: number;
   readonly audience: string;
+  /** The key that verified it, and the issuer's key set it must still be in. */
+  readonly key: BoundKey;
+  readonly keys: IssuerKeys;
 }
 
 /** How often expired verified tokens are dropped from the cache. */
@@ -123,7 +127,7 @@ class JoseTokenVerifier implements TokenVerifier {
     const hash = createHash('sha256').update(token).digest('base64url');
     const cached = this.cache.get(hash);
     if (cached !== undefined) {
-      if (this.deps.now() < cached.validUntilMs) {
+      if (this.deps.now() < cached.validUntilMs && cached.keys.stillHas(cached.key)) {
         this.deps.metrics.verifiedTokenCache.inc({ event: 'hit' });
         return Promise.resolve(this.checkAudience(cached, expectedAudience));
       }
@@ -185,7 +189,7 @@ class JoseTokenVerifier implements TokenVerifier {
         actor: actorOf(payload),
         claims: Object.freeze(payload as Record<string, unknown>),
       });
-      const entry: CachedToken = { token: verified, validUntilMs, audience: config.audience };
+      const entry: CachedToken = { token: verified, validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
       const ttl = validUntilMs - nowMs;
       if (ttl > 0) this.cache.set(hash, entry, { ttl });
       return this.checkAudience(entry, expectedAudience);

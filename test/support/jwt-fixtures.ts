@@ -71,6 +71,7 @@ export class JwksServer {
   private server: Server | undefined;
   private body: string = JSON.stringify({ keys: [] });
   private down = false;
+  private stalled = false;
   /** Requests served so far (including failed ones). */
   hits = 0;
   url = '';
@@ -83,6 +84,7 @@ export class JwksServer {
         res.writeHead(503).end('down');
         return;
       }
+      if (this.stalled) return; // accepted, never answered; stop() closes the connection
       res.writeHead(200, { 'content-type': 'application/json' }).end(this.body);
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
@@ -97,6 +99,10 @@ export class JwksServer {
 
   setDown(down: boolean): void {
     this.down = down;
+  }
+
+  setStalled(stalled: boolean): void {
+    this.stalled = stalled;
   }
 
   async stop(): Promise<void> {

@@ -166,6 +166,28 @@ describe('token verification', () => {
     expect(server.hits).toBe(hitsAfterStart + 1);
   });
 
+  it('stops trusting cached tokens of a key removed from the JWKS at the next refresh, not at their exp', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const v = await verifier({}, { url: server.url, cooldownSeconds: 30 }, metrics);
+    const rotated = await makeSigningKey('ES256', 'rotated');
+    const old = await signToken(key, claims());
+    expect((await v.verify(old)).ok).toBe(true);
+
+    // A refresh that adds a key keeps the cached verification: a hit, no second signature check.
+    server.setKeys(jwks(key, rotated));
+    offsetMs = 31_000;
+    expect((await v.verify(await signToken(rotated, claims()))).ok).toBe(true);
+    const missesBefore = await counter(metrics, 'jwtauth_verified_token_cache_events_total', { event: 'miss' });
+    expect((await v.verify(old)).ok).toBe(true);
+    expect(await counter(metrics, 'jwtauth_verified_token_cache_events_total', { event: 'miss' })).toBe(missesBefore);
+
+    // The old key is withdrawn (say, compromised): its tokens are refused from the next refresh on.
+    server.setKeys(jwks(rotated));
+    offsetMs = 62_000;
+    expect(await v.verify(await signToken(await makeSigningKey('ES256', 'ghost'), claims()))).toMatchObject({ ok: false, reason: 'unknown_key' });
+    expect(await v.verify(old)).toMatchObject({ ok: false, reason: 'unknown_key' });
+  });
+
   it('keeps the last good keys while the JWKS URL is down', async () => {
     const metrics = new Metrics({ processMetrics: false });
     const v = await verifier({}, { url: server.url, cooldownSeconds: 1 }, metrics);
@@ -178,6 +200,21 @@ describe('token verification', () => {
     expect((await v.verify(fresh)).ok).toBe(true);
     expect(v.ready()).toBe(true);
     expect(await counter(metrics, 'jwtauth_jwks_keys', { issuer: 'auth' })).toBe(1);
+  });
+
+  it('gives up on a JWKS fetch that never answers after limits.jwksFetchTimeoutMs and keeps the last good keys', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const v = await verifier({}, { url: server.url, cooldownSeconds: 1 }, metrics); // fetch timeout 1 s
+    server.setStalled(true);
+    offsetMs = 1_500;
+    const started = Date.now();
+    const unknown = await makeSigningKey('ES256', 'unknown');
+    expect(await v.verify(await signToken(unknown, claims()))).toMatchObject({ ok: false, reason: 'unknown_key' });
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(900);
+    expect(waited).toBeLessThan(10_000);
+    expect(await counter(metrics, 'jwtauth_jwks_refreshes_total', { issuer: 'auth', result: 'failure' })).toBe(1);
+    expect((await v.verify(await signToken(key, claims()))).ok).toBe(true);
   });
 
   it('starts while the JWKS is down, denies with keys_unavailable, and recovers', async () => {
