@@ -76,6 +76,15 @@ export const configSchema = z
     if (config.outbound && !config.tokens) {
       ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'expected a tokens section: outbound needs a token source' });
     }
+    // On-behalf-of tokens are minted here: a token service has no user token to exchange for them,
+    // so every on-behalf-of call would otherwise fail at run time.
+    if (config.outbound?.onBehalfOf.allowedCallers.length && config.tokens?.source.kind === 'exchange') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['outbound', 'onBehalfOf', 'allowedCallers'],
+        message: 'expected no allowedCallers with tokens.source.kind: exchange; on-behalf-of tokens need tokens.source.kind: mint',
+      });
+    }
   });
 
 export type Config = z.infer<typeof configSchema>;

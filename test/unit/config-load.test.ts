@@ -79,6 +79,15 @@ describe('cross-section validation', () => {
     expect(problems).toContainEqual(expect.stringMatching(/^tokens: .*token source/));
   });
 
+  it('refuses on-behalf-of with a token service as the source, which cannot issue those tokens', () => {
+    const exchange = 'tokens: { source: { kind: exchange, tokenEndpoint: "https://ts", clientCertFile: c.pem, clientKey: { file: k.pem }, caFile: ca.pem } }';
+    const onBehalfOf = 'onBehalfOf: { allowedCallers: [saga-runner], checks: [{ resource: "cloud:{header.x-cloud-id}", permission: create_saga }] }';
+    const problems = problemsOf(['service: { name: gwadmin }', exchange, `outbound: { upstreams: [{ audience: vmcontroller }], ${onBehalfOf} }`].join('\n'));
+    expect(problems).toEqual([expect.stringMatching(/^outbound\.onBehalfOf\.allowedCallers: .*tokens\.source\.kind: mint/)]);
+    // The same token service without on-behalf-of is a valid configuration.
+    expect(() => parseConfigText(['service: { name: gwadmin }', exchange, 'outbound: { upstreams: [{ audience: vmcontroller }] }'].join('\n'), 'test.yaml', '/tmp')).not.toThrow();
+  });
+
   it('refuses an inbound rule naming an issuer that is not configured', () => {
     const problems = problemsOf(
       [
