@@ -16,11 +16,6 @@ export type ParseResult =
   | { readonly ok: true; readonly request: RequestContext }
   | { readonly ok: false; readonly reason: Reason; readonly direction: Direction | undefined; readonly detail: string };
 
-/**
- * Headers that are single-valued by definition. When Envoy joins repeats with ",", a comma in one
- * of these means it arrived more than once (a JWT never contains a comma).
- */
-const SINGLE_VALUED = ['authorization', 'x-jwtauth-on-behalf-of'] as const;
 /** CR, LF and NUL can never be part of a legitimate header value (request smuggling, log forging). */
 const FORBIDDEN_IN_VALUE = /[\r\n\0]/;
 /** `/package.Service/Method`, the only path shape a gRPC call has. */
@@ -87,10 +82,10 @@ export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLim
     }
   }
   // Also with encode_raw_headers: Envoy's codec already folds a repeated inline header such as
-  // Authorization into one entry joined with ",", so the list shows it once, comma-joined.
-  for (const name of SINGLE_VALUED) {
-    if (headers.get(name)?.includes(',')) duplicates.add(name);
-  }
+  // Authorization into one entry joined with ",", so the list shows it once, comma-joined. A JWT
+  // never contains a comma. (The on-behalf-of header, whose name is configured, is checked by the
+  // outbound authorizer the same way.)
+  if (headers.get('authorization')?.includes(',')) duplicates.add('authorization');
 
   const fullPath = http.path || pseudo.get(':path') || '';
   if (fullPath === '') return fail('malformed_request', direction, 'request has no path');

@@ -74,10 +74,12 @@ class OutboundAuthorizer implements Authorizer {
     const audience = match.upstream.audience;
 
     const oboHeader = this.onBehalfOf.header;
-    if (request.duplicateHeaders.has(oboHeader)) {
+    const onBehalfOf = request.headers.get(oboHeader);
+    // Single-valued: Envoy joins repeats of a header with "," (always in the classic headers map),
+    // so a comma means it arrived more than once, whatever name it is configured under.
+    if (request.duplicateHeaders.has(oboHeader) || onBehalfOf?.includes(',')) {
       return deny('invalid_header_value', { audience, detail: `more than one ${oboHeader} header` });
     }
-    const onBehalfOf = request.headers.get(oboHeader);
 
     const bearer = readBearer(request, this.deps.maxTokenBytes);
     switch (bearer.kind) {

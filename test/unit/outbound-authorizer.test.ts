@@ -367,6 +367,16 @@ describe('outbound on-behalf-of', () => {
     expect(d.kind === 'allow' && d.removeHeaders).toEqual(['x-acting-for']);
   });
 
+  it.each([
+    ['the default name', OBO],
+    ['a configured name', 'x-acting-for'],
+  ])('denies an on-behalf-of header under %s that Envoy joined with a comma (sent twice)', async (_name, header) => {
+    const { authorizer, checker } = setup({ config: { ...CONFIG, onBehalfOf: { ...CONFIG.onBehalfOf, header } } });
+    const d = await authorizer.decide(request({ headers: { [header]: 'alice,bob', 'x-cloud-id': 'cl0' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'invalid_header_value' });
+    expect(checker.queries).toEqual([]);
+  });
+
   it('rejects a config that allows callers without any check', () => {
     expect(outboundSchema.safeParse({ upstreams: [], onBehalfOf: { allowedCallers: ['gwadmin'] } }).success).toBe(false);
   });
