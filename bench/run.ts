@@ -4,7 +4,8 @@
  * seconds, results in a temp dir, non-zero exit if any scenario produced no numbers.
  *
  * Flags: --quick, --only=id,id (scenario ids, prefix match), --label=NAME (results file suffix),
- * --out=DIR, --profile (run the sidecar under `node --cpu-prof`, profiles kept in the out dir).
+ * --out=DIR, --profile (run the sidecar under `node --cpu-prof`: profiles are written to the work dir
+ * printed at start, and the main sidecar's hottest functions go into the results JSON).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
