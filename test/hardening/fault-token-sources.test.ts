@@ -45,6 +45,9 @@ beforeAll(async () => {
         clockSkewSeconds: SKEW_S,
         cache: { retrySeconds: 0.5 },
       },
+      // On-behalf-of tokens are minted locally; with a token service as the source the sidecar
+      // refuses on-behalf-of callers at load.
+      outbound: { onBehalfOf: {} },
     },
   });
 });
