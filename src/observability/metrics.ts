@@ -68,14 +68,20 @@ export class Metrics {
   });
   readonly spicedbCalls = new Counter({
     name: 'jwtauth_spicedb_calls_total',
-    help: 'CheckPermission calls sent to SpiceDB, by result (allowed|denied|conditional|error reason).',
+    help: 'Checks sent to SpiceDB, by result (allowed|denied|conditional|error reason); several share one CheckBulkPermissions call.',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
   readonly spicedbDuration = new Histogram({
     name: 'jwtauth_spicedb_call_duration_seconds',
-    help: 'Latency of CheckPermission calls to SpiceDB, retries included.',
+    help: 'Latency of checks sent to SpiceDB: waiting for a call slot, the call and its retry.',
     buckets: BACKEND_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly spicedbChecksPerCall = new Histogram({
+    name: 'jwtauth_spicedb_checks_per_call',
+    help: 'Checks carried by each CheckBulkPermissions call to SpiceDB.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
     registers: [this.registry],
   });
   readonly decisionCache = new Counter({

@@ -8,7 +8,7 @@ import type { Consistency, ObjectRef, PermissionAnswer, PermissionQuery } from '
 
 type JsonObject = Parameters<typeof v1.createStructFromObject>[0];
 
-function consistencyMessage(consistency: Consistency): v1.Consistency {
+export function consistencyMessage(consistency: Consistency): v1.Consistency {
   switch (consistency.kind) {
     case 'minimize_latency':
       return v1.Consistency.create({ requirement: { oneofKind: 'minimizeLatency', minimizeLatency: true } });
@@ -29,6 +29,16 @@ export function objectReference(ref: ObjectRef): v1.ObjectReference {
 /** `type:id` or `type:id#relation` as an authzed SubjectReference. */
 export function subjectReference(ref: ObjectRef & { readonly relation?: string }): v1.SubjectReference {
   return v1.SubjectReference.create({ object: objectReference(ref), optionalRelation: ref.relation ?? '' });
+}
+
+/** One item of a CheckBulkPermissions call (the call carries the consistency). */
+export function toBulkItem(query: PermissionQuery): v1.CheckBulkPermissionsRequestItem {
+  return v1.CheckBulkPermissionsRequestItem.create({
+    resource: objectReference(query.resource),
+    permission: query.permission,
+    subject: subjectReference(query.subject),
+    ...(query.context ? { context: v1.createStructFromObject(query.context as JsonObject) } : {}),
+  });
 }
 
 export function toCheckRequest(query: PermissionQuery): v1.CheckPermissionRequest {

@@ -19,7 +19,18 @@ export const spicedbSchema = z
       .describe('true: TLS with system roots; { caFile }: TLS with this CA; false: plaintext'),
     presharedKey: secretRefSchema.optional().describe('SpiceDB preshared key; required with endpoint'),
     deadlineMs: z.int().min(10).max(30_000).default(300).describe('budget for one check, the retry on UNAVAILABLE included'),
-    maxInflight: z.int().min(1).max(100_000).default(256).describe('concurrent SpiceDB calls; beyond it checks fail fast with 503'),
+    maxInflight: z.int().min(1).max(100_000).default(256).describe('checks waiting for SpiceDB; beyond it checks fail fast with 503'),
+    batch: z
+      .strictObject({
+        maxConcurrentCalls: z
+          .int()
+          .min(1)
+          .max(1024)
+          .default(4)
+          .describe('CheckBulkPermissions calls in flight; checks arriving while all are busy leave together in the next one'),
+        maxItems: z.int().min(1).max(1000).default(100).describe('checks in one CheckBulkPermissions call'),
+      })
+      .prefault({}),
     decisionCache: z
       .strictObject({
         ttlMs: z.int().min(0).max(60_000).default(3000).describe('0 disables; keep at or below the quantization window (5 s)'),

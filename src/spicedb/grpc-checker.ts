@@ -1,15 +1,18 @@
 /**
- * The raw SpiceDB client: one CheckPermission over gRPC with an explicit deadline, retried once
- * on UNAVAILABLE (SpiceDB recycles connections every ~30 s, so a single UNAVAILABLE is routine).
- * No caching, limits or metrics here: those are decorators (see permission-checker.ts).
+ * The raw SpiceDB client: checks go out in CheckBulkPermissions calls (check-batcher.ts decides
+ * which leave together), each call with an explicit deadline and retried once on UNAVAILABLE
+ * (SpiceDB recycles connections every ~30 s, so a single UNAVAILABLE is routine). No caching,
+ * limits or metrics here: those are decorators (see permission-checker.ts).
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
-import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
-import { answerFor, failure, toCheckRequest } from './check-request.js';
+import type { Consistency, PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import { CheckBatcher } from './check-batcher.js';
+import type { BatchLimits } from './check-batcher.js';
+import { answerFor, consistencyMessage, failure, toBulkItem } from './check-request.js';
 import type { ClosableChecker } from './closable-checker.js';
 
 export interface GrpcCheckerOptions {
@@ -18,6 +21,9 @@ export interface GrpcCheckerOptions {
   readonly tls: boolean | { readonly caFile: string };
   readonly deadlineMs: number;
   readonly baseDir: string;
+  readonly batch: BatchLimits;
+  /** Called with the number of checks in each call sent. */
+  readonly onCall?: (checks: number) => void;
 }
 
 function isServiceError(error: unknown): error is ServiceError {
@@ -26,8 +32,13 @@ function isServiceError(error: unknown): error is ServiceError {
 
 export function mapGrpcError(error: unknown): PermissionAnswer {
   if (!isServiceError(error)) return failure('permission_backend_unavailable', error instanceof Error ? error.message : 'unknown error');
-  const detail = `${status[error.code] ?? error.code}: ${error.details}`.slice(0, 300);
-  switch (error.code) {
+  return mapGrpcStatus(error.code, error.details);
+}
+
+/** A gRPC status, of a whole call or of one item of a bulk call, as a failed answer. */
+function mapGrpcStatus(code: number, message: string): PermissionAnswer {
+  const detail = `${status[code] ?? code}: ${message}`.slice(0, 300);
+  switch (code) {
     case status.DEADLINE_EXCEEDED:
       return failure('permission_backend_timeout', detail);
     case status.RESOURCE_EXHAUSTED:
@@ -43,11 +54,44 @@ export function mapGrpcError(error: unknown): PermissionAnswer {
   }
 }
 
+/** Whether SpiceDB's echo of an item is the check we asked, so no answer is ever misattributed. */
+function echoes(item: v1.CheckBulkPermissionsRequestItem | undefined, query: PermissionQuery): boolean {
+  return (
+    item !== undefined &&
+    item.permission === query.permission &&
+    item.resource?.objectId === query.resource.id &&
+    item.resource.objectType === query.resource.type &&
+    item.subject?.object?.objectId === query.subject.id &&
+    item.subject.object.objectType === query.subject.type
+  );
+}
+
+function answersFrom(response: v1.CheckBulkPermissionsResponse, queries: readonly PermissionQuery[]): PermissionAnswer[] {
+  if (response.pairs.length !== queries.length) {
+    const wrong = failure('permission_backend_unavailable', `SpiceDB answered ${response.pairs.length} of ${queries.length} checks`);
+    return queries.map(() => wrong);
+  }
+  return queries.map((query, i) => {
+    const pair = response.pairs[i]!;
+    if (!echoes(pair.request, query)) return failure('permission_backend_unavailable', 'SpiceDB answered a different check than asked');
+    switch (pair.response.oneofKind) {
+      case 'item':
+        return answerFor(pair.response.item.permissionship);
+      case 'error':
+        return mapGrpcStatus(pair.response.error.code, pair.response.error.message);
+      default:
+        return failure('permission_backend_unavailable', 'SpiceDB answered a check with neither a result nor an error');
+    }
+  });
+}
+
 export class GrpcChecker implements ClosableChecker {
   private readonly client: v1.ZedClientInterface;
+  private readonly batcher: CheckBatcher;
   private lastCallReachedServer = true;
 
   constructor(private readonly options: GrpcCheckerOptions) {
+    this.batcher = new CheckBatcher((queries, consistency, deadline) => this.bulkCheck(queries, consistency, deadline), options.batch);
     const { endpoint, presharedKey, tls } = options;
     // Keepalive no more often than SpiceDB tolerates (it answers "too many pings" below 5 min).
     // Reconnect back-off capped at 1 s: grpc-js defaults to 1 s growing ×1.6 up to 120 s, so after a
@@ -74,25 +118,34 @@ export class GrpcChecker implements ClosableChecker {
     return this.lastCallReachedServer;
   }
 
-  async check(query: PermissionQuery): Promise<PermissionAnswer> {
-    const request = toCheckRequest(query);
-    const deadline = Date.now() + this.options.deadlineMs;
-    let { answer, retryable } = await this.call(request, deadline);
-    if (retryable && Date.now() < deadline - 1) ({ answer } = await this.call(request, deadline));
-    this.lastCallReachedServer = !(answer.outcome === 'error' && answer.reason === 'permission_backend_unavailable');
-    return answer;
+  check(query: PermissionQuery): Promise<PermissionAnswer> {
+    return this.batcher.check(query, Date.now() + this.options.deadlineMs);
+  }
+
+  private async bulkCheck(queries: readonly PermissionQuery[], consistency: Consistency, deadline: number): Promise<readonly PermissionAnswer[]> {
+    this.options.onCall?.(queries.length);
+    const request = v1.CheckBulkPermissionsRequest.create({ consistency: consistencyMessage(consistency), items: queries.map(toBulkItem) });
+    let outcome = await this.call(request, deadline);
+    if (outcome.retryable && Date.now() < deadline - 1) outcome = await this.call(request, deadline);
+    this.lastCallReachedServer = outcome.reachedServer;
+    if ('error' in outcome) return queries.map(() => outcome.error);
+    return answersFrom(outcome.response, queries);
   }
 
   /** Checks are idempotent, so only UNAVAILABLE (the call never reached SpiceDB's logic) is retried. */
-  private call(request: v1.CheckPermissionRequest, deadline: number): Promise<{ answer: PermissionAnswer; retryable: boolean }> {
+  private call(
+    request: v1.CheckBulkPermissionsRequest,
+    deadline: number,
+  ): Promise<{ response: v1.CheckBulkPermissionsResponse; reachedServer: true; retryable: false } | { error: PermissionAnswer; reachedServer: boolean; retryable: boolean }> {
     return new Promise((resolvePromise) => {
-      this.client.checkPermission(request, new Metadata(), { deadline }, (error, response) => {
-        if (error || !response) {
-          const retryable = isServiceError(error) && error.code === status.UNAVAILABLE;
-          resolvePromise({ answer: mapGrpcError(error ?? new Error('empty response')), retryable });
-        } else {
-          resolvePromise({ answer: answerFor(response.permissionship), retryable: false });
+      this.client.checkBulkPermissions(request, new Metadata(), { deadline }, (error, response) => {
+        if (response && !error) {
+          resolvePromise({ response, reachedServer: true, retryable: false });
+          return;
         }
+        const answer = mapGrpcError(error ?? new Error('empty response'));
+        const unavailable = isServiceError(error) && error.code === status.UNAVAILABLE;
+        resolvePromise({ error: answer, reachedServer: !(answer.outcome === 'error' && answer.reason === 'permission_backend_unavailable'), retryable: unavailable });
       });
     });
   }

@@ -32,7 +32,7 @@ function resolvePath(baseDir: string, file: string): string {
   return isAbsolute(file) ? file : resolve(baseDir, file);
 }
 
-async function rawChecker(config: SpicedbConfig, deps: { logger: Logger; baseDir: string }): Promise<ClosableChecker> {
+async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logger: Logger; baseDir: string }): Promise<ClosableChecker> {
   if (config.endpoint !== undefined) {
     if (config.presharedKey === undefined) throw new Error('spicedb.presharedKey is required with spicedb.endpoint');
     deps.logger.info({ endpoint: config.endpoint, tls: config.tls !== false }, 'using SpiceDB');
@@ -42,6 +42,8 @@ async function rawChecker(config: SpicedbConfig, deps: { logger: Logger; baseDir
       tls: config.tls,
       deadlineMs: config.deadlineMs,
       baseDir: deps.baseDir,
+      batch: config.batch,
+      onCall: (checks) => deps.metrics.spicedbChecksPerCall.observe(checks),
     });
   }
   const schemaFile = config.embedded.schemaFile ? resolvePath(deps.baseDir, config.embedded.schemaFile) : packagedExample('schema.zed');

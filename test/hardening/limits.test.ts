@@ -137,7 +137,7 @@ describe('limits', () => {
     });
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as AddressInfo).port;
-    const raw = new GrpcChecker({ endpoint: `127.0.0.1:${port}`, presharedKey: 'k', tls: false, deadlineMs: 150, baseDir: '/' });
+    const raw = new GrpcChecker({ endpoint: `127.0.0.1:${port}`, presharedKey: 'k', tls: false, deadlineMs: 150, baseDir: '/', batch: { maxItems: 100, maxConcurrentCalls: 4 } });
     const checker = decorate(raw, { deadlineMs: 150, maxInflight: 10, decisionCache: { ttlMs: 0, maxEntries: 1 } } as Parameters<typeof decorate>[1], new Metrics({ processMetrics: false }));
     try {
       const started = performance.now();

@@ -4,6 +4,7 @@ import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MetricValueWithName } from 'prom-client';
 import type { PermissionQuery } from '../../src/core/ports.js';
 import type { RequestContext } from '../../src/core/request-context.js';
 import { issuersSchema } from '../../src/identity/config.js';
@@ -118,6 +119,26 @@ describe('SpiceDB checker against a real SpiceDB', () => {
       await checker.close();
       for (const socket of sockets) socket.destroy();
       blackHole.close();
+    }
+  });
+
+  it('answers 200 concurrent checks correctly through fewer, fuller CheckBulkPermissions calls', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const checker = await createPermissionChecker(config({ decisionCache: { ttlMs: 0 }, batch: { maxConcurrentCalls: 2, maxItems: 50 } }), { metrics, logger, baseDir: dir });
+    try {
+      const lines = Array.from({ length: 100 }, (_, i) => `cloud:bulk${i}#admin@user:alice`).join('\n');
+      const consistency = { kind: 'at_least_as_fresh', zedToken: await server.write(lines) } as const;
+      const answers = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => checker.check({ ...q('view', 'alice', { consistency }), resource: { type: 'cloud', id: `bulk${i}` } })),
+      );
+      // Each answer is its own check's: alice administers bulk0-99 only.
+      expect(answers.map((a) => a.outcome)).toEqual([...Array(100).fill('allowed'), ...Array(100).fill('denied')]);
+      const perCall = (await metrics.registry.getSingleMetric('jwtauth_spicedb_checks_per_call')!.get()).values as MetricValueWithName<string>[];
+      const sample = (name: string): number => perCall.find((v) => v.metricName === name)?.value ?? NaN;
+      expect(sample('jwtauth_spicedb_checks_per_call_sum')).toBe(200);
+      expect(sample('jwtauth_spicedb_checks_per_call_count')).toBeLessThanOrEqual(200 / 50 + 2);
+    } finally {
+      await checker.close();
     }
   });
 
