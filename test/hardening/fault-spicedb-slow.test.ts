@@ -35,6 +35,18 @@ afterAll(async () => {
   await stack?.close();
 });
 
+/** Every sample of one /metrics scrape, by its exact name with labels. */
+async function scrape(): Promise<Map<string, number>> {
+  const text = await (await fetch(`${stack.sidecar.admin}/metrics`)).text();
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
+}
+
 /** The sidecar's histogram samples this test reads, by what they count. */
 const SAMPLES = {
   callsWithin100ms: 'jwtauth_spicedb_call_duration_seconds_bucket{le="0.1"}',
@@ -64,12 +76,13 @@ describe('SpiceDB slower than the deadline', () => {
 
     stack.proxy!.setStalled(true);
     let maxInflight = 0;
-    let samples = 0;
+    const heapSamples: { at: number; used: number }[] = [];
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        maxInflight = Math.max(maxInflight, await stack.sidecar.metric('jwtauth_spicedb_inflight_calls'));
-        samples++;
+        const metrics = await scrape();
+        maxInflight = Math.max(maxInflight, metrics.get('jwtauth_spicedb_inflight_calls') ?? 0);
+        heapSamples.push({ at: performance.now(), used: metrics.get('nodejs_heap_size_used_bytes') ?? NaN });
         await new Promise((r) => setTimeout(r, 40));
       }
     })();
@@ -78,9 +91,8 @@ describe('SpiceDB slower than the deadline', () => {
     const half = (name: string) =>
       runLoad({ port, durationMs: LOAD_MS / 2, concurrency: 48, next: (i) => ({ path: `/v1/clouds/${name}${i}/vms`, headers: auth }) });
     const firstHalf = await half('x');
-    const rssMidway = await stack.sidecar.metric('process_resident_memory_bytes');
+    const midway = performance.now();
     const secondHalf = await half('y');
-    const rssAfter = await stack.sidecar.metric('process_resident_memory_bytes');
     const results = [...firstHalf, ...secondHalf];
     sampling = false;
     await sampler;
@@ -104,7 +116,7 @@ describe('SpiceDB slower than the deadline', () => {
     expect(during.callsWithin250ms).toBeGreaterThanOrEqual(during.calls / 2);
     expect(during.callsWithin1s).toBe(during.calls);
     // Bounded: never more calls in flight than maxInflight, and the bound was actually reached.
-    expect(samples).toBeGreaterThan(20);
+    expect(heapSamples.length).toBeGreaterThan(40);
     expect(maxInflight).toBe(MAX_INFLIGHT);
     expect(await stack.sidecar.metric('jwtauth_spicedb_calls_total{result="permission_backend_timeout"}')).toBeLessThanOrEqual(
       // at most maxInflight calls can start per deadline period
@@ -114,12 +126,15 @@ describe('SpiceDB slower than the deadline', () => {
     // load is shed, and at least as many denials were answered within 50 ms as requests were shed.
     expect(shed.length).toBeGreaterThan(timeouts.length);
     expect(during.deniesWithin50ms).toBeGreaterThanOrEqual(shed.length);
-    // Memory stops growing while thousands of requests are shed. The first seconds of any burst
-    // grow the V8 heap and malloc's arenas by 25-70 MiB (measured: heap use falls back after GC),
-    // so the bound is on the second half: requests held instead of shed would grow it as much as
-    // the first (measured here: 19-21 MiB for ~8,000 requests, against 25-70 MiB in the first half).
-    const growth = rssAfter - rssMidway;
-    expect(growth, `RSS grew ${(growth / 2 ** 20).toFixed(1)} MiB in the second half`).toBeLessThan(40 * 2 ** 20);
+    // Memory stays bounded while thousands of requests are shed, measured on the V8 heap's floor
+    // (its lowest sample in each half of the load, i.e. just after a collection): garbage does not
+    // raise it, retained requests do. It rose 9-10 MiB between the halves (promoted objects wait
+    // for a major GC); a leak of 4 KiB per shed request (~8,000 per half) would add 32 MiB. RSS
+    // cannot tell the two apart: heap sizing and malloc arenas moved it 13-70 MiB per half. The
+    // 10-minute soak (`npm run soak`) is the finer leak test.
+    const floor = (from: number, to: number): number => Math.min(...heapSamples.filter((x) => x.at >= from && x.at < to).map((x) => x.used));
+    const growth = floor(midway, Number.POSITIVE_INFINITY) - floor(0, midway);
+    expect(growth, `heap floor grew ${(growth / 2 ** 20).toFixed(1)} MiB in the second half`).toBeLessThan(32 * 2 ** 20);
     expect(stack.app.received.length).toBe(appBefore);
 
     stack.proxy!.setStalled(false);
