@@ -1,8 +1,9 @@
 /**
  * Verifies inbound JWTs against the configured issuers. Results are cached by the token's
  * SHA-256 until the token stops being valid or its key leaves the issuer's JWKS, so a repeated
- * token costs a hash and a map lookup, not a signature check. The audience is checked per call, after the cache, because the same
- * token may be presented on routes expecting different audiences.
+ * token costs a hash and a map lookup, not a signature check. The audience is checked per call,
+ * after the cache, because the same token may be presented on routes expecting different
+ * audiences.
  */
 import { createHash } from 'node:crypto';
 import { errors, jwtVerify } from 'jose';
