@@ -391,7 +391,7 @@ async function main(): Promise<void> {
     }
   }
 
-  // (4b) Uncached: the decision cache off, so every Check is a CheckPermission on the real SpiceDB;
+  // (4b) Uncached: the decision cache off, so every Check asks the real SpiceDB;
   // every request names another resource, so SpiceDB's own cache answers only when a run wraps
   // around its slice.
   await scenario('sidecar_inbound_uncached', results, failures, async () => {
@@ -432,7 +432,7 @@ async function main(): Promise<void> {
           if (delta(name) > 0 && !name.includes('result="allowed"') && !name.includes('"miss"')) log(`    ${name} +${delta(name)}`);
         }
         log(`    SpiceDB calls ${extra.spicedbCalls}, decision cache hits ${extra.decisionCacheHits}`);
-        return { label: 'sidecar inbound, decision cache off, a distinct resource per request → real SpiceDB CheckPermission', authorizer: 'jwtauth-sidecar + spicedb', measurement, extra };
+        return { label: 'sidecar inbound, decision cache off, a distinct resource per request → a real SpiceDB check', authorizer: 'jwtauth-sidecar + spicedb', measurement, extra };
       });
     } finally {
       await sidecar.stop();
