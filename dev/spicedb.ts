@@ -24,7 +24,7 @@ import { freePort } from './ports.js';
 import { GiveUp, startProcess, TOOLS_BIN, waitFor } from './processes.js';
 import type { ManagedProcess } from './processes.js';
 
-export const SPICEDB_BIN = join(TOOLS_BIN, 'spicedb');
+const SPICEDB_BIN = join(TOOLS_BIN, 'spicedb');
 
 /** Longer than a quantization interval (5 s) plus its 10% staleness allowance. */
 const SEED_VISIBLE_TIMEOUT_MS = 15_000;
@@ -169,7 +169,12 @@ export async function startSpicedb(options: SpicedbOptions): Promise<SpicedbServ
     client = undefined;
   };
 
-  await start();
+  try {
+    await start();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
   return {
     endpoint,
     port,
