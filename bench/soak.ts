@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/package-root.js';
 import { startEchoUpstream } from '../test/support/echo-upstream.js';
+import { parsePrometheus } from '../test/support/sidecar.js';
 import { ENVOY_YAML_PORTS, rewritePorts } from '../test/support/envoy.js';
 import type { EnvoyPorts } from '../test/support/envoy.js';
 import { JwksServer, jwks, makeSigningKey } from '../test/support/jwt-fixtures.js';
@@ -54,16 +55,14 @@ interface Sample {
   readonly handles: number;
 }
 
+/** Exact samples, plus each metric's samples summed across labels under its bare name. */
 function parseMetrics(text: string): Map<string, number> {
   const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line === '') continue;
-    const space = line.lastIndexOf(' ');
-    const name = line.slice(0, space);
+  for (const [name, value] of parsePrometheus(text)) {
     const bare = name.includes('{') ? name.slice(0, name.indexOf('{')) : name;
     // Sum samples of one metric across labels (nodejs_active_handles is per handle type).
-    out.set(bare, (out.get(bare) ?? 0) + Number(line.slice(space + 1)));
-    out.set(name, Number(line.slice(space + 1)));
+    out.set(bare, (out.get(bare) ?? 0) + value);
+    out.set(name, value);
   }
   return out;
 }

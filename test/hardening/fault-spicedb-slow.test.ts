@@ -35,18 +35,6 @@ afterAll(async () => {
   await stack?.close();
 });
 
-/** Every sample of one /metrics scrape, by its exact name with labels. */
-async function scrape(): Promise<Map<string, number>> {
-  const text = await (await fetch(`${stack.sidecar.admin}/metrics`)).text();
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return samples;
-}
-
 /** The sidecar's histogram samples this test reads, by what they count. */
 const SAMPLES = {
   callsWithin100ms: 'jwtauth_spicedb_call_duration_seconds_bucket{le="0.1"}',
@@ -58,8 +46,8 @@ const SAMPLES = {
 type Counts = Record<keyof typeof SAMPLES, number>;
 
 async function readCounts(): Promise<Counts> {
-  const entries = await Promise.all(Object.entries(SAMPLES).map(async ([key, sample]) => [key, await stack.sidecar.metric(sample)] as const));
-  return Object.fromEntries(entries) as Counts;
+  const samples = await stack.sidecar.scrape();
+  return Object.fromEntries(Object.entries(SAMPLES).map(([key, sample]) => [key, samples.get(sample) ?? 0])) as Counts;
 }
 
 function countsSince(before: Counts, after: Counts): Counts {
@@ -80,7 +68,7 @@ describe('SpiceDB slower than the deadline', () => {
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        const metrics = await scrape();
+        const metrics = await stack.sidecar.scrape();
         maxInflight = Math.max(maxInflight, metrics.get('jwtauth_spicedb_inflight_calls') ?? 0);
         heapSamples.push({ at: performance.now(), used: metrics.get('nodejs_heap_size_used_bytes') ?? NaN });
         await new Promise((r) => setTimeout(r, 40));

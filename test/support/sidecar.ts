@@ -23,6 +23,19 @@ export interface RunningSidecar {
   restart(): Promise<void>;
   /** Reads a Prometheus sample (exact name with labels, e.g. `jwtauth_checks_total{...}`), 0 when absent. */
   metric(sample: string): Promise<number>;
+  /** Every sample of one /metrics scrape, by exact name with labels. */
+  scrape(): Promise<Map<string, number>>;
+}
+
+/** Prometheus text format → sample value by exact name with labels (prom-client writes no timestamps). */
+export function parsePrometheus(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
 }
 
 export function writeConfig(config: unknown, dir = mkdtempSync(join(tmpdir(), 'jwtauth-config-'))): string {
@@ -57,6 +70,7 @@ export async function startSidecar(
     return child;
   };
   let running = await launch();
+  const scrape = async (): Promise<Map<string, number>> => parsePrometheus(await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text());
   return {
     grpcPort,
     adminPort,
@@ -70,12 +84,9 @@ export async function startSidecar(
       await running.stop('SIGTERM', 10_000);
       running = await launch();
     },
+    scrape,
     async metric(sample) {
-      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-      for (const line of text.split('\n')) {
-        if (line.startsWith(sample) && line[sample.length] === ' ') return Number(line.slice(sample.length + 1));
-      }
-      return 0;
+      return (await scrape()).get(sample) ?? 0;
     },
   };
 }
