@@ -408,7 +408,7 @@ async function main(): Promise<void> {
       return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async (envoy) => {
         const probe = `http://127.0.0.1:${ingressPort}/v1/clouds/c${distinct - 1}/items`;
         await waitFor(async () => (await fetch(probe, { headers: auth })).status === 200, 15_000, () => 'uncached relationships never became visible');
-        const watchedMetrics = ['jwtauth_spicedb_calls_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'];
+        const watchedMetrics = ['jwtauth_spicedb_checks_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'];
         const before = await sidecar.samples(watchedMetrics);
         const sidecarPid = sidecar.process.child.pid as number;
         const measurement = await measureScenario({
@@ -424,14 +424,14 @@ async function main(): Promise<void> {
         const after = await sidecar.samples(watchedMetrics);
         const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
         const extra: Record<string, number> = {
-          spicedbCalls: delta('jwtauth_spicedb_calls_total{result="allowed"}'),
+          spicedbChecks: delta('jwtauth_spicedb_checks_total{result="allowed"}'),
           decisionCacheHits: delta('jwtauth_decision_cache_events_total{event="hit"}'),
           distinctResources: distinct,
         };
         for (const name of Object.keys(after)) {
           if (delta(name) > 0 && !name.includes('result="allowed"') && !name.includes('"miss"')) log(`    ${name} +${delta(name)}`);
         }
-        log(`    SpiceDB calls ${extra.spicedbCalls}, decision cache hits ${extra.decisionCacheHits}`);
+        log(`    SpiceDB calls ${extra.spicedbChecks}, decision cache hits ${extra.decisionCacheHits}`);
         return { label: 'sidecar inbound, decision cache off, a distinct resource per request → a real SpiceDB check', authorizer: 'jwtauth-sidecar + spicedb', measurement, extra };
       });
     } finally {

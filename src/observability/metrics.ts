@@ -66,14 +66,14 @@ export class Metrics {
     labelNames: ['issuer'] as const,
     registers: [this.registry],
   });
-  readonly spicedbCalls = new Counter({
-    name: 'jwtauth_spicedb_calls_total',
+  readonly spicedbChecks = new Counter({
+    name: 'jwtauth_spicedb_checks_total',
     help: 'Checks sent to SpiceDB, by result (allowed|denied|conditional|error reason); several share one CheckBulkPermissions call.',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
-  readonly spicedbDuration = new Histogram({
-    name: 'jwtauth_spicedb_call_duration_seconds',
+  readonly spicedbCheckDuration = new Histogram({
+    name: 'jwtauth_spicedb_check_duration_seconds',
     help: 'Latency of checks sent to SpiceDB: waiting for a call slot, the call and its retry.',
     buckets: BACKEND_BUCKETS,
     registers: [this.registry],
@@ -90,9 +90,9 @@ export class Metrics {
     labelNames: ['event'] as const,
     registers: [this.registry],
   });
-  readonly spicedbInflight = new Gauge({
-    name: 'jwtauth_spicedb_inflight_calls',
-    help: 'SpiceDB calls currently in flight.',
+  readonly spicedbInflightChecks = new Gauge({
+    name: 'jwtauth_spicedb_inflight_checks',
+    help: 'Checks sent to SpiceDB and not yet answered (bounded by spicedb.maxInflight).',
     registers: [this.registry],
   });
   readonly configReloads = new Counter({

@@ -26,10 +26,10 @@ export class InflightLimit implements ClosableChecker {
   check(query: PermissionQuery): Promise<PermissionAnswer> {
     if (this.inflight >= this.maxInflight) return Promise.resolve(OVERLOADED);
     this.inflight++;
-    this.metrics.spicedbInflight.set(this.inflight);
+    this.metrics.spicedbInflightChecks.set(this.inflight);
     return this.inner.check(query).finally(() => {
       this.inflight--;
-      this.metrics.spicedbInflight.set(this.inflight);
+      this.metrics.spicedbInflightChecks.set(this.inflight);
     });
   }
 

@@ -16,8 +16,8 @@ export class MeteredChecker implements ClosableChecker {
   async check(query: PermissionQuery): Promise<PermissionAnswer> {
     const started = performance.now();
     const answer = await this.inner.check(query);
-    this.metrics.spicedbDuration.observe((performance.now() - started) / 1000);
-    this.metrics.spicedbCalls.inc({ result: answer.outcome === 'error' ? answer.reason : answer.outcome });
+    this.metrics.spicedbCheckDuration.observe((performance.now() - started) / 1000);
+    this.metrics.spicedbChecks.inc({ result: answer.outcome === 'error' ? answer.reason : answer.outcome });
     return answer;
   }
 

@@ -2,7 +2,7 @@
  * Guarantee: when SpiceDB accepts calls and never answers (a stalled connection, latency far over
  * the deadline), through the real Envoy:
  *   - checks end at spicedb.deadlineMs with 503 permission_backend_timeout (not at Envoy's timeout);
- *   - SpiceDB calls in flight never exceed spicedb.maxInflight (jwtauth_spicedb_inflight_calls);
+ *   - SpiceDB calls in flight never exceed spicedb.maxInflight (jwtauth_spicedb_inflight_checks);
  *   - past that bound requests are shed at once with 503 permission_backend_overloaded instead of
  *     queueing, so the sidecar's memory stays flat;
  *   - nothing reaches the app, and it recovers when SpiceDB answers again.
@@ -37,10 +37,10 @@ afterAll(async () => {
 
 /** The sidecar's histogram samples this test reads, by what they count. */
 const SAMPLES = {
-  callsWithin100ms: 'jwtauth_spicedb_call_duration_seconds_bucket{le="0.1"}',
-  callsWithin250ms: 'jwtauth_spicedb_call_duration_seconds_bucket{le="0.25"}',
-  callsWithin1s: 'jwtauth_spicedb_call_duration_seconds_bucket{le="1"}',
-  calls: 'jwtauth_spicedb_call_duration_seconds_count',
+  callsWithin100ms: 'jwtauth_spicedb_check_duration_seconds_bucket{le="0.1"}',
+  callsWithin250ms: 'jwtauth_spicedb_check_duration_seconds_bucket{le="0.25"}',
+  callsWithin1s: 'jwtauth_spicedb_check_duration_seconds_bucket{le="1"}',
+  calls: 'jwtauth_spicedb_check_duration_seconds_count',
   deniesWithin50ms: 'jwtauth_check_duration_seconds_bucket{le="0.05",direction="inbound",decision="deny"}',
 } as const;
 type Counts = Record<keyof typeof SAMPLES, number>;
@@ -69,7 +69,7 @@ describe('SpiceDB slower than the deadline', () => {
     const sampler = (async () => {
       while (sampling) {
         const metrics = await stack.sidecar.scrape();
-        maxInflight = Math.max(maxInflight, metrics.get('jwtauth_spicedb_inflight_calls') ?? 0);
+        maxInflight = Math.max(maxInflight, metrics.get('jwtauth_spicedb_inflight_checks') ?? 0);
         heapSamples.push({ at: performance.now(), used: metrics.get('nodejs_heap_size_used_bytes') ?? NaN });
         await new Promise((r) => setTimeout(r, 40));
       }
@@ -99,14 +99,14 @@ describe('SpiceDB slower than the deadline', () => {
     // the client's clock also counts its own and Envoy's queueing, which on a 2-core machine shared
     // with a parallel test file added 200 ms to the median. None ends before the deadline, at least
     // half end within 50 ms after it, and none comes near Envoy's timeout.
-    expect(during.calls).toBe(await stack.sidecar.metric('jwtauth_spicedb_calls_total{result="permission_backend_timeout"}'));
+    expect(during.calls).toBe(await stack.sidecar.metric('jwtauth_spicedb_checks_total{result="permission_backend_timeout"}'));
     expect(during.callsWithin100ms).toBe(0);
     expect(during.callsWithin250ms).toBeGreaterThanOrEqual(during.calls / 2);
     expect(during.callsWithin1s).toBe(during.calls);
     // Bounded: never more calls in flight than maxInflight, and the bound was actually reached.
     expect(heapSamples.length).toBeGreaterThan(40);
     expect(maxInflight).toBe(MAX_INFLIGHT);
-    expect(await stack.sidecar.metric('jwtauth_spicedb_calls_total{result="permission_backend_timeout"}')).toBeLessThanOrEqual(
+    expect(await stack.sidecar.metric('jwtauth_spicedb_checks_total{result="permission_backend_timeout"}')).toBeLessThanOrEqual(
       // at most maxInflight calls can start per deadline period
       MAX_INFLIGHT * Math.ceil(LOAD_MS / DEADLINE_MS + 2),
     );
@@ -127,6 +127,6 @@ describe('SpiceDB slower than the deadline', () => {
 
     stack.proxy!.setStalled(false);
     await waitFor(async () => (await http1(port, '/v1/clouds/cl1/vms', auth)).status === 200, 3000, () => 'no recovery after SpiceDB answered again');
-    expect(await stack.sidecar.metric('jwtauth_spicedb_inflight_calls')).toBeLessThanOrEqual(MAX_INFLIGHT);
+    expect(await stack.sidecar.metric('jwtauth_spicedb_inflight_checks')).toBeLessThanOrEqual(MAX_INFLIGHT);
   });
 });

@@ -60,7 +60,7 @@ describe('permission checker decorators', () => {
     expect(await checker.check(query('edit', undefined, { ip: '10.0.0.1' }))).toMatchObject({ cached: false });
     expect(backend.calls).toHaveLength(3);
     expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'hit' })).toBe(2);
-    expect(await counter(metrics, 'jwtauth_spicedb_calls_total', { result: 'denied' })).toBe(1);
+    expect(await counter(metrics, 'jwtauth_spicedb_checks_total', { result: 'denied' })).toBe(1);
   });
 
   it('expires entries after the TTL', async () => {
@@ -138,7 +138,7 @@ describe('permission checker decorators', () => {
     const first = checker.check(query('a'));
     const second = checker.check(query('b'));
     expect(await checker.check(query('c'))).toMatchObject({ outcome: 'error', reason: 'permission_backend_overloaded' });
-    expect(await counter(metrics, 'jwtauth_spicedb_inflight_calls')).toBe(2);
+    expect(await counter(metrics, 'jwtauth_spicedb_inflight_checks')).toBe(2);
     backend.release({ outcome: 'allowed', cached: false });
     await Promise.all([first, second]);
     backend.auto = { outcome: 'allowed', cached: false };
