@@ -1,47 +1,36 @@
 /**
- * Builds a running sidecar from a validated configuration: the adapters at the edges (token
- * verifier, permission checker, token source), the decision core over them, and the two
- * listeners. Also owns the life cycle: readiness, reload and graceful drain.
+ * The life-cycle owner of a running sidecar: it builds the adapters and the decision pipeline
+ * from a validated configuration, starts the two listeners, keeps readiness, reloads, drains and
+ * closes. Each part registers its own teardown as it starts (lifecycle/teardown.ts), and the
+ * adapters of a replaced configuration close only once the checks running on them have finished
+ * (lifecycle/generations.ts).
  */
+import { ConfigError } from './config/load.js';
 import type { LoadedConfig } from './config/load.js';
-import { serviceIdentityOf } from './config/schema.js';
-import type { Config } from './config/schema.js';
-import { DirectionRouter } from './core/direction-router.js';
-import { DryRunAuthorizer } from './core/dry-run.js';
-import { DEFAULT_ON_BEHALF_OF_HEADER, IDENTITY_HEADER_NAMES } from './core/identity-headers.js';
-import type { Authorizer, PermissionChecker, PublicKeyDocuments, TokenSource, TokenVerifier } from './core/ports.js';
+import { EMBEDDED_ORIGIN, resolveConfig } from './config/resolve.js';
 import { startAdminListener } from './admin/admin-server.js';
-import type { AdminListener } from './admin/admin-server.js';
 import { createCheckHandler } from './envoy/authorization-service.js';
 import type { CheckPipeline } from './envoy/authorization-service.js';
 import { startGrpcListener } from './envoy/grpc-server.js';
-import type { GrpcListener } from './envoy/grpc-server.js';
-import { createTokenVerifier } from './identity/token-verifier.js';
-import { createInboundAuthorizer } from './inbound/inbound-authorizer.js';
+import { buildAdapters, closablesOf } from './lifecycle/adapters.js';
+import type { AdapterDeps, AdapterSet } from './lifecycle/adapters.js';
+import { Generation, Generations } from './lifecycle/generations.js';
+import { buildPipeline } from './lifecycle/pipeline.js';
+import { Teardown } from './lifecycle/teardown.js';
 import { createDecisionObserver } from './observability/decision-log.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { createOutboundAuthorizer } from './outbound/outbound-authorizer.js';
-import { createPermissionChecker } from './spicedb/permission-checker.js';
-import { createTokenSource } from './tokens/token-source.js';
-
-type Closable<T> = T & { close(): void | Promise<void> };
-
-/** The adapters: stateful, with caches and connections worth keeping across a reload. */
-interface Adapters {
-  readonly verifier: Closable<TokenVerifier>;
-  readonly checker: Closable<PermissionChecker>;
-  readonly tokens: Closable<TokenSource & { publicKeys?: PublicKeyDocuments }> | undefined;
-  /** JSON of the config sections each adapter was built from, to tell whether a reload touches it. */
-  readonly fingerprints: { readonly verifier: string; readonly checker: string; readonly tokens: string };
-}
 
 export interface RunningSidecar {
   readonly grpcPort: number;
   readonly adminPort: number;
   readonly metrics: Metrics;
-  /** Validates and swaps in a new configuration; on failure the old one keeps serving. */
-  reload(next: LoadedConfig): Promise<void>;
+  /**
+   * Re-reads the configuration from where it came from and, if it changed, swaps it in; one at a
+   * time. A configuration that fails to load or build is logged and counted, and the old one
+   * keeps serving. Checks already running finish on the configuration they started with.
+   */
+  reload(why: string): Promise<void>;
   /** NOT_SERVING, wait `drainSeconds`, finish in-flight checks, close everything. */
   drain(): Promise<void>;
   /** Closes at once (tests). */
@@ -55,77 +44,24 @@ export interface ServeOptions {
   readonly grpcAddress?: string;
   readonly adminAddress?: string;
   readonly metrics?: Metrics;
+  /** Where a reload reads `JWTAUTH_CONFIG` and secrets from; default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
-const fingerprintsOf = (config: Config): Adapters['fingerprints'] => ({
-  verifier: JSON.stringify([config.issuers, config.limits.verifiedTokenCacheEntries, config.limits.jwksFetchTimeoutMs]),
-  checker: JSON.stringify(config.spicedb),
-  tokens: JSON.stringify([config.tokens, config.service]),
-});
-
-/**
- * Builds the adapters for a configuration, reusing those of `previous` whose section is unchanged
- * (their caches and connections survive a reload). If one fails to build, the ones this call
- * created are closed again: on reload the old configuration keeps serving and must not leak.
- */
-async function buildAdapters(loaded: LoadedConfig, metrics: Metrics, logger: Logger, previous?: Adapters): Promise<Adapters> {
-  const { config, baseDir } = loaded;
-  const fingerprints = fingerprintsOf(config);
-  const deps = { metrics, logger, baseDir };
-  const reuse = (section: keyof Adapters['fingerprints']) => previous !== undefined && previous.fingerprints[section] === fingerprints[section];
-  const created: Array<{ close(): void | Promise<void> }> = [];
-  const track = <T extends { close(): void | Promise<void> }>(adapter: T): T => {
-    created.push(adapter);
-    return adapter;
-  };
+async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?: AdapterSet): Promise<Generation> {
+  const adapters = await buildAdapters(loaded, deps, previous);
+  let pipeline: CheckPipeline;
   try {
-    const verifierOptions = { ...deps, cacheMaxEntries: config.limits.verifiedTokenCacheEntries, fetchTimeoutMs: config.limits.jwksFetchTimeoutMs };
-    const verifier = previous && reuse('verifier') ? previous.verifier : track(await createTokenVerifier(config.issuers, verifierOptions));
-    const checker = previous && reuse('checker') ? previous.checker : track(await createPermissionChecker(config.spicedb, deps));
-    let tokens = previous && reuse('tokens') ? previous.tokens : undefined;
-    if (!tokens && config.tokens) {
-      tokens = track(await createTokenSource(config.tokens, { ...deps, serviceName: serviceIdentityOf(config).name }));
-    }
-    return { verifier, checker, tokens, fingerprints };
+    pipeline = buildPipeline(loaded.config, adapters);
   } catch (error) {
-    await Promise.allSettled(created.map(async (adapter) => adapter.close()));
+    const fresh = closablesOf(adapters).filter((adapter) => previous === undefined || !closablesOf(previous).includes(adapter));
+    await Promise.allSettled(fresh.map((adapter) => adapter.close()));
     throw error;
   }
+  return new Generation(loaded, pipeline, adapters);
 }
 
-const adaptersReady = (adapters: Adapters): { keys: boolean; permissions: boolean } => ({
-  keys: adapters.verifier.ready(),
-  permissions: adapters.checker.ready(),
-});
-
-function buildPipeline(config: Config, adapters: Adapters, metrics: Metrics, logger: Logger): CheckPipeline {
-  const maxTokenBytes = config.limits.maxTokenBytes;
-  const inbound: Authorizer | undefined = config.inbound
-    ? createInboundAuthorizer(config.inbound, { verifier: adapters.verifier, checker: adapters.checker, metrics, logger, maxTokenBytes })
-    : undefined;
-  let outbound: Authorizer | undefined;
-  if (config.outbound) {
-    if (!adapters.tokens) throw new Error('outbound is configured but tokens.source is not'); // unreachable after validation
-    outbound = createOutboundAuthorizer(config.outbound, {
-      verifier: adapters.verifier,
-      checker: adapters.checker,
-      tokens: adapters.tokens,
-      serviceName: serviceIdentityOf(config).name,
-      serviceSubjectType: serviceIdentityOf(config).subjectType,
-      metrics,
-      logger,
-      maxTokenBytes,
-    });
-  }
-  const router = new DirectionRouter(inbound, outbound);
-  // The dry-run layer costs an extra await per Check; add it only where some decision can be dry-run.
-  const anyDryRun = config.dryRun || (config.inbound?.rules.some((rule) => rule.dryRun) ?? false);
-  const onBehalfOfHeader = config.outbound?.onBehalfOf?.header ?? DEFAULT_ON_BEHALF_OF_HEADER;
-  const authorizer = anyDryRun ? new DryRunAuthorizer(router, config.dryRun, [...IDENTITY_HEADER_NAMES, onBehalfOfHeader]) : router;
-  return { authorizer, limits: { maxHeaderBytes: config.limits.maxHeaderBytes } };
-}
-
-/** A decision pipeline without listeners: what `serve` runs, and what `check` explains offline. */
+/** A decision pipeline without listeners: what `check` explains offline. */
 export interface DecisionRuntime {
   readonly pipeline: CheckPipeline;
   /** Keys loaded and permission backend reachable. */
@@ -134,127 +70,116 @@ export interface DecisionRuntime {
 }
 
 export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics, logger: Logger): Promise<DecisionRuntime> {
-  const adapters = await buildAdapters(loaded, metrics, logger);
-  try {
-    const pipeline = buildPipeline(loaded.config, adapters, metrics, logger);
-    return {
-      pipeline,
-      ready: () => {
-        const { keys, permissions } = adaptersReady(adapters);
-        return keys && permissions;
-      },
-      close: () => closeUnshared(adapters, undefined),
-    };
-  } catch (error) {
-    await closeUnshared(adapters, undefined);
-    throw error;
-  }
-}
-
-async function closeUnshared(old: Adapters, next: Adapters | undefined): Promise<void> {
-  if (old.verifier !== next?.verifier) old.verifier.close();
-  if (old.checker !== next?.checker) await old.checker.close();
-  if (old.tokens && old.tokens !== next?.tokens) old.tokens.close();
+  const generation = await openGeneration(loaded, { metrics, logger });
+  const { verifier, checker } = generation.adapters;
+  return {
+    pipeline: generation.pipeline,
+    ready: () => verifier.ready() && checker.ready(),
+    close: async () => {
+      await Promise.allSettled(closablesOf(generation.adapters).map((adapter) => adapter.close()));
+    },
+  };
 }
 
 export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   const { logger } = options;
   const metrics = options.metrics ?? new Metrics();
-  let loaded = options.loaded;
-  let adapters = await buildAdapters(loaded, metrics, logger);
-  let pipeline = buildPipeline(loaded.config, adapters, metrics, logger);
-  metrics.setConfigHash(loaded.hash);
+  const deps: AdapterDeps = { metrics, logger };
+  const teardown = new Teardown((name, error) => logger.error({ err: error, part: name }, 'error while closing'));
+  const generations = new Generations(await openGeneration(options.loaded, deps), (error) => logger.error({ err: error }, 'error while closing a replaced adapter'));
+  teardown.add('adapters', () => generations.close());
+  const live = (): LoadedConfig => generations.current.loaded;
+  metrics.setConfigHash(live().hash);
   let draining = false;
 
   const readiness = () => {
-    const detail = { ...adaptersReady(adapters), draining };
+    const { verifier, checker } = generations.current.adapters;
+    const detail = { keys: verifier.ready(), permissions: checker.ready(), draining };
     return { ready: detail.keys && detail.permissions && !draining, detail };
   };
 
-  const observe = createDecisionObserver(metrics, logger, () => ({ allowSampleRate: loaded.config.log.allowSampleRate }));
   const handler = createCheckHandler({
-    pipeline: () => pipeline,
-    observe,
+    acquire: () => generations.acquire(),
+    observe: createDecisionObserver(metrics, logger, () => ({ allowSampleRate: live().config.log.allowSampleRate })),
     onUnexpectedError: (error) => logger.error({ err: error }, 'unexpected error while deciding; denied'),
   });
 
-  let grpc: GrpcListener | undefined;
-  let admin: AdminListener | undefined;
+  let ports: { grpc: number; admin: number };
+  let setServing: (serving: boolean) => void;
   try {
-    admin = await startAdminListener(options.adminAddress ?? loaded.config.server.adminAddress, {
+    const admin = await startAdminListener(options.adminAddress ?? live().config.server.adminAddress, {
       registry: metrics.registry,
       ready: readiness,
-      publicKeys: () => adapters.tokens?.publicKeys,
+      publicKeys: () => generations.current.adapters.tokens?.publicKeys,
     });
-    grpc = await startGrpcListener(options.grpcAddress ?? loaded.config.server.grpcAddress, handler);
+    teardown.add('admin listener', () => admin.close());
+    const grpc = await startGrpcListener(options.grpcAddress ?? live().config.server.grpcAddress, handler);
+    // Stops taking checks and lets those in flight answer before the adapters close.
+    teardown.add('gRPC listener', () => grpc.shutdown(2_000));
+    ports = { grpc: grpc.port, admin: admin.port };
+    setServing = (serving) => grpc.setServing(serving);
   } catch (error) {
-    await admin?.close();
-    await closeUnshared(adapters, undefined);
+    await teardown.close();
     throw error;
   }
 
   let lastReady: boolean | undefined;
   const updateReadiness = (): void => {
-    const { ready } = readiness();
+    const { ready, detail } = readiness();
     if (ready === lastReady) return;
     lastReady = ready;
-    grpc?.setServing(ready);
+    setServing(ready);
     metrics.ready.set(ready ? 1 : 0);
-    logger.info({ ready, ...readiness().detail }, ready ? 'ready: health SERVING' : 'not ready: health NOT_SERVING');
+    logger.info({ ready, ...detail }, ready ? 'ready: health SERVING' : 'not ready: health NOT_SERVING');
   };
   updateReadiness();
   const readinessTimer = setInterval(updateReadiness, 250);
   readinessTimer.unref();
+  teardown.add('readiness timer', () => Promise.resolve(clearInterval(readinessTimer)));
 
-  let closed = false;
-  const closeAll = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    clearInterval(readinessTimer);
-    await grpc?.shutdown(2_000);
-    await admin?.close();
-    await closeUnshared(adapters, undefined);
+  logger.info({ grpc: ports.grpc, admin: ports.admin, config: live().origin, hash: live().hash }, 'jwtauth-sidecar listening');
+
+  const reloadOnce = async (why: string): Promise<void> => {
+    if (draining) return;
+    let next: LoadedConfig;
+    let generation: Generation;
+    try {
+      next = resolveConfig(live().origin, options.env ?? process.env);
+      if (next.hash === live().hash) return;
+      generation = await openGeneration(next, deps, generations.current.adapters);
+    } catch (error) {
+      metrics.configReloads.inc({ result: 'failure' });
+      const problems = error instanceof ConfigError ? error.problems : [error instanceof Error ? error.message : String(error)];
+      logger.error({ why, problems }, 'reload rejected; still serving the previous configuration');
+      return;
+    }
+    // One tick: a Check acquires the generation once, so it sees old or new, never a mix.
+    generations.replace(generation);
+    metrics.setConfigHash(next.hash);
+    metrics.configReloads.inc({ result: 'success' });
+    logger.info({ why, config: next.origin, hash: next.hash }, 'configuration reloaded');
+    updateReadiness();
   };
-
-  logger.info({ grpc: grpc.port, admin: admin.port, config: loaded.origin, hash: loaded.hash }, 'jwtauth-sidecar listening');
+  // One reload at a time: a file save and a SIGHUP for the same edit must not race each other.
+  let reloads = Promise.resolve();
 
   return {
-    grpcPort: grpc.port,
-    adminPort: admin.port,
+    grpcPort: ports.grpc,
+    adminPort: ports.admin,
     metrics,
-    async reload(next) {
-      try {
-        const nextAdapters = await buildAdapters(next, metrics, logger, adapters);
-        let nextPipeline: CheckPipeline;
-        try {
-          nextPipeline = buildPipeline(next.config, nextAdapters, metrics, logger);
-        } catch (error) {
-          await closeUnshared(nextAdapters, adapters);
-          throw error;
-        }
-        const old = adapters;
-        // One assignment each, on one tick: a Check reads `pipeline` once, so it sees old or new, never a mix.
-        adapters = nextAdapters;
-        pipeline = nextPipeline;
-        loaded = next;
-        metrics.setConfigHash(next.hash);
-        metrics.configReloads.inc({ result: 'success' });
-        await closeUnshared(old, nextAdapters);
-        logger.info({ config: next.origin, hash: next.hash }, 'configuration reloaded');
-        updateReadiness();
-      } catch (error) {
-        metrics.configReloads.inc({ result: 'failure' });
-        throw error;
-      }
+    reload(why) {
+      if (live().origin === EMBEDDED_ORIGIN) return Promise.resolve();
+      reloads = reloads.then(() => reloadOnce(why));
+      return reloads;
     },
     async drain() {
       draining = true;
       updateReadiness();
-      const seconds = loaded.config.server.drainSeconds;
+      const seconds = live().config.server.drainSeconds;
       logger.info({ seconds }, 'draining: health NOT_SERVING, still answering checks');
       await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
-      await closeAll();
+      await teardown.close();
     },
-    close: closeAll,
+    close: () => teardown.close(),
   };
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { encodeSubjectId } from '../../src/spicedb/subject-id.js';
+import { encodeSubjectId } from '../../src/core/subject-id.js';
 import type { DecisionLine, SidecarName } from './decisions.js';
 import type { Saga } from './gateway.js';
 import { DEMO_RELATIONSHIPS_FILE, startStack } from './stack.js';

@@ -1,8 +1,6 @@
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { ConfigError } from '../config/load.js';
-import type { LoadedConfig } from '../config/load.js';
-import { EMBEDDED_ORIGIN, resolveConfig } from '../config/resolve.js';
+import { EMBEDDED_ORIGIN } from '../config/resolve.js';
 import { listenAddressSchema } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
 import { serve } from '../serve.js';
@@ -39,7 +37,7 @@ saving it). A reload that fails validation is logged and the old configuration k
     }
     const initial = loadConfigOrReport(values.config, io);
     if (!initial) return 1;
-    let loaded: LoadedConfig = initial;
+    const loaded = initial;
     const logger = createLogger({ level: loaded.config.log.level });
     if (loaded.origin === EMBEDDED_ORIGIN) {
       logger.warn(
@@ -53,30 +51,8 @@ saving it). A reload that fails validation is logged and the old configuration k
     let stopping = false;
     let watcher: FSWatcher | undefined;
     let debounce: NodeJS.Timeout | undefined;
-
-    const reloadOnce = async (why: string): Promise<void> => {
-      if (!sidecar || stopping) return;
-      let next: LoadedConfig;
-      try {
-        next = resolveConfig(loaded.origin, io.env);
-      } catch (error) {
-        sidecar.metrics.configReloads.inc({ result: 'failure' });
-        logger.error({ why, problems: error instanceof ConfigError ? error.problems : [String(error)] }, 'reload rejected; still serving the previous configuration');
-        return;
-      }
-      if (next.hash === loaded.hash) return;
-      try {
-        await sidecar.reload(next);
-        loaded = next;
-      } catch (error) {
-        logger.error({ why, err: error }, 'reload failed; still serving the previous configuration');
-      }
-    };
-    // One reload at a time: a file save and a SIGHUP for the same edit must not race each other.
-    let reloads = Promise.resolve();
     const reload = (why: string): void => {
-      if (loaded.origin === EMBEDDED_ORIGIN) return;
-      reloads = reloads.then(() => reloadOnce(why));
+      if (sidecar && !stopping) void sidecar.reload(why);
     };
 
     const stop = (signal: NodeJS.Signals): void => {
@@ -113,6 +89,7 @@ saving it). A reload that fails validation is logged and the old configuration k
     sidecar = await serve({
       loaded,
       logger,
+      env: io.env,
       ...(values['grpc-address'] ? { grpcAddress: values['grpc-address'] } : {}),
       ...(values['admin-address'] ? { adminAddress: values['admin-address'] } : {}),
     });

@@ -1,4 +1,4 @@
-import { decodeSubjectId, encodeSubjectId } from '../spicedb/subject-id.js';
+import { decodeSubjectId, encodeSubjectId } from '../core/subject-id.js';
 import { parseOptions } from './command.js';
 import type { Command } from './command.js';
 

@@ -45,7 +45,7 @@ Exit codes: 0 printed, 1 refused (the reason goes to stderr), 2 usage error.`,
       io.err(`token: ${result.reason}${result.detail ? ` (${result.detail})` : ''}`);
       return 1;
     }
-    io.out(result.token.token);
+    io.out(result.value.token);
     return 0;
   },
 };

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { resolveConfigPath } from './paths.js';
 
 export const secretRefSchema = z
   .union([
@@ -23,7 +24,7 @@ export function resolveSecret(ref: SecretRef, baseDir: string, env: NodeJS.Proce
     if (value === undefined || value === '') throw new SecretError(`environment variable ${ref.env} is not set`);
     return value;
   }
-  const path = ref.file.startsWith('/') ? ref.file : `${baseDir}/${ref.file}`;
+  const path = resolveConfigPath(baseDir, ref.file);
   try {
     return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
   } catch (error) {

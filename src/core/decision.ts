@@ -4,66 +4,84 @@
  * `x-jwtauth-reason` and the troubleshooting page (docs/troubleshooting.md) agree.
  */
 
-/** Every reason the sidecar can give. Keep docs/troubleshooting.md in step with this list. */
-export const REASONS = {
-  // allow
-  allowed: 200,
-  public_route: 200,
-  default_allow: 200,
-  internal_token_passed: 200,
-  service_token_attached: 200,
-  user_token_exchanged: 200,
-  on_behalf_of_token_attached: 200,
-  dry_run: 200,
-  // malformed requests
-  malformed_request: 400,
-  missing_direction: 400,
-  unknown_direction: 400,
-  headers_too_large: 431,
-  invalid_header_value: 400,
-  // identity
-  missing_token: 401,
-  duplicate_authorization: 401,
-  malformed_authorization: 401,
-  token_too_large: 401,
-  malformed_token: 401,
-  unknown_issuer: 401,
-  disallowed_algorithm: 401,
-  unknown_key: 401,
-  bad_signature: 401,
-  token_expired: 401,
-  token_not_yet_valid: 401,
-  token_too_old: 401,
-  wrong_audience: 401,
-  wrong_token_type: 401,
-  missing_claim: 401,
-  invalid_claim: 401,
-  external_token_not_accepted: 401,
-  // permission
-  no_matching_rule: 403,
-  permission_denied: 403,
-  conditional_permission: 403,
-  on_behalf_of_not_permitted: 403,
-  on_behalf_of_not_allowed_for_caller: 403,
-  unknown_upstream: 403,
-  invalid_check_input: 403,
-  // outages and limits
-  keys_unavailable: 503,
-  permission_backend_unavailable: 503,
-  permission_backend_timeout: 503,
-  permission_backend_overloaded: 503,
-  token_source_unavailable: 503,
-  token_source_timeout: 503,
-  token_source_tls_error: 503,
-  token_exchange_rejected: 401,
-  token_exchange_invalid_target: 403,
-  token_source_error: 503,
-  not_ready: 503,
-  internal_error: 500,
-} as const;
+/** Why a request was let through. */
+export const ALLOW_REASONS = [
+  'allowed',
+  'public_route',
+  'default_allow',
+  'internal_token_passed',
+  'service_token_attached',
+  'user_token_exchanged',
+  'on_behalf_of_token_attached',
+  'dry_run',
+] as const;
 
-export type Reason = keyof typeof REASONS;
-export type DenyStatus = 400 | 401 | 403 | 431 | 500 | 503;
+export type AllowReason = (typeof ALLOW_REASONS)[number];
+export type DenyStatus = 400 | 401 | 403 | 413 | 415 | 431 | 500 | 503;
+
+/**
+ * Why a request was refused: its HTTP status, and the text the caller reads after the reason in
+ * the response body (gRPC callers: `grpc-message`). One table, like fastify's error codes, so the
+ * renderer never decides a status itself. Keep docs/troubleshooting.md in step with it.
+ */
+export const DENY_REASONS = {
+  // the request itself
+  malformed_request: { status: 400, text: 'the request is not one the sidecar can decide' },
+  missing_direction: { status: 400, text: 'the route sets no direction' },
+  unknown_direction: { status: 400, text: 'no configuration for this direction' },
+  headers_too_large: { status: 431, text: 'request headers too large' },
+  invalid_header_value: { status: 400, text: 'a header value is not acceptable' },
+  // the request body, for rules that read it
+  body_missing: { status: 400, text: 'the rule reads the request body and none arrived' },
+  body_truncated: { status: 413, text: 'the request body was cut short' },
+  body_too_large: { status: 413, text: 'the request body is over the limit' },
+  body_malformed: { status: 400, text: 'the request body cannot be decoded' },
+  body_multiple_messages: { status: 400, text: 'a unary call carried more than one message' },
+  body_unsupported_encoding: { status: 415, text: 'the message compression is not supported' },
+  body_field_missing: { status: 400, text: 'the message lacks a field the rule reads' },
+  // identity
+  missing_token: { status: 401, text: 'a bearer token is required' },
+  duplicate_authorization: { status: 401, text: 'more than one Authorization header' },
+  malformed_authorization: { status: 401, text: 'the Authorization header is not a bearer token' },
+  token_too_large: { status: 401, text: 'the token is too large' },
+  malformed_token: { status: 401, text: 'the token is not a JWT' },
+  unknown_issuer: { status: 401, text: 'the token issuer is not accepted' },
+  disallowed_algorithm: { status: 401, text: 'the token algorithm is not accepted' },
+  unknown_key: { status: 401, text: 'the token signing key is unknown' },
+  bad_signature: { status: 401, text: 'the token signature does not verify' },
+  token_expired: { status: 401, text: 'the token has expired' },
+  token_not_yet_valid: { status: 401, text: 'the token is not valid yet' },
+  token_too_old: { status: 401, text: 'the token lives longer than allowed' },
+  wrong_audience: { status: 401, text: 'the token is for another audience' },
+  wrong_token_type: { status: 401, text: 'the token type is not accepted' },
+  missing_claim: { status: 401, text: 'the token lacks a required claim' },
+  invalid_claim: { status: 401, text: 'a token claim is invalid' },
+  external_token_not_accepted: { status: 401, text: 'this route takes internal tokens only' },
+  token_exchange_rejected: { status: 401, text: 'the token service refused to exchange the token' },
+  // permission
+  no_matching_rule: { status: 403, text: 'no rule covers this request' },
+  permission_denied: { status: 403, text: 'permission denied' },
+  conditional_permission: { status: 403, text: 'permission depends on context the request lacks' },
+  on_behalf_of_not_permitted: { status: 403, text: 'the user does not allow acting on their behalf here' },
+  on_behalf_of_not_allowed_for_caller: { status: 403, text: 'this caller may not act on behalf of users' },
+  unknown_upstream: { status: 403, text: 'the upstream may not receive tokens' },
+  invalid_check_input: { status: 403, text: 'the permission check cannot be built' },
+  token_exchange_invalid_target: { status: 403, text: 'the token service refused the audience' },
+  // outages and limits
+  keys_unavailable: { status: 503, text: 'token keys unavailable' },
+  permission_backend_unavailable: { status: 503, text: 'permission service unavailable' },
+  permission_backend_timeout: { status: 503, text: 'permission service timed out' },
+  permission_backend_overloaded: { status: 503, text: 'permission service overloaded' },
+  token_source_unavailable: { status: 503, text: 'token service unavailable' },
+  token_source_timeout: { status: 503, text: 'token service timed out' },
+  token_source_tls_error: { status: 503, text: 'token service TLS failed' },
+  token_source_error: { status: 503, text: 'token service failed' },
+  not_ready: { status: 503, text: 'the sidecar is not ready' },
+  internal_error: { status: 500, text: 'internal error' },
+} as const satisfies Record<string, { readonly status: DenyStatus; readonly text: string }>;
+
+export type DenyReason = keyof typeof DENY_REASONS;
+export type Reason = AllowReason | DenyReason;
 
 /** Header names are lower-case; values are plain strings (never joined lists). */
 export type HeaderList = ReadonlyArray<readonly [name: string, value: string]>;
@@ -79,24 +97,26 @@ export interface CheckRecord {
 
 /** What happened, for decision logs and `jwtauth-sidecar check`. Never holds a token. */
 export interface DecisionFacts {
-  rule?: string;
-  subject?: string;
-  subjectType?: string;
-  issuer?: string;
-  audience?: string;
-  tokenKind?: 'internal' | 'external' | 'service' | 'on_behalf_of' | 'none';
-  checks?: CheckRecord[];
+  readonly rule?: string;
+  readonly subject?: string;
+  readonly subjectType?: string;
+  readonly issuer?: string;
+  readonly audience?: string;
+  readonly tokenKind?: 'internal' | 'external' | 'service' | 'on_behalf_of' | 'none';
+  readonly checks?: readonly CheckRecord[];
+  /** Message fields a rule read, by path (values as rendered into checks). */
+  readonly body?: Readonly<Record<string, string>>;
   /** Operator-facing detail (e.g. which claim was missing). Never sent to the client. */
-  detail?: string;
+  readonly detail?: string;
   /** True when the rule that decided is in dry-run. */
-  dryRun?: boolean;
+  readonly dryRun?: boolean;
   /** Set on a dry-run allow: the reason the request would have been denied with. */
-  wouldDeny?: Reason;
+  readonly wouldDeny?: DenyReason;
 }
 
 export interface Allow {
   readonly kind: 'allow';
-  readonly reason: Reason;
+  readonly reason: AllowReason;
   /** Set on the upstream request, always overwriting. */
   readonly setHeaders: HeaderList;
   /** Removed from the upstream request before it is forwarded. */
@@ -106,7 +126,7 @@ export interface Allow {
 
 export interface Deny {
   readonly kind: 'deny';
-  readonly reason: Reason;
+  readonly reason: DenyReason;
   readonly status: DenyStatus;
   /** Extra response headers, e.g. `www-authenticate`. */
   readonly headers: HeaderList;
@@ -119,7 +139,7 @@ const NO_HEADERS: HeaderList = Object.freeze([]) as HeaderList;
 const NO_NAMES: readonly string[] = Object.freeze([]) as readonly string[];
 
 export function allow(
-  reason: Reason,
+  reason: AllowReason,
   facts: DecisionFacts = {},
   setHeaders: HeaderList = NO_HEADERS,
   removeHeaders: readonly string[] = NO_NAMES,
@@ -127,7 +147,11 @@ export function allow(
   return { kind: 'allow', reason, setHeaders, removeHeaders, facts };
 }
 
-export function deny(reason: Reason, facts: DecisionFacts = {}, headers: HeaderList = NO_HEADERS): Deny {
-  const status = REASONS[reason];
-  return { kind: 'deny', reason, status: (status === 200 ? 403 : status) as DenyStatus, headers, facts };
+export function deny(reason: DenyReason, facts: DecisionFacts = {}, headers: HeaderList = NO_HEADERS): Deny {
+  return { kind: 'deny', reason, status: DENY_REASONS[reason].status, headers, facts };
+}
+
+/** `facts` with `detail` set when there is one; facts never carry an `undefined` detail. */
+export function withDetail(facts: DecisionFacts, detail: string | undefined): DecisionFacts {
+  return detail === undefined ? facts : { ...facts, detail };
 }

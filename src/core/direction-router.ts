@@ -5,10 +5,14 @@ import type { RequestContext } from './request-context.js';
 
 /** Sends each request to the authorizer for its direction; a direction with none configured denies. */
 export class DirectionRouter implements Authorizer {
+  readonly strippedHeaders: readonly string[];
+
   constructor(
     private readonly inbound: Authorizer | undefined,
     private readonly outbound: Authorizer | undefined,
-  ) {}
+  ) {
+    this.strippedHeaders = Object.freeze([...new Set([...(inbound?.strippedHeaders ?? []), ...(outbound?.strippedHeaders ?? [])])]);
+  }
 
   decide(request: RequestContext): Promise<Decision> {
     const target = request.direction === 'inbound' ? this.inbound : this.outbound;

@@ -3,12 +3,23 @@
  * (src/identity, src/spicedb, src/tokens) implement them, and decorators add caching, limits and
  * metrics around them rather than inside them.
  */
-import type { Decision, Reason } from './decision.js';
+import type { Decision } from './decision.js';
 import type { RequestContext } from './request-context.js';
+import type { Result } from './result.js';
 
-/** Decides one request. The inbound and outbound authorizers implement this; so does the router. */
+/**
+ * Decides one request. The inbound and outbound authorizers implement this; so do the router and
+ * the dry-run layer. May reject only on a bug: the Envoy adapter turns that into internal_error.
+ */
 export interface Authorizer {
   decide(request: RequestContext): Promise<Decision>;
+  /** Request headers no decision of this authorizer lets through as sent (identity headers, instructions to the sidecar). */
+  readonly strippedHeaders: readonly string[];
+}
+
+/** Anything that holds connections, timers or workers. The life-cycle owner calls close() once. */
+export interface Closable {
+  close(): Promise<void>;
 }
 
 // ---------------------------------------------------------------- identity (token verification)
@@ -16,9 +27,10 @@ export interface Authorizer {
 export type IssuerKind = 'internal' | 'external';
 
 export interface VerifiedToken {
-  /** The configured issuer's name (not its `iss` URL). */
-  readonly issuerName: string;
+  /** The configured issuer's name, as in identity headers and decision facts. */
   readonly issuer: string;
+  /** The token's `iss` URL. */
+  readonly iss: string;
   readonly issuerKind: IssuerKind;
   /** SpiceDB object type for this issuer's subjects, e.g. `user` or `service`. */
   readonly subjectType: string;
@@ -29,11 +41,11 @@ export interface VerifiedToken {
   /** `act.sub` when the token was issued on behalf of a user. */
   readonly actor: string | undefined;
   readonly claims: Readonly<Record<string, unknown>>;
+  /** SHA-256 of the compact token (base64url): a cache key that stands for the token, never the token. */
+  readonly fingerprint: string;
 }
 
-export type VerifyResult =
-  | { readonly ok: true; readonly token: VerifiedToken }
-  | { readonly ok: false; readonly reason: Reason; readonly detail?: string };
+export type VerifyResult = Result<VerifiedToken>;
 
 export interface TokenVerifier {
   /**
@@ -66,9 +78,16 @@ export interface PermissionQuery {
   readonly context?: Readonly<Record<string, unknown>>;
 }
 
-export type PermissionAnswer =
-  | { readonly outcome: 'allowed' | 'denied' | 'conditional'; readonly cached: boolean }
-  | { readonly outcome: 'error'; readonly reason: Reason; readonly cached: false; readonly detail?: string };
+export type Permissionship = 'allowed' | 'denied' | 'conditional';
+
+export interface Permission {
+  readonly permissionship: Permissionship;
+  /** Answered from the decision cache. */
+  readonly cached: boolean;
+}
+
+/** A failure is never cached: the next request asks SpiceDB again. */
+export type PermissionAnswer = Result<Permission>;
 
 export interface PermissionChecker {
   check(query: PermissionQuery): Promise<PermissionAnswer>;
@@ -97,15 +116,14 @@ export type TokenRequest =
       readonly kind: 'exchange';
       readonly audience: string;
       readonly subjectToken: string;
-      readonly subjectTokenHash: string;
+      /** The subject token's fingerprint (VerifiedToken.fingerprint), so caches never key on the token. */
+      readonly subjectTokenFingerprint: string;
       /** The subject token's `sub`, as the verifier accepted it. */
       readonly subject: string;
     }
   | { readonly kind: 'on_behalf_of'; readonly audience: string; readonly user: string; readonly userType: string };
 
-export type TokenResult =
-  | { readonly ok: true; readonly token: IssuedToken }
-  | { readonly ok: false; readonly reason: Reason; readonly detail?: string };
+export type TokenResult = Result<IssuedToken>;
 
 export interface TokenSource {
   readonly name: string;

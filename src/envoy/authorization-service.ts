@@ -6,6 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { deny } from '../core/decision.js';
 import type { Decision } from '../core/decision.js';
+import type { DecisionObserver } from '../core/decision-event.js';
 import type { Authorizer } from '../core/ports.js';
 import type { Direction, RequestContext } from '../core/request-context.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
@@ -20,19 +21,15 @@ export interface CheckPipeline {
   readonly limits: ParserLimits;
 }
 
-export interface DecisionEvent {
-  /** Undefined when the request could not be parsed. */
-  readonly request: RequestContext | undefined;
-  readonly direction: Direction | 'unknown';
-  readonly decision: Decision;
-  readonly seconds: number;
+/** A pipeline held for one Check: the configuration it was built from stays open until release(). */
+export interface PipelineLease {
+  readonly pipeline: CheckPipeline;
+  release(): void;
 }
 
-export type DecisionObserver = (event: DecisionEvent) => void;
-
 export interface CheckHandlerOptions {
-  /** Read once per request, so a reload never mixes two configurations in one decision. */
-  readonly pipeline: () => CheckPipeline;
+  /** Called once per request, so a reload never mixes two configurations in one decision. */
+  readonly acquire: () => PipelineLease;
   readonly observe: DecisionObserver;
   readonly onUnexpectedError: (error: unknown) => void;
 }
@@ -46,7 +43,12 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
     const started = performance.now();
     let request: RequestContext | undefined;
     let direction: Direction | 'unknown' = 'unknown';
+    let lease: PipelineLease | undefined;
     const finish = (decision: Decision): void => {
+      // Released once, before anything that could throw, so a retired configuration can close.
+      const held = lease;
+      lease = undefined;
+      held?.release();
       const seconds = (performance.now() - started) / 1000;
       try {
         observe({ request, direction, decision, seconds });
@@ -61,7 +63,8 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
     };
 
     try {
-      const pipeline = options.pipeline();
+      lease = options.acquire();
+      const pipeline = lease.pipeline;
       const parsed = parseCheckRequest(call.request, pipeline.limits);
       if (!parsed.ok) {
         direction = parsed.direction ?? 'unknown';

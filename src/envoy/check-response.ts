@@ -4,7 +4,8 @@
  * grpc-status for gRPC callers (401→16, 403→7, 503→14).
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import type { Allow, Decision, Deny, DenyStatus, HeaderList, Reason } from '../core/decision.js';
+import { DENY_REASONS } from '../core/decision.js';
+import type { Allow, Decision, Deny, DenyReason, DenyStatus, HeaderList } from '../core/decision.js';
 import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
 import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
 
@@ -33,8 +34,11 @@ function grpcCodeFor(status: DenyStatus): number {
     case 503:
       return GrpcStatus.UNAVAILABLE;
     case 400:
+    case 415:
     case 431:
       return GrpcStatus.INVALID_ARGUMENT;
+    case 413:
+      return GrpcStatus.RESOURCE_EXHAUSTED;
     case 500:
       return GrpcStatus.INTERNAL;
     default:
@@ -54,7 +58,7 @@ function renderDeny(decision: Deny): CheckResponse {
       status: { code: decision.status },
       headers: headerOptions(headers),
       // No trailing newline: gRPC callers receive the body as grpc-message.
-      body: `${decision.status === 401 ? 'unauthenticated' : decision.status === 503 ? 'unavailable' : 'denied'}: ${decision.reason}`,
+      body: `${decision.reason}: ${DENY_REASONS[decision.reason].text}`,
     },
   };
 }
@@ -63,7 +67,7 @@ function renderDeny(decision: Deny): CheckResponse {
  * Denials without extra headers are identical for a given reason, so each is rendered once and
  * reused; grpc-js only reads the object when serialising.
  */
-const plainDenials = new Map<Reason, CheckResponse>();
+const plainDenials = new Map<DenyReason, CheckResponse>();
 
 /**
  * Envoy applies `headers_to_remove` after the headers it sets, so a name in both lists would lose

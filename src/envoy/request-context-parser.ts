@@ -2,7 +2,7 @@
  * CheckRequest → RequestContext. The only code that reads Envoy's attribute protos. It never
  * throws: anything it cannot make sense of becomes a deny reason.
  */
-import type { Reason } from '../core/decision.js';
+import type { DenyReason } from '../core/decision.js';
 import type { Direction, GrpcCall, RequestContext } from '../core/request-context.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
 import type { HeaderValue__Output } from '../generated/envoy/config/core/v3/HeaderValue.js';
@@ -14,7 +14,7 @@ export interface ParserLimits {
 
 export type ParseResult =
   | { readonly ok: true; readonly request: RequestContext }
-  | { readonly ok: false; readonly reason: Reason; readonly direction: Direction | undefined; readonly detail: string };
+  | { readonly ok: false; readonly reason: DenyReason; readonly direction: Direction | undefined; readonly detail: string };
 
 /** CR, LF and NUL can never be part of a legitimate header value (request smuggling, log forging). */
 const FORBIDDEN_IN_VALUE = /[\r\n\0]/;
@@ -22,7 +22,7 @@ const FORBIDDEN_IN_VALUE = /[\r\n\0]/;
 const GRPC_PATH = /^\/([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
 const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
 
-function fail(reason: Reason, direction: Direction | undefined, detail: string): ParseResult {
+function fail(reason: DenyReason, direction: Direction | undefined, detail: string): ParseResult {
   return { ok: false, reason, direction, detail };
 }
 
@@ -50,7 +50,7 @@ export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLim
   const pseudo = new Map<string, string>();
   let headerBytes = 0;
 
-  const add = (rawName: string, value: string): Reason | undefined => {
+  const add = (rawName: string, value: string): DenyReason | undefined => {
     const name = rawName.toLowerCase();
     headerBytes += name.length + value.length;
     if (headerBytes > limits.maxHeaderBytes) return 'headers_too_large';

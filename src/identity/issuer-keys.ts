@@ -8,12 +8,12 @@
  * Keys come only from the configured source: `jku`, `x5u`, `jwk` and `x5c` headers are ignored.
  */
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
 import { importJWK } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Algorithm, IssuerConfig } from './config.js';
+import { resolveConfigPath } from '../config/paths.js';
 
 export interface BoundKey {
   readonly kid: string | undefined;
@@ -183,7 +183,7 @@ export class IssuerKeys {
   }
 
   private filePath(file: string): string {
-    return isAbsolute(file) ? file : resolve(this.deps.baseDir, file);
+    return resolveConfigPath(this.deps.baseDir, file);
   }
 
   private async load(): Promise<unknown> {

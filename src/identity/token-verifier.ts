@@ -9,8 +9,9 @@ import { createHash } from 'node:crypto';
 import { errors, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
-import type { Reason } from '../core/decision.js';
-import type { TokenVerifier, VerifiedToken, VerifyResult } from '../core/ports.js';
+import type { Closable, TokenVerifier, VerifiedToken, VerifyResult } from '../core/ports.js';
+import { failure as fail, success } from '../core/result.js';
+import type { Failure } from '../core/result.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Algorithm, IssuerConfig, IssuersConfig } from './config.js';
@@ -48,12 +49,6 @@ interface CachedToken {
 
 /** How often expired verified tokens are dropped from the cache. */
 const PURGE_INTERVAL_MS = 30_000;
-
-type Failure = { readonly ok: false; readonly reason: Reason; readonly detail?: string };
-
-function fail(reason: Reason, detail?: string): Failure {
-  return detail === undefined ? { ok: false, reason } : { ok: false, reason, detail };
-}
 
 /** Maps jose's errors to our reasons; anything unexpected is a malformed token, never an allow. */
 function reasonFor(error: unknown): Failure {
@@ -97,7 +92,7 @@ function actorOf(payload: JWTPayload): string | undefined {
   return typeof sub === 'string' ? sub : undefined;
 }
 
-class JoseTokenVerifier implements TokenVerifier {
+class JoseTokenVerifier implements TokenVerifier, Closable {
   private readonly cache: LRUCache<string, CachedToken>;
 
   constructor(
@@ -118,10 +113,11 @@ class JoseTokenVerifier implements TokenVerifier {
     return true;
   }
 
-  close(): void {
+  close(): Promise<void> {
     clearInterval(this.purgeTimer);
     for (const issuer of this.byIss.values()) issuer.keys.close();
     this.cache.clear();
+    return Promise.resolve();
   }
 
   verify(token: string, expectedAudience?: string): Promise<VerifyResult> {
@@ -141,7 +137,7 @@ class JoseTokenVerifier implements TokenVerifier {
   private checkAudience(entry: CachedToken, expected: string | undefined): VerifyResult {
     const want = expected ?? entry.audience;
     if (!entry.token.audience.includes(want)) return fail('wrong_audience', `token not for ${want}`);
-    return { ok: true, token: entry.token };
+    return success(entry.token);
   }
 
   private async verifyUncached(token: string, hash: string, expectedAudience: string | undefined): Promise<VerifyResult> {
@@ -180,8 +176,8 @@ class JoseTokenVerifier implements TokenVerifier {
       }
 
       const verified: VerifiedToken = Object.freeze({
-        issuerName: config.name,
-        issuer: config.issuer,
+        issuer: config.name,
+        iss: config.issuer,
         issuerKind: config.kind,
         subjectType: subjectTypeOf(config, payload),
         subject: payload.sub,
@@ -189,6 +185,7 @@ class JoseTokenVerifier implements TokenVerifier {
         expiresAt: payload.exp,
         actor: actorOf(payload),
         claims: Object.freeze(payload as Record<string, unknown>),
+        fingerprint: hash,
       });
       const entry: CachedToken = { token: verified, validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
       const ttl = validUntilMs - nowMs;
@@ -203,7 +200,7 @@ class JoseTokenVerifier implements TokenVerifier {
 export async function createTokenVerifier(
   issuers: IssuersConfig,
   deps: TokenVerifierDeps,
-): Promise<TokenVerifier & { close(): void }> {
+): Promise<TokenVerifier & Closable> {
   const now = deps.now ?? Date.now;
   const fetchTimeoutMs = deps.fetchTimeoutMs ?? 5000;
   const byIss = new Map<string, Issuer>();
@@ -217,7 +214,7 @@ export async function createTokenVerifier(
   try {
     await Promise.all([...byIss.values()].map((issuer) => issuer.keys.start()));
   } catch (error) {
-    verifier.close();
+    await verifier.close();
     throw error;
   }
   return verifier;

@@ -1,11 +1,11 @@
 /**
  * The `inbound` section: rules that map a request reaching this pod to the identity it needs and
- * the SpiceDB checks it must pass. Validated here, compiled once by rule-compiler.ts.
+ * the SpiceDB checks it must pass. Validated here, compiled once by compile-rules.ts.
  */
 import { z } from 'zod';
+import { HEADER_NAME } from '../core/header-name.js';
 import { checkSpecSchema, consistencyModeSchema } from '../rules/check-spec.js';
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const GRPC_SERVICE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 const GRPC_METHOD = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HTTP_METHOD = /^[A-Z]+$/;

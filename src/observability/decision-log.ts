@@ -3,7 +3,7 @@
  * logged; allows are sampled. The line holds who, what and why, never a token: `facts` is built
  * by the decision core from verified claims only.
  */
-import type { DecisionEvent, DecisionObserver } from '../envoy/authorization-service.js';
+import type { DecisionEvent, DecisionObserver } from '../core/decision-event.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 

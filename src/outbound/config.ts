@@ -4,6 +4,7 @@
  * docs/outbound.md.
  */
 import { z } from 'zod';
+import { HEADER_NAME } from '../core/header-name.js';
 import { DEFAULT_ON_BEHALF_OF_HEADER } from '../core/identity-headers.js';
 import { checkSpecSchema, SPICEDB_OBJECT_TYPE } from '../rules/check-spec.js';
 
@@ -11,7 +12,6 @@ import { checkSpecSchema, SPICEDB_OBJECT_TYPE } from '../rules/check-spec.js';
 const AUDIENCE = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/;
 /** `host` or `host:port` as Envoy's :authority (lower-cased by the parser; default ports dropped). */
 const AUTHORITY = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
 export const upstreamSchema = z.strictObject({
   audience: z.string().regex(AUDIENCE, 'audience: letters, digits and . _ : / -').describe('the `aud` of tokens for this upstream'),
@@ -26,7 +26,7 @@ export const onBehalfOfSchema = z
     header: z
       .string()
       .transform((h) => h.toLowerCase())
-      .pipe(z.string().regex(HEADER_NAME, 'a lower-case HTTP header name'))
+      .pipe(z.string().regex(HEADER_NAME, 'an HTTP header name'))
       .default(DEFAULT_ON_BEHALF_OF_HEADER)
       .describe('request header naming the user; always removed before the call leaves the pod'),
     allowedCallers: z

@@ -7,73 +7,58 @@
  *       allows it, an on-behalf-of token) is attached;
  *   (d) anything else is denied with its own reason. A bad user token is never replaced by a
  *       service token, and no request is allowed without the token it needs.
- * Pure over the ports (TokenVerifier, PermissionChecker, TokenSource), so it is tested with fakes.
+ * Pure over the ports (TokenVerifier, PermissionChecker, TokenSource), so it is tested with fakes;
+ * a port that throws becomes an internal_error deny.
  */
-import { createHash } from 'node:crypto';
 import { readBearer } from '../core/bearer.js';
-import { allow, deny } from '../core/decision.js';
-import type { Decision, DecisionFacts, HeaderList } from '../core/decision.js';
-import type { Authorizer, PermissionChecker, TokenRequest, TokenSource, TokenVerifier, VerifiedToken } from '../core/ports.js';
+import { allow, deny, withDetail } from '../core/decision.js';
+import type { AllowReason, Decision, DecisionFacts, HeaderList } from '../core/decision.js';
+import type { Authorizer, PermissionChecker, TokenRequest, TokenSource, TokenVerifier } from '../core/ports.js';
 import type { RequestContext } from '../core/request-context.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import { settled } from '../core/result.js';
+import { tokenFacts } from '../core/token-facts.js';
 import type { OutboundConfig } from './config.js';
 import { OnBehalfOfPolicy } from './on-behalf-of.js';
 import { UpstreamAllowList } from './upstreams.js';
 
-export interface OutboundDeps {
+export interface OutboundPorts {
   readonly verifier: TokenVerifier;
   readonly checker: PermissionChecker;
   readonly tokens: TokenSource;
   readonly serviceName: string;
   /** SpiceDB type of this service (`service.subjectType`), for decision facts. */
   readonly serviceSubjectType: string;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
   readonly maxTokenBytes: number;
 }
 
-export function createOutboundAuthorizer(config: NonNullable<OutboundConfig>, deps: OutboundDeps): Authorizer {
-  return new OutboundAuthorizer(config, deps);
+export function createOutboundAuthorizer(config: NonNullable<OutboundConfig>, ports: OutboundPorts): Authorizer {
+  return new OutboundAuthorizer(config, ports);
 }
 
 const AUTHORIZATION = 'authorization';
-
-function sha256(token: string): string {
-  return createHash('sha256').update(token).digest('base64url');
-}
+const NO_SET: HeaderList = Object.freeze([]) as HeaderList;
 
 class OutboundAuthorizer implements Authorizer {
-  private readonly upstreams: UpstreamAllowList;
-  private readonly onBehalfOf: OnBehalfOfPolicy;
   /** Every allow removes the on-behalf-of header: it is an instruction to the sidecar, not data for the upstream. */
-  private readonly removeHeaders: readonly string[];
+  readonly strippedHeaders: readonly string[];
+  readonly #upstreams: UpstreamAllowList;
+  readonly #onBehalfOf: OnBehalfOfPolicy;
 
   constructor(
     config: NonNullable<OutboundConfig>,
-    private readonly deps: OutboundDeps,
+    private readonly ports: OutboundPorts,
   ) {
-    this.upstreams = new UpstreamAllowList(config.upstreams);
-    this.onBehalfOf = new OnBehalfOfPolicy(config.onBehalfOf, deps.serviceName);
-    this.removeHeaders = Object.freeze([this.onBehalfOf.header]);
+    this.#upstreams = new UpstreamAllowList(config.upstreams);
+    this.#onBehalfOf = new OnBehalfOfPolicy(config.onBehalfOf, ports.serviceName);
+    this.strippedHeaders = Object.freeze([this.#onBehalfOf.header]);
   }
 
   async decide(request: RequestContext): Promise<Decision> {
-    try {
-      return await this.decideUnguarded(request);
-    } catch (error) {
-      // Fail closed: a bug or a port that throws denies; it never lets the call out.
-      this.deps.logger.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'outbound decision failed');
-      return deny('internal_error', { detail: 'outbound decision failed unexpectedly' });
-    }
-  }
-
-  private async decideUnguarded(request: RequestContext): Promise<Decision> {
-    const match = this.upstreams.match(request);
+    const match = this.#upstreams.match(request);
     if (!match.ok) return deny('unknown_upstream', { detail: match.detail, tokenKind: 'none' });
     const audience = match.upstream.audience;
 
-    const oboHeader = this.onBehalfOf.header;
+    const oboHeader = this.#onBehalfOf.header;
     const onBehalfOf = request.headers.get(oboHeader);
     // Single-valued: Envoy joins repeats of a header with "," (always in the classic headers map),
     // so a comma means it arrived more than once, whatever name it is configured under.
@@ -81,102 +66,66 @@ class OutboundAuthorizer implements Authorizer {
       return deny('invalid_header_value', { audience, detail: `more than one ${oboHeader} header` });
     }
 
-    const bearer = readBearer(request, this.deps.maxTokenBytes);
-    switch (bearer.kind) {
-      case 'invalid':
-        return deny(bearer.reason, { audience });
-      case 'token':
-        if (onBehalfOf !== undefined) {
-          return deny('malformed_request', { audience, detail: `a request with a token cannot also name a user in ${oboHeader}` });
-        }
-        return this.withToken(bearer.token, audience);
-      case 'none':
-        return onBehalfOf === undefined ? this.serviceToken(audience) : this.onBehalfOfToken(request, onBehalfOf, audience);
+    const bearer = readBearer(request, this.ports.maxTokenBytes);
+    if (!bearer.ok) return deny(bearer.reason, { audience });
+    if (bearer.value !== undefined) {
+      if (onBehalfOf !== undefined) {
+        return deny('malformed_request', { audience, detail: `a request with a token cannot also name a user in ${oboHeader}` });
+      }
+      return this.#withToken(bearer.value, audience);
     }
+    return onBehalfOf === undefined ? this.#serviceToken(audience) : this.#onBehalfOfToken(request, onBehalfOf.trim(), audience);
   }
 
-  private async withToken(token: string, audience: string): Promise<Decision> {
-    let verified = await this.deps.verifier.verify(token, audience);
+  async #withToken(token: string, audience: string): Promise<Decision> {
+    const verify = (expected?: string) => settled(() => this.ports.verifier.verify(token, expected), 'token verification');
+    let verified = await verify(audience);
     if (!verified.ok && verified.reason === 'wrong_audience') {
       // An external user token is audienced for the public API, not this upstream: verify it
       // against its issuer's own audience to learn whether it is one to exchange.
-      const asExternal = await this.deps.verifier.verify(token);
-      if (asExternal.ok && asExternal.token.issuerKind === 'external') verified = asExternal;
+      const asExternal = await verify();
+      if (asExternal.ok && asExternal.value.issuerKind === 'external') verified = asExternal;
       else if (asExternal.ok) {
-        return deny('wrong_audience', tokenFacts(asExternal.token, audience, `internal token is not for ${audience}`));
+        return deny('wrong_audience', { audience, ...tokenFacts(asExternal.value), detail: `internal token is not for ${audience}` });
       }
     }
-    if (!verified.ok) {
-      const facts: DecisionFacts = { audience, tokenKind: 'none' };
-      if (verified.detail !== undefined) facts.detail = verified.detail;
-      return deny(verified.reason, facts);
-    }
-    const subject = verified.token;
-    if (subject.issuerKind === 'internal') {
-      return allow('internal_token_passed', tokenFacts(subject, audience), NO_SET, this.removeHeaders);
-    }
-    return this.attach(
-      { kind: 'exchange', audience, subjectToken: token, subjectTokenHash: sha256(token), subject: subject.subject },
+    if (!verified.ok) return deny(verified.reason, withDetail({ audience, tokenKind: 'none' }, verified.detail));
+    const subject = verified.value;
+    const facts: DecisionFacts = { audience, ...tokenFacts(subject) };
+    if (subject.issuerKind === 'internal') return allow('internal_token_passed', facts, NO_SET, this.strippedHeaders);
+    return this.#attach(
+      { kind: 'exchange', audience, subjectToken: token, subjectTokenFingerprint: subject.fingerprint, subject: subject.subject },
       'user_token_exchanged',
-      tokenFacts(subject, audience),
+      facts,
     );
   }
 
-  private serviceToken(audience: string): Promise<Decision> {
-    return this.attach({ kind: 'service', audience }, 'service_token_attached', {
+  #serviceToken(audience: string): Promise<Decision> {
+    return this.#attach({ kind: 'service', audience }, 'service_token_attached', {
       audience,
       tokenKind: 'service',
-      subject: this.deps.serviceName,
-      subjectType: this.deps.serviceSubjectType,
+      subject: this.ports.serviceName,
+      subjectType: this.ports.serviceSubjectType,
     });
   }
 
-  private async onBehalfOfToken(request: RequestContext, rawUser: string, audience: string): Promise<Decision> {
-    const outcome = await this.onBehalfOf.authorize(request, rawUser, this.deps.checker);
-    if (!outcome.ok) {
-      const facts: DecisionFacts = { audience, tokenKind: 'on_behalf_of', detail: outcome.detail };
+  async #onBehalfOfToken(request: RequestContext, user: string, audience: string): Promise<Decision> {
+    const userType = this.#onBehalfOf.userType;
+    const verdict = await this.#onBehalfOf.authorize(request, user, this.ports.checker);
+    const facts: DecisionFacts = { audience, tokenKind: 'on_behalf_of', subject: user, subjectType: userType };
+    if (!verdict.ok) {
       // Name the user the denial was about, so the log can be searched by user; not when the
       // header itself was malformed (its text is not a user id).
-      if (outcome.reason !== 'invalid_header_value') {
-        facts.subject = rawUser.trim();
-        facts.subjectType = this.onBehalfOf.userType;
-      }
-      if (outcome.checks) facts.checks = outcome.checks;
-      return deny(outcome.reason, facts);
+      const about: DecisionFacts = verdict.reason === 'invalid_header_value' ? { audience, tokenKind: 'on_behalf_of' } : facts;
+      return deny(verdict.reason, withDetail(verdict.checks === undefined ? about : { ...about, checks: verdict.checks }, verdict.detail));
     }
-    return this.attach(
-      { kind: 'on_behalf_of', audience, user: outcome.user, userType: this.onBehalfOf.userType },
-      'on_behalf_of_token_attached',
-      { audience, tokenKind: 'on_behalf_of', subject: outcome.user, subjectType: this.onBehalfOf.userType, checks: outcome.checks },
-    );
+    return this.#attach({ kind: 'on_behalf_of', audience, user, userType }, 'on_behalf_of_token_attached', { ...facts, checks: verdict.checks });
   }
 
-  private async attach(
-    request: TokenRequest,
-    reason: 'service_token_attached' | 'user_token_exchanged' | 'on_behalf_of_token_attached',
-    facts: DecisionFacts,
-  ): Promise<Decision> {
-    const result = await this.deps.tokens.issue(request);
-    if (!result.ok) {
-      const denyFacts: DecisionFacts = { ...facts };
-      if (result.detail !== undefined) denyFacts.detail = result.detail;
-      return deny(result.reason, denyFacts);
-    }
-    const headers: HeaderList = [[AUTHORIZATION, `Bearer ${result.token.token}`]];
-    return allow(reason, facts, headers, this.removeHeaders);
+  async #attach(request: TokenRequest, reason: AllowReason, facts: DecisionFacts): Promise<Decision> {
+    const result = await settled(() => this.ports.tokens.issue(request), 'token source');
+    if (!result.ok) return deny(result.reason, withDetail(facts, result.detail));
+    const headers: HeaderList = [[AUTHORIZATION, `Bearer ${result.value.token}`]];
+    return allow(reason, facts, headers, this.strippedHeaders);
   }
-}
-
-const NO_SET: HeaderList = Object.freeze([]) as HeaderList;
-
-function tokenFacts(token: VerifiedToken, audience: string, detail?: string): DecisionFacts {
-  const facts: DecisionFacts = {
-    audience,
-    tokenKind: token.issuerKind,
-    subject: token.subject,
-    subjectType: token.subjectType,
-    issuer: token.issuerName,
-  };
-  if (detail !== undefined) facts.detail = detail;
-  return facts;
 }

@@ -11,7 +11,9 @@
  */
 import { z } from 'zod';
 import type { Consistency, ObjectRef, PermissionQuery } from '../core/ports.js';
-import { MAX_OBJECT_ID_BYTES, SPICEDB_OBJECT_ID } from '../spicedb/subject-id.js';
+import { failure, success } from '../core/result.js';
+import type { Failure, Result } from '../core/result.js';
+import { MAX_OBJECT_ID_BYTES, SPICEDB_OBJECT_ID } from '../core/subject-id.js';
 import { compileTemplate, TemplateError } from './template.js';
 import type { CompiledTemplate, TemplateRef, TemplateScope } from './template.js';
 
@@ -50,7 +52,6 @@ export type CheckSpec = z.infer<typeof checkSpecSchema>;
 export type CheckSpecInput = z.input<typeof checkSpecSchema>;
 export type ConsistencySpec = z.infer<typeof consistencySpecSchema>;
 
-export type BuildResult = PermissionQuery | { readonly error: string };
 
 export interface CompiledCheck {
   readonly where: string;
@@ -59,15 +60,12 @@ export interface CompiledCheck {
   readonly hasOwnConsistency: boolean;
   /** Every value the check's templates read, so callers can verify e.g. that path params exist. */
   readonly references: readonly TemplateRef[];
-  build(scope: TemplateScope, defaultConsistency: Consistency): BuildResult;
+  /** Fails with invalid_check_input when a value is missing or renders into something SpiceDB would reject. */
+  build(scope: TemplateScope, defaultConsistency: Consistency): Result<PermissionQuery>;
 }
 
 export const MINIMIZE_LATENCY: Consistency = Object.freeze({ kind: 'minimize_latency' });
 export const FULLY_CONSISTENT: Consistency = Object.freeze({ kind: 'fully_consistent' });
-
-export function isBuildError(result: BuildResult): result is { readonly error: string } {
-  return 'error' in result;
-}
 
 /** `type:id` / `type:id#relation`, as shown in decision facts and logs. */
 export function formatObject(ref: ObjectRef & { readonly relation?: string }): string {
@@ -78,7 +76,8 @@ function modeConsistency(mode: z.infer<typeof consistencyModeSchema>): Consisten
   return mode === 'fully_consistent' ? FULLY_CONSISTENT : MINIMIZE_LATENCY;
 }
 
-type ConsistencyResolver = (scope: TemplateScope, fallback: Consistency) => Consistency | { error: string };
+/** A consistency, or the text of why none can be chosen. */
+type ConsistencyResolver = (scope: TemplateScope, fallback: Consistency) => Consistency | string;
 
 function compileConsistency(spec: ConsistencySpec | undefined, where: string): ConsistencyResolver {
   if (spec === undefined) return (_scope, fallback) => fallback;
@@ -91,7 +90,7 @@ function compileConsistency(spec: ConsistencySpec | undefined, where: string): C
   return (scope) => {
     const zedToken = token.render(scope);
     if (zedToken === undefined) return missing;
-    if (zedToken.length > MAX_ZEDTOKEN_CHARS) return { error: 'ZedToken too long' };
+    if (zedToken.length > MAX_ZEDTOKEN_CHARS) return 'ZedToken too long';
     return { kind: 'at_least_as_fresh', zedToken };
   };
 }
@@ -135,6 +134,10 @@ function parseObject(text: string, allowRelation: boolean): (ObjectRef & { relat
   return relation === undefined ? { type, id } : { type, id, relation };
 }
 
+function unbuildable(where: string, problem: string): Failure {
+  return failure('invalid_check_input', `${where}: ${problem}`);
+}
+
 type ContextEntry = readonly [key: string, value: CompiledTemplate | number | boolean];
 
 export function compileCheck(spec: CheckSpec, where: string): CompiledCheck {
@@ -164,28 +167,26 @@ export function compileCheck(spec: CheckSpec, where: string): CompiledCheck {
     references,
     build(scope, defaultConsistency) {
       const resourceText = resource.render(scope);
-      if (resourceText === undefined) return { error: `${where}: resource "${spec.resource}" references a missing value` };
+      if (resourceText === undefined) return unbuildable(where, `resource "${spec.resource}" references a missing value`);
       const resourceRef = parseObject(resourceText, false);
-      if (typeof resourceRef === 'string') return { error: `${where}: resource ${resourceRef}` };
+      if (typeof resourceRef === 'string') return unbuildable(where, `resource ${resourceRef}`);
       const subjectText = subject.render(scope);
-      if (subjectText === undefined) return { error: `${where}: subject "${spec.subject}" references a missing value` };
+      if (subjectText === undefined) return unbuildable(where, `subject "${spec.subject}" references a missing value`);
       const subjectRef = parseObject(subjectText, true);
-      if (typeof subjectRef === 'string') return { error: `${where}: subject ${subjectRef}` };
+      if (typeof subjectRef === 'string') return unbuildable(where, `subject ${subjectRef}`);
       const permissionText = permission.render(scope);
-      if (permissionText === undefined || !SPICEDB_RELATION.test(permissionText)) {
-        return { error: `${where}: permission is missing or invalid` };
-      }
+      if (permissionText === undefined || !SPICEDB_RELATION.test(permissionText)) return unbuildable(where, 'permission is missing or invalid');
       const chosen = consistency(scope, defaultConsistency);
-      if ('error' in chosen) return { error: `${where}: ${chosen.error}` };
+      if (typeof chosen === 'string') return unbuildable(where, chosen);
       if (context.length === 0) {
-        return { resource: resourceRef, permission: permissionText, subject: subjectRef, consistency: chosen };
+        return success({ resource: resourceRef, permission: permissionText, subject: subjectRef, consistency: chosen });
       }
       const values: Record<string, string | number | boolean> = {};
       let size = 0;
       for (const [key, value] of context) {
         if (typeof value === 'object') {
           const text = value.render(scope);
-          if (text === undefined) return { error: `${where}: caveat context "${key}" references a missing value` };
+          if (text === undefined) return unbuildable(where, `caveat context "${key}" references a missing value`);
           values[key] = text;
           size += key.length + text.length + 8;
         } else {
@@ -193,8 +194,8 @@ export function compileCheck(spec: CheckSpec, where: string): CompiledCheck {
           size += key.length + 24;
         }
       }
-      if (size > MAX_CONTEXT_CHARS) return { error: `${where}: caveat context too large` };
-      return { resource: resourceRef, permission: permissionText, subject: subjectRef, consistency: chosen, context: values };
+      if (size > MAX_CONTEXT_CHARS) return unbuildable(where, `caveat context too large`);
+      return success({ resource: resourceRef, permission: permissionText, subject: subjectRef, consistency: chosen, context: values });
     },
   };
 }

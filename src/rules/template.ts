@@ -21,7 +21,8 @@
  */
 import type { VerifiedToken } from '../core/ports.js';
 import type { RequestContext } from '../core/request-context.js';
-import { encodeSubjectId } from '../spicedb/subject-id.js';
+import { HEADER_NAME } from '../core/header-name.js';
+import { encodeSubjectId } from '../core/subject-id.js';
 
 export interface TemplateScope {
   readonly request: RequestContext;
@@ -62,7 +63,6 @@ type Getter = (scope: TemplateScope) => string | undefined;
 type Part = string | Getter;
 
 const NAME = /^[A-Za-z0-9_.:-]+$/;
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 function claimValue(claims: Readonly<Record<string, unknown>>, path: readonly string[]): string | undefined {
   let value: unknown = claims;
@@ -99,7 +99,7 @@ function getterFor(ref: TemplateRef): Getter {
     case 'subject_type':
       return (s) => (s.subjectOverride ? s.subjectOverride.type : s.token?.subjectType);
     case 'issuer':
-      return (s) => s.token?.issuerName;
+      return (s) => s.token?.issuer;
     case 'peer':
       return (s) => s.request.peerPrincipal;
     case 'host':

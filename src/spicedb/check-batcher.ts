@@ -14,7 +14,7 @@
  * spread is at most one call's wait in the queue).
  */
 import type { Consistency, PermissionAnswer, PermissionQuery } from '../core/ports.js';
-import { failure } from './check-request.js';
+import { failure, thrown } from '../core/result.js';
 
 /** One CheckBulkPermissions call: an answer per query, in order; never rejects. */
 export type BulkCheck = (queries: readonly PermissionQuery[], consistency: Consistency, deadline: number) => Promise<readonly PermissionAnswer[]>;
@@ -101,8 +101,8 @@ export class CheckBatcher {
       );
     } catch (error) {
       // BulkCheck maps every failure to answers; this is a bug, and still never an allow.
-      const detail = error instanceof Error ? error.message : String(error);
-      batch.forEach((pending) => pending.resolve(failure('permission_backend_unavailable', detail)));
+      const answer = thrown(error, 'SpiceDB bulk check');
+      batch.forEach((pending) => pending.resolve(answer));
       return;
     }
     batch.forEach((pending, i) => pending.resolve(answers[i] ?? failure('permission_backend_unavailable', 'SpiceDB answered fewer checks than asked')));

@@ -3,8 +3,8 @@
  * and the embedded worker alike, and one place reads the answer.
  */
 import { v1 } from '@authzed/authzed-node';
-import type { Reason } from '../core/decision.js';
 import type { Consistency, ObjectRef, PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import { failure, success } from '../core/result.js';
 
 type JsonObject = Parameters<typeof v1.createStructFromObject>[0];
 
@@ -52,9 +52,9 @@ export function toCheckRequest(query: PermissionQuery): v1.CheckPermissionReques
   });
 }
 
-const ALLOWED: PermissionAnswer = Object.freeze({ outcome: 'allowed', cached: false });
-const DENIED: PermissionAnswer = Object.freeze({ outcome: 'denied', cached: false });
-const CONDITIONAL: PermissionAnswer = Object.freeze({ outcome: 'conditional', cached: false });
+const ALLOWED: PermissionAnswer = Object.freeze(success(Object.freeze({ permissionship: 'allowed', cached: false })));
+const DENIED: PermissionAnswer = Object.freeze(success(Object.freeze({ permissionship: 'denied', cached: false })));
+const CONDITIONAL: PermissionAnswer = Object.freeze(success(Object.freeze({ permissionship: 'conditional', cached: false })));
 
 export function answerFor(permissionship: v1.CheckPermissionResponse_Permissionship): PermissionAnswer {
   switch (permissionship) {
@@ -67,8 +67,4 @@ export function answerFor(permissionship: v1.CheckPermissionResponse_Permissions
     default:
       return failure('permission_backend_unavailable', 'SpiceDB answered PERMISSIONSHIP_UNSPECIFIED');
   }
-}
-
-export function failure(reason: Reason, detail?: string): PermissionAnswer {
-  return detail === undefined ? { outcome: 'error', reason, cached: false } : { outcome: 'error', reason, cached: false, detail };
 }

@@ -10,16 +10,16 @@
  * is served older than the TTL: a refresh that fails leaves the entry to expire as before.
  */
 import { LRUCache } from 'lru-cache';
-import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import type { Closable, PermissionAnswer, PermissionChecker, Permissionship, PermissionQuery } from '../core/ports.js';
+import { success, thrown } from '../core/result.js';
 import type { Metrics } from '../observability/metrics.js';
-import { failure } from './check-request.js';
-import type { ClosableChecker } from './closable-checker.js';
 
-const CACHED = {
-  allowed: Object.freeze({ outcome: 'allowed', cached: true }),
-  denied: Object.freeze({ outcome: 'denied', cached: true }),
-  conditional: Object.freeze({ outcome: 'conditional', cached: true }),
-} as const satisfies Record<string, PermissionAnswer>;
+const cachedAnswer = (permissionship: Permissionship): PermissionAnswer => Object.freeze(success(Object.freeze({ permissionship, cached: true })));
+const CACHED: Readonly<Record<Permissionship, PermissionAnswer>> = {
+  allowed: cachedAnswer('allowed'),
+  denied: cachedAnswer('denied'),
+  conditional: cachedAnswer('conditional'),
+};
 
 /**
  * Object types, ids and relations cannot contain `:`, `#`, `@` or a space (SpiceDB's patterns), so
@@ -34,13 +34,13 @@ export function decisionKey(query: PermissionQuery): string {
 /** Fraction of the TTL left below which a hit also refreshes its entry. */
 const REFRESH_AHEAD_FRACTION = 0.25;
 
-export class CachingChecker implements ClosableChecker {
+export class CachingChecker implements PermissionChecker, Closable {
   private readonly cache: LRUCache<string, PermissionAnswer> | undefined;
   private readonly inflight = new Map<string, Promise<PermissionAnswer>>();
   private readonly refreshBelowMs: number;
 
   constructor(
-    private readonly inner: ClosableChecker,
+    private readonly inner: PermissionChecker & Closable,
     options: { readonly ttlMs: number; readonly maxEntries: number },
     private readonly metrics: Metrics,
   ) {
@@ -87,12 +87,12 @@ export class CachingChecker implements ClosableChecker {
       (answer) => {
         this.inflight.delete(key);
         // Errors are never cached: the next request should try SpiceDB again.
-        if (answer.outcome !== 'error') this.cache?.set(key, CACHED[answer.outcome]);
+        if (answer.ok) this.cache?.set(key, CACHED[answer.value.permissionship]);
         return answer;
       },
       (error: unknown) => {
         this.inflight.delete(key);
-        return failure('internal_error', error instanceof Error ? error.message : 'checker failed');
+        return thrown(error, 'permission checker');
       },
     );
     this.inflight.set(key, call);

@@ -11,8 +11,10 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { v1 } from '@authzed/authzed-node';
 import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
-import { answerFor, failure, objectReference, subjectReference, toCheckRequest } from './check-request.js';
-import type { ClosableChecker } from './closable-checker.js';
+import type { Closable, PermissionChecker } from '../core/ports.js';
+import { failure } from '../core/result.js';
+import { failureForGoError } from './backend-errors.js';
+import { answerFor, objectReference, subjectReference, toCheckRequest } from './check-request.js';
 import { parseRelationships } from './relationships-file.js';
 import type { RelationshipLine } from './relationships-file.js';
 
@@ -83,27 +85,8 @@ export function toRelationship(line: RelationshipLine): v1.Relationship {
   });
 }
 
-/**
- * Embedded errors are plain Errors; the gRPC code survives only in the Go message text
- * ("rpc error: code = FailedPrecondition desc = ...").
- */
-const GO_CODE = /code = (\w+)/;
 
-function mapEmbeddedError(message: string): PermissionAnswer {
-  const detail = message.slice(0, 300);
-  switch (GO_CODE.exec(message)?.[1]) {
-    case 'InvalidArgument':
-    case 'FailedPrecondition':
-    case 'NotFound':
-      return failure('invalid_check_input', detail);
-    case 'DeadlineExceeded':
-      return failure('permission_backend_timeout', detail);
-    default:
-      return failure('permission_backend_unavailable', detail);
-  }
-}
-
-export class EmbeddedChecker implements ClosableChecker {
+export class EmbeddedChecker implements PermissionChecker, Closable {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private alive = false;
@@ -118,7 +101,7 @@ export class EmbeddedChecker implements ClosableChecker {
       if (!entry) return; // already timed out
       this.pending.delete(reply.id);
       clearTimeout(entry.timer);
-      entry.resolve('error' in reply ? mapEmbeddedError(reply.error) : answerFor(reply.permissionship));
+      entry.resolve('error' in reply ? failureForGoError(reply.error) : answerFor(reply.permissionship));
     });
     worker.on('exit', () => this.failAll('embedded SpiceDB worker exited'));
     worker.on('error', (error) => this.failAll(`embedded SpiceDB worker failed: ${error.message}`));

@@ -5,15 +5,17 @@
  * limits or metrics here: those are decorators (see permission-checker.ts).
  */
 import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
-import type { Consistency, PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import type { Closable, Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
+import { failure } from '../core/result.js';
+import type { Failure } from '../core/result.js';
+import { failureForStatus } from './backend-errors.js';
 import { CheckBatcher } from './check-batcher.js';
 import type { BatchLimits } from './check-batcher.js';
-import { answerFor, consistencyMessage, failure, toBulkItem } from './check-request.js';
-import type { ClosableChecker } from './closable-checker.js';
+import { answerFor, consistencyMessage, toBulkItem } from './check-request.js';
+import { resolveConfigPath } from '../config/paths.js';
 
 export interface GrpcCheckerOptions {
   readonly endpoint: string;
@@ -30,28 +32,9 @@ function isServiceError(error: unknown): error is ServiceError {
   return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number';
 }
 
-export function mapGrpcError(error: unknown): PermissionAnswer {
+function callFailure(error: unknown): Failure {
   if (!isServiceError(error)) return failure('permission_backend_unavailable', error instanceof Error ? error.message : 'unknown error');
-  return mapGrpcStatus(error.code, error.details);
-}
-
-/** A gRPC status, of a whole call or of one item of a bulk call, as a failed answer. */
-function mapGrpcStatus(code: number, message: string): PermissionAnswer {
-  const detail = `${status[code] ?? code}: ${message}`.slice(0, 300);
-  switch (code) {
-    case status.DEADLINE_EXCEEDED:
-      return failure('permission_backend_timeout', detail);
-    case status.RESOURCE_EXHAUSTED:
-      return failure('permission_backend_overloaded', detail);
-    case status.INVALID_ARGUMENT:
-    case status.FAILED_PRECONDITION:
-    case status.NOT_FOUND:
-      // The check names something the schema does not have, or a caveat lacks context: a rule or
-      // data problem, not an outage. Still a deny.
-      return failure('invalid_check_input', detail);
-    default:
-      return failure('permission_backend_unavailable', detail);
-  }
+  return failureForStatus(error.code, error.details);
 }
 
 /** Whether SpiceDB's echo of an item is the check we asked, so no answer is ever misattributed. */
@@ -78,14 +61,14 @@ function answersFrom(response: v1.CheckBulkPermissionsResponse, queries: readonl
       case 'item':
         return answerFor(pair.response.item.permissionship);
       case 'error':
-        return mapGrpcStatus(pair.response.error.code, pair.response.error.message);
+        return failureForStatus(pair.response.error.code, pair.response.error.message);
       default:
         return failure('permission_backend_unavailable', 'SpiceDB answered a check with neither a result nor an error');
     }
   });
 }
 
-export class GrpcChecker implements ClosableChecker {
+export class GrpcChecker implements PermissionChecker, Closable {
   private readonly client: v1.ZedClientInterface;
   private readonly batcher: CheckBatcher;
   private lastCallReachedServer = true;
@@ -109,7 +92,7 @@ export class GrpcChecker implements ClosableChecker {
     } else if (tls === true) {
       this.client = v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.SECURE, undefined, channelOptions);
     } else {
-      const caPath = isAbsolute(tls.caFile) ? tls.caFile : resolve(options.baseDir, tls.caFile);
+      const caPath = resolveConfigPath(options.baseDir, tls.caFile);
       this.client = v1.NewClientWithCustomCert(presharedKey, endpoint, readFileSync(caPath), undefined, channelOptions);
     }
   }
@@ -136,16 +119,16 @@ export class GrpcChecker implements ClosableChecker {
   private call(
     request: v1.CheckBulkPermissionsRequest,
     deadline: number,
-  ): Promise<{ response: v1.CheckBulkPermissionsResponse; reachedServer: true; retryable: false } | { error: PermissionAnswer; reachedServer: boolean; retryable: boolean }> {
+  ): Promise<{ response: v1.CheckBulkPermissionsResponse; reachedServer: true; retryable: false } | { error: Failure; reachedServer: boolean; retryable: boolean }> {
     return new Promise((resolvePromise) => {
       this.client.checkBulkPermissions(request, new Metadata(), { deadline }, (error, response) => {
         if (response && !error) {
           resolvePromise({ response, reachedServer: true, retryable: false });
           return;
         }
-        const answer = mapGrpcError(error ?? new Error('empty response'));
+        const answer = callFailure(error ?? new Error('empty response'));
         const unavailable = isServiceError(error) && error.code === status.UNAVAILABLE;
-        resolvePromise({ error: answer, reachedServer: !(answer.outcome === 'error' && answer.reason === 'permission_backend_unavailable'), retryable: unavailable });
+        resolvePromise({ error: answer, reachedServer: answer.reason !== 'permission_backend_unavailable', retryable: unavailable });
       });
     });
   }

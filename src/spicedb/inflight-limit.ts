@@ -3,18 +3,17 @@
  * permission_backend_overloaded (503, retryable) instead of queueing without limit behind a slow
  * SpiceDB, which would turn a slowdown into timeouts for everyone and unbounded memory.
  */
-import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import type { Closable, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
 import type { Metrics } from '../observability/metrics.js';
-import { failure } from './check-request.js';
-import type { ClosableChecker } from './closable-checker.js';
+import { failure } from '../core/result.js';
 
 const OVERLOADED: PermissionAnswer = Object.freeze(failure('permission_backend_overloaded', 'maxInflight reached'));
 
-export class InflightLimit implements ClosableChecker {
+export class InflightLimit implements PermissionChecker, Closable {
   private inflight = 0;
 
   constructor(
-    private readonly inner: ClosableChecker,
+    private readonly inner: PermissionChecker & Closable,
     private readonly maxInflight: number,
     private readonly metrics: Metrics,
   ) {}

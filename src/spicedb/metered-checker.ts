@@ -1,11 +1,10 @@
 /** Decorator: counts and times every call that actually reaches SpiceDB (retries included). */
-import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
+import type { Closable, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { ClosableChecker } from './closable-checker.js';
 
-export class MeteredChecker implements ClosableChecker {
+export class MeteredChecker implements PermissionChecker, Closable {
   constructor(
-    private readonly inner: ClosableChecker,
+    private readonly inner: PermissionChecker & Closable,
     private readonly metrics: Metrics,
   ) {}
 
@@ -17,7 +16,7 @@ export class MeteredChecker implements ClosableChecker {
     const started = performance.now();
     const answer = await this.inner.check(query);
     this.metrics.spicedbCheckDuration.observe((performance.now() - started) / 1000);
-    this.metrics.spicedbChecks.inc({ result: answer.outcome === 'error' ? answer.reason : answer.outcome });
+    this.metrics.spicedbChecks.inc({ result: answer.ok ? answer.value.permissionship : answer.reason });
     return answer;
   }
 

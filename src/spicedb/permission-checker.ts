@@ -5,13 +5,12 @@
  * innermost so they count only calls that reach SpiceDB.
  */
 import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { resolveConfigPath } from '../config/paths.js';
 import { resolveSecret } from '../config/secret.js';
-import type { PermissionChecker } from '../core/ports.js';
+import type { Closable, PermissionChecker } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { ClosableChecker } from './closable-checker.js';
 import type { SpicedbConfig } from './config.js';
 import { CachingChecker } from './decision-cache.js';
 import { EmbeddedChecker } from './embedded-checker.js';
@@ -28,11 +27,7 @@ function packagedExample(name: string): string {
   throw new Error(`spicedb.embedded: no ${name} configured and none packaged`);
 }
 
-function resolvePath(baseDir: string, file: string): string {
-  return isAbsolute(file) ? file : resolve(baseDir, file);
-}
-
-async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logger: Logger; baseDir: string }): Promise<ClosableChecker> {
+async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logger: Logger; baseDir: string }): Promise<PermissionChecker & Closable> {
   if (config.endpoint !== undefined) {
     if (config.presharedKey === undefined) throw new Error('spicedb.presharedKey is required with spicedb.endpoint');
     deps.logger.info({ endpoint: config.endpoint, tls: config.tls !== false }, 'using SpiceDB');
@@ -46,15 +41,15 @@ async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logge
       onCall: (checks) => deps.metrics.spicedbChecksPerCall.observe(checks),
     });
   }
-  const schemaFile = config.embedded.schemaFile ? resolvePath(deps.baseDir, config.embedded.schemaFile) : packagedExample('schema.zed');
+  const schemaFile = config.embedded.schemaFile ? resolveConfigPath(deps.baseDir, config.embedded.schemaFile) : packagedExample('schema.zed');
   const relationshipsFile = config.embedded.relationshipsFile
-    ? resolvePath(deps.baseDir, config.embedded.relationshipsFile)
+    ? resolveConfigPath(deps.baseDir, config.embedded.relationshipsFile)
     : packagedExample('relationships.txt');
   deps.logger.info({ schemaFile, relationshipsFile }, 'no spicedb.endpoint: starting embedded SpiceDB');
   return EmbeddedChecker.start({ schemaFile, relationshipsFile, deadlineMs: config.deadlineMs });
 }
 
-export function decorate(raw: ClosableChecker, config: SpicedbConfig, metrics: Metrics): ClosableChecker {
+export function decorate(raw: PermissionChecker & Closable, config: SpicedbConfig, metrics: Metrics): PermissionChecker & Closable {
   const limited = new InflightLimit(new MeteredChecker(raw, metrics), config.maxInflight, metrics);
   return new CachingChecker(limited, config.decisionCache, metrics);
 }
@@ -62,6 +57,6 @@ export function decorate(raw: ClosableChecker, config: SpicedbConfig, metrics: M
 export async function createPermissionChecker(
   config: SpicedbConfig,
   deps: { metrics: Metrics; logger: Logger; baseDir: string },
-): Promise<PermissionChecker & { close(): Promise<void> }> {
+): Promise<PermissionChecker & Closable> {
   return decorate(await rawChecker(config, deps), config, deps.metrics);
 }

@@ -4,6 +4,7 @@
  * token verifies against the running sidecar's /.well-known/jwks.json).
  */
 import type { TokenResult } from '../core/ports.js';
+import { failure } from '../core/result.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import type { OutboundConfig } from '../outbound/config.js';
@@ -23,7 +24,7 @@ export interface CliTokenOptions {
 export async function issueServiceTokenForCli(options: CliTokenOptions): Promise<TokenResult> {
   const listed = options.outbound?.upstreams.some((u) => u.audience === options.audience) ?? false;
   if (!listed) {
-    return { ok: false, reason: 'unknown_upstream', detail: `audience ${options.audience} is not on the outbound upstream list` };
+    return failure('unknown_upstream', `audience ${options.audience} is not on the outbound upstream list`);
   }
   const source = await createTokenSource(options.tokens, {
     serviceName: options.serviceName,
@@ -35,6 +36,6 @@ export async function issueServiceTokenForCli(options: CliTokenOptions): Promise
   try {
     return await source.issue({ kind: 'service', audience: options.audience });
   } finally {
-    source.close();
+    await source.close();
   }
 }

@@ -9,16 +9,16 @@
 import { request as httpsRequest, Agent } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
 import { decodeJwt } from 'jose';
-import type { Reason } from '../core/decision.js';
-import type { TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
+import { B64TOKEN } from '../core/bearer.js';
+import type { Closable, TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
+import { failure, success } from '../core/result.js';
+import type { Failure, Result } from '../core/result.js';
 import { resolveSecret } from '../config/secret.js';
 import type { ExchangeSourceConfig } from './config.js';
+import { resolveConfigPath } from '../config/paths.js';
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
-/** What may go into an Authorization header (RFC 6750 b64token); anything else is refused. */
-const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const JWT_LIKE = /[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*/g;
 
 export interface ExchangeOptions {
@@ -31,19 +31,15 @@ export interface ExchangeOptions {
 /** Makes token-service text safe for logs and reason details: printable, short, no token-shaped runs. */
 export function sanitize(text: unknown, max = 160): string {
   if (typeof text !== 'string') return '';
-  // eslint-disable-next-line no-control-regex
   const printable = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').replace(JWT_LIKE, '[token]');
   return printable.length > max ? `${printable.slice(0, max)}...` : printable;
 }
 
-function fail(reason: Reason, detail: string): TokenResult {
-  return { ok: false, reason, detail };
-}
 
 const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|EPROTO)/;
 
 function readFile(path: string, baseDir: string, what: string): string {
-  const full = isAbsolute(path) ? path : resolve(baseDir, path);
+  const full = resolveConfigPath(baseDir, path);
   try {
     return readFileSync(full, 'utf8');
   } catch (error) {
@@ -51,7 +47,7 @@ function readFile(path: string, baseDir: string, what: string): string {
   }
 }
 
-export class ExchangeTokenSource implements TokenSource {
+export class ExchangeTokenSource implements TokenSource, Closable {
   readonly name = 'exchange';
   private readonly agent: Agent;
   private readonly url: URL;
@@ -91,7 +87,7 @@ export class ExchangeTokenSource implements TokenSource {
         break;
       case 'on_behalf_of':
         // RFC 8693 needs a subject token to exchange, and a background job has none.
-        return fail('token_source_error', 'on-behalf-of tokens need tokens.source.kind: mint');
+        return failure('token_source_error', 'on-behalf-of tokens need tokens.source.kind: mint');
     }
     form.set('client_id', this.clientId);
     if (this.config.audienceParameter === 'resource') form.set('resource', this.config.resourcePrefix + request.audience);
@@ -99,12 +95,13 @@ export class ExchangeTokenSource implements TokenSource {
 
     const started = this.now();
     const answer = await this.post(form.toString());
-    if ('reason' in answer) return fail(answer.reason, answer.detail);
-    return this.interpret(answer.status, answer.body, request.kind, started);
+    if (!answer.ok) return answer;
+    return this.interpret(answer.value.status, answer.value.body, request.kind, started);
   }
 
-  close(): void {
+  close(): Promise<void> {
     this.agent.destroy();
+    return Promise.resolve();
   }
 
   private interpret(status: number, body: string, kind: TokenRequest['kind'], started: number): TokenResult {
@@ -115,7 +112,7 @@ export class ExchangeTokenSource implements TokenSource {
     } catch {
       json = undefined;
     }
-    if (status >= 500) return fail('token_source_unavailable', `token service answered HTTP ${status}`);
+    if (status >= 500) return failure('token_source_unavailable', `token service answered HTTP ${status}`);
     if (status !== 200) {
       const code = typeof json?.error === 'string' ? sanitize(json.error, 64) : '';
       const description = sanitize(json?.error_description);
@@ -125,23 +122,23 @@ export class ExchangeTokenSource implements TokenSource {
         case 'invalid_client':
         case 'unauthorized_client':
         case 'access_denied':
-          return fail('token_exchange_rejected', detail);
+          return failure('token_exchange_rejected', detail);
         case 'invalid_target':
         case 'invalid_scope':
-          return fail('token_exchange_invalid_target', detail);
+          return failure('token_exchange_invalid_target', detail);
         default:
-          return fail('token_source_error', detail);
+          return failure('token_source_error', detail);
       }
     }
-    if (!json) return fail('token_source_error', 'token service answered 200 without a JSON object');
+    if (!json) return failure('token_source_error', 'token service answered 200 without a JSON object');
     const accessToken = json.access_token;
     if (typeof accessToken !== 'string' || accessToken.length === 0 || !B64TOKEN.test(accessToken)) {
-      return fail('token_source_error', 'token service answer has no usable access_token');
+      return failure('token_source_error', 'token service answer has no usable access_token');
     }
     const tokenType = typeof json.token_type === 'string' ? json.token_type.toLowerCase() : '';
     // RFC 8693 answers N_A when the issued token is not an access token used as a bearer token.
     if (tokenType !== 'bearer' && !(kind === 'exchange' && tokenType === 'n_a')) {
-      return fail('token_source_error', `token service issued token_type "${sanitize(json.token_type, 32)}", not Bearer`);
+      return failure('token_source_error', `token service issued token_type "${sanitize(json.token_type, 32)}", not Bearer`);
     }
     const issuedAt = Math.floor(started / 1000);
     let expiresAt = Number.POSITIVE_INFINITY;
@@ -151,16 +148,16 @@ export class ExchangeTokenSource implements TokenSource {
     }
     const jwtExp = jwtExpiry(accessToken);
     if (jwtExp !== undefined) expiresAt = Math.min(expiresAt, jwtExp);
-    if (!Number.isFinite(expiresAt)) return fail('token_source_error', 'token service answer says neither expires_in nor exp');
-    return { ok: true, token: { token: accessToken, issuedAt, expiresAt } };
+    if (!Number.isFinite(expiresAt)) return failure('token_source_error', 'token service answer says neither expires_in nor exp');
+    return success({ token: accessToken, issuedAt, expiresAt });
   }
 
-  private post(body: string): Promise<{ status: number; body: string } | { reason: Reason; detail: string }> {
+  private post(body: string): Promise<Result<{ status: number; body: string }>> {
     const { timeoutMs, maxResponseBytes } = this.config;
     return new Promise((settle) => {
       let timer: NodeJS.Timeout | undefined;
       let done = false;
-      const finish = (value: { status: number; body: string } | { reason: Reason; detail: string }): void => {
+      const finish = (value: Result<{ status: number; body: string }>): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
@@ -184,18 +181,18 @@ export class ExchangeTokenSource implements TokenSource {
             size += chunk.length;
             if (size > maxResponseBytes) {
               req.destroy();
-              finish({ reason: 'token_source_error', detail: `token service answer exceeds ${maxResponseBytes} bytes` });
+              finish(failure('token_source_error', `token service answer exceeds ${maxResponseBytes} bytes`));
               return;
             }
             chunks.push(chunk);
           });
-          res.on('end', () => finish({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () => finish(success({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })));
           res.on('error', (error) => finish(classifyNetworkError(error)));
         },
       );
       // One deadline for the whole exchange: connect, TLS handshake, request and answer.
       timer = setTimeout(() => {
-        finish({ reason: 'token_source_timeout', detail: `token service did not answer within ${timeoutMs} ms` });
+        finish(failure('token_source_timeout', `token service did not answer within ${timeoutMs} ms`));
         req.destroy();
       }, timeoutMs);
       req.on('error', (error) => finish(classifyNetworkError(error)));
@@ -204,13 +201,13 @@ export class ExchangeTokenSource implements TokenSource {
   }
 }
 
-function classifyNetworkError(error: Error): { reason: Reason; detail: string } {
+function classifyNetworkError(error: Error): Failure {
   const code = (error as NodeJS.ErrnoException).code ?? '';
   const message = sanitize(error.message, 120);
   if (TLS_CODE.test(code) || /certificate|handshake|ssl|tls alert/i.test(error.message)) {
-    return { reason: 'token_source_tls_error', detail: `TLS to the token service failed: ${code || 'error'} ${message}`.trim() };
+    return failure('token_source_tls_error', `TLS to the token service failed: ${code || 'error'} ${message}`.trim());
   }
-  return { reason: 'token_source_unavailable', detail: `token service unreachable: ${code || 'error'} ${message}`.trim() };
+  return failure('token_source_unavailable', `token service unreachable: ${code || 'error'} ${message}`.trim());
 }
 
 function jwtExpiry(token: string): number | undefined {

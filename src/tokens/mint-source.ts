@@ -8,6 +8,7 @@ import { SignJWT } from 'jose';
 import type { JWTPayload } from 'jose';
 import type { PublicKeyDocuments, TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
 import type { SigningKeySet } from './signing-keys.js';
+import { failure, success } from '../core/result.js';
 
 export interface MintOptions {
   readonly issuer: string;
@@ -45,7 +46,7 @@ export class MintTokenSource implements TokenSource {
   async issue(request: TokenRequest): Promise<TokenResult> {
     const nowMs = this.options.now();
     const key = this.keys.signingKey(nowMs);
-    if (!key) return { ok: false, reason: 'token_source_error', detail: 'no signing key is active yet (every key has a future notBefore)' };
+    if (!key) return failure('token_source_error', 'no signing key is active yet (every key has a future notBefore)');
 
     const service = this.options.serviceName;
     const claims: JWTPayload = { client_id: service };
@@ -76,9 +77,9 @@ export class MintTokenSource implements TokenSource {
         .setExpirationTime(exp)
         .setJti(randomUUID())
         .sign(key.privateKey);
-      return { ok: true, token: { token, issuedAt: iat, expiresAt: exp } };
+      return success({ token, issuedAt: iat, expiresAt: exp });
     } catch (error) {
-      return { ok: false, reason: 'token_source_error', detail: `signing with ${key.kid} failed: ${(error as Error).name}` };
+      return failure('token_source_error', `signing with ${key.kid} failed: ${(error as Error).name}`);
     }
   }
 }

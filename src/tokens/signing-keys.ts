@@ -13,10 +13,11 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import type { JWK } from 'jose';
 import type { SigningAlgorithm } from './config.js';
+import { resolveConfigPath } from '../config/paths.js';
 
 export interface SigningKey {
   /** RFC 7638 JWK thumbprint (SHA-256) of the public key. */
@@ -175,7 +176,7 @@ export async function loadOrCreateDevKey(
   baseDir: string,
   alg: SigningAlgorithm,
 ): Promise<{ key: SigningKey; created: boolean; path: string }> {
-  const path = isAbsolute(file) ? file : resolve(baseDir, file);
+  const path = resolveConfigPath(baseDir, file);
   let created = false;
   let text: string | undefined;
   try {

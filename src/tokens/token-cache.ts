@@ -15,6 +15,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { IssuedToken, TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
+import { failure, settled, success } from '../core/result.js';
 import type { Metrics } from '../observability/metrics.js';
 
 export interface TokenCacheOptions {
@@ -36,9 +37,9 @@ interface Entry {
   readonly token: IssuedToken;
   /** The settled answer handed to every hit. */
   readonly answer: Promise<TokenResult>;
-  /** Epoch ms; the token is never served at or after this. */
-  readonly serveUntil: number;
-  refreshAt: number;
+  /** The token is never served at or after this. */
+  readonly serveUntilMs: number;
+  refreshAtMs: number;
   /** A background refresh failed and has not succeeded since. */
   failing: boolean;
 }
@@ -48,13 +49,11 @@ function cacheKey(source: string, request: TokenRequest): string {
     case 'service':
       return `${source}\u0000s\u0000\u0000${request.audience}`;
     case 'exchange':
-      return `${source}\u0000x\u0000${request.subjectTokenHash}\u0000${request.audience}`;
+      return `${source}\u0000x\u0000${request.subjectTokenFingerprint}\u0000${request.audience}`;
     case 'on_behalf_of':
       return `${source}\u0000o\u0000${request.userType}:${request.user}\u0000${request.audience}`;
   }
 }
-
-const FAILED_UNEXPECTEDLY: TokenResult = Object.freeze({ ok: false, reason: 'token_source_error', detail: 'token source failed unexpectedly' });
 
 export class CachingTokenSource implements TokenSource {
   readonly name: string;
@@ -85,8 +84,8 @@ export class CachingTokenSource implements TokenSource {
     const key = cacheKey(this.name, request);
     const now = this.now();
     const entry = this.entries.get(key);
-    if (entry !== undefined && now < entry.serveUntil) {
-      if (now >= entry.refreshAt && !this.inflight.has(key)) this.refresh(key, request, entry);
+    if (entry !== undefined && now < entry.serveUntilMs) {
+      if (now >= entry.refreshAtMs && !this.inflight.has(key)) this.refresh(key, request, entry);
       this.options.metrics.tokenCacheEvents.inc({ event: entry.failing ? 'stale_served' : 'hit' });
       return entry.answer;
     }
@@ -101,20 +100,17 @@ export class CachingTokenSource implements TokenSource {
     return this.entries.size;
   }
 
-  close(): void {
+  close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.entries.clear();
+    return Promise.resolve();
   }
 
   private fetch(key: string, request: TokenRequest): Promise<TokenResult> {
     const pending = this.callInner(request).then((result): TokenResult => {
       this.inflight.delete(key);
       if (!result.ok) return result;
-      return this.store(key, result.token) ?? {
-        ok: false,
-        reason: 'token_source_error',
-        detail: `issued token expires within the ${this.options.clockSkewSeconds}s clock-skew allowance`,
-      };
+      return this.store(key, result.value) ?? failure('token_source_error', `issued token expires within the ${this.options.clockSkewSeconds}s clock-skew allowance`);
     });
     this.inflight.set(key, pending);
     return pending;
@@ -124,14 +120,14 @@ export class CachingTokenSource implements TokenSource {
     this.options.metrics.tokenCacheEvents.inc({ event: 'refresh' });
     const pending = this.callInner(request).then((result): TokenResult => {
       this.inflight.delete(key);
-      if (result.ok && this.store(key, result.token) !== undefined) return result;
+      if (result.ok && this.store(key, result.value) !== undefined) return result;
       this.options.metrics.tokenCacheEvents.inc({ event: 'refresh_failure' });
       entry.failing = true;
-      entry.refreshAt = this.now() + this.options.retrySeconds * 1000;
+      entry.refreshAtMs = this.now() + this.options.retrySeconds * 1000;
       // Requests that arrive once the old token is past serving wait on this promise: give them
       // the old token while it is still servable, else the failure.
-      if (this.now() < entry.serveUntil) return { ok: true, token: entry.token };
-      return result.ok ? FAILED_UNEXPECTEDLY : result;
+      if (this.now() < entry.serveUntilMs) return success(entry.token);
+      return result.ok ? failure('token_source_error', 'refreshed token expired within the clock-skew allowance') : result;
     });
     // Until the refresh lands, hits keep getting the cached token; the in-flight entry stops a
     // second refresh from starting.
@@ -139,23 +135,19 @@ export class CachingTokenSource implements TokenSource {
   }
 
   private callInner(request: TokenRequest): Promise<TokenResult> {
-    try {
-      return this.inner.issue(request).catch(() => FAILED_UNEXPECTEDLY);
-    } catch {
-      return Promise.resolve(FAILED_UNEXPECTEDLY);
-    }
+    return settled(() => this.inner.issue(request), 'token source');
   }
 
   /** Stores a fresh token; returns the success answer, or undefined when it is already unservable. */
   private store(key: string, token: IssuedToken): TokenResult | undefined {
     const now = this.now();
-    const serveUntil = token.expiresAt * 1000 - this.skewMs;
-    if (serveUntil <= now) return undefined;
+    const serveUntilMs = token.expiresAt * 1000 - this.skewMs;
+    if (serveUntilMs <= now) return undefined;
     const remaining = token.expiresAt * 1000 - now;
     const jitter = 1 + this.options.jitterFraction * (2 * this.random() - 1);
-    const refreshAt = Math.min(now + remaining * this.options.refreshAtFraction * jitter, serveUntil);
-    const answer: TokenResult = { ok: true, token };
-    this.entries.set(key, { token, answer: Promise.resolve(answer), serveUntil, refreshAt, failing: false });
+    const refreshAtMs = Math.min(now + remaining * this.options.refreshAtFraction * jitter, serveUntilMs);
+    const answer: TokenResult = success(token);
+    this.entries.set(key, { token, answer: Promise.resolve(answer), serveUntilMs, refreshAtMs, failing: false });
     return answer;
   }
 
@@ -165,7 +157,7 @@ export class CachingTokenSource implements TokenSource {
     let soonest = Infinity;
     const unservable: string[] = [];
     for (const [key, entry] of this.entries.entries()) {
-      if (now >= entry.serveUntil) {
+      if (now >= entry.serveUntilMs) {
         if (!this.inflight.has(key)) unservable.push(key);
       } else {
         soonest = Math.min(soonest, entry.token.expiresAt * 1000);
@@ -178,7 +170,7 @@ export class CachingTokenSource implements TokenSource {
 }
 
 /** Counts every token a source hands out or refuses, by source, request kind and result. */
-export class InstrumentedTokenSource implements TokenSource {
+export class MeteredTokenSource implements TokenSource {
   readonly name: string;
 
   constructor(

@@ -2,19 +2,16 @@
  * Builds the outbound token source from the `tokens` section: the configured source (mint or
  * exchange), wrapped in the metrics and cache decorators. Called once at start-up (and on reload).
  */
-import type { TokenSource } from '../core/ports.js';
+import type { Closable, PublicKeyDocuments, TokenSource } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MintSourceConfig, TokensConfig } from './config.js';
 import { ExchangeTokenSource } from './exchange-source.js';
 import { MintTokenSource } from './mint-source.js';
-import type { PublicKeyDocuments } from '../core/ports.js';
 import { SigningKeySet, loadOrCreateDevKey, loadSigningKeyFile } from './signing-keys.js';
 import type { SigningKey } from './signing-keys.js';
-import { CachingTokenSource, InstrumentedTokenSource } from './token-cache.js';
-import { isAbsolute, resolve } from 'node:path';
-
-export type { PublicKeyDocuments } from '../core/ports.js';
+import { CachingTokenSource, MeteredTokenSource } from './token-cache.js';
+import { resolveConfigPath } from '../config/paths.js';
 
 export interface TokenSourceDeps {
   readonly serviceName: string;
@@ -28,13 +25,16 @@ export interface TokenSourceDeps {
   readonly uncached?: boolean;
 }
 
-export type ManagedTokenSource = TokenSource & { publicKeys?: PublicKeyDocuments; close(): void };
+/** The outbound token source as serve runs it: decorated, closable, and with the keys a minting source publishes. */
+export interface OutboundTokenSource extends TokenSource, Closable {
+  readonly publicKeys: PublicKeyDocuments | undefined;
+}
 
-export async function createTokenSource(config: NonNullable<TokensConfig>, deps: TokenSourceDeps): Promise<ManagedTokenSource> {
+export async function createTokenSource(config: NonNullable<TokensConfig>, deps: TokenSourceDeps): Promise<OutboundTokenSource> {
   const now = deps.now ?? Date.now;
   let inner: TokenSource;
   let publicKeys: PublicKeyDocuments | undefined;
-  let closeInner: () => void = () => undefined;
+  let closeInner: () => Promise<void> = () => Promise.resolve();
 
   if (config.source.kind === 'mint') {
     const keys = await loadMintKeys(config.source, config, deps, now);
@@ -54,11 +54,11 @@ export async function createTokenSource(config: NonNullable<TokensConfig>, deps:
     deps.logger.info({ tokenEndpoint: config.source.tokenEndpoint, clientId: config.source.clientId ?? deps.serviceName }, 'outbound tokens from the token service');
   }
 
-  const instrumented = new InstrumentedTokenSource(inner, deps.metrics);
+  const metered = new MeteredTokenSource(inner, deps.metrics);
   if (deps.uncached) {
-    return { name: inner.name, issue: (r) => instrumented.issue(r), publicKeys, close: closeInner };
+    return { name: inner.name, issue: (r) => metered.issue(r), publicKeys, close: closeInner };
   }
-  const cache = new CachingTokenSource(instrumented, {
+  const cache = new CachingTokenSource(metered, {
     ...config.cache,
     clockSkewSeconds: config.clockSkewSeconds,
     metrics: deps.metrics,
@@ -68,9 +68,9 @@ export async function createTokenSource(config: NonNullable<TokensConfig>, deps:
     name: inner.name,
     issue: (r) => cache.issue(r),
     publicKeys,
-    close: () => {
-      cache.close();
-      closeInner();
+    close: async () => {
+      await cache.close();
+      await closeInner();
     },
   };
 }
@@ -91,7 +91,7 @@ async function loadMintKeys(
     keys.push(dev.key);
   } else {
     for (const entry of source.keys) {
-      const path = isAbsolute(entry.file) ? entry.file : resolve(deps.baseDir, entry.file);
+      const path = resolveConfigPath(deps.baseDir, entry.file);
       const notBefore = entry.notBefore === undefined ? -Infinity : Date.parse(entry.notBefore);
       keys.push(await loadSigningKeyFile(path, entry.algorithm ?? source.algorithm, notBefore));
     }

@@ -7,7 +7,7 @@
 import { status } from '@grpc/grpc-js';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeSubjectId } from '../../src/spicedb/subject-id.js';
+import { encodeSubjectId } from '../../src/core/subject-id.js';
 import { hs256WithPublicKey, makeSigningKey, nowSeconds, signToken, unsignedToken } from '../support/jwt-fixtures.js';
 import { grpcCall, MESH_ISSUER, startPod } from '../support/pod.js';
 import type { Pod } from '../support/pod.js';
@@ -70,7 +70,7 @@ describe('inbound through Envoy', () => {
     const response = await createNamespace(await pod.userToken('bob'));
     expect(response.status).toBe(403);
     expect(response.headers.get('x-jwtauth-reason')).toBe('permission_denied');
-    expect(await response.text()).toBe('denied: permission_denied');
+    expect(await response.text()).toBe('permission_denied: permission denied');
     expect(pod.app.received.length).toBe(before);
   });
 

@@ -206,7 +206,7 @@ describe('attack catalogue, through Envoy', () => {
         expect(reasonOf(response)).toBe('invalid_header_value');
       }
     } finally {
-      pipeline.close();
+      await pipeline.close();
     }
   });
 

@@ -46,9 +46,9 @@ beforeAll(async () => {
     { token: await serviceToken(mesh, 'gwadmin', { aud: 'vmcontroller' }), kind: 'internal', sub: 'gwadmin', aud: 'vmcontroller' },
   ];
 });
-afterAll(() => {
+afterAll(async () => {
   process.off('unhandledRejection', onUnhandled);
-  p?.close();
+  await p?.close();
 });
 
 /** Bytes of a compact JWS's three segments: two tokens that decode alike are the same token. */

@@ -11,7 +11,7 @@ import { ConfigError, parseConfigText } from '../../src/config/load.js';
 import type { CheckRequest__Output } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { PermissionAnswer, PermissionQuery, TokenRequest, TokenResult, TokenSource } from '../../src/core/ports.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import type { ClosableChecker } from '../../src/spicedb/closable-checker.js';
+import type { Closable, PermissionChecker } from '../../src/core/ports.js';
 import { GrpcChecker } from '../../src/spicedb/grpc-checker.js';
 import { decorate } from '../../src/spicedb/permission-checker.js';
 import { CachingTokenSource } from '../../src/tokens/token-cache.js';
@@ -29,14 +29,14 @@ function inbound(path: string, headers: Array<[string, string]>): CheckRequest__
 }
 
 /** A raw SpiceDB stand-in whose calls stay in flight until released. */
-class HeldBackend implements ClosableChecker {
+class HeldBackend implements PermissionChecker, Closable {
   calls = 0;
   private held: Array<() => void> = [];
   hold = true;
   check(_query: PermissionQuery): Promise<PermissionAnswer> {
     this.calls++;
-    if (!this.hold) return Promise.resolve({ outcome: 'allowed', cached: false });
-    return new Promise((resolve) => this.held.push(() => resolve({ outcome: 'allowed', cached: false })));
+    if (!this.hold) return Promise.resolve({ ok: true, value: { permissionship: 'allowed', cached: false } });
+    return new Promise((resolve) => this.held.push(() => resolve({ ok: true, value: { permissionship: 'allowed', cached: false } })));
   }
   release(): void {
     for (const fn of this.held.splice(0)) fn();
@@ -65,7 +65,7 @@ describe('limits', () => {
       // A single enormous header is refused the same way, not truncated.
       expect(reasonOf(await p.check(inbound('/public', [['x-big', 'b'.repeat(5_000_000)]])))).toBe('headers_too_large');
     } finally {
-      p.close();
+      await p.close();
     }
   });
 
@@ -79,7 +79,7 @@ describe('limits', () => {
       const response = await p.check(inbound('/v1/clouds/cl0/x', [['authorization', `Bearer ${big}`]]));
       expect([reasonOf(response), response.denied_response?.status?.code]).toEqual(['token_too_large', 401]);
     } finally {
-      p.close();
+      await p.close();
     }
   });
 
@@ -103,7 +103,7 @@ describe('limits', () => {
       backend.hold = false;
       expect(reasonOf(await p.check(inbound('/v1/clouds/c99/x', [auth])))).toBe('allowed');
     } finally {
-      p.close();
+      await p.close();
     }
   });
 
@@ -125,7 +125,7 @@ describe('limits', () => {
       await ask('a1'); // expired
       expect(backend.calls).toBe(5);
     } finally {
-      p.close();
+      await p.close();
     }
   });
 
@@ -143,7 +143,7 @@ describe('limits', () => {
       const started = performance.now();
       const answer = await checker.check({ resource: { type: 'cloud', id: 'cl0' }, permission: 'view', subject: { type: 'user', id: 'alice' }, consistency: { kind: 'minimize_latency' } });
       const took = performance.now() - started;
-      expect(answer).toMatchObject({ outcome: 'error', reason: 'permission_backend_timeout' });
+      expect(answer).toMatchObject({ ok: false, reason: 'permission_backend_timeout' });
       expect(took).toBeGreaterThanOrEqual(140);
       expect(took).toBeLessThan(600);
     } finally {
@@ -160,7 +160,7 @@ describe('limits', () => {
       issue: (_request: TokenRequest): Promise<TokenResult> => {
         issued++;
         const now = Math.floor(Date.now() / 1000);
-        return Promise.resolve({ ok: true, token: { token: `t${issued}`, issuedAt: now, expiresAt: now + 300 } });
+        return Promise.resolve({ ok: true, value: { token: `t${issued}`, issuedAt: now, expiresAt: now + 300 } });
       },
     };
     const cache = new CachingTokenSource(inner, { maxEntries: 2, refreshAtFraction: 0.5, jitterFraction: 0, retrySeconds: 1, clockSkewSeconds: 30, metrics: new Metrics({ processMetrics: false }), sweepIntervalMs: 0 });

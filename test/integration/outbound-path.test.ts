@@ -17,7 +17,7 @@ import { outboundSchema } from '../../src/outbound/config.js';
 import { createOutboundAuthorizer } from '../../src/outbound/outbound-authorizer.js';
 import { tokensSchema } from '../../src/tokens/config.js';
 import { createTokenSource } from '../../src/tokens/token-source.js';
-import type { ManagedTokenSource } from '../../src/tokens/token-source.js';
+import type { OutboundTokenSource } from '../../src/tokens/token-source.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
 import { startOAuthServer } from '../support/oauth-server.js';
@@ -68,7 +68,7 @@ async function verifierFor(issuers: unknown[]): Promise<TokenVerifier> {
   return verifier;
 }
 
-function authorizer(verifier: TokenVerifier, tokens: ManagedTokenSource): Authorizer {
+function authorizer(verifier: TokenVerifier, tokens: OutboundTokenSource): Authorizer {
   const config = outboundSchema.parse({ upstreams: [{ audience: 'vmcontroller', authorities: ['vmcontroller'] }, { audience: 'gwadmin' }] });
   if (!config) throw new Error('config');
   return createOutboundAuthorizer(config, {
@@ -76,8 +76,6 @@ function authorizer(verifier: TokenVerifier, tokens: ManagedTokenSource): Author
     checker: NO_CHECKS,
     tokens,
     serviceName: 'gwadmin', serviceSubjectType: 'service',
-    metrics: new Metrics({ processMetrics: false }),
-    logger,
     maxTokenBytes: 8192,
   });
 }
@@ -167,7 +165,7 @@ describe('outbound path with minted tokens', () => {
     const outbound = authorizer(verifier, tokens);
     const minted = bearer(await outbound.decide(request()));
     const result = await verifier.verify(minted, 'vmcontroller');
-    expect(result).toMatchObject({ ok: true, token: { issuerKind: 'internal', subject: 'gwadmin', audience: ['vmcontroller'] } });
+    expect(result).toMatchObject({ ok: true, value: { issuerKind: 'internal', subject: 'gwadmin', audience: ['vmcontroller'] } });
     expect(await outbound.decide(request({ authorization: `Bearer ${minted}` }))).toMatchObject({ kind: 'allow', reason: 'internal_token_passed' });
   });
 });

@@ -78,12 +78,12 @@ describe('SpiceDB checker against a real SpiceDB', () => {
   it('answers allowed, denied (missing relation) and conditional (missing caveat context)', async () => {
     const checker = await createPermissionChecker(config(), { metrics: new Metrics({ processMetrics: false }), logger, baseDir: dir });
     try {
-      expect(await checker.check(q('create_saga', 'alice'))).toEqual({ outcome: 'allowed', cached: false });
-      expect(await checker.check(q('create_saga', 'bob'))).toEqual({ outcome: 'denied', cached: false });
-      expect(await checker.check(q('view', 'carol'))).toEqual({ outcome: 'conditional', cached: false });
-      expect(await checker.check(q('view', 'carol', { context: { region: 'eu' } }))).toEqual({ outcome: 'allowed', cached: false });
-      expect(await checker.check(q('view', 'carol', { context: { region: 'us' } }))).toEqual({ outcome: 'denied', cached: false });
-      expect(await checker.check(q('no_such_permission', 'alice'))).toMatchObject({ outcome: 'error', reason: 'invalid_check_input' });
+      expect(await checker.check(q('create_saga', 'alice'))).toEqual({ ok: true, value: { permissionship: 'allowed', cached: false } });
+      expect(await checker.check(q('create_saga', 'bob'))).toEqual({ ok: true, value: { permissionship: 'denied', cached: false } });
+      expect(await checker.check(q('view', 'carol'))).toEqual({ ok: true, value: { permissionship: 'conditional', cached: false } });
+      expect(await checker.check(q('view', 'carol', { context: { region: 'eu' } }))).toEqual({ ok: true, value: { permissionship: 'allowed', cached: false } });
+      expect(await checker.check(q('view', 'carol', { context: { region: 'us' } }))).toEqual({ ok: true, value: { permissionship: 'denied', cached: false } });
+      expect(await checker.check(q('no_such_permission', 'alice'))).toMatchObject({ ok: false, reason: 'invalid_check_input' });
     } finally {
       await checker.close();
     }
@@ -93,9 +93,9 @@ describe('SpiceDB checker against a real SpiceDB', () => {
     const checker = await createPermissionChecker(config(), { metrics: new Metrics({ processMetrics: false }), logger, baseDir: dir });
     try {
       const zedToken = await server.write('cloud:cl0#saga_creator@user:dave');
-      expect(await checker.check(q('create_saga', 'dave', { consistency: { kind: 'at_least_as_fresh', zedToken } }))).toMatchObject({ outcome: 'allowed' });
+      expect(await checker.check(q('create_saga', 'dave', { consistency: { kind: 'at_least_as_fresh', zedToken } }))).toMatchObject({ ok: true, value: { permissionship: 'allowed' } });
       await server.write('cloud:cl0#saga_creator@user:dave', 'delete');
-      expect(await checker.check(q('create_saga', 'dave', { consistency: { kind: 'fully_consistent' } }))).toMatchObject({ outcome: 'denied' });
+      expect(await checker.check(q('create_saga', 'dave', { consistency: { kind: 'fully_consistent' } }))).toMatchObject({ ok: true, value: { permissionship: 'denied' } });
     } finally {
       await checker.close();
     }
@@ -113,7 +113,7 @@ describe('SpiceDB checker against a real SpiceDB', () => {
     );
     try {
       const started = Date.now();
-      expect(await checker.check(q('create_saga', 'alice'))).toMatchObject({ outcome: 'error', reason: 'permission_backend_timeout' });
+      expect(await checker.check(q('create_saga', 'alice'))).toMatchObject({ ok: false, reason: 'permission_backend_timeout' });
       expect(Date.now() - started).toBeLessThan(1000);
     } finally {
       await checker.close();
@@ -132,7 +132,7 @@ describe('SpiceDB checker against a real SpiceDB', () => {
         Array.from({ length: 200 }, (_, i) => checker.check({ ...q('view', 'alice', { consistency }), resource: { type: 'cloud', id: `bulk${i}` } })),
       );
       // Each answer is its own check's: alice administers bulk0-99 only.
-      expect(answers.map((a) => a.outcome)).toEqual([...Array(100).fill('allowed'), ...Array(100).fill('denied')]);
+      expect(answers.map((a) => (a.ok ? a.value.permissionship : a.reason))).toEqual([...Array(100).fill('allowed'), ...Array(100).fill('denied')]);
       const perCall = (await metrics.registry.getSingleMetric('jwtauth_spicedb_checks_per_call')!.get()).values as MetricValueWithName<string>[];
       const sample = (name: string): number => perCall.find((v) => v.metricName === name)?.value ?? NaN;
       expect(sample('jwtauth_spicedb_checks_per_call_sum')).toBe(200);
@@ -149,15 +149,15 @@ describe('SpiceDB checker against a real SpiceDB', () => {
       baseDir: dir,
     });
     try {
-      expect(await checker.check(q('create_saga', 'alice'))).toMatchObject({ outcome: 'allowed', cached: false });
+      expect(await checker.check(q('create_saga', 'alice'))).toMatchObject({ ok: true, value: { permissionship: 'allowed', cached: false } });
       await server.stop();
-      expect(await checker.check(q('create_saga', 'alice'))).toMatchObject({ outcome: 'allowed', cached: true });
+      expect(await checker.check(q('create_saga', 'alice'))).toMatchObject({ ok: true, value: { permissionship: 'allowed', cached: true } });
       const down = await checker.check(q('view', 'alice'));
       // Connection refused is UNAVAILABLE: retried once, then reported, never an allow.
-      expect(down).toMatchObject({ outcome: 'error', reason: 'permission_backend_unavailable' });
+      expect(down).toMatchObject({ ok: false, reason: 'permission_backend_unavailable' });
       expect(checker.ready()).toBe(false);
       await server.restart();
-      await waitFor(async () => (await checker.check(q('view', 'alice'))).outcome === 'allowed', 15_000, () => 'checker did not recover');
+      await waitFor(async () => (await checker.check(q('view', 'alice'))).ok, 15_000, () => 'checker did not recover');
       expect(checker.ready()).toBe(true);
     } finally {
       await checker.close();
@@ -198,7 +198,7 @@ describe('inbound path end to end: real JWT verification and real SpiceDB', () =
           { name: 'create-saga', match: { http: { methods: ['POST'], path: '/v1/clouds/{cloud}/sagas' } }, checks: [{ resource: 'cloud:{path.cloud}', permission: 'create_saga' }] },
         ],
       })!,
-      { verifier, checker, metrics, logger, maxTokenBytes: 8192 },
+      { verifier, checker, maxTokenBytes: 8192 },
     );
     sign = (sub, iss) =>
       signToken(iss === 'https://mesh' ? meshKey : userKey, { iss, sub, aud: iss === 'https://mesh' ? 'spicedb' : 'gwadmin', iat: nowSeconds(), exp: nowSeconds() + 300 });

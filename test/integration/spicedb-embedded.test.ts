@@ -5,7 +5,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { spicedbSchema } from '../../src/spicedb/config.js';
 import { createPermissionChecker } from '../../src/spicedb/permission-checker.js';
-import { encodeSubjectId } from '../../src/spicedb/subject-id.js';
+import { encodeSubjectId } from '../../src/core/subject-id.js';
 
 const q = (permission: string, type: string, id: string, resource = { type: 'cloud', id: 'cl0' }): PermissionQuery => ({
   resource,
@@ -31,13 +31,13 @@ describe('embedded SpiceDB with the packaged example model', () => {
   it('answers the seed questions from the example relationships', async () => {
     expect(checker.ready()).toBe(true);
     const teleportUser = encodeSubjectId('cloud-teleport-aleksander.rykalin')!;
-    expect(await checker.check(q('create_saga', 'user', teleportUser))).toMatchObject({ outcome: 'allowed' });
-    expect(await checker.check(q('create_saga', 'user', 'bob'))).toMatchObject({ outcome: 'denied' });
-    expect(await checker.check(q('write', 'service', 'vmcontroller', { type: 'namespace', id: 'ns1' }))).toMatchObject({ outcome: 'allowed' });
-    expect(await checker.check(q('write_relationships', 'service', 'vmcontroller', { type: 'platform', id: 'spicedb' }))).toMatchObject({ outcome: 'allowed' });
-    expect(await checker.check(q('act_for', 'service', 'gwadmin', { type: 'user', id: teleportUser }))).toMatchObject({ outcome: 'allowed' });
-    expect(await checker.check(q('act_for', 'service', 'vmcontroller', { type: 'user', id: teleportUser }))).toMatchObject({ outcome: 'denied' });
-    expect(await checker.check(q('nope', 'user', 'bob'))).toMatchObject({ outcome: 'error', reason: 'invalid_check_input' });
+    expect(await checker.check(q('create_saga', 'user', teleportUser))).toMatchObject({ ok: true, value: { permissionship: 'allowed' } });
+    expect(await checker.check(q('create_saga', 'user', 'bob'))).toMatchObject({ ok: true, value: { permissionship: 'denied' } });
+    expect(await checker.check(q('write', 'service', 'vmcontroller', { type: 'namespace', id: 'ns1' }))).toMatchObject({ ok: true, value: { permissionship: 'allowed' } });
+    expect(await checker.check(q('write_relationships', 'service', 'vmcontroller', { type: 'platform', id: 'spicedb' }))).toMatchObject({ ok: true, value: { permissionship: 'allowed' } });
+    expect(await checker.check(q('act_for', 'service', 'gwadmin', { type: 'user', id: teleportUser }))).toMatchObject({ ok: true, value: { permissionship: 'allowed' } });
+    expect(await checker.check(q('act_for', 'service', 'vmcontroller', { type: 'user', id: teleportUser }))).toMatchObject({ ok: true, value: { permissionship: 'denied' } });
+    expect(await checker.check(q('nope', 'user', 'bob'))).toMatchObject({ ok: false, reason: 'invalid_check_input' });
   });
 
   it('sees its loaded relationships from the very first check after start-up', async () => {
@@ -51,7 +51,7 @@ describe('embedded SpiceDB with the packaged example model', () => {
         baseDir: '/nonexistent',
       });
       try {
-        expect(await fresh.check(q('create_namespace', 'user', 'alice'))).toMatchObject({ outcome: 'allowed' });
+        expect(await fresh.check(q('create_namespace', 'user', 'alice'))).toMatchObject({ ok: true, value: { permissionship: 'allowed' } });
       } finally {
         await fresh.close();
       }

@@ -9,7 +9,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { tokensSchema } from '../../src/tokens/config.js';
 import type { TokensConfig } from '../../src/tokens/config.js';
 import { createTokenSource } from '../../src/tokens/token-source.js';
-import type { ManagedTokenSource } from '../../src/tokens/token-source.js';
+import type { OutboundTokenSource } from '../../src/tokens/token-source.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
 import { startOAuthServer } from '../support/oauth-server.js';
@@ -17,7 +17,7 @@ import type { OAuthServer } from '../support/oauth-server.js';
 
 let pki: TestPki;
 let server: OAuthServer;
-const sources: ManagedTokenSource[] = [];
+const sources: OutboundTokenSource[] = [];
 
 beforeAll(async () => {
   pki = createTestPki(['gwadmin', 'intruder']);
@@ -49,7 +49,7 @@ function config(overrides: { client?: string; caFile?: string; timeoutMs?: numbe
 
 async function source(
   overrides: Parameters<typeof config>[0] & { serviceName?: string; now?: () => number; uncached?: boolean } = {},
-): Promise<ManagedTokenSource> {
+): Promise<OutboundTokenSource> {
   const created = await createTokenSource(config(overrides), {
     serviceName: overrides.serviceName ?? overrides.client ?? 'gwadmin',
     metrics: new Metrics({ processMetrics: false }),
@@ -64,7 +64,7 @@ async function source(
 
 function tokenOf(result: TokenResult): string {
   if (!result.ok) throw new Error(`expected a token, got ${result.reason}: ${result.detail ?? ''}`);
-  return result.token.token;
+  return result.value.token;
 }
 
 async function verifyIssued(token: string, audience = 'vmcontroller') {
@@ -82,7 +82,7 @@ describe('exchange token source over mTLS', () => {
     expect(payload).toMatchObject({ aud: 'vmcontroller', client_id: 'gwadmin', sub: 'gwadmin' });
     // Never cached past its exp; counted from when the request left, so at most the round trip
     // (rounded to whole seconds) earlier than the server's exp.
-    const expiresAt = result.ok ? result.token.expiresAt : NaN;
+    const expiresAt = result.ok ? result.value.expiresAt : NaN;
     expect(expiresAt).toBeLessThanOrEqual(payload.exp!);
     expect(expiresAt).toBeGreaterThanOrEqual(payload.exp! - (answeredAt - sentAt));
   });
@@ -90,7 +90,7 @@ describe('exchange token source over mTLS', () => {
   it('exchanges a user token (RFC 8693) for one naming the user, with this service as actor', async () => {
     const tokens = await source();
     const userToken = await server.externalUserToken('alice');
-    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: userToken, subjectTokenHash: 'h', subject: 'alice' });
+    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: userToken, subjectTokenFingerprint: 'h', subject: 'alice' });
     const { payload } = await verifyIssued(tokenOf(result));
     expect(payload).toMatchObject({ sub: 'alice', aud: 'vmcontroller', act: { sub: 'gwadmin' }, client_id: 'gwadmin' });
   });
@@ -98,7 +98,7 @@ describe('exchange token source over mTLS', () => {
   it('turns invalid_grant (an expired user token) into token_exchange_rejected, without echoing the token', async () => {
     const tokens = await source();
     const expired = await server.externalUserToken('alice', -60);
-    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: expired, subjectTokenHash: 'h', subject: 'alice' });
+    const result = await tokens.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: expired, subjectTokenFingerprint: 'h', subject: 'alice' });
     expect(result).toMatchObject({ ok: false, reason: 'token_exchange_rejected' });
     expect(!result.ok && result.detail).toContain('invalid_grant');
     expect(JSON.stringify(result)).not.toContain(expired.split('.')[1]);

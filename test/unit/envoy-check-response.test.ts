@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { allow, deny } from '../../src/core/decision.js';
+import { allow, deny, DENY_REASONS } from '../../src/core/decision.js';
 import { REASON_HEADER, renderCheckResponse } from '../../src/envoy/check-response.js';
 
 describe('renderCheckResponse', () => {
@@ -37,7 +37,7 @@ describe('renderCheckResponse', () => {
     expect(response.ok_response).toBeUndefined();
     expect(response.denied_response?.status).toEqual({ code: http });
     expect(response.denied_response?.headers).toContainEqual({ header: { key: REASON_HEADER, value: reason }, append: { value: false } });
-    expect(response.denied_response?.body).toMatch(new RegExp(`^[a-z]+: ${reason}$`));
+    expect(response.denied_response?.body).toBe(`${reason}: ${DENY_REASONS[reason].text}`);
     expect(response.denied_response?.body?.length).toBeLessThan(80);
   });
 

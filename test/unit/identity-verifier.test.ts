@@ -54,8 +54,10 @@ describe('token verification', () => {
     const result = await v.verify(await signToken(key, claims({ act: { sub: 'saga-runner' } })));
     expect(result).toMatchObject({
       ok: true,
-      token: { issuerName: 'auth', issuer: ISS, issuerKind: 'external', subjectType: 'user', subject: 'alice', audience: ['gwadmin'], actor: 'saga-runner' },
+      value: { issuer: 'auth', iss: ISS, issuerKind: 'external', subjectType: 'user', subject: 'alice', audience: ['gwadmin'], actor: 'saga-runner' },
     });
+    // The fingerprint stands for the token in caches: a SHA-256, never the token itself.
+    expect(result.ok && result.value.fingerprint).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(v.ready()).toBe(true);
   });
 
@@ -233,12 +235,12 @@ describe('token verification', () => {
     const v = await verifier({ subjectType: 'service', userSubjectType: 'user' });
     const service = await v.verify(await signToken(key, claims({ sub: 'gwadmin', client_id: 'gwadmin' })));
     const onBehalf = await v.verify(await signToken(key, claims({ sub: 'alice', client_id: 'gwadmin', act: { sub: 'gwadmin' } })));
-    expect(service.ok && service.token.subjectType).toBe('service');
-    expect(onBehalf.ok && onBehalf.token.subjectType).toBe('user');
-    expect(onBehalf.ok && onBehalf.token.actor).toBe('gwadmin');
+    expect(service.ok && service.value.subjectType).toBe('service');
+    expect(onBehalf.ok && onBehalf.value.subjectType).toBe('user');
+    expect(onBehalf.ok && onBehalf.value.actor).toBe('gwadmin');
     const plain = await verifier({ subjectType: 'service' });
     const untyped = await plain.verify(await signToken(key, claims({ sub: 'alice', client_id: 'gwadmin' })));
-    expect(untyped.ok && untyped.token.subjectType).toBe('service');
+    expect(untyped.ok && untyped.value.subjectType).toBe('service');
   });
 
   it('retries a JWKS that was down at start-up within seconds, not after the cool-down', async () => {

@@ -4,8 +4,6 @@ import type { PermissionAnswer, PermissionChecker, PermissionQuery, TokenVerifie
 import type { RequestContext } from '../../src/core/request-context.js';
 import { inboundSchema } from '../../src/inbound/config.js';
 import { createInboundAuthorizer } from '../../src/inbound/inbound-authorizer.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { Metrics } from '../../src/observability/metrics.js';
 
 const TOKEN = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
 
@@ -28,8 +26,8 @@ const bearer = { authorization: `Bearer ${TOKEN}` };
 
 function identity(subject: string, extra: Partial<VerifiedToken> = {}): VerifiedToken {
   return {
-    issuerName: 'teleport',
-    issuer: 'https://teleport',
+    issuer: 'teleport',
+    iss: 'https://teleport',
     issuerKind: 'external',
     subjectType: 'user',
     subject,
@@ -37,12 +35,13 @@ function identity(subject: string, extra: Partial<VerifiedToken> = {}): Verified
     expiresAt: 2e9,
     actor: undefined,
     claims: { sub: subject },
+    fingerprint: `fp-${subject}`,
     ...extra,
   };
 }
 
 class FakeVerifier implements TokenVerifier {
-  result: VerifyResult = { ok: true, token: identity('cloud-teleport-aleksander.rykalin') };
+  result: VerifyResult = { ok: true, value: identity('cloud-teleport-aleksander.rykalin') };
   calls: Array<{ token: string; audience: string | undefined }> = [];
   verify(token: string, audience?: string): Promise<VerifyResult> {
     this.calls.push({ token, audience });
@@ -55,7 +54,7 @@ class FakeVerifier implements TokenVerifier {
 
 class FakeChecker implements PermissionChecker {
   queries: PermissionQuery[] = [];
-  answer: (q: PermissionQuery) => PermissionAnswer = () => ({ outcome: 'allowed', cached: false });
+  answer: (q: PermissionQuery) => PermissionAnswer = () => ({ ok: true, value: { permissionship: 'allowed', cached: false } });
   check(query: PermissionQuery): Promise<PermissionAnswer> {
     this.queries.push(query);
     return Promise.resolve(this.answer(query));
@@ -94,8 +93,6 @@ function setup(config: unknown = RULES) {
   const authorizer = createInboundAuthorizer(inboundSchema.parse(config)!, {
     verifier,
     checker,
-    metrics: new Metrics({ processMetrics: false }),
-    logger: createLogger({ level: 'silent' }),
     maxTokenBytes: 8192,
   });
   return { verifier, checker, authorizer };
@@ -135,14 +132,14 @@ describe('inbound authorizer', () => {
 
   it('sets the actor header when the token acts for someone', async () => {
     const { authorizer, verifier } = setup();
-    verifier.result = { ok: true, token: identity('alice', { actor: 'gwadmin' }) };
+    verifier.result = { ok: true, value: identity('alice', { actor: 'gwadmin' }) };
     const decision = await authorizer.decide(req('GET', '/v1/me', bearer));
     expect(decision.kind === 'allow' && decision.setHeaders).toContainEqual(['x-jwtauth-actor', 'gwadmin']);
   });
 
   it('denies with 403 when any check is denied, even if another failed', async () => {
     const { authorizer, checker } = setup();
-    checker.answer = (q) => (q.permission === 'create_saga' ? { outcome: 'denied', cached: true } : { outcome: 'error', reason: 'permission_backend_unavailable', cached: false });
+    checker.answer = (q) => (q.permission === 'create_saga' ? { ok: true, value: { permissionship: 'denied', cached: true } } : { ok: false, reason: 'permission_backend_unavailable' });
     const decision = await authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', bearer));
     expect(decision).toMatchObject({ kind: 'deny', reason: 'permission_denied', status: 403 });
     expect(decision.facts.checks?.map((c) => c.result)).toEqual(['denied', 'permission_backend_unavailable']);
@@ -150,14 +147,14 @@ describe('inbound authorizer', () => {
 
   it('treats CONDITIONAL as a deny', async () => {
     const { authorizer, checker } = setup();
-    checker.answer = () => ({ outcome: 'conditional', cached: false });
+    checker.answer = () => ({ ok: true, value: { permissionship: 'conditional', cached: false } });
     expect(await authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', bearer))).toMatchObject({ kind: 'deny', reason: 'conditional_permission', status: 403 });
   });
 
   it('answers 503 when SpiceDB cannot answer, never allows', async () => {
     const { authorizer, checker } = setup();
     for (const reason of ['permission_backend_unavailable', 'permission_backend_timeout', 'permission_backend_overloaded'] as const) {
-      checker.answer = () => ({ outcome: 'error', reason, cached: false });
+      checker.answer = () => ({ ok: false, reason });
       expect(await authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', bearer))).toMatchObject({ kind: 'deny', reason, status: 503 });
     }
   });
@@ -191,7 +188,7 @@ describe('inbound authorizer', () => {
     const { authorizer, verifier, checker } = setup();
     const call = req('POST', '/authzed.api.v1.PermissionsService/WriteRelationships', bearer, ['authzed.api.v1.PermissionsService', 'WriteRelationships']);
     expect(await authorizer.decide(call)).toMatchObject({ status: 401, reason: 'external_token_not_accepted' });
-    verifier.result = { ok: true, token: identity('vmcontroller', { issuerKind: 'internal', subjectType: 'service', issuerName: 'mesh' }) };
+    verifier.result = { ok: true, value: identity('vmcontroller', { issuerKind: 'internal', subjectType: 'service', issuer: 'mesh' }) };
     expect(await authorizer.decide(call)).toMatchObject({ kind: 'allow', facts: { rule: 'write-relationships' } });
     expect(checker.queries.at(-1)).toMatchObject({ resource: { type: 'platform', id: 'spicedb' }, subject: { type: 'service', id: 'vmcontroller' } });
   });
@@ -221,7 +218,7 @@ describe('inbound authorizer', () => {
 
   it('marks decisions of a dry-run rule without changing them', async () => {
     const { authorizer, checker } = setup();
-    checker.answer = () => ({ outcome: 'denied', cached: false });
+    checker.answer = () => ({ ok: true, value: { permissionship: 'denied', cached: false } });
     expect(await authorizer.decide(req('GET', '/v1/dry', bearer))).toMatchObject({ kind: 'deny', reason: 'permission_denied', facts: { dryRun: true, rule: 'dry' } });
     const other = await authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', bearer));
     expect(other.facts.dryRun).toBeUndefined();
@@ -236,7 +233,7 @@ describe('inbound authorizer', () => {
 
   it('refuses subjects that cannot travel as a header value', async () => {
     const { authorizer, verifier } = setup();
-    verifier.result = { ok: true, token: identity('alice\r\nx-jwtauth-subject: root') };
+    verifier.result = { ok: true, value: identity('alice\r\nx-jwtauth-subject: root') };
     expect(await authorizer.decide(req('GET', '/v1/me', bearer))).toMatchObject({ status: 401, reason: 'invalid_claim' });
   });
 

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import type { Decision } from '../../src/core/decision.js';
 import type {
   PermissionAnswer,
@@ -13,7 +12,6 @@ import type {
   VerifyResult,
 } from '../../src/core/ports.js';
 import type { RequestContext } from '../../src/core/request-context.js';
-import { Metrics } from '../../src/observability/metrics.js';
 import { outboundSchema } from '../../src/outbound/config.js';
 import type { OutboundConfigInput } from '../../src/outbound/config.js';
 import { createOutboundAuthorizer } from '../../src/outbound/outbound-authorizer.js';
@@ -27,8 +25,8 @@ const UNKNOWN = 'unknown.tok.sig';
 
 function verified(kind: 'internal' | 'external', subject: string, audience: string[]): VerifiedToken {
   return {
-    issuerName: kind === 'internal' ? 'mesh' : 'public',
-    issuer: `https://${kind}.example`,
+    issuer: kind === 'internal' ? 'mesh' : 'public',
+    iss: `https://${kind}.example`,
     issuerKind: kind,
     subjectType: kind === 'internal' ? 'service' : 'user',
     subject,
@@ -36,6 +34,7 @@ function verified(kind: 'internal' | 'external', subject: string, audience: stri
     expiresAt: 2_000_000_000,
     actor: undefined,
     claims: { sub: subject },
+    fingerprint: `fp-${subject}`,
   };
 }
 
@@ -54,7 +53,7 @@ class FakeVerifier implements TokenVerifier {
     if (!found) return Promise.resolve({ ok: false, reason: 'unknown_issuer' });
     const wanted = expectedAudience ?? (found.issuerKind === 'internal' ? 'self' : 'public-api');
     if (!found.audience.includes(wanted)) return Promise.resolve({ ok: false, reason: 'wrong_audience' });
-    return Promise.resolve({ ok: true, token: found });
+    return Promise.resolve({ ok: true, value: found });
   }
   ready(): boolean {
     return true;
@@ -76,7 +75,7 @@ class FakeChecker implements PermissionChecker {
 class FakeTokens implements TokenSource {
   readonly name = 'fake';
   requests: TokenRequest[] = [];
-  constructor(private readonly result: (r: TokenRequest) => TokenResult = (r) => ({ ok: true, token: { token: `minted-${r.kind}-${r.audience}`, issuedAt: 1, expiresAt: 2 } })) {}
+  constructor(private readonly result: (r: TokenRequest) => TokenResult = (r) => ({ ok: true, value: { token: `minted-${r.kind}-${r.audience}`, issuedAt: 1, expiresAt: 2 } })) {}
   issue(request: TokenRequest): Promise<TokenResult> {
     this.requests.push(request);
     return Promise.resolve(this.result(request));
@@ -125,7 +124,7 @@ function setup(
   } = {},
 ) {
   const verifier = new FakeVerifier();
-  const checker = options.checker ?? new FakeChecker(() => ({ outcome: 'allowed', cached: false }));
+  const checker = options.checker ?? new FakeChecker(() => ({ ok: true, value: { permissionship: 'allowed', cached: false } }));
   const tokens = options.tokens ?? new FakeTokens();
   const config = outboundSchema.parse(options.config ?? CONFIG);
   if (!config) throw new Error('config');
@@ -134,8 +133,6 @@ function setup(
     checker,
     tokens,
     serviceName: options.serviceName ?? 'gwadmin', serviceSubjectType: 'service',
-    metrics: new Metrics({ processMetrics: false }),
-    logger: pino({ level: 'silent' }),
     maxTokenBytes: 8192,
   });
   return { authorizer, verifier, checker, tokens };
@@ -163,8 +160,8 @@ describe('outbound classification', () => {
     expect(tokens.requests).toHaveLength(1);
     const sent = tokens.requests[0];
     expect(sent).toMatchObject({ kind: 'exchange', audience: 'vmcontroller', subjectToken: EXTERNAL });
-    // The cache key uses a digest, never the token itself.
-    expect(sent?.kind === 'exchange' && sent.subjectTokenHash).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // The cache key is the fingerprint the verifier computed once, never the token itself.
+    expect(sent?.kind === 'exchange' && sent.subjectTokenFingerprint).toBe('fp-alice');
   });
 
   it('(c) attaches a service token when the call has none, for the route’s audience', async () => {
@@ -278,7 +275,7 @@ describe('outbound on-behalf-of', () => {
   });
 
   it('denies with on_behalf_of_not_permitted when SpiceDB says no, and gets no token', async () => {
-    const checker = new FakeChecker(() => ({ outcome: 'denied', cached: false }));
+    const checker = new FakeChecker(() => ({ ok: true, value: { permissionship: 'denied', cached: false } }));
     const { authorizer, tokens } = setup({ checker });
     const d = await authorizer.decide(oboRequest());
     expect(d).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_permitted', status: 403 });
@@ -288,13 +285,13 @@ describe('outbound on-behalf-of', () => {
   });
 
   it('treats a conditional answer as a denial', async () => {
-    const checker = new FakeChecker(() => ({ outcome: 'conditional', cached: false }));
+    const checker = new FakeChecker(() => ({ ok: true, value: { permissionship: 'conditional', cached: false } }));
     const { authorizer } = setup({ checker });
-    expect(await authorizer.decide(oboRequest())).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_permitted' });
+    expect(await authorizer.decide(oboRequest())).toMatchObject({ kind: 'deny', reason: 'conditional_permission' });
   });
 
   it('passes a SpiceDB outage through as its retryable reason', async () => {
-    const checker = new FakeChecker(() => ({ outcome: 'error', reason: 'permission_backend_unavailable', cached: false }));
+    const checker = new FakeChecker(() => ({ ok: false, reason: 'permission_backend_unavailable' }));
     const { authorizer } = setup({ checker });
     expect(await authorizer.decide(oboRequest())).toMatchObject({ kind: 'deny', reason: 'permission_backend_unavailable', status: 503 });
   });

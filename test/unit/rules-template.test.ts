@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { VerifiedToken } from '../../src/core/ports.js';
 import type { RequestContext } from '../../src/core/request-context.js';
-import { checkSpecSchema, compileCheck, isBuildError, MINIMIZE_LATENCY } from '../../src/rules/check-spec.js';
+import { checkSpecSchema, compileCheck, MINIMIZE_LATENCY } from '../../src/rules/check-spec.js';
 import { compileTemplate, TemplateError } from '../../src/rules/template.js';
 import type { TemplateScope } from '../../src/rules/template.js';
 
@@ -22,8 +22,8 @@ function request(headers: Record<string, string> = {}, ext: Record<string, strin
 }
 
 const token: VerifiedToken = {
-  issuerName: 'teleport',
-  issuer: 'https://teleport.example',
+  issuer: 'teleport',
+  iss: 'https://teleport.example',
   issuerKind: 'external',
   subjectType: 'user',
   subject: 'cloud-teleport-aleksander.rykalin',
@@ -31,6 +31,7 @@ const token: VerifiedToken = {
   expiresAt: 2_000_000_000,
   actor: undefined,
   claims: { sub: 'cloud-teleport-aleksander.rykalin', org: { id: 'o1', n: 7 }, roles: ['a'], email: 'a.r@example.com' },
+  fingerprint: 'fp-aleksander',
 };
 
 function scope(extra: Partial<TemplateScope> = {}): TemplateScope {
@@ -87,10 +88,13 @@ describe('compiled checks', () => {
   it('builds a query with the default subject and the caller default consistency', () => {
     const check = compile({ resource: 'cloud:{path.cloud}', permission: 'create_saga' });
     expect(check.build(scope(), MINIMIZE_LATENCY)).toEqual({
+      ok: true,
+      value: {
       resource: { type: 'cloud', id: 'cl0' },
       permission: 'create_saga',
       subject: { type: 'user', id: '=cloud-teleport-aleksander=2Erykalin' },
       consistency: { kind: 'minimize_latency' },
+      },
     });
   });
 
@@ -103,29 +107,32 @@ describe('compiled checks', () => {
       context: { org: '{claim.org.id}', limit: 3, strict: true },
     });
     expect(check.build(scope(), MINIMIZE_LATENCY)).toEqual({
+      ok: true,
+      value: {
       resource: { type: 'namespace', id: 'cl9' },
       permission: 'write',
       subject: { type: 'cloud', id: 'cl0', relation: 'member' },
       consistency: { kind: 'fully_consistent' },
       context: { org: 'o1', limit: 3, strict: true },
+      },
     });
   });
 
   it('takes at_least_as_fresh ZedTokens from a header and falls back when absent', () => {
     const check = compile({ resource: 'cloud:cl0', permission: 'view', consistency: { atLeastAsFresh: '{header.x-zed}' } });
-    expect(check.build(scope(), MINIMIZE_LATENCY)).toMatchObject({ consistency: { kind: 'at_least_as_fresh', zedToken: 'GhUKEzE2' } });
+    expect(check.build(scope(), MINIMIZE_LATENCY)).toMatchObject({ value: { consistency: { kind: 'at_least_as_fresh', zedToken: 'GhUKEzE2' } } });
     const noHeader = scope({ request: request() });
-    expect(check.build(noHeader, MINIMIZE_LATENCY)).toMatchObject({ consistency: { kind: 'fully_consistent' } });
+    expect(check.build(noHeader, MINIMIZE_LATENCY)).toMatchObject({ value: { consistency: { kind: 'fully_consistent' } } });
   });
 
   it('refuses to build a query whose rendered ids SpiceDB would reject, or with missing values', () => {
     const raw = compile({ resource: 'cloud:cl0', permission: 'view', subject: 'user:{claim.sub}' });
     const result = raw.build(scope(), MINIMIZE_LATENCY);
-    expect(isBuildError(result) && result.error).toMatch(/not a valid SpiceDB id/);
+    expect(!result.ok && result.detail).toMatch(/not a valid SpiceDB id/);
     const missing = compile({ resource: 'cloud:{header.x-nope}', permission: 'view' });
-    expect(isBuildError(missing.build(scope(), MINIMIZE_LATENCY))).toBe(true);
+    expect(missing.build(scope(), MINIMIZE_LATENCY)).toMatchObject({ ok: false, reason: 'invalid_check_input' });
     const wildcard = compile({ resource: 'cloud:{header.x-cloud-id}', permission: 'view' });
-    expect(isBuildError(wildcard.build(scope({ request: request({ 'x-cloud-id': '*' }) }), MINIMIZE_LATENCY))).toBe(true);
+    expect(wildcard.build(scope({ request: request({ 'x-cloud-id': '*' }) }), MINIMIZE_LATENCY)).toMatchObject({ ok: false, reason: 'invalid_check_input' });
   });
 
   it('rejects invalid literal types, permissions and caveat names at load', () => {

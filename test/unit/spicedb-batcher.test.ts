@@ -13,8 +13,8 @@ interface Call {
   answer(answers?: readonly PermissionAnswer[]): void;
 }
 
-const ALLOWED: PermissionAnswer = { outcome: 'allowed', cached: false };
-const DENIED: PermissionAnswer = { outcome: 'denied', cached: false };
+const ALLOWED: PermissionAnswer = { ok: true, value: { permissionship: 'allowed', cached: false } };
+const DENIED: PermissionAnswer = { ok: true, value: { permissionship: 'denied', cached: false } };
 const LATEST: Consistency = { kind: 'minimize_latency' };
 
 function scripted(limits = { maxItems: 100, maxConcurrentCalls: 2 }, now = () => 1000) {
@@ -109,7 +109,7 @@ describe('check batcher', () => {
     calls[0]!.answer();
     await busy;
     await turn();
-    expect(await expiring).toMatchObject({ outcome: 'error', reason: 'permission_backend_timeout' });
+    expect(await expiring).toMatchObject({ ok: false, reason: 'permission_backend_timeout' });
     expect(calls[1]!.queries.map((q) => q.resource.id)).toEqual(['ok-later', 'ok-latest']);
     expect(calls[1]!.deadline).toBe(1500);
     calls[1]!.answer();
@@ -121,11 +121,12 @@ describe('check batcher', () => {
     const short = [batcher.check(query('ok-1'), 5000), batcher.check(query('ok-2'), 5000)];
     await turn();
     calls[0]!.answer([ALLOWED]);
-    expect(await Promise.all(short)).toEqual([ALLOWED, expect.objectContaining({ outcome: 'error', reason: 'permission_backend_unavailable' })]);
+    expect(await Promise.all(short)).toEqual([ALLOWED, expect.objectContaining({ ok: false, reason: 'permission_backend_unavailable' })]);
 
+    // A bulk call that throws is a bug, answered like every port that throws: internal_error.
     const throwing = new CheckBatcher(() => Promise.reject(new Error('bug')), { maxItems: 10, maxConcurrentCalls: 1 });
-    expect(await throwing.check(query('ok-1'), Date.now() + 5000)).toMatchObject({ outcome: 'error', reason: 'permission_backend_unavailable' });
+    expect(await throwing.check(query('ok-1'), Date.now() + 5000)).toMatchObject({ ok: false, reason: 'internal_error' });
     // The slot came back: the next check is sent and answered too.
-    expect(await throwing.check(query('ok-2'), Date.now() + 5000)).toMatchObject({ outcome: 'error', reason: 'permission_backend_unavailable' });
+    expect(await throwing.check(query('ok-2'), Date.now() + 5000)).toMatchObject({ ok: false, reason: 'internal_error' });
   });
 });

@@ -2,15 +2,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { Consistency, PermissionAnswer, PermissionQuery } from '../../src/core/ports.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import type { ClosableChecker } from '../../src/spicedb/closable-checker.js';
+import type { Closable, PermissionChecker } from '../../src/core/ports.js';
 import { spicedbSchema } from '../../src/spicedb/config.js';
 import { decorate } from '../../src/spicedb/permission-checker.js';
 
 /** A raw backend whose answers the test releases by hand, to hold calls in flight. */
-class ControlledBackend implements ClosableChecker {
+class ControlledBackend implements PermissionChecker, Closable {
   calls: PermissionQuery[] = [];
   private waiting: Array<(answer: PermissionAnswer) => void> = [];
-  auto: PermissionAnswer | undefined = { outcome: 'allowed', cached: false };
+  auto: PermissionAnswer | undefined = { ok: true, value: { permissionship: 'allowed', cached: false } };
 
   check(query: PermissionQuery): Promise<PermissionAnswer> {
     this.calls.push(query);
@@ -51,13 +51,13 @@ function stack(overrides: Record<string, unknown> = {}) {
 describe('permission checker decorators', () => {
   it('caches allows and denies alike, keyed on the whole check', async () => {
     const { backend, checker, metrics } = stack();
-    backend.auto = { outcome: 'denied', cached: false };
-    expect(await checker.check(query())).toEqual({ outcome: 'denied', cached: false });
-    expect(await checker.check(query())).toEqual({ outcome: 'denied', cached: true });
-    backend.auto = { outcome: 'allowed', cached: false };
-    expect(await checker.check(query('edit'))).toEqual({ outcome: 'allowed', cached: false });
-    expect(await checker.check(query('edit'))).toEqual({ outcome: 'allowed', cached: true });
-    expect(await checker.check(query('edit', undefined, { ip: '10.0.0.1' }))).toMatchObject({ cached: false });
+    backend.auto = { ok: true, value: { permissionship: 'denied', cached: false } };
+    expect(await checker.check(query())).toEqual({ ok: true, value: { permissionship: 'denied', cached: false } });
+    expect(await checker.check(query())).toEqual({ ok: true, value: { permissionship: 'denied', cached: true } });
+    backend.auto = { ok: true, value: { permissionship: 'allowed', cached: false } };
+    expect(await checker.check(query('edit'))).toEqual({ ok: true, value: { permissionship: 'allowed', cached: false } });
+    expect(await checker.check(query('edit'))).toEqual({ ok: true, value: { permissionship: 'allowed', cached: true } });
+    expect(await checker.check(query('edit', undefined, { ip: '10.0.0.1' }))).toMatchObject({ value: { cached: false } });
     expect(backend.calls).toHaveLength(3);
     expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'hit' })).toBe(2);
     expect(await counter(metrics, 'jwtauth_spicedb_checks_total', { result: 'denied' })).toBe(1);
@@ -67,7 +67,7 @@ describe('permission checker decorators', () => {
     const { backend, checker } = stack({ decisionCache: { ttlMs: 50 } });
     await checker.check(query());
     await sleep(80);
-    expect(await checker.check(query())).toMatchObject({ cached: false });
+    expect(await checker.check(query())).toMatchObject({ value: { cached: false } });
     expect(backend.calls).toHaveLength(2);
   });
 
@@ -75,19 +75,19 @@ describe('permission checker decorators', () => {
     const { backend, checker, metrics } = stack({ decisionCache: { ttlMs: 1000 } });
     await checker.check(query());
     await sleep(20);
-    expect(await checker.check(query())).toMatchObject({ cached: true });
+    expect(await checker.check(query())).toMatchObject({ value: { cached: true } });
     expect(backend.calls).toHaveLength(1);
     await sleep(830);
     // ~150 ms left of 1,000: answered from the cache at once, and asked again behind it.
     backend.auto = undefined;
-    expect(await checker.check(query())).toMatchObject({ outcome: 'allowed', cached: true });
+    expect(await checker.check(query())).toMatchObject({ ok: true, value: { permissionship: 'allowed', cached: true } });
     expect(backend.calls).toHaveLength(2);
-    expect(await checker.check(query())).toMatchObject({ cached: true });
+    expect(await checker.check(query())).toMatchObject({ value: { cached: true } });
     expect(backend.calls).toHaveLength(2);
-    backend.release({ outcome: 'allowed', cached: false });
+    backend.release({ ok: true, value: { permissionship: 'allowed', cached: false } });
     await sleep(300);
     // Past the first answer's TTL: the refreshed entry answers, no request waited for SpiceDB.
-    expect(await checker.check(query())).toMatchObject({ cached: true });
+    expect(await checker.check(query())).toMatchObject({ value: { cached: true } });
     expect(backend.calls).toHaveLength(2);
     expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'refresh' })).toBe(1);
     expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'miss' })).toBe(1);
@@ -97,19 +97,19 @@ describe('permission checker decorators', () => {
     const { backend, checker } = stack({ decisionCache: { ttlMs: 1000 } });
     await checker.check(query());
     await sleep(850);
-    backend.auto = { outcome: 'error', reason: 'permission_backend_unavailable', cached: false };
-    expect(await checker.check(query())).toMatchObject({ outcome: 'allowed', cached: true });
+    backend.auto = { ok: false, reason: 'permission_backend_unavailable' };
+    expect(await checker.check(query())).toMatchObject({ ok: true, value: { permissionship: 'allowed', cached: true } });
     await sleep(300);
-    expect(await checker.check(query())).toMatchObject({ outcome: 'error', reason: 'permission_backend_unavailable' });
+    expect(await checker.check(query())).toMatchObject({ ok: false, reason: 'permission_backend_unavailable' });
     expect(backend.calls).toHaveLength(3);
   });
 
   it('never caches errors', async () => {
     const { backend, checker } = stack();
-    backend.auto = { outcome: 'error', reason: 'permission_backend_unavailable', cached: false };
+    backend.auto = { ok: false, reason: 'permission_backend_unavailable' };
     await checker.check(query());
-    backend.auto = { outcome: 'allowed', cached: false };
-    expect(await checker.check(query())).toEqual({ outcome: 'allowed', cached: false });
+    backend.auto = { ok: true, value: { permissionship: 'allowed', cached: false } };
+    expect(await checker.check(query())).toEqual({ ok: true, value: { permissionship: 'allowed', cached: false } });
   });
 
   it('bypasses the cache and coalescing for fully_consistent and at_least_as_fresh', async () => {
@@ -127,8 +127,8 @@ describe('permission checker decorators', () => {
     const answers = Promise.all(Array.from({ length: 10 }, () => checker.check(query())));
     await sleep(1);
     expect(backend.calls).toHaveLength(1);
-    backend.release({ outcome: 'allowed', cached: false });
-    expect((await answers).every((a) => a.outcome === 'allowed')).toBe(true);
+    backend.release({ ok: true, value: { permissionship: 'allowed', cached: false } });
+    expect((await answers).every((a) => a.ok && a.value.permissionship === 'allowed')).toBe(true);
     expect(await counter(metrics, 'jwtauth_decision_cache_events_total', { event: 'coalesced' })).toBe(9);
   });
 
@@ -137,12 +137,12 @@ describe('permission checker decorators', () => {
     backend.auto = undefined;
     const first = checker.check(query('a'));
     const second = checker.check(query('b'));
-    expect(await checker.check(query('c'))).toMatchObject({ outcome: 'error', reason: 'permission_backend_overloaded' });
+    expect(await checker.check(query('c'))).toMatchObject({ ok: false, reason: 'permission_backend_overloaded' });
     expect(await counter(metrics, 'jwtauth_spicedb_inflight_checks')).toBe(2);
-    backend.release({ outcome: 'allowed', cached: false });
+    backend.release({ ok: true, value: { permissionship: 'allowed', cached: false } });
     await Promise.all([first, second]);
-    backend.auto = { outcome: 'allowed', cached: false };
-    expect(await checker.check(query('c'))).toMatchObject({ outcome: 'allowed' });
+    backend.auto = { ok: true, value: { permissionship: 'allowed', cached: false } };
+    expect(await checker.check(query('c'))).toMatchObject({ ok: true, value: { permissionship: 'allowed' } });
     expect(backend.calls.map((q) => q.permission)).toEqual(['a', 'b', 'c']);
   });
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeSubjectId, encodeSubjectId, MAX_OBJECT_ID_BYTES, SPICEDB_OBJECT_ID } from '../../src/spicedb/subject-id.js';
+import { decodeSubjectId, encodeSubjectId, MAX_OBJECT_ID_BYTES, SPICEDB_OBJECT_ID } from '../../src/core/subject-id.js';
 
 const ALLOWED = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_|-=+'.split('');
 /** Strings biased towards the interesting alphabet: allowed chars, the escape char, dots, `*`, non-ASCII. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TokenRequest, TokenResult, TokenSource } from '../../src/core/ports.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { CachingTokenSource, InstrumentedTokenSource } from '../../src/tokens/token-cache.js';
+import { CachingTokenSource, MeteredTokenSource } from '../../src/tokens/token-cache.js';
 
 const LIFETIME = 300;
 const SKEW = 30;
@@ -30,7 +30,7 @@ class ScriptedSource implements TokenSource {
     if (this.down) return { ok: false, reason: 'token_source_unavailable', detail: 'down' };
     const iat = Math.floor(this.clock.now / 1000);
     this.serial++;
-    return { ok: true, token: { token: `t${this.serial}`, issuedAt: iat, expiresAt: iat + this.lifetime } };
+    return { ok: true, value: { token: `t${this.serial}`, issuedAt: iat, expiresAt: iat + this.lifetime } };
   }
 }
 
@@ -59,7 +59,7 @@ const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 function tokenOf(result: TokenResult): string {
   if (!result.ok) throw new Error(`expected a token, got ${result.reason}`);
-  return result.token.token;
+  return result.value.token;
 }
 
 describe('token cache', () => {
@@ -78,8 +78,8 @@ describe('token cache', () => {
     await cache.issue({ kind: 'service', audience: 'gwadmin' });
     await cache.issue({ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'alice', userType: 'user' });
     await cache.issue({ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'bob', userType: 'user' });
-    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'a', subjectTokenHash: 'ha', subject: 'alice' });
-    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'b', subjectTokenHash: 'hb', subject: 'bob' });
+    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'a', subjectTokenFingerprint: 'ha', subject: 'alice' });
+    await cache.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: 'b', subjectTokenFingerprint: 'hb', subject: 'bob' });
     expect(inner.calls).toHaveLength(6);
     expect(tokenOf(await cache.issue({ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'bob', userType: 'user' }))).toBe('t4');
   });
@@ -184,13 +184,13 @@ describe('token cache', () => {
     expect(await cache.issue(SERVICE)).toMatchObject({ ok: false, reason: 'token_source_error' });
   });
 
-  it('turns a throwing source into a denial reason', async () => {
+  it('turns a throwing source into an internal_error denial, like every port that throws', async () => {
     const metrics = new Metrics({ processMetrics: false });
     const cache = new CachingTokenSource(
       { name: 'broken', issue: () => Promise.reject(new Error('boom')) },
       { maxEntries: 10, refreshAtFraction: 0.5, jitterFraction: 0, retrySeconds: 5, clockSkewSeconds: 30, metrics, sweepIntervalMs: 0 },
     );
-    expect(await cache.issue(SERVICE)).toMatchObject({ ok: false, reason: 'token_source_error' });
+    expect(await cache.issue(SERVICE)).toMatchObject({ ok: false, reason: 'internal_error' });
   });
 
   it('holds at most maxEntries tokens, evicting the least recently used', async () => {
@@ -217,10 +217,10 @@ describe('instrumented token source', () => {
   it('counts tokens by source, kind and result', async () => {
     const metrics = new Metrics({ processMetrics: false });
     let fail = false;
-    const source = new InstrumentedTokenSource(
+    const source = new MeteredTokenSource(
       {
         name: 'mint',
-        issue: () => Promise.resolve<TokenResult>(fail ? { ok: false, reason: 'token_source_error' } : { ok: true, token: { token: 'x', issuedAt: 0, expiresAt: 1 } }),
+        issue: () => Promise.resolve<TokenResult>(fail ? { ok: false, reason: 'token_source_error' } : { ok: true, value: { token: 'x', issuedAt: 0, expiresAt: 1 } }),
       },
       metrics,
     );

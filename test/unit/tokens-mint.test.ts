@@ -49,7 +49,7 @@ async function mint(input: unknown, clock: { now: number } = { now: T }, baseDir
 
 function tokenOf(result: TokenResult): string {
   if (!result.ok) throw new Error(`expected a token, got ${result.reason}: ${result.detail ?? ''}`);
-  return result.token.token;
+  return result.value.token;
 }
 
 async function verifyWith(jwks: { keys: object[] }, token: string, at: number, audience = 'vmcontroller') {
@@ -94,7 +94,7 @@ describe('minted tokens', () => {
     const source = await mint({ source: { kind: 'mint', issuer: 'https://mesh.example', keys: [{ file: writeKey('es3.pem', 'ec') }] } });
     const { privateKey } = await generateKeyPair('ES256');
     const external = await new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'ES256' }).sign(privateKey);
-    const token = tokenOf(await source.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: external, subjectTokenHash: 'h', subject: 'alice' }));
+    const token = tokenOf(await source.issue({ kind: 'exchange', audience: 'vmcontroller', subjectToken: external, subjectTokenFingerprint: 'h', subject: 'alice' }));
     const { payload } = await verifyWith(source.publicKeys?.jwks() ?? { keys: [] }, token, T);
     expect(payload.sub).toBe('alice');
     expect(payload.act).toBeUndefined();

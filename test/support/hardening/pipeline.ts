@@ -11,19 +11,15 @@ import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { validateConfig } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/schema.js';
-import { DirectionRouter } from '../../../src/core/direction-router.js';
-import { DryRunAuthorizer } from '../../../src/core/dry-run.js';
-import { DEFAULT_ON_BEHALF_OF_HEADER, IDENTITY_HEADER_NAMES } from '../../../src/core/identity-headers.js';
 import type { PermissionAnswer, PermissionChecker, PermissionQuery } from '../../../src/core/ports.js';
 import { createCheckHandler } from '../../../src/envoy/authorization-service.js';
 import type { CheckHandler } from '../../../src/envoy/authorization-service.js';
 import type { CheckRequest__Output } from '../../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse } from '../../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { createTokenVerifier } from '../../../src/identity/token-verifier.js';
-import { createInboundAuthorizer } from '../../../src/inbound/inbound-authorizer.js';
+import { buildPipeline } from '../../../src/lifecycle/pipeline.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { Metrics } from '../../../src/observability/metrics.js';
-import { createOutboundAuthorizer } from '../../../src/outbound/outbound-authorizer.js';
 import { createTokenSource } from '../../../src/tokens/token-source.js';
 import { jwks, makeSigningKey } from '../jwt-fixtures.js';
 import type { SigningKey } from '../jwt-fixtures.js';
@@ -37,10 +33,10 @@ export class OracleChecker implements PermissionChecker {
   check(query: PermissionQuery): Promise<PermissionAnswer> {
     this.calls++;
     if (query.resource.type === 'cloud' && query.resource.id === 'cl1') {
-      return Promise.resolve({ outcome: 'error', reason: 'permission_backend_unavailable', cached: false });
+      return Promise.resolve({ ok: false, reason: 'permission_backend_unavailable' });
     }
     const allowed = query.resource.type === 'cloud' && query.resource.id === 'cl0' && query.subject.type === 'user' && query.subject.id === 'alice';
-    return Promise.resolve({ outcome: allowed ? 'allowed' : 'denied', cached: false });
+    return Promise.resolve({ ok: true, value: { permissionship: allowed ? 'allowed' : 'denied', cached: false } });
   }
 }
 
@@ -52,7 +48,7 @@ export interface InProcessPipeline {
   readonly unexpectedErrors: unknown[];
   /** Runs one Check through the handler; rejects if the callback is not called exactly once with a response. */
   check(request: CheckRequest__Output): Promise<CheckResponse>;
-  close(): void;
+  close(): Promise<void>;
 }
 
 export async function openInProcessPipeline(
@@ -77,14 +73,11 @@ export async function openInProcessPipeline(
   const checker = new OracleChecker();
   const permissionChecker = makeChecker ? makeChecker(config, metrics) : checker;
   const tokens = await createTokenSource(config.tokens!, { serviceName: config.service!.name, metrics, logger, baseDir: dir });
-  const maxTokenBytes = config.limits.maxTokenBytes;
-  const inbound = createInboundAuthorizer(config.inbound!, { verifier, checker: permissionChecker, metrics, logger, maxTokenBytes });
-  const outbound = createOutboundAuthorizer(config.outbound!, { verifier, checker: permissionChecker, tokens, serviceName: config.service!.name, serviceSubjectType: config.service!.subjectType, metrics, logger, maxTokenBytes });
-  const onBehalfOfHeader = config.outbound?.onBehalfOf?.header ?? DEFAULT_ON_BEHALF_OF_HEADER;
-  const authorizer = new DryRunAuthorizer(new DirectionRouter(inbound, outbound), config.dryRun, [...IDENTITY_HEADER_NAMES, onBehalfOfHeader]);
-  const pipeline = { authorizer, limits: { maxHeaderBytes: config.limits.maxHeaderBytes } };
+  // The pipeline serve builds, over these adapters.
+  const pipeline = buildPipeline(config, { verifier, checker: permissionChecker, tokens });
   const unexpectedErrors: unknown[] = [];
-  const handler: CheckHandler = createCheckHandler({ pipeline: () => pipeline, observe: () => undefined, onUnexpectedError: (e) => unexpectedErrors.push(e) });
+  const lease = { pipeline, release: () => undefined };
+  const handler: CheckHandler = createCheckHandler({ acquire: () => lease, observe: () => undefined, onUnexpectedError: (e) => unexpectedErrors.push(e) });
 
   return {
     config,
@@ -109,9 +102,9 @@ export async function openInProcessPipeline(
         }
       });
     },
-    close() {
-      verifier.close();
-      tokens.close();
+    async close() {
+      await verifier.close();
+      await tokens.close();
     },
   };
 }
@@ -137,7 +130,7 @@ export function malformation(response: CheckResponse): string | undefined {
   const denied = response.denied_response;
   if (!denied) return 'deny status without denied_response';
   const http = Number(denied.status?.code);
-  if (![400, 401, 403, 431, 500, 503].includes(http)) return `denied with HTTP ${http}`;
+  if (![400, 401, 403, 413, 415, 431, 500, 503].includes(http)) return `denied with HTTP ${http}`;
   const reason = denied.headers?.find((h) => h.header?.key === 'x-jwtauth-reason')?.header?.value;
   if (!reason) return 'denial without x-jwtauth-reason';
   if (reason !== response.status?.message) return 'x-jwtauth-reason differs from status.message';

@@ -1,0 +1,63 @@
+/**
+ * Runs a list of compiled checks the one way both directions need: build every query first (one
+ * that cannot be built denies without calling SpiceDB), ask them all at once, then combine. A
+ * definite "no" outranks an outage, so a forbidden request is never told to retry; CONDITIONAL is
+ * a "no" without more context; otherwise the first failure decides.
+ */
+import type { CheckRecord, DenyReason } from '../core/decision.js';
+import type { Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
+import { settled } from '../core/result.js';
+import { formatObject } from './check-spec.js';
+import type { CompiledCheck } from './check-spec.js';
+import type { TemplateScope } from './template.js';
+
+export type ChecksVerdict =
+  | { readonly ok: true; readonly checks: readonly CheckRecord[] }
+  | { readonly ok: false; readonly reason: DenyReason; readonly detail?: string; readonly checks?: readonly CheckRecord[] };
+
+export interface CheckRun {
+  readonly checks: readonly CompiledCheck[];
+  readonly scope: TemplateScope;
+  readonly consistency: Consistency;
+  readonly checker: PermissionChecker;
+  /** The reason a definite denial gets (inbound: permission_denied). */
+  readonly deniedReason: DenyReason;
+}
+
+function recordOf(query: PermissionQuery, answer: PermissionAnswer): CheckRecord {
+  return {
+    resource: formatObject(query.resource),
+    permission: query.permission,
+    subject: formatObject(query.subject),
+    result: answer.ok ? answer.value.permissionship : answer.reason,
+    cached: answer.ok && answer.value.cached,
+  };
+}
+
+export async function runChecks(run: CheckRun): Promise<ChecksVerdict> {
+  const queries: PermissionQuery[] = [];
+  for (const check of run.checks) {
+    const built = check.build(run.scope, run.consistency);
+    if (!built.ok) return built;
+    queries.push(built.value);
+  }
+  const answers = await Promise.all(queries.map((query) => settled(() => run.checker.check(query), 'permission check')));
+  const checks = answers.map((answer, i) => recordOf(queries[i] as PermissionQuery, answer));
+  let conditional: CheckRecord | undefined;
+  let failed: ChecksVerdict | undefined;
+  for (let i = 0; i < answers.length; i++) {
+    const answer = answers[i] as PermissionAnswer;
+    const record = checks[i] as CheckRecord;
+    if (!answer.ok) {
+      failed ??= { ok: false, reason: answer.reason, detail: answer.detail ?? `check ${record.resource}#${record.permission} failed`, checks };
+    } else if (answer.value.permissionship === 'denied') {
+      return { ok: false, reason: run.deniedReason, detail: `${record.subject} lacks ${record.permission} on ${record.resource}`, checks };
+    } else if (answer.value.permissionship === 'conditional') {
+      conditional ??= record;
+    }
+  }
+  if (conditional !== undefined) {
+    return { ok: false, reason: 'conditional_permission', detail: `${conditional.permission} on ${conditional.resource}: caveat context incomplete`, checks };
+  }
+  return failed ?? { ok: true, checks };
+}
