@@ -52,7 +52,7 @@ async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?
   const adapters = await buildAdapters(loaded, deps, previous);
   let pipeline: CheckPipeline;
   try {
-    pipeline = buildPipeline(loaded.config, adapters);
+    pipeline = buildPipeline(loaded, adapters);
   } catch (error) {
     const fresh = closablesOf(adapters).filter((adapter) => previous === undefined || !closablesOf(previous).includes(adapter));
     await Promise.allSettled(fresh.map((adapter) => adapter.close()));

@@ -36,7 +36,7 @@ export async function startAdminListener(address: string, state: AdminState): Pr
       send(response, 405, 'text/plain', 'method not allowed\n');
       return;
     }
-    const path = (request.url ?? '/').split('?', 1)[0];
+    const path = (request.url ?? '/').split('?', 1)[0] ?? '/';
     switch (path) {
       case '/healthz':
         send(response, 200, 'text/plain', 'ok\n');

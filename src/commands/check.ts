@@ -4,12 +4,14 @@
  * described by flags instead of an Envoy CheckRequest, and prints every step.
  */
 import { readFileSync } from 'node:fs';
+import type { LoadedConfig } from '../config/load.js';
 import type { Decision } from '../core/decision.js';
 import type { RequestContext } from '../core/request-context.js';
 import { parseCheckRequest } from '../envoy/request-context-parser.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import { loadMessageTypes } from '../rules/message-fields.js';
 import { openDecisionRuntime } from '../serve.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
@@ -27,6 +29,8 @@ export function checkRequestFromFlags(flags: {
   token?: string;
   audience?: string;
   extensions: readonly string[];
+  /** The request body exactly as Envoy would pass it with pack_as_bytes. */
+  body?: Uint8Array;
 }): CheckRequest__Output {
   const headers: { key: string; value: string }[] = [];
   for (const header of flags.headers) {
@@ -53,7 +57,15 @@ export function checkRequestFromFlags(flags: {
   }
   return {
     attributes: {
-      request: { http: { method, path, host: flags.authority ?? 'localhost', header_map: { headers: headers.map((h) => ({ ...h, raw_value: Buffer.from(h.value, 'latin1') })) } } },
+      request: {
+        http: {
+          method,
+          path,
+          host: flags.authority ?? 'localhost',
+          header_map: { headers: headers.map((h) => ({ ...h, raw_value: Buffer.from(h.value, 'latin1') })) },
+          ...(flags.body ? { raw_body: Buffer.from(flags.body) } : {}),
+        },
+      },
       context_extensions: contextExtensions,
     },
   } as CheckRequest__Output;
@@ -73,6 +85,7 @@ export function explain(request: RequestContext | undefined, decision: Decision)
       ? 'none accepted'
       : f.tokenKind;
   lines.push(`token:     ${token}`);
+  if (f.body) lines.push(`message:   ${Object.entries(f.body).map(([path, value]) => `${path}=${JSON.stringify(value)}`).join(', ')}`);
   if (f.checks && f.checks.length > 0) {
     lines.push('checks:');
     for (const c of f.checks) lines.push(`  ${c.resource}#${c.permission}@${c.subject} -> ${c.result}${c.cached ? ' (cached)' : ''}`);
@@ -95,6 +108,7 @@ export const checkCommand: Command = {
   help: `Usage: jwtauth-sidecar check [--config FILE] [--direction inbound|outbound]
          (--method M --path P | --grpc pkg.Service/Method) [--token JWT | --token-file F]
          [--header "name: value"]... [--authority HOST] [--audience NAME] [--ext key=value]...
+         [--message JSON | --body TEXT | --body-file FILE]
 
 Runs the request through the same decision pipeline as \`serve\` (same rules, keys and SpiceDB)
 and prints the matched rule, the token verdict, each SpiceDB check with its answer, and the
@@ -102,6 +116,13 @@ decision with its reason. Nothing is sent to the app. Example:
 
   jwtauth-sidecar check --method POST --path /v1/clouds/cl0/namespaces \\
     --token "$(jwtauth-sidecar token --audience gwadmin)"
+
+For rules that read the request message ({body.…}):
+  --message JSON    a gRPC request message as JSON, encoded with the configured descriptors
+                    (body.protoFiles or body.descriptorSet) into the method's request type
+  --body TEXT       the raw body, e.g. a JSON document for an HTTP route
+  --body-file FILE  the raw body from a file, e.g. a length-prefixed gRPC message
+The message fields the rule used are shown on the "message:" line.
 
 Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
   async run(args, io) {
@@ -117,9 +138,21 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
       'token-file': { type: 'string' },
       audience: { type: 'string' },
       ext: { type: 'string', multiple: true, default: [] },
+      message: { type: 'string' },
+      body: { type: 'string' },
+      'body-file': { type: 'string' },
     });
+    const bodies = [values.message, values.body, values['body-file']].filter((v) => v !== undefined);
+    if (bodies.length > 1) throw new UsageError('give at most one of --message, --body and --body-file');
+    if (values.message !== undefined && !values.grpc) throw new UsageError('--message is a gRPC request message: give --grpc too (for HTTP routes use --body)');
     if (!values.path && !values.grpc) throw new UsageError('give --path (HTTP) or --grpc (gRPC method)');
     const token = values.token ?? (values['token-file'] ? readFileSync(values['token-file'], 'utf8').trim() : undefined);
+    const loaded = loadConfigOrReport(values.config, io);
+    if (!loaded) return 2;
+    let body: Uint8Array | undefined;
+    if (values.message !== undefined) body = encodeMessage(loaded, values.grpc ?? '', values.message);
+    else if (values.body !== undefined) body = Buffer.from(values.body, 'utf8');
+    else if (values['body-file'] !== undefined) body = readFileSync(values['body-file']);
     const check = checkRequestFromFlags({
       direction: values.direction,
       ...(values.method ? { method: values.method } : {}),
@@ -130,9 +163,8 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
       ...(token ? { token } : {}),
       ...(values.audience ? { audience: values.audience } : {}),
       extensions: values.ext,
+      ...(body ? { body } : {}),
     });
-    const loaded = loadConfigOrReport(values.config, io);
-    if (!loaded) return 2;
     const logger = createLogger({ level: 'error' });
     const runtime = await openDecisionRuntime(loaded, new Metrics({ processMetrics: false }), logger);
     try {
@@ -152,3 +184,34 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
     }
   },
 };
+
+/** A JSON message → the length-prefixed gRPC frame a client would send for `method`. */
+function encodeMessage(loaded: LoadedConfig, method: string, json: string): Uint8Array {
+  const match = GRPC_METHOD.exec(method);
+  if (!match) throw new UsageError(`--grpc: got ${JSON.stringify(method)}; expected package.Service/Method`);
+  const root = loadMessageTypes(loaded.config.body, loaded.baseDir).root;
+  if (root === undefined) throw new UsageError('--message needs body.protoFiles or body.descriptorSet in the configuration');
+  let object: unknown;
+  try {
+    object = JSON.parse(json);
+  } catch (error) {
+    throw new UsageError(`--message: not JSON (${(error as Error).message})`);
+  }
+  if (object === null || typeof object !== 'object' || Array.isArray(object)) throw new UsageError('--message: expected a JSON object');
+  let service;
+  try {
+    service = root.lookupService(match[1] as string);
+  } catch {
+    throw new UsageError(`--grpc: no service ${match[1]} in the configured descriptors`);
+  }
+  const rpc = service.methods[match[2] as string];
+  if (rpc === undefined) throw new UsageError(`--grpc: ${match[1]} has no method ${match[2]}`);
+  const type = root.lookupType(rpc.requestType);
+  const problem = type.verify(object);
+  if (problem) throw new UsageError(`--message: ${problem}`);
+  const bytes = type.encode(type.fromObject(object)).finish();
+  const frame = Buffer.alloc(5 + bytes.length);
+  frame.writeUInt32BE(bytes.length, 1);
+  frame.set(bytes, 5);
+  return frame;
+}

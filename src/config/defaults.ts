@@ -2,11 +2,12 @@
  * The embedded development defaults: what `npm start` runs with when no configuration is given.
  * A signing key generated once into ./.jwtauth/, an in-process SpiceDB loaded with the packaged
  * example schema and relationships (examples/), this sidecar trusting its own tokens, rules for the
- * seed scenario, and the demo's upstreams. Typed against the schema's input type, so the compiler
+ * seed scenario, the demo's upstreams and its vmcontroller API descriptors. Typed against the schema's input type, so the compiler
  * keeps it valid. Never for production: `serve` says so loudly.
  */
 import { join } from 'node:path';
 import { defaultOutboundConfig } from '../outbound/config.js';
+import { PACKAGE_ROOT } from '../package-root.js';
 import type { ConfigInput } from './schema.js';
 
 export const DEFAULT_SERVICE_NAME = 'gwadmin';
@@ -33,6 +34,8 @@ export function embeddedDefaults(cwd: string): ConfigInput {
         typ: 'at+jwt',
       },
     ],
+    // The demo's vmcontroller API, so on-behalf-of checks can read the cloud a saga's call names.
+    body: { protoFiles: [join(PACKAGE_ROOT, 'examples', 'demo', 'vmcontroller.proto')] },
     inbound: {
       default: 'deny',
       rules: [

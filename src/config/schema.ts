@@ -3,6 +3,7 @@
  * module only composes them. Every key is documented in docs/configuration.md.
  */
 import { z } from 'zod';
+import { bodySchema } from '../body/config.js';
 import { issuersSchema } from '../identity/config.js';
 import { inboundSchema } from '../inbound/config.js';
 import { outboundSchema } from '../outbound/config.js';
@@ -52,6 +53,7 @@ export const configSchema = z
     limits: limitsSchema,
     log: logSchema,
     dryRun: z.boolean().default(false).describe('decide, log and count, but always tell Envoy to allow'),
+    body: bodySchema,
     service: serviceIdentitySchema.optional(),
     issuers: issuersSchema,
     spicedb: spicedbSchema,

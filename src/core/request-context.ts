@@ -10,6 +10,20 @@ export interface GrpcCall {
   readonly method: string;
 }
 
+/** The request body as Envoy buffered it (`with_request_body`), for rules that read message fields. */
+export interface RequestBody {
+  /** Raw bytes as Envoy sent them (`raw_body` keeps the 5-byte gRPC prefix). */
+  readonly bytes: Uint8Array;
+  /** Envoy said `x-envoy-auth-partial-body: true`: the body was cut at its limit. */
+  readonly truncated: boolean;
+  /** The content-length header when present. */
+  readonly contentLength: number | undefined;
+  /** The grpc-encoding header, lower-cased. */
+  readonly grpcEncoding: string | undefined;
+  /** The content-type header, lower-cased. */
+  readonly contentType: string | undefined;
+}
+
 export interface RequestContext {
   readonly direction: Direction;
   /** Envoy's `x-request-id`, or the CheckRequest's request id; empty when neither is present. */
@@ -32,4 +46,6 @@ export interface RequestContext {
   readonly peerPrincipal: string | undefined;
   /** `context_extensions` from the route, e.g. `direction`, `audience`. */
   readonly contextExtensions: Readonly<Record<string, string>>;
+  /** Present when Envoy sent a body (routes that buffer it); undefined otherwise. */
+  readonly body: RequestBody | undefined;
 }

@@ -3,7 +3,7 @@
  * throws: anything it cannot make sense of becomes a deny reason.
  */
 import type { DenyReason } from '../core/decision.js';
-import type { Direction, GrpcCall, RequestContext } from '../core/request-context.js';
+import type { Direction, GrpcCall, RequestBody, RequestContext } from '../core/request-context.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
 import type { HeaderValue__Output } from '../generated/envoy/config/core/v3/HeaderValue.js';
 
@@ -108,6 +108,7 @@ export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLim
     duplicateHeaders: duplicates,
     peerPrincipal: attributes?.source?.principal || undefined,
     contextExtensions,
+    body: requestBody(http.raw_body, http.body, headers),
   };
   return { ok: true, request };
 }
@@ -117,4 +118,28 @@ function grpcCall(contentType: string | undefined, path: string): GrpcCall | und
   const match = GRPC_PATH.exec(path);
   if (!match) return undefined;
   return { service: match[1] as string, method: match[2] as string };
+}
+
+/** Envoy sets this when `allow_partial_message` let it send a body cut at `max_request_bytes`. */
+const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
+const EMPTY_BYTES = new Uint8Array(0);
+
+/**
+ * The body as bytes: `raw_body` with `pack_as_bytes` (what protobuf needs), else the UTF-8 `body`
+ * string. Nothing is decoded here; only rules that read the body pay for that, in src/body.
+ */
+function requestBody(raw: Buffer | undefined, text: string | undefined, headers: ReadonlyMap<string, string>): RequestBody | undefined {
+  const bytes = raw !== undefined && raw.length > 0 ? raw : text ? Buffer.from(text, 'utf8') : undefined;
+  const partial = headers.get(PARTIAL_BODY_HEADER);
+  // A client may send its own copy of the header; Envoy's `true` (joined after it) still counts.
+  const truncated = partial !== undefined && partial.split(',').some((value) => value.trim() === 'true');
+  if (bytes === undefined && !truncated) return undefined;
+  const length = headers.get('content-length');
+  return {
+    bytes: bytes ?? EMPTY_BYTES,
+    truncated,
+    contentLength: length !== undefined && /^\d{1,15}$/.test(length) ? Number(length) : undefined,
+    grpcEncoding: headers.get('grpc-encoding')?.toLowerCase(),
+    contentType: headers.get('content-type')?.toLowerCase(),
+  };
 }

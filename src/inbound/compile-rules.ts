@@ -3,7 +3,10 @@
  * check is compiled here so that a mistake fails start-up with its location instead of failing
  * requests later.
  */
+import { BodyConfigError } from '../body/body-reader.js';
 import { compileCheck } from '../rules/check-spec.js';
+import { bodyPathsOf, ruleBodyReader } from '../rules/message-fields.js';
+import type { MessageTypes } from '../rules/message-fields.js';
 import { TemplateError } from '../rules/template.js';
 import type { CompiledCheck } from '../rules/check-spec.js';
 import type { InboundRule } from './config.js';
@@ -26,7 +29,7 @@ function routeOf(rule: InboundRule, where: string): RouteSpec {
   }
 }
 
-export function compileRules(rules: readonly InboundRule[]): RuleIndex {
+export function compileRules(rules: readonly InboundRule[], messages: MessageTypes): RuleIndex {
   const index = new RuleIndex();
   const names = new Set<string>();
   rules.forEach((rule, position) => {
@@ -51,12 +54,20 @@ export function compileRules(rules: readonly InboundRule[]): RuleIndex {
       }
       return check;
     });
+    let body;
+    try {
+      body = ruleBodyReader(route, bodyPathsOf(checks), messages, where);
+    } catch (error) {
+      if (error instanceof BodyConfigError) throw new RuleConfigError(error.message);
+      throw error;
+    }
     const host = rule.match.host;
     const compiled: CompiledRule = {
       name: rule.name,
       index: position,
       auth: rule.auth,
       checks,
+      body,
       dryRun: rule.dryRun,
       audience: rule.audience,
       issuers: rule.issuers ? new Set(rule.issuers) : undefined,

@@ -14,6 +14,7 @@ import { failure, settled } from '../core/result.js';
 import type { Failure } from '../core/result.js';
 import { tokenFacts } from '../core/token-facts.js';
 import { FULLY_CONSISTENT, MINIMIZE_LATENCY } from '../rules/check-spec.js';
+import type { MessageTypes } from '../rules/message-fields.js';
 import { runChecks } from '../rules/run-checks.js';
 import { compileRules } from './compile-rules.js';
 import type { InboundConfig } from './config.js';
@@ -41,8 +42,9 @@ export class InboundAuthorizer implements Authorizer {
   constructor(
     private readonly config: NonNullable<InboundConfig>,
     private readonly ports: InboundPorts,
+    messages: MessageTypes,
   ) {
-    this.#rules = compileRules(config.rules);
+    this.#rules = compileRules(config.rules, messages);
     this.#defaultConsistency = config.consistency === 'fully_consistent' ? FULLY_CONSISTENT : MINIMIZE_LATENCY;
   }
 
@@ -60,18 +62,27 @@ export class InboundAuthorizer implements Authorizer {
     if (refused !== undefined) return deny(refused.reason, withDetail(facts, refused.detail));
     if (rule.auth === 'token') return this.#allowWith('allowed', token, facts);
 
+    // After the token: an unauthenticated caller never makes the sidecar decode its message.
+    let body: ReadonlyMap<string, string> | undefined;
+    let read = facts;
+    if (rule.body !== undefined) {
+      const fields = rule.body.read(request.body);
+      if (!fields.ok) return deny(fields.reason, { ...facts, detail: fields.detail });
+      body = fields.value;
+      read = { ...facts, body: Object.fromEntries(body) };
+    }
     const verdict = await runChecks({
       checks: rule.checks,
-      scope: { request, pathParams, token },
+      scope: { request, pathParams, token, body },
       consistency: this.#defaultConsistency,
       checker: this.ports.checker,
       deniedReason: 'permission_denied',
     });
     if (!verdict.ok) {
-      const denied = verdict.checks === undefined ? facts : { ...facts, checks: verdict.checks };
+      const denied = verdict.checks === undefined ? read : { ...read, checks: verdict.checks };
       return deny(verdict.reason, withDetail(denied, verdict.detail));
     }
-    return this.#allowWith('allowed', token, { ...facts, checks: verdict.checks });
+    return this.#allowWith('allowed', token, { ...read, checks: verdict.checks });
   }
 
   async #decideDefault(request: RequestContext): Promise<Decision> {
@@ -130,6 +141,6 @@ function refusal(rule: CompiledRule, token: VerifiedToken): Failure | undefined 
   return undefined;
 }
 
-export function createInboundAuthorizer(config: NonNullable<InboundConfig>, ports: InboundPorts): Authorizer {
-  return new InboundAuthorizer(config, ports);
+export function createInboundAuthorizer(config: NonNullable<InboundConfig>, ports: InboundPorts, messages: MessageTypes): Authorizer {
+  return new InboundAuthorizer(config, ports, messages);
 }

@@ -9,6 +9,7 @@
  * fits); among rules on the same route the first in the file wins.
  */
 import type { RequestContext } from '../core/request-context.js';
+import type { BodyReader } from '../body/body-reader.js';
 import type { CompiledCheck } from '../rules/check-spec.js';
 import type { PathSegment } from './path-template.js';
 
@@ -18,6 +19,8 @@ export interface CompiledRule {
   readonly index: number;
   readonly auth: 'none' | 'token' | 'checks';
   readonly checks: readonly CompiledCheck[];
+  /** Reads the message fields the checks use; undefined when they read none (the body is never touched). */
+  readonly body: BodyReader | undefined;
   readonly dryRun: boolean;
   readonly audience: string | undefined;
   readonly issuers: ReadonlySet<string> | undefined;

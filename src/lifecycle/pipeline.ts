@@ -4,13 +4,14 @@
  * tests all build it here.
  */
 import { serviceIdentityOf } from '../config/schema.js';
-import type { Config } from '../config/schema.js';
+import type { LoadedConfig } from '../config/load.js';
 import { DirectionRouter } from '../core/direction-router.js';
 import { DryRunAuthorizer } from '../core/dry-run.js';
 import type { Authorizer, PermissionChecker, TokenSource, TokenVerifier } from '../core/ports.js';
 import type { CheckPipeline } from '../envoy/authorization-service.js';
 import { createInboundAuthorizer } from '../inbound/inbound-authorizer.js';
 import { createOutboundAuthorizer } from '../outbound/outbound-authorizer.js';
+import { loadMessageTypes } from '../rules/message-fields.js';
 
 export interface PipelinePorts {
   readonly verifier: TokenVerifier;
@@ -18,9 +19,14 @@ export interface PipelinePorts {
   readonly tokens: TokenSource | undefined;
 }
 
-export function buildPipeline(config: Config, ports: PipelinePorts): CheckPipeline {
+/** Compiles every rule and template of `loaded`; throws on a mistake, naming where it is. */
+export function buildPipeline(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, ports: PipelinePorts): CheckPipeline {
+  const { config } = loaded;
   const maxTokenBytes = config.limits.maxTokenBytes;
-  const inbound = config.inbound ? createInboundAuthorizer(config.inbound, { verifier: ports.verifier, checker: ports.checker, maxTokenBytes }) : undefined;
+  const messages = loadMessageTypes(config.body, loaded.baseDir);
+  const inbound = config.inbound
+    ? createInboundAuthorizer(config.inbound, { verifier: ports.verifier, checker: ports.checker, maxTokenBytes }, messages)
+    : undefined;
   let outbound: Authorizer | undefined;
   if (config.outbound) {
     if (!ports.tokens) throw new Error('outbound is configured but tokens.source is not'); // unreachable after validation
@@ -32,7 +38,7 @@ export function buildPipeline(config: Config, ports: PipelinePorts): CheckPipeli
       serviceName: service.name,
       serviceSubjectType: service.subjectType,
       maxTokenBytes,
-    });
+    }, messages);
   }
   const router = new DirectionRouter(inbound, outbound);
   // The dry-run layer costs an extra await per Check; add it only where some decision can be dry-run.

@@ -37,6 +37,7 @@ export function createDecisionObserver(metrics: Metrics, logger: Logger, options
         audience: facts.audience,
         tokenKind: facts.tokenKind,
         checks: facts.checks,
+        body: facts.body,
         decision: decision.kind,
         reason: decision.reason,
         status: decision.kind === 'deny' ? decision.status : 200,

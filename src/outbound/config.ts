@@ -77,7 +77,8 @@ export type OnBehalfOfConfig = z.infer<typeof onBehalfOfSchema>;
 
 /**
  * What the embedded defaults use: the demo's upstreams, and on-behalf-of for the gateway's saga
- * executor where the user holds `create_saga` on the cloud named by `x-cloud-id`. Routes name the
+ * executor where the user holds `create_saga` on the cloud the call's message names (`cloud_id`,
+ * read with the descriptors in the defaults' `body` section). Routes name the
  * upstream with `context_extensions.audience`; authorities are empty because the demo's hosts
  * depend on where it runs (list them to route by :authority alone).
  */
@@ -88,6 +89,6 @@ export const defaultOutboundConfig: NonNullable<OutboundConfigInput> = {
   ],
   onBehalfOf: {
     allowedCallers: ['gwadmin'],
-    checks: [{ resource: 'cloud:{header.x-cloud-id}', permission: 'create_saga', subject: 'user:{subject}' }],
+    checks: [{ resource: 'cloud:{body.cloud_id}', permission: 'create_saga', subject: 'user:{subject}' }],
   },
 };

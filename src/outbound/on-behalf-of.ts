@@ -8,6 +8,8 @@ import type { RequestContext } from '../core/request-context.js';
 import { failure } from '../core/result.js';
 import { compileCheck, MINIMIZE_LATENCY } from '../rules/check-spec.js';
 import type { CompiledCheck } from '../rules/check-spec.js';
+import { bodyPathsOf, CallBodyReaders } from '../rules/message-fields.js';
+import type { MessageTypes } from '../rules/message-fields.js';
 import { runChecks } from '../rules/run-checks.js';
 import type { ChecksVerdict } from '../rules/run-checks.js';
 import type { OnBehalfOfConfig } from './config.js';
@@ -23,15 +25,20 @@ export class OnBehalfOfPolicy {
   readonly userType: string;
   readonly #callers: ReadonlySet<string>;
   readonly #checks: readonly CompiledCheck[];
+  /** Set when a check reads the call's message: the user may be acted for only on that resource. */
+  readonly #body: CallBodyReaders | undefined;
 
   constructor(
     private readonly config: OnBehalfOfConfig,
     private readonly serviceName: string,
+    messages: MessageTypes,
   ) {
     this.header = config.header;
     this.userType = config.userType;
     this.#callers = new Set(config.allowedCallers);
     this.#checks = config.checks.map((spec, i) => compileCheck(spec, `outbound.onBehalfOf.checks[${i}]`));
+    const paths = bodyPathsOf(this.#checks);
+    this.#body = paths.length > 0 ? new CallBodyReaders(paths, messages, 'outbound.onBehalfOf.checks') : undefined;
   }
 
   callerOf(request: RequestContext): string {
@@ -39,26 +46,30 @@ export class OnBehalfOfPolicy {
     return named !== undefined && named !== '' ? named : this.serviceName;
   }
 
-  /** Whether the caller may act for `user` (already trimmed) on this request. */
-  authorize(request: RequestContext, user: string, checker: PermissionChecker): Promise<ChecksVerdict> {
+  /**
+   * Whether the caller may act for `user` (already trimmed) on this request; `body` holds the
+   * message fields the checks read, for the decision facts.
+   */
+  async authorize(request: RequestContext, user: string, checker: PermissionChecker): Promise<ChecksVerdict & { readonly body?: Readonly<Record<string, string>> }> {
     const caller = this.callerOf(request);
-    if (!this.#callers.has(caller)) {
-      return Promise.resolve(failure('on_behalf_of_not_allowed_for_caller', `${caller} may not act on behalf of users`));
-    }
-    if (this.#checks.length === 0) {
-      return Promise.resolve(failure('on_behalf_of_not_permitted', 'no on-behalf-of checks are configured'));
-    }
+    if (!this.#callers.has(caller)) return failure('on_behalf_of_not_allowed_for_caller', `${caller} may not act on behalf of users`);
+    if (this.#checks.length === 0) return failure('on_behalf_of_not_permitted', 'no on-behalf-of checks are configured');
     if (user.length === 0 || user.length > this.config.maxUserIdLength || !USER_ID.test(user)) {
-      return Promise.resolve(
-        failure('invalid_header_value', `${this.header} must be a user id of 1-${this.config.maxUserIdLength} visible ASCII characters`),
-      );
+      return failure('invalid_header_value', `${this.header} must be a user id of 1-${this.config.maxUserIdLength} visible ASCII characters`);
     }
-    return runChecks({
+    let body: ReadonlyMap<string, string> | undefined;
+    if (this.#body !== undefined) {
+      const read = this.#body.read(request);
+      if (!read.ok) return failure(read.reason, read.detail);
+      body = read.value;
+    }
+    const verdict = await runChecks({
       checks: this.#checks,
-      scope: { request, pathParams: NO_PATH_PARAMS, token: undefined, subjectOverride: { type: this.userType, id: user } },
+      scope: { request, pathParams: NO_PATH_PARAMS, token: undefined, subjectOverride: { type: this.userType, id: user }, body },
       consistency: MINIMIZE_LATENCY,
       checker,
       deniedReason: 'on_behalf_of_not_permitted',
     });
+    return body === undefined ? verdict : { ...verdict, body: Object.fromEntries(body) };
   }
 }

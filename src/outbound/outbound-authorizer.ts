@@ -18,6 +18,7 @@ import type { RequestContext } from '../core/request-context.js';
 import { settled } from '../core/result.js';
 import { tokenFacts } from '../core/token-facts.js';
 import type { OutboundConfig } from './config.js';
+import type { MessageTypes } from '../rules/message-fields.js';
 import { OnBehalfOfPolicy } from './on-behalf-of.js';
 import { UpstreamAllowList } from './upstreams.js';
 
@@ -31,8 +32,8 @@ export interface OutboundPorts {
   readonly maxTokenBytes: number;
 }
 
-export function createOutboundAuthorizer(config: NonNullable<OutboundConfig>, ports: OutboundPorts): Authorizer {
-  return new OutboundAuthorizer(config, ports);
+export function createOutboundAuthorizer(config: NonNullable<OutboundConfig>, ports: OutboundPorts, messages: MessageTypes): Authorizer {
+  return new OutboundAuthorizer(config, ports, messages);
 }
 
 const AUTHORIZATION = 'authorization';
@@ -47,9 +48,10 @@ class OutboundAuthorizer implements Authorizer {
   constructor(
     config: NonNullable<OutboundConfig>,
     private readonly ports: OutboundPorts,
+    messages: MessageTypes,
   ) {
     this.#upstreams = new UpstreamAllowList(config.upstreams);
-    this.#onBehalfOf = new OnBehalfOfPolicy(config.onBehalfOf, ports.serviceName);
+    this.#onBehalfOf = new OnBehalfOfPolicy(config.onBehalfOf, ports.serviceName, messages);
     this.strippedHeaders = Object.freeze([this.#onBehalfOf.header]);
   }
 
@@ -112,7 +114,8 @@ class OutboundAuthorizer implements Authorizer {
   async #onBehalfOfToken(request: RequestContext, user: string, audience: string): Promise<Decision> {
     const userType = this.#onBehalfOf.userType;
     const verdict = await this.#onBehalfOf.authorize(request, user, this.ports.checker);
-    const facts: DecisionFacts = { audience, tokenKind: 'on_behalf_of', subject: user, subjectType: userType };
+    const named: DecisionFacts = { audience, tokenKind: 'on_behalf_of', subject: user, subjectType: userType };
+    const facts = verdict.body === undefined ? named : { ...named, body: verdict.body };
     if (!verdict.ok) {
       // Name the user the denial was about, so the log can be searched by user; not when the
       // header itself was malformed (its text is not a user id).

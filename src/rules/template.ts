@@ -8,6 +8,8 @@
  *   {header.NAME}    request header (name case-insensitive; repeated headers arrive joined by `,`)
  *   {claim.A.B}      token claim; dots walk into objects; strings, numbers and booleans only
  *   {ext.NAME}       Envoy context_extensions value
+ *   {body.A.B}       a field of the request message (gRPC, decoded with the configured descriptors)
+ *                    or of the JSON body; read once per request by the rule's body reader
  *   {subject}        the subject id, encoded with the SpiceDB subject-id escaping
  *   {subject_type}   the SpiceDB object type of the subject (issuer's `subjectType`)
  *   {issuer}         configured name of the token's issuer
@@ -30,13 +32,15 @@ export interface TemplateScope {
   readonly token: VerifiedToken | undefined;
   /** Replaces the token's subject for `{subject}` / `{subject_type}` (on-behalf-of checks). */
   readonly subjectOverride?: { readonly type: string; readonly id: string };
+  /** Request message fields by path, read before the checks are built; absent when no template reads the body. */
+  readonly body?: ReadonlyMap<string, string>;
 }
 
-export type TemplateSource = 'path' | 'header' | 'claim' | 'ext' | 'subject' | 'subject_type' | 'issuer' | 'peer' | 'host' | 'method';
+export type TemplateSource = 'path' | 'header' | 'claim' | 'ext' | 'body' | 'subject' | 'subject_type' | 'issuer' | 'peer' | 'host' | 'method';
 
 export interface TemplateRef {
   readonly source: TemplateSource;
-  /** Parameter, header, claim path or extension name; empty for the name-less sources. */
+  /** Parameter, header, claim or body path, or extension name; empty for the name-less sources. */
   readonly name: string;
   readonly encodeAsId: boolean;
 }
@@ -86,6 +90,8 @@ function getterFor(ref: TemplateRef): Getter {
       return (s) => s.request.headers.get(name);
     case 'ext':
       return (s) => (Object.hasOwn(s.request.contextExtensions, name) ? s.request.contextExtensions[name] : undefined);
+    case 'body':
+      return (s) => s.body?.get(name);
     case 'claim': {
       const path = name.split('.');
       return (s) => (s.token ? claimValue(s.token.claims, path) : undefined);
@@ -117,7 +123,7 @@ function withEncoding(get: Getter): Getter {
 }
 
 const NAMELESS: ReadonlySet<string> = new Set(['subject', 'subject_type', 'issuer', 'peer', 'host', 'method']);
-const NAMED: ReadonlySet<string> = new Set(['path', 'header', 'claim', 'ext']);
+const NAMED: ReadonlySet<string> = new Set(['path', 'header', 'claim', 'ext', 'body']);
 
 function parseRef(body: string, where: string): TemplateRef {
   let expr = body.trim();
@@ -139,7 +145,7 @@ function parseRef(body: string, where: string): TemplateRef {
   if (!NAMED.has(source)) {
     throw new TemplateError(
       where,
-      `unknown reference {${body}}; use path.X, header.X, claim.X, ext.X, subject, subject_type, issuer, peer, host or method`,
+      `unknown reference {${body}}; use path.X, header.X, claim.X, ext.X, body.X, subject, subject_type, issuer, peer, host or method`,
     );
   }
   if (name === '') throw new TemplateError(where, `{${source}.NAME} needs a name`);
@@ -147,7 +153,7 @@ function parseRef(body: string, where: string): TemplateRef {
     if (!HEADER_NAME.test(name)) throw new TemplateError(where, `invalid header name "${name}"`);
     return { source, name: name.toLowerCase(), encodeAsId };
   }
-  if (!NAME.test(name) || (source === 'claim' && name.split('.').some((k) => k === ''))) {
+  if (!NAME.test(name) || ((source === 'claim' || source === 'body') && name.split('.').some((k) => k === ''))) {
     throw new TemplateError(where, `invalid name "${name}" in {${body}}`);
   }
   return { source: source as TemplateSource, name, encodeAsId };

@@ -4,9 +4,9 @@
  * cache sits outermost so hits and joined calls never take an in-flight slot; metrics sit
  * innermost so they count only calls that reach SpiceDB.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { resolveConfigPath } from '../config/paths.js';
+import { PACKAGE_ROOT } from '../package-root.js';
 import { resolveSecret } from '../config/secret.js';
 import type { Closable, PermissionChecker } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
@@ -18,13 +18,9 @@ import { GrpcChecker } from './grpc-checker.js';
 import { InflightLimit } from './inflight-limit.js';
 import { MeteredChecker } from './metered-checker.js';
 
-/** The packaged examples/ folder, from the sources (src/spicedb) or the build (dist/src/spicedb). */
+/** The packaged examples/ folder holds the default schema and relationships. */
 function packagedExample(name: string): string {
-  for (const up of ['../../examples/', '../../../examples/']) {
-    const path = fileURLToPath(new URL(up + name, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  throw new Error(`spicedb.embedded: no ${name} configured and none packaged`);
+  return join(PACKAGE_ROOT, 'examples', name);
 }
 
 async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logger: Logger; baseDir: string }): Promise<PermissionChecker & Closable> {

@@ -43,7 +43,7 @@ function readFile(path: string, baseDir: string, what: string): string {
   try {
     return readFileSync(full, 'utf8');
   } catch (error) {
-    throw new Error(`cannot read ${what} ${full}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new Error(`cannot read ${what} ${full}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
   }
 }
 

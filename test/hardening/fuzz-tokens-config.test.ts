@@ -120,7 +120,7 @@ function requestWith(values: readonly string[]): RequestContext {
     if (headers.has('authorization')) duplicates.add('authorization');
     headers.set('authorization', headers.has('authorization') ? `${headers.get('authorization')},${v}` : v);
   }
-  return { direction: 'inbound', requestId: '', authority: '', method: 'GET', path: '/', query: '', grpc: undefined, headers, duplicateHeaders: duplicates, peerPrincipal: undefined, contextExtensions: {} };
+  return { direction: 'inbound', requestId: '', authority: '', method: 'GET', path: '/', query: '', grpc: undefined, headers, duplicateHeaders: duplicates, peerPrincipal: undefined, contextExtensions: {}, body: undefined };
 }
 
 describe('token parsing under hostile input', () => {

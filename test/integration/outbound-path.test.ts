@@ -55,6 +55,7 @@ function request(headers: Record<string, string> = {}): RequestContext {
     duplicateHeaders: new Set(),
     peerPrincipal: undefined,
     contextExtensions: { direction: 'outbound', audience: 'vmcontroller' },
+    body: undefined,
   };
 }
 
@@ -77,7 +78,7 @@ function authorizer(verifier: TokenVerifier, tokens: OutboundTokenSource): Autho
     tokens,
     serviceName: 'gwadmin', serviceSubjectType: 'service',
     maxTokenBytes: 8192,
-  });
+  }, { root: undefined, maxBytes: 65_536 });
 }
 
 function bearer(decision: Decision): string {

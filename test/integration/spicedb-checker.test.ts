@@ -199,6 +199,7 @@ describe('inbound path end to end: real JWT verification and real SpiceDB', () =
         ],
       })!,
       { verifier, checker, maxTokenBytes: 8192 },
+      { root: undefined, maxBytes: 65_536 },
     );
     sign = (sub, iss) =>
       signToken(iss === 'https://mesh' ? meshKey : userKey, { iss, sub, aud: iss === 'https://mesh' ? 'spicedb' : 'gwadmin', iat: nowSeconds(), exp: nowSeconds() + 300 });
@@ -214,6 +215,7 @@ describe('inbound path end to end: real JWT verification and real SpiceDB', () =
       duplicateHeaders: new Set(),
       peerPrincipal: undefined,
       contextExtensions: { direction: 'inbound' },
+      body: undefined,
     });
     close = async () => {
       verifier.close();

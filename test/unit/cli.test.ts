@@ -150,4 +150,42 @@ describe('jwtauth-sidecar keys, token and check', () => {
     expect(denied.out).toMatch(/cloud:cl0#create_namespace@user:bob -> denied/);
     expect(denied.out).toMatch(/decision:\s+DENY 403 permission_denied/);
   }, 30_000);
+
+  it('check takes a gRPC message as JSON (or a raw body) and shows the fields the rule read', async () => {
+    const dir = workdir();
+    const key = await makeSigningKey('ES256', 'cli-2');
+    writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwks(key)));
+    writeFileSync(join(dir, 'relationships.txt'), 'cloud:cl0#admin@user:alice\n');
+    const configFile = join(dir, 'jwtauth.yaml');
+    const proto = new URL('../../examples/demo/vmcontroller.proto', import.meta.url).pathname;
+    writeFileSync(
+      configFile,
+      stringify({
+        issuers: [{ name: 'mesh', issuer: 'https://mesh.test', audience: 'vmcontroller', kind: 'internal', jwks: { file: 'jwks.json' }, algorithms: ['ES256'] }],
+        spicedb: { embedded: { relationshipsFile: join(dir, 'relationships.txt') } },
+        body: { protoFiles: [proto] },
+        inbound: {
+          rules: [
+            { name: 'create-namespace', match: { grpc: { service: 'demo.vmcontroller.v1.VmController', method: 'CreateNamespace' } }, checks: [{ resource: 'cloud:{body.cloud_id}', permission: 'create_namespace' }] },
+            { name: 'create-namespace-http', match: { http: { methods: ['POST'], path: '/v1/namespaces' } }, checks: [{ resource: 'cloud:{body.cloud_id}', permission: 'create_namespace' }] },
+          ],
+        },
+      }),
+    );
+    const token = await signToken(key, { iss: 'https://mesh.test', aud: 'vmcontroller', sub: 'alice', iat: nowSeconds(), exp: nowSeconds() + 300 });
+    const grpc = ['check', '--config', configFile, '--grpc', 'demo.vmcontroller.v1.VmController/CreateNamespace', '--token', token];
+    const allowed = await run(...grpc, '--message', '{"cloud_id":"cl0","namespace_id":"ns1"}');
+    expect(allowed.out).toMatch(/message:\s+cloud_id="cl0"/);
+    expect(allowed.out).toMatch(/cloud:cl0#create_namespace@user:alice -> allowed/);
+    expect(allowed.code).toBe(0);
+    const denied = await run(...grpc, '--message', '{"cloud_id":"cl1"}', '--header', 'x-cloud-id: cl0');
+    expect(denied.out).toMatch(/message:\s+cloud_id="cl1"/);
+    expect(denied.out).toMatch(/decision:\s+DENY 403 permission_denied/);
+    expect(denied.code).toBe(1);
+    const missing = await run(...grpc, '--message', '{"namespace_id":"ns1"}');
+    expect(missing.out).toMatch(/decision:\s+DENY 400 body_field_missing/);
+    expect((await run(...grpc, '--message', '{"cloud_id":7}')).code).toBe(2);
+    const http = await run('check', '--config', configFile, '--method', 'POST', '--path', '/v1/namespaces', '--token', token, '--header', 'content-type: application/json', '--body', '{"cloud_id":"cl0"}');
+    expect(http.out).toMatch(/decision:\s+ALLOW allowed/);
+  }, 30_000);
 });

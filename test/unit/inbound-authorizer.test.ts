@@ -20,6 +20,7 @@ function req(method: string, path: string, headers: Record<string, string> = {},
     duplicateHeaders: new Set(),
     peerPrincipal: undefined,
     contextExtensions: { direction: 'inbound', ...ext },
+    body: undefined,
   };
 }
 const bearer = { authorization: `Bearer ${TOKEN}` };
@@ -94,7 +95,7 @@ function setup(config: unknown = RULES) {
     verifier,
     checker,
     maxTokenBytes: 8192,
-  });
+  }, { root: undefined, maxBytes: 65_536 });
   return { verifier, checker, authorizer };
 }
 

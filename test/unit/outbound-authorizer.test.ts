@@ -100,6 +100,7 @@ function request(options: {
     duplicateHeaders: new Set(options.duplicate ?? []),
     peerPrincipal: undefined,
     contextExtensions: options.ext ?? { direction: 'outbound', audience: 'vmcontroller' },
+    body: undefined,
   };
 }
 
@@ -134,7 +135,7 @@ function setup(
     tokens,
     serviceName: options.serviceName ?? 'gwadmin', serviceSubjectType: 'service',
     maxTokenBytes: 8192,
-  });
+  }, { root: undefined, maxBytes: 65_536 });
   return { authorizer, verifier, checker, tokens };
 }
 

@@ -16,11 +16,12 @@ function req(method: string, path: string, options: { grpc?: [string, string]; h
     duplicateHeaders: new Set(),
     peerPrincipal: undefined,
     contextExtensions: { direction: 'inbound' },
+    body: undefined,
   };
 }
 
 function index(rules: unknown[]) {
-  return compileRules(inboundSchema.parse({ rules })!.rules);
+  return compileRules(inboundSchema.parse({ rules })!.rules, { root: undefined, maxBytes: 65_536 });
 }
 
 const token = (name: string, match: unknown) => ({ name, match, auth: 'token' });

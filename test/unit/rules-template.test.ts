@@ -18,6 +18,7 @@ function request(headers: Record<string, string> = {}, ext: Record<string, strin
     duplicateHeaders: new Set(),
     peerPrincipal: 'spiffe://cluster/ns/default/sa/gwadmin',
     contextExtensions: { direction: 'inbound', ...ext },
+    body: undefined,
   };
 }
 

@@ -74,7 +74,7 @@ export async function openInProcessPipeline(
   const permissionChecker = makeChecker ? makeChecker(config, metrics) : checker;
   const tokens = await createTokenSource(config.tokens!, { serviceName: config.service!.name, metrics, logger, baseDir: dir });
   // The pipeline serve builds, over these adapters.
-  const pipeline = buildPipeline(config, { verifier, checker: permissionChecker, tokens });
+  const pipeline = buildPipeline({ config, baseDir: dir }, { verifier, checker: permissionChecker, tokens });
   const unexpectedErrors: unknown[] = [];
   const lease = { pipeline, release: () => undefined };
   const handler: CheckHandler = createCheckHandler({ acquire: () => lease, observe: () => undefined, onUnexpectedError: (e) => unexpectedErrors.push(e) });

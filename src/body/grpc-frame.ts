@@ -1,0 +1,69 @@
+/**
+ * The one message of a unary gRPC request body, out of its length-prefixed frame:
+ * [flag:1][length:4 big-endian][message]. Exactly one complete frame is accepted; anything else is
+ * refused rather than guessed at, because the service reads the whole stream and a reader that
+ * picked "the first message" could authorize a different request than the one served.
+ *
+ * Compressed frames (flag 1) are inflated per grpc-encoding: gzip, or deflate, which gRPC defines as
+ * the zlib format (RFC 1950), not raw deflate. The output is capped by zlib's maxOutputLength, so
+ * a small compressed frame cannot make the sidecar allocate more than maxBytes.
+ */
+import { gunzipSync, inflateSync } from 'node:zlib';
+import { refuse } from './contract.js';
+import type { BodyRefused } from './contract.js';
+
+export type Unframed = { readonly ok: true; readonly message: Buffer } | BodyRefused;
+
+const PREFIX = 5;
+
+function quoted(value: string): string {
+  return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+}
+
+function inflate(compressed: Buffer, encoding: string, maxBytes: number): Unframed {
+  const decompress = encoding === 'gzip' ? gunzipSync : inflateSync;
+  try {
+    return { ok: true, message: decompress(compressed, { maxOutputLength: maxBytes }) };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      return refuse('body_too_large', `the ${encoding}-compressed message inflates to more than ${maxBytes} bytes`);
+    }
+    return refuse('body_malformed', `the ${encoding}-compressed message cannot be inflated (${(error as Error).message})`);
+  }
+}
+
+/**
+ * `bytes` must be a complete body (the envelope checks ran); `grpcEncoding` lower-cased.
+ * The returned message is a Buffer so protobufjs decodes strings with Node's UTF-8 decoder.
+ */
+export function unframeUnary(bytes: Uint8Array, grpcEncoding: string | undefined, maxBytes: number): Unframed {
+  if (bytes.length < PREFIX) {
+    return refuse('body_truncated', `the body holds ${bytes.length} bytes, less than a gRPC frame prefix`);
+  }
+  const flag = bytes[0] ?? 0;
+  if (flag > 1) return refuse('body_malformed', `gRPC frame flag is ${flag}, not 0 (plain) or 1 (compressed)`);
+  const view = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const length = view.readUInt32BE(1);
+  if (flag === 0 && length > maxBytes) {
+    return refuse('body_too_large', `the gRPC message is ${length} bytes, over the limit of ${maxBytes}`);
+  }
+  const end = PREFIX + length;
+  if (end > bytes.length) {
+    return refuse('body_truncated', `the gRPC frame declares ${length} bytes but ${bytes.length - PREFIX} arrived`);
+  }
+  if (end < bytes.length) {
+    const rest = bytes.length - end;
+    return rest >= PREFIX && (bytes[end] ?? 2) <= 1
+      ? refuse('body_multiple_messages', 'the body holds more than one gRPC message; a unary method takes exactly one')
+      : refuse('body_malformed', `${rest} stray bytes follow the gRPC message`);
+  }
+  const message = view.subarray(PREFIX, end);
+  if (flag === 0) return { ok: true, message };
+  if (grpcEncoding === undefined || grpcEncoding === 'identity') {
+    return refuse('body_malformed', `the gRPC frame is marked compressed but grpc-encoding is ${grpcEncoding ?? 'absent'}`);
+  }
+  if (grpcEncoding !== 'gzip' && grpcEncoding !== 'deflate') {
+    return refuse('body_unsupported_encoding', `grpc-encoding ${quoted(grpcEncoding)} is not supported (gzip, deflate)`);
+  }
+  return inflate(message, grpcEncoding, maxBytes);
+}
