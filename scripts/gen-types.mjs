@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { URL } from 'node:url';
 
 const spec = JSON.parse(readFileSync(new URL('../protos/envoy-protos.json', import.meta.url), 'utf8'));
 const xdsRoot = dirname(createRequire(import.meta.url).resolve('@grpc/grpc-js-xds/package.json'));

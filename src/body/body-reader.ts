@@ -10,7 +10,7 @@
  * detail names paths and fields, never their values.
  */
 export { BodyConfigError } from './contract.js';
-export type { BodyRead, BodyReader, BodyRefusal, RequestBody } from './contract.js';
+export type { BodyRead, BodyReader, RequestBody } from './contract.js';
 export { loadDescriptors } from './descriptors.js';
 export type { DescriptorSource } from './descriptors.js';
 export { compileGrpcBodyReader } from './grpc-body-reader.js';

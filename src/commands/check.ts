@@ -19,7 +19,7 @@ import type { Command } from './command.js';
 const GRPC_METHOD = /^\/?([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
 
 /** Builds the CheckRequest Envoy would send, so `check` goes through the same parser as `serve`. */
-export function checkRequestFromFlags(flags: {
+function checkRequestFromFlags(flags: {
   direction: string;
   method?: string;
   path?: string;
@@ -71,7 +71,7 @@ export function checkRequestFromFlags(flags: {
   } as CheckRequest__Output;
 }
 
-export function explain(request: RequestContext | undefined, decision: Decision): string {
+function explain(request: RequestContext | undefined, decision: Decision): string {
   const f = decision.facts;
   const lines: string[] = [];
   if (request) {

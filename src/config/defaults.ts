@@ -10,7 +10,7 @@ import { defaultOutboundConfig } from '../outbound/config.js';
 import { PACKAGE_ROOT } from '../package-root.js';
 import type { ConfigInput } from './schema.js';
 
-export const DEFAULT_SERVICE_NAME = 'gwadmin';
+const DEFAULT_SERVICE_NAME = 'gwadmin';
 const SELF = 'http://127.0.0.1:9190';
 
 export function embeddedDefaults(cwd: string): ConfigInput {

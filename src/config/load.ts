@@ -58,7 +58,7 @@ function expectation(message: string): string {
 }
 
 /** One line per zod issue: `key.path: got VALUE; expected WHAT`. Unions report each branch's complaint once. */
-export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, prefix: readonly PropertyKey[] = []): string[] {
+function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, prefix: readonly PropertyKey[] = []): string[] {
   const lines: string[] = [];
   for (const issue of issues) {
     const path = [...prefix, ...issue.path];

@@ -16,7 +16,7 @@ export const listenAddressSchema = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: 'expected host:port, e.g. 127.0.0.1:9191', abort: true })
   .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'expected a port in 0-65535');
 
-export const serverSchema = z
+const serverSchema = z
   .strictObject({
     grpcAddress: listenAddressSchema.default('127.0.0.1:9191').describe('ext_authz + grpc.health.v1 listener'),
     adminAddress: listenAddressSchema.default('127.0.0.1:9190').describe('/healthz, /readyz, /metrics, JWKS'),
@@ -24,7 +24,7 @@ export const serverSchema = z
   })
   .prefault({});
 
-export const limitsSchema = z
+const limitsSchema = z
   .strictObject({
     maxHeaderBytes: z.int().min(1024).max(1 << 20).default(65536),
     maxTokenBytes: z.int().min(256).max(1 << 16).default(8192),
@@ -33,14 +33,14 @@ export const limitsSchema = z
   })
   .prefault({});
 
-export const logSchema = z
+const logSchema = z
   .strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     allowSampleRate: z.number().min(0).max(1).default(1).describe('fraction of allow decisions logged; denies always are'),
   })
   .prefault({});
 
-export const serviceIdentitySchema = z
+const serviceIdentitySchema = z
   .strictObject({
     name: z.string().min(1).describe("this pod's service name: the `sub` of its service tokens"),
     subjectType: z.string().default('service'),

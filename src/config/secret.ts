@@ -15,7 +15,7 @@ export const secretRefSchema = z
 
 export type SecretRef = z.infer<typeof secretRefSchema>;
 
-export class SecretError extends Error {}
+class SecretError extends Error {}
 
 /** Resolves a secret reference; trailing newlines in files are dropped. */
 export function resolveSecret(ref: SecretRef, baseDir: string, env: NodeJS.ProcessEnv = process.env): string {

@@ -81,7 +81,6 @@ export const DENY_REASONS = {
 } as const satisfies Record<string, { readonly status: DenyStatus; readonly text: string }>;
 
 export type DenyReason = keyof typeof DENY_REASONS;
-export type Reason = AllowReason | DenyReason;
 
 /** Header names are lower-case; values are plain strings (never joined lists). */
 export type HeaderList = ReadonlyArray<readonly [name: string, value: string]>;

@@ -24,7 +24,7 @@ export interface Closable {
 
 // ---------------------------------------------------------------- identity (token verification)
 
-export type IssuerKind = 'internal' | 'external';
+type IssuerKind = 'internal' | 'external';
 
 export interface VerifiedToken {
   /** The configured issuer's name, as in identity headers and decision facts. */
@@ -80,7 +80,7 @@ export interface PermissionQuery {
 
 export type Permissionship = 'allowed' | 'denied' | 'conditional';
 
-export interface Permission {
+interface Permission {
   readonly permissionship: Permissionship;
   /** Answered from the decision cache. */
   readonly cached: boolean;

@@ -11,7 +11,7 @@ import { parseListenAddress } from '../listen-address.js';
 import { envoyAuthProto } from './protos.js';
 import { memoizeResponseSerializer } from './response-serializer.js';
 
-export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
+const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
 /** The overall status ("") and the ext_authz service report the same thing. */
 const HEALTH_NAMES = ['', AUTHORIZATION_SERVICE] as const;
 

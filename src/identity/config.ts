@@ -17,7 +17,7 @@ const algorithmSchema = z.string().refine((value): value is Algorithm => (ALGORI
 
 const SUBJECT_TYPE = /^([a-z][a-z0-9_]{1,61}[a-z0-9]\/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$/;
 
-export const jwksSourceSchema = z.union([
+const jwksSourceSchema = z.union([
   z.strictObject({
     url: z.url({ protocol: /^https?$/ }).describe('JWKS endpoint'),
     refreshSeconds: z.int().min(5).max(86_400).default(300).describe('background refresh interval (±10% jitter)'),
@@ -29,7 +29,7 @@ export const jwksSourceSchema = z.union([
   }),
 ]);
 
-export const issuerSchema = z
+const issuerSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, - and _').describe('metrics label and {issuer} value'),
     issuer: z.string().min(1).describe('exact `iss` value'),
@@ -67,4 +67,3 @@ export const issuersSchema = z
 
 export type IssuerConfig = z.infer<typeof issuerSchema>;
 export type IssuersConfig = z.infer<typeof issuersSchema>;
-export type JwksSource = z.infer<typeof jwksSourceSchema>;

@@ -3,7 +3,7 @@
  * key. Nothing read here is trusted until jose has checked the signature with our own key.
  * Every malformation is a value, never a throw.
  */
-export interface PeekedJwt {
+interface PeekedJwt {
   readonly alg: string;
   readonly kid: string | undefined;
   /** Undefined when the payload has no `iss`. */

@@ -10,12 +10,12 @@ const GRPC_SERVICE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 const GRPC_METHOD = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HTTP_METHOD = /^[A-Z]+$/;
 
-export const grpcMatchSchema = z.strictObject({
+const grpcMatchSchema = z.strictObject({
   service: z.string().regex(GRPC_SERVICE, 'a fully qualified gRPC service, e.g. authzed.api.v1.PermissionsService'),
   method: z.string().regex(GRPC_METHOD).optional().describe('omit to match every method of the service'),
 });
 
-export const httpMatchSchema = z.strictObject({
+const httpMatchSchema = z.strictObject({
   methods: z
     .array(z.string().regex(HTTP_METHOD, 'upper-case HTTP method'))
     .min(1)
@@ -24,7 +24,7 @@ export const httpMatchSchema = z.strictObject({
   path: z.string().startsWith('/').describe('path template: literal segments, {param} for one segment, ** (last) for the rest'),
 });
 
-export const ruleMatchSchema = z
+const ruleMatchSchema = z
   .strictObject({
     grpc: grpcMatchSchema.optional(),
     http: httpMatchSchema.optional(),
@@ -40,7 +40,7 @@ export const ruleMatchSchema = z
   })
   .refine((m) => (m.grpc === undefined) !== (m.http === undefined), 'a rule matches on exactly one of grpc or http');
 
-export const inboundRuleSchema = z
+const inboundRuleSchema = z
   .strictObject({
     name: z.string().min(1).max(128).describe('shown in decision facts and logs'),
     match: ruleMatchSchema,

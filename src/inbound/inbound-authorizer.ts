@@ -33,7 +33,7 @@ const UNSAFE_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
 type Authenticated = { readonly ok: true; readonly token: VerifiedToken; readonly facts: DecisionFacts } | { readonly ok: false; readonly decision: Decision };
 
-export class InboundAuthorizer implements Authorizer {
+class InboundAuthorizer implements Authorizer {
   /** Every allow removes these, set or not, so a spoofed identity header never reaches the app. */
   readonly strippedHeaders = IDENTITY_HEADER_NAMES;
   readonly #rules: RuleIndex;

@@ -14,7 +14,7 @@ import { closablesOf } from './adapters.js';
 import type { AdapterSet } from './adapters.js';
 
 /** Longer than any single check may take: the SpiceDB deadline and a token-service call are both bounded below it. */
-export const RETIRE_BOUND_MS = 30_000;
+const RETIRE_BOUND_MS = 30_000;
 
 export class Generation implements PipelineLease {
   #inflight = 0;

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 
 export type { Logger };
 
-export const REDACTED_PATHS = [
+const REDACTED_PATHS = [
   'token',
   '*.token',
   'authorization',

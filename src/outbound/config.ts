@@ -13,7 +13,7 @@ const AUDIENCE = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/;
 /** `host` or `host:port` as Envoy's :authority (lower-cased by the parser; default ports dropped). */
 const AUTHORITY = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
 
-export const upstreamSchema = z.strictObject({
+const upstreamSchema = z.strictObject({
   audience: z.string().regex(AUDIENCE, 'audience: letters, digits and . _ : / -').describe('the `aud` of tokens for this upstream'),
   authorities: z
     .array(z.string().regex(AUTHORITY, 'expected host or host:port').transform((a) => a.toLowerCase()))
@@ -21,7 +21,7 @@ export const upstreamSchema = z.strictObject({
     .describe(':authority values that are this upstream; requests to them get this audience'),
 });
 
-export const onBehalfOfSchema = z
+const onBehalfOfSchema = z
   .strictObject({
     header: z
       .string()

@@ -15,7 +15,7 @@ import type { ChecksVerdict } from '../rules/run-checks.js';
 import type { OnBehalfOfConfig } from './config.js';
 
 /** Route config may name the local app making the call; otherwise it is this pod's service. */
-export const CALLER_EXTENSION = 'caller';
+const CALLER_EXTENSION = 'caller';
 /** Visible ASCII only: a user id is an identifier, not free text, and it ends up in a JWT `sub`. */
 const USER_ID = /^[\x21-\x7e]+$/;
 const NO_PATH_PARAMS: Readonly<Record<string, string>> = Object.freeze({});

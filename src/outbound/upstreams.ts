@@ -6,7 +6,7 @@
 import type { RequestContext } from '../core/request-context.js';
 import type { UpstreamConfig } from './config.js';
 
-export const AUDIENCE_EXTENSION = 'audience';
+const AUDIENCE_EXTENSION = 'audience';
 
 export interface Upstream {
   readonly audience: string;

@@ -19,17 +19,17 @@ import type { CompiledTemplate, TemplateRef, TemplateScope } from './template.js
 
 /** SpiceDB's validation patterns (authzed.api.v1 proto rules). */
 export const SPICEDB_OBJECT_TYPE = /^([a-z][a-z0-9_]{1,61}[a-z0-9]\/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$/;
-export const SPICEDB_RELATION = /^[a-z][a-z0-9_]{1,62}[a-z0-9]$/;
+const SPICEDB_RELATION = /^[a-z][a-z0-9_]{1,62}[a-z0-9]$/;
 const CAVEAT_PARAM = /^[a-zA-Z_][a-zA-Z0-9_]{0,127}$/;
 /** SpiceDB rejects request context over 4 KiB; stay under it with room for the Struct encoding. */
-export const MAX_CONTEXT_CHARS = 3584;
+const MAX_CONTEXT_CHARS = 3584;
 const MAX_ZEDTOKEN_CHARS = 1024;
 
-export const DEFAULT_SUBJECT_TEMPLATE = '{subject_type}:{subject}';
+const DEFAULT_SUBJECT_TEMPLATE = '{subject_type}:{subject}';
 
 export const consistencyModeSchema = z.enum(['minimize_latency', 'fully_consistent']);
 
-export const consistencySpecSchema = z.union([
+const consistencySpecSchema = z.union([
   consistencyModeSchema,
   z.strictObject({
     atLeastAsFresh: z.string().min(1).describe('template yielding a ZedToken, e.g. {header.x-spicedb-zedtoken}'),
@@ -49,8 +49,7 @@ export const checkSpecSchema = z.strictObject({
 });
 
 export type CheckSpec = z.infer<typeof checkSpecSchema>;
-export type CheckSpecInput = z.input<typeof checkSpecSchema>;
-export type ConsistencySpec = z.infer<typeof consistencySpecSchema>;
+type ConsistencySpec = z.infer<typeof consistencySpecSchema>;
 
 
 export interface CompiledCheck {

@@ -36,7 +36,7 @@ export interface TemplateScope {
   readonly body?: ReadonlyMap<string, string>;
 }
 
-export type TemplateSource = 'path' | 'header' | 'claim' | 'ext' | 'body' | 'subject' | 'subject_type' | 'issuer' | 'peer' | 'host' | 'method';
+type TemplateSource = 'path' | 'header' | 'claim' | 'ext' | 'body' | 'subject' | 'subject_type' | 'issuer' | 'peer' | 'host' | 'method';
 
 export interface TemplateRef {
   readonly source: TemplateSource;

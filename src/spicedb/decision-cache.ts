@@ -25,7 +25,7 @@ const CACHED: Readonly<Record<Permissionship, PermissionAnswer>> = {
  * Object types, ids and relations cannot contain `:`, `#`, `@` or a space (SpiceDB's patterns), so
  * this key is unambiguous; the context, when present, is appended in its rule's key order.
  */
-export function decisionKey(query: PermissionQuery): string {
+function decisionKey(query: PermissionQuery): string {
   const { resource: r, subject: s } = query;
   const base = `${r.type}:${r.id}#${query.permission}@${s.type}:${s.id}#${s.relation ?? ''}`;
   return query.context === undefined ? base : `${base} ${JSON.stringify(query.context)}`;

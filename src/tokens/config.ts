@@ -9,7 +9,7 @@ import { secretRefSchema } from '../config/secret.js';
 export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA', 'RS256'] as const;
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 
-export const DEFAULT_DEV_KEY_FILE = '.jwtauth/dev-signing-key.json';
+const DEFAULT_DEV_KEY_FILE = '.jwtauth/dev-signing-key.json';
 
 const signingKeySchema = z.strictObject({
   file: z.string().min(1).describe('PKCS#8 PEM or private JWK (JSON); relative to the config file'),
@@ -20,7 +20,7 @@ const signingKeySchema = z.strictObject({
     .describe('earliest time this key may sign (it is published publishBeforeUseSeconds earlier); unset = always'),
 });
 
-export const mintSourceSchema = z.strictObject({
+const mintSourceSchema = z.strictObject({
   kind: z.literal('mint'),
   issuer: z.string().min(1).default('http://127.0.0.1:9190').describe('`iss` of minted tokens'),
   jwksUri: z.string().min(1).optional().describe('advertised in openid-configuration; default <issuer>/.well-known/jwks.json'),
@@ -33,7 +33,7 @@ export const mintSourceSchema = z.strictObject({
   devKeyFile: z.string().min(1).default(DEFAULT_DEV_KEY_FILE),
 });
 
-export const exchangeSourceSchema = z.strictObject({
+const exchangeSourceSchema = z.strictObject({
   kind: z.literal('exchange'),
   tokenEndpoint: z.url({ protocol: /^https$/ }).describe('the token service endpoint; https only'),
   clientId: z.string().min(1).optional().describe('sent as client_id (RFC 8705); default service.name'),
@@ -52,7 +52,7 @@ export const exchangeSourceSchema = z.strictObject({
   maxResponseBytes: z.int().min(1024).max(1 << 20).default(65536),
 });
 
-export const tokenCacheSchema = z
+const tokenCacheSchema = z
   .strictObject({
     maxEntries: z.int().min(1).max(1_000_000).default(10_000),
     refreshAtFraction: z.number().gt(0).lt(1).default(0.5).describe('refresh when this fraction of the lifetime has passed'),
@@ -77,7 +77,6 @@ export const tokensSchema = z
 export type TokensConfig = z.infer<typeof tokensSchema>;
 export type MintSourceConfig = z.infer<typeof mintSourceSchema>;
 export type ExchangeSourceConfig = z.infer<typeof exchangeSourceSchema>;
-export type TokenCacheConfig = z.infer<typeof tokenCacheSchema>;
 
 /** What the embedded defaults use: minting with a development key persisted under `.jwtauth/`. */
 export const defaultTokensConfig: z.input<typeof tokensSchema> = { source: { kind: 'mint' } };

@@ -29,7 +29,7 @@ export interface ExchangeOptions {
 }
 
 /** Makes token-service text safe for logs and reason details: printable, short, no token-shaped runs. */
-export function sanitize(text: unknown, max = 160): string {
+function sanitize(text: unknown, max = 160): string {
   if (typeof text !== 'string') return '';
   const printable = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').replace(JWT_LIKE, '[token]');
   return printable.length > max ? `${printable.slice(0, max)}...` : printable;

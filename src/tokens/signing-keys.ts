@@ -32,7 +32,7 @@ export interface SigningKey {
   readonly origin: string;
 }
 
-export class SigningKeyError extends Error {
+class SigningKeyError extends Error {
   override readonly name = 'SigningKeyError';
 }
 
@@ -116,7 +116,7 @@ function assertKeyFits(key: KeyObject, alg: SigningAlgorithm, origin: string): v
 }
 
 /** Parses a PEM private key or a private JWK; never echoes key material in errors. */
-export function parsePrivateKey(text: string, origin: string): { key: KeyObject; jwkAlg: string | undefined } {
+function parsePrivateKey(text: string, origin: string): { key: KeyObject; jwkAlg: string | undefined } {
   const trimmed = text.trim();
   try {
     if (trimmed.startsWith('{')) {

@@ -205,7 +205,7 @@ describe('config loader under hostile input', () => {
         try {
           loaded = parseConfigText(text, 'fuzz.yaml', '/nonexistent');
         } catch (error) {
-          if (!(error instanceof ConfigError)) throw new Error(`not a ConfigError: ${String(error)}`);
+          if (!(error instanceof ConfigError)) throw new Error(`not a ConfigError: ${String(error)}`, { cause: error });
           expect(error.problems.length).toBeGreaterThan(0);
           return;
         }

@@ -169,7 +169,7 @@ describe('limits', () => {
       expect(cache.size).toBe(2);
       expect(issued).toBe(4); // 'a' was evicted by 'c'
     } finally {
-      cache.close();
+      await cache.close();
     }
   });
 

@@ -218,7 +218,7 @@ describe('inbound path end to end: real JWT verification and real SpiceDB', () =
       body: undefined,
     });
     close = async () => {
-      verifier.close();
+      await verifier.close();
       await checker.close();
     };
   });

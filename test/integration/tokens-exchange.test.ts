@@ -24,7 +24,7 @@ beforeAll(async () => {
   server = await startOAuthServer({ pki, clients: ['gwadmin'], audiences: ['vmcontroller', 'gwadmin'], accessTokenTtlSeconds: 300 });
 });
 afterAll(async () => {
-  for (const source of sources) source.close();
+  await Promise.all(sources.map((source) => source.close()));
   await server?.close();
   pki?.remove();
 });

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export interface CertPair {
+interface CertPair {
   readonly certFile: string;
   readonly keyFile: string;
 }

@@ -11,7 +11,7 @@ import type { AddressInfo, Socket } from 'node:net';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0');
 
-export interface ReceivedRequest {
+interface ReceivedRequest {
   readonly method: string;
   readonly path: string;
   readonly headers: IncomingHttpHeaders;

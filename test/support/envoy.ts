@@ -13,7 +13,7 @@ import { GiveUp, TOOLS_BIN, startProcess, waitFor } from '../../dev/processes.js
 import type { ManagedProcess } from '../../dev/processes.js';
 
 /** The ports written in envoy/envoy.yaml, by role. */
-export const ENVOY_YAML_PORTS = {
+const ENVOY_YAML_PORTS = {
   ingress: 10000,
   egress: 15001,
   app: 8080,
@@ -32,7 +32,7 @@ export interface RunningEnvoy {
   stat(name: string): Promise<number>;
 }
 
-export function rewritePorts(yaml: string, ports: EnvoyPorts): string {
+function rewritePorts(yaml: string, ports: EnvoyPorts): string {
   let out = yaml;
   for (const [role, original] of Object.entries(ENVOY_YAML_PORTS)) {
     const pattern = new RegExp(`port_value: ${original}\\b`, 'g');

@@ -22,8 +22,8 @@ import type { JWK } from 'jose';
 import * as ProviderModule from 'oidc-provider';
 import type { TestPki } from './certs.js';
 
-export const RESOURCE_PREFIX = 'urn:jwtauth:audience:';
-export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const RESOURCE_PREFIX = 'urn:jwtauth:audience:';
+const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const EXTERNAL_ISSUER = 'https://public-auth.example';
 

@@ -26,7 +26,7 @@ export const MESH_ISSUER = 'https://mesh.jwtauth.test';
 export const PUBLIC_ISSUER = 'https://auth.public.test';
 export const MINT_ISSUER = 'https://gwadmin.jwtauth.test';
 
-export const POD_SCHEMA = readFileSync(new URL('../../examples/schema.zed', import.meta.url), 'utf8');
+const POD_SCHEMA = readFileSync(new URL('../../examples/schema.zed', import.meta.url), 'utf8');
 
 export interface Pod {
   readonly spicedb: SpicedbServer;

@@ -16,7 +16,7 @@ let server: JwksServer;
 let key: SigningKey;
 let offsetMs = 0;
 const now = (): number => Date.now() + offsetMs;
-const closers: Array<() => void> = [];
+const closers: Array<() => Promise<void>> = [];
 
 function issuers(overrides: Record<string, unknown> = {}, jwksSource: Record<string, unknown> = { url: server.url, cooldownSeconds: 30 }) {
   return issuersSchema.parse([
@@ -44,7 +44,7 @@ beforeEach(async () => {
   server = await new JwksServer().start(jwks(key));
 });
 afterEach(async () => {
-  while (closers.length) closers.pop()!();
+  while (closers.length) await closers.pop()!();
   await server.stop();
 });
 

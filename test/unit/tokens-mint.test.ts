@@ -79,7 +79,7 @@ describe('minted tokens', () => {
     const second = tokenOf(await source.issue({ kind: 'service', audience: 'gwadmin' }));
     expect((await verifyWith(jwks ?? { keys: [] }, second, T, 'gwadmin')).payload.jti).not.toBe(payload.jti);
     await expect(verifyWith(jwks ?? { keys: [] }, token, T, 'gwadmin')).rejects.toThrow();
-    source.close();
+    await source.close();
   });
 
   it('name the user as sub and this service as act.sub on behalf of a user', async () => {
@@ -87,7 +87,7 @@ describe('minted tokens', () => {
     const token = tokenOf(await source.issue({ kind: 'on_behalf_of', audience: 'vmcontroller', user: 'cloud-teleport-a.b', userType: 'user' }));
     const { payload } = await verifyWith(source.publicKeys?.jwks() ?? { keys: [] }, token, T);
     expect(payload).toMatchObject({ sub: 'cloud-teleport-a.b', act: { sub: 'gwadmin' }, client_id: 'gwadmin' });
-    source.close();
+    await source.close();
   });
 
   it('carry the verified external subject when exchanging a user token', async () => {
@@ -98,7 +98,7 @@ describe('minted tokens', () => {
     const { payload } = await verifyWith(source.publicKeys?.jwks() ?? { keys: [] }, token, T);
     expect(payload.sub).toBe('alice');
     expect(payload.act).toBeUndefined();
-    source.close();
+    await source.close();
   });
 
   it.each([
@@ -111,7 +111,7 @@ describe('minted tokens', () => {
     expect(decodeProtectedHeader(token).alg).toBe(algorithm);
     await expect(verifyWith(source.publicKeys?.jwks() ?? { keys: [] }, token, T)).resolves.toBeTruthy();
     expect(source.publicKeys?.jwks().keys[0]).toMatchObject({ alg: algorithm, use: 'sig' });
-    source.close();
+    await source.close();
   });
 
   it('refuse a key that does not fit its algorithm', async () => {
@@ -127,7 +127,7 @@ describe('minted tokens', () => {
       jwks_uri: 'https://mesh.example/.well-known/jwks.json',
       id_token_signing_alg_values_supported: ['ES256'],
     });
-    source.close();
+    await source.close();
   });
 });
 
@@ -172,7 +172,7 @@ describe('key rotation', () => {
 
     clock.now = T + 330_000;
     expect(kids(source.publicKeys?.jwks())).toEqual([newKid]);
-    source.close();
+    await source.close();
   });
 
   it('refuses to mint before any key is active, instead of signing early', async () => {
@@ -181,7 +181,7 @@ describe('key rotation', () => {
       { now: T },
     );
     expect(await source.issue({ kind: 'service', audience: 'vmcontroller' })).toMatchObject({ ok: false, reason: 'token_source_error' });
-    source.close();
+    await source.close();
   });
 
   it('refuses two keys with the same notBefore', async () => {
@@ -216,7 +216,7 @@ describe('development key', () => {
       algorithms: ['ES256'],
     });
     expect(payload.sub).toBe('gwadmin');
-    serve.close();
+    await serve.close();
   });
 
   it('the token CLI refuses an audience that is not on the upstream list', async () => {

@@ -42,7 +42,7 @@ export function relationships(clouds: number): string {
 export const EXTERNAL_ISSUER = 'https://idp.example.test';
 export const INTERNAL_ISSUER = 'https://mesh.example.test';
 /** This pod's service name, and the audience inbound tokens must carry. */
-export const SERVICE = 'gwadmin';
+const SERVICE = 'gwadmin';
 
 export interface ConfigInputs {
   readonly spicedbEndpoint: string;

@@ -25,7 +25,7 @@ import { jwks, makeSigningKey } from '../jwt-fixtures.js';
 import type { SigningKey } from '../jwt-fixtures.js';
 import { sidecarConfig } from './fixtures.js';
 
-export class OracleChecker implements PermissionChecker {
+class OracleChecker implements PermissionChecker {
   calls = 0;
   ready(): boolean {
     return true;
