@@ -9,8 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { startProcess, waitFor } from '../dev/processes.js';
-import { TOOLS } from './services.js';
+import { startProcess, TOOLS_BIN, waitFor } from '../dev/processes.js';
 import type { ManagedProcess } from '../dev/processes.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -142,7 +141,7 @@ export async function startBenchEnvoy(config: JsonObject, adminPort: number, cpu
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-envoy-'));
   const configFile = join(dir, 'envoy.json');
   writeFileSync(configFile, JSON.stringify(config, null, 1));
-  const envoyArgs = [join(TOOLS, 'envoy'), '-c', configFile, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart'];
+  const envoyArgs = [join(TOOLS_BIN, 'envoy'), '-c', configFile, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart'];
   const process = cpus ? startProcess('taskset', ['-c', cpus, ...envoyArgs]) : startProcess(envoyArgs[0] as string, envoyArgs.slice(1));
   const admin = `http://127.0.0.1:${adminPort}`;
   await waitFor(async () => (await fetch(`${admin}/ready`)).status === 200, 20_000, () => `Envoy did not become ready:\n${process.output()}`);

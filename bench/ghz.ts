@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { TOOLS } from './services.js';
+import { TOOLS_BIN } from '../dev/processes.js';
 
 export interface GhzResult {
   readonly rps: number;
@@ -55,7 +55,7 @@ export async function runGhz(port: number, data: string, options: { total: numbe
     '--skipFirst', String(Math.min(1000, Math.floor(options.total / 10))), '-O', 'json',
     `127.0.0.1:${port}`,
   ];
-  const command = options.cpus ? ['taskset', '-c', options.cpus, join(TOOLS, 'ghz'), ...args] : [join(TOOLS, 'ghz'), ...args];
+  const command = options.cpus ? ['taskset', '-c', options.cpus, join(TOOLS_BIN, 'ghz'), ...args] : [join(TOOLS_BIN, 'ghz'), ...args];
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn(command[0] as string, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

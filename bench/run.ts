@@ -6,31 +6,36 @@
  * Flags: --quick, --only=id,id (scenario ids, prefix match), --label=NAME (results file suffix),
  * --out=DIR, --profile (run the sidecar under `node --cpu-prof`: profiles are written to the work dir
  * printed at start, and the main sidecar's hottest functions go into the results JSON).
+ *
+ * What runs is the list in scenarios.ts; this file runs it and writes the results.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:http2';
-import type { ClientHttp2Session } from 'node:http2';
 import { freePort } from '../dev/ports.js';
-import { startProcess, waitFor } from '../dev/processes.js';
-import type { ManagedProcess } from '../dev/processes.js';
+import { TOOLS_BIN, waitFor } from '../dev/processes.js';
+import type { Exposition } from '../dev/prometheus.js';
+import type { SidecarProcess } from '../dev/sidecar.js';
+import { startSpicedb } from '../dev/spicedb.js';
+import { PACKAGE_ROOT } from '../src/package-root.js';
+import { startAuthorizer } from './authorizers.js';
+import type { RunningAuthorizer, Workspace } from './authorizers.js';
 import { benchEnvoyConfig, startBenchEnvoy } from './envoy-config.js';
 import type { BenchEnvoy, BenchListener } from './envoy-config.js';
-import { AUDIENCE, ISSUER, makeKeys, opaPolicy, SCHEMA, sidecarConfig, signToken, UPSTREAM } from './fixtures.js';
-import type { BenchKeys, SidecarVariant } from './fixtures.js';
+import { AUDIENCE, ISSUER, makeKeys, SCHEMA, signToken, UPSTREAM } from './fixtures.js';
+import type { BenchKeys } from './fixtures.js';
 import { checkRequestJson, runGhz } from './ghz.js';
 import { fmt, FULL, measureScenario, median, QUICK } from './measure.js';
-import type { Budget, ScenarioMeasurement, ShapeSpec, Watched } from './measure.js';
+import type { Budget, ScenarioMeasurement, Watched } from './measure.js';
+import { FRONT_CPUS, PIN, pin } from './pinning.js';
 import { loadAverage, sampleProcess, TICKS_PER_SECOND } from './proc.js';
 import { summarizeProfile } from './profile.js';
 import { renderMarkdown, renderSvg } from './report.js';
-import { startSpicedb } from '../dev/spicedb.js';
-import type { SpicedbServer } from '../dev/spicedb.js';
-import { ROOT, startBenchSidecar, TOOLS } from './services.js';
-import type { BenchSidecar } from './services.js';
-import type { BenchResults, DirectResult, ScenarioResult, ScalingResults } from './report.js';
+import type { BenchResults, DirectResult, ScalingResults, ScenarioResult } from './report.js';
+import { SATURATION, SCENARIO_GROUPS, UNCACHED_SATURATION } from './scenarios.js';
+import type { DirectChecks, Expectation, Listener, Port, RowReport, Scenario, ScenarioGroup, TokenScaling } from './scenarios.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -50,27 +55,6 @@ const log = (line: string): void => {
   process.stdout.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${line}\n`);
 };
 
-/**
- * Core sharing on this 2-core machine: core 0 runs Envoy (one worker), the load generator, this
- * orchestrator and SpiceDB (busy only in the uncached scenario, where Envoy's share is small);
- * core 1 runs the authorizer under test alone. Every authorizer thus gets exactly one core, and
- * nothing it does can steal Envoy's or the load generator's time. With fewer than 2 CPUs nothing
- * is pinned.
- */
-const PIN = cpus().length >= 2;
-const FRONT_CPUS = PIN ? '0' : undefined;
-const AUTHZ_CPUS = PIN ? '1' : undefined;
-
-function pin(pid: number | undefined, cpuList: string | undefined): void {
-  if (pid === undefined || cpuList === undefined) return;
-  // -a: every thread (Node's libuv pool and GC helpers, Go's Ms), not just the main one.
-  execFileSync('taskset', ['-a', '-pc', cpuList, String(pid)], { stdio: 'ignore' });
-}
-
-const SATURATION: ShapeSpec = { clients: 8, streams: 16 };
-/** h2load clients each walk `-i` lists from the top, so "every request distinct" needs one client. */
-const UNCACHED_SATURATION: ShapeSpec = { clients: 1, streams: 32 };
-
 function versionOf(command: string, versionArgs: string[], pattern: RegExp): string {
   const out = spawnSync(command, versionArgs, { encoding: 'utf8' });
   const text = `${out.stdout ?? ''}${out.stderr ?? ''}`;
@@ -86,129 +70,210 @@ function machineDescription(): BenchResults['machine'] {
     ramMb: Math.round(totalmem() / 2 ** 20),
     kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
     node: process.version,
-    envoy: versionOf(join(TOOLS, 'envoy'), ['--version'], /version: \S+?\/([\d.]+)\//),
-    opaEnvoy: versionOf(join(TOOLS, 'opa-envoy-plugin'), ['version'], /Version: (\S+)/),
-    spicedb: versionOf(join(TOOLS, 'spicedb'), ['version'], /(v[\d.]+)/),
+    envoy: versionOf(join(TOOLS_BIN, 'envoy'), ['--version'], /version: \S+?\/([\d.]+)\//),
+    opaEnvoy: versionOf(join(TOOLS_BIN, 'opa-envoy-plugin'), ['version'], /Version: (\S+)/),
+    spicedb: versionOf(join(TOOLS_BIN, 'spicedb'), ['version'], /(v[\d.]+)/),
     h2load: versionOf('h2load', ['--version'], /nghttp2\/([\d.]+)/),
-    vegeta: versionOf('go', ['version', '-m', join(TOOLS, 'vegeta')], /tsenart\/vegeta\/v12\s+(v\S+)/),
-    ghz: versionOf(join(TOOLS, 'ghz'), ['--version'], /(\S+)/),
+    vegeta: versionOf('go', ['version', '-m', join(TOOLS_BIN, 'vegeta')], /tsenart\/vegeta\/v12\s+(v\S+)/),
+    ghz: versionOf(join(TOOLS_BIN, 'ghz'), ['--version'], /(\S+)/),
   };
 }
 
 function installTools(): void {
   log('installing peers: bash scripts/install-tools.sh bench (cached after the first run)');
-  const result = spawnSync('bash', [join(ROOT, 'scripts/install-tools.sh'), 'bench'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const result = spawnSync('bash', [join(PACKAGE_ROOT, 'scripts/install-tools.sh'), 'bench'], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (result.status !== 0) throw new Error('scripts/install-tools.sh bench failed');
 }
 
-/**
- * Like expectStatus, but keeps asking for a while: Envoy's first calls to an authorizer that has
- * just started can fail before its cluster connects.
- */
-async function expectEventually(url: string, headers: Record<string, string>, status: number, what: string): Promise<void> {
-  let last = 0;
-  await waitFor(async () => (last = (await fetch(url, { headers })).status) === status, 15_000, () => `${what}: expected ${status} from ${url}, last answer ${last}`);
+/** What every scenario of a run shares. */
+interface Run extends Workspace {
+  readonly token: string;
+  readonly spicedbPid: number | undefined;
+  readonly ports: Readonly<Record<Port, number>>;
 }
 
-async function expectStatus(url: string, headers: Record<string, string>, status: number, what: string): Promise<void> {
+/** What the run reports, filled in scenario by scenario. */
+interface Findings {
+  readonly scenarios: ScenarioResult[];
+  readonly direct: DirectResult[];
+  readonly scaling: ScalingResults;
+  readonly profiles: Record<string, unknown>;
+  readonly failures: string[];
+}
+
+/** What a group has started so far: each is started when a scenario first needs it. */
+interface GroupProcesses {
+  authorizer(): Promise<RunningAuthorizer>;
+  envoy(): Promise<BenchEnvoy>;
+}
+
+const PATHS: Readonly<Record<Port, string>> = { ingress: '/v1/clouds/cl0/items', egress: '/v1/items' };
+const urlOf = (run: Run, port: Port, path = PATHS[port]): string => `http://127.0.0.1:${run.ports[port]}${path}`;
+const authorization = (run: Run): Record<string, string> => ({ authorization: `Bearer ${run.token}` });
+/** The same header as h2load and vegeta take it. */
+const headerLines = (run: Run): string[] => [`authorization: Bearer ${run.token}`];
+
+async function expectAnswer(run: Run, expectation: Expectation): Promise<void> {
+  const url = urlOf(run, expectation.port, expectation.path);
+  const headers = expectation.withToken ? authorization(run) : {};
+  const { status, what } = expectation;
+  if (expectation.eventually) {
+    let last = 0;
+    await waitFor(async () => (last = (await fetch(url, { headers })).status) === status, 15_000, () => `${what}: expected ${status} from ${url}, last answer ${last}`);
+    return;
+  }
   const response = await fetch(url, { headers });
   const body = await response.text();
   if (response.status !== status) throw new Error(`${what}: expected ${status} from ${url}, got ${response.status} ${body.slice(0, 200)}`);
 }
 
-interface Context {
-  readonly dir: string;
-  readonly keys: BenchKeys;
-  readonly token: string;
-  readonly spicedb: SpicedbServer;
-  readonly spicedbPid: number | undefined;
-  readonly keyEnv: string;
-}
-
-async function withEnvoy<T>(listeners: readonly BenchListener[], authzPort: number | undefined, body: (envoy: BenchEnvoy) => Promise<T>): Promise<T> {
-  const adminPort = await freePort();
-  const envoy = await startBenchEnvoy(benchEnvoyConfig(listeners, adminPort, authzPort), adminPort, FRONT_CPUS);
-  try {
-    return await body(envoy);
-  } finally {
-    await envoy.stop();
-  }
-}
-
-async function launchSidecar(ctx: Context, variant: SidecarVariant, label: string): Promise<BenchSidecar> {
-  const env: NodeJS.ProcessEnv = { [ctx.keyEnv]: ctx.spicedb.presharedKey };
-  // BENCH_SIDECAR_NODE_ARGS (e.g. --trace-gc) for investigations; BENCH_SIDECAR_OUTPUT keeps what it printed.
-  const nodeArgs: string[] = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  if (profile) {
-    const profDir = join(ctx.dir, 'profiles');
-    mkdirSync(profDir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${label}.cpuprofile`);
-  }
-  const sidecar = await startBenchSidecar(sidecarConfig(ctx.keys, ctx.spicedb.endpoint, ctx.keyEnv, variant), { env, cwd: ctx.dir, nodeArgs });
-  pin(sidecar.process.child.pid, AUTHZ_CPUS);
-  const keep = process.env.BENCH_SIDECAR_OUTPUT;
-  if (keep) sidecar.process.exited.then(() => writeFileSync(`${keep}.${label}.log`, sidecar.process.output()), () => undefined);
-  return sidecar;
-}
-
-async function scenario(
-  id: string,
-  results: ScenarioResult[],
-  failures: string[],
-  body: () => Promise<Omit<ScenarioResult, 'id' | 'load'>>,
-): Promise<void> {
-  if (!wants(id)) return;
-  const load = loadAverage();
-  log(`scenario ${id} (load average ${load.join(' ')})`);
-  try {
-    const result = await body();
-    if (!Number.isFinite(result.measurement.p99) || (!Number.isFinite(result.measurement.rps) && result.measurement.saturation.length > 0)) {
-      throw new Error('no numbers');
+function benchListener(listener: Listener, run: Run): BenchListener {
+  const { name, filter } = listener;
+  const port = run.ports[listener.port];
+  switch (filter.kind) {
+    case 'bare':
+      return { name, port, filter };
+    case 'jwt_authn':
+      return { name, port, filter: { kind: 'jwt_authn', issuer: ISSUER, audience: AUDIENCE, jwks: run.keys.jwks } };
+    case 'ext_authz': {
+      const contextExtensions: Record<string, string> = filter.direction === 'inbound' ? { direction: 'inbound' } : { direction: 'outbound', audience: UPSTREAM };
+      return { name, port, filter: { kind: 'ext_authz', contextExtensions, ...(filter.encodeRawHeaders === undefined ? {} : { encodeRawHeaders: filter.encodeRawHeaders }) } };
     }
-    results.push({ id, load, ...result });
-  } catch (error) {
-    failures.push(`${id}: ${(error as Error).message.split('\n').slice(0, 6).join('\n')}`);
-    log(`scenario ${id} FAILED: ${(error as Error).message.slice(0, 1500)}`);
   }
+}
+
+async function startEnvoy(listeners: readonly Listener[], authzPort: number | undefined, run: Run): Promise<BenchEnvoy> {
+  const adminPort = await freePort();
+  return startBenchEnvoy(benchEnvoyConfig(listeners.map((l) => benchListener(l, run)), adminPort, authzPort), adminPort, FRONT_CPUS);
+}
+
+function failed(id: string, error: unknown, findings: Findings, summary: (message: string) => string): void {
+  const message = (error as Error).message;
+  findings.failures.push(`${id}: ${summary(message)}`);
+  log(`scenario ${id} FAILED: ${message.slice(0, 1500)}`);
+}
+const firstLines = (message: string): string => message.split('\n').slice(0, 6).join('\n');
+const first500 = (message: string): string => message.slice(0, 500);
+
+function sidecarOf(authorizer: RunningAuthorizer): SidecarProcess {
+  if (authorizer.sidecar === undefined) throw new Error('only the sidecar has the metrics this scenario reports');
+  return authorizer.sidecar;
+}
+
+/** How much each series of the sidecar's metrics grew between two scrapes. */
+function growth(before: Exposition, after: Exposition): Map<string, number> {
+  return new Map(after.samples.map((sample) => [sample.series, sample.value - (before.series.get(sample.series) ?? 0)]));
+}
+
+/** The row's figures beside the measurement; logs the growth the scenario wants to see. */
+function extraFigures(reports: RowReport, grew: ReadonlyMap<string, number>): Record<string, number> {
+  const extra: Record<string, number> = {};
+  for (const [name, series] of Object.entries(reports.counts ?? {})) extra[name] = grew.get(series) ?? 0;
+  Object.assign(extra, reports.constants);
+  const logged = reports.logsGrowth;
+  if (logged !== undefined) {
+    for (const [series, delta] of grew) {
+      const ofMetric = logged.of.some((metric) => series === metric || series.startsWith(`${metric}{`));
+      if (ofMetric && delta > 0 && !logged.except.some((part) => series.includes(part))) log(`    ${series} +${delta}`);
+    }
+  }
+  if (reports.summary) log(`    ${reports.summary(extra)}`);
+  return extra;
+}
+
+async function measureThroughEnvoy(scenario: Exclude<Scenario, DirectChecks | TokenScaling>, processes: GroupProcesses, run: Run, findings: Findings): Promise<void> {
+  const { id, load, reports } = scenario;
+  const loadAverageAtStart = loadAverage();
+  log(`scenario ${id} (load average ${loadAverageAtStart.join(' ')})`);
+  try {
+    const authorizer = await processes.authorizer();
+    const envoy = await processes.envoy();
+    for (const expectation of scenario.expects) await expectAnswer(run, expectation);
+    const sidecar = reports.counts !== undefined || reports.logsGrowth !== undefined ? sidecarOf(authorizer) : undefined;
+    const before = await sidecar?.metrics();
+    const backends: Record<string, number> = run.spicedbPid === undefined ? {} : { spicedb: run.spicedbPid };
+    const watched: Watched = { envoy: envoy.process.child.pid as number, authorizer: authorizer.pid, ...(load.kind === 'distinct-resources' || load.watchesSpicedb ? { backends } : {}) };
+    const measurement = load.kind === 'one-url' ? await measureOneUrl(load, watched, run) : await measureDistinctResources(load, watched, run);
+    if (reports.scalingRules !== undefined) {
+      const { p50, p90, p99 } = measurement;
+      findings.scaling.rules.push({ rules: reports.scalingRules, p50, p90, p99, rssKb: measurement.rssKb.authorizer });
+    }
+    const extra = extraFigures(reports, sidecar && before ? growth(before, await sidecar.metrics()) : new Map());
+    if (!Number.isFinite(measurement.p99) || (!Number.isFinite(measurement.rps) && measurement.saturation.length > 0)) throw new Error('no numbers');
+    const row = { label: reports.label, authorizer: reports.authorizer, measurement, ...(Object.keys(extra).length > 0 ? { extra } : {}) };
+    findings.scenarios.push({ id, load: loadAverageAtStart, ...row });
+  } catch (error) {
+    failed(id, error, findings, firstLines);
+  }
+}
+
+function measureOneUrl(load: Extract<Scenario['load'], { kind: 'one-url' }>, watched: Watched, run: Run): Promise<ScenarioMeasurement> {
+  const target = { url: urlOf(run, load.port), headers: load.withToken ? headerLines(run) : [] };
+  return measureScenario({ target, watched, budget, saturation: SATURATION, loadCpus: FRONT_CPUS, latencyOnly: load.latencyOnly ?? false, log });
+}
+
+function measureDistinctResources(load: Extract<Scenario['load'], { kind: 'distinct-resources' }>, watched: Watched, run: Run): Promise<ScenarioMeasurement> {
+  // Each load run (warm-up, saturation and rate rounds) gets its own slice of the resources.
+  const runsPerScenario = 1 + 2 * budget.rounds;
+  const slice = Math.floor((load.resources - 1) / runsPerScenario);
+  const uriFiles = Array.from({ length: runsPerScenario }, (_, runIndex) => {
+    const file = join(run.dir, `uncached-uris-${runIndex}.txt`);
+    writeFileSync(file, Array.from({ length: slice }, (_, i) => urlOf(run, 'ingress', `/v1/clouds/c${runIndex * slice + i}/items`)).join('\n') + '\n');
+    return file;
+  });
+  const target = { url: urlOf(run, 'ingress', '/'), headers: headerLines(run) };
+  return measureScenario({
+    target,
+    targetForRun: (runIndex) => ({ ...target, uriFile: uriFiles[runIndex % uriFiles.length] as string }),
+    rateCapFraction: load.rateCapFraction,
+    watched,
+    budget,
+    saturation: UNCACHED_SATURATION,
+    loadCpus: FRONT_CPUS,
+    log,
+  });
 }
 
 /**
- * ghz straight at the authorizer's gRPC port: rounds of a fixed number of Checks, each reporting
- * throughput, latency and the authorizer's CPU time per Check (the least noise-sensitive figure
- * on a shared machine, and the one the hot-path before/after compares).
+ * Rounds of a fixed number of Checks, each reporting throughput, latency and the authorizer's CPU
+ * time per Check (the least noise-sensitive figure on a shared machine, and the one the hot-path
+ * before/after compares).
  */
-async function directRounds(id: string, authorizer: string, port: number, pid: number, token: string, direct: DirectResult[], failures: string[]): Promise<void> {
-  if (!wants(id)) return;
-  log(`scenario ${id} (ghz → ${authorizer} directly, load average ${loadAverage().join(' ')})`);
+async function directChecks(scenario: DirectChecks, processes: GroupProcesses, run: Run, findings: Findings): Promise<void> {
+  const { id, load } = scenario;
+  const authorizerName = scenario.reports.direct;
+  log(`scenario ${id} (ghz → ${authorizerName} directly, load average ${loadAverage().join(' ')})`);
   try {
-    const data = checkRequestJson('/v1/clouds/cl0/items', { authorization: `Bearer ${token}` }, { direction: 'inbound' });
-    const total = quick ? 5_000 : 40_000;
-    await runGhz(port, data, { total: Math.min(total, 5_000), concurrency: 32, cpus: FRONT_CPUS });
+    const { pid, grpcPort } = await processes.authorizer();
+    if (pid === undefined || grpcPort === undefined) throw new Error('no authorizer process to call');
+    const data = checkRequestJson(PATHS.ingress, authorization(run), { direction: 'inbound' });
+    const total = quick ? load.checks.quick : load.checks.full;
+    await runGhz(grpcPort, data, { total: Math.min(total, 5_000), concurrency: load.concurrency, cpus: FRONT_CPUS });
     const rounds: Array<DirectResult['rounds'][number]> = [];
     for (let round = 0; round < budget.rounds; round++) {
       const before = sampleProcess(pid);
-      const result = await runGhz(port, data, { total, concurrency: 32, cpus: FRONT_CPUS });
+      const result = await runGhz(grpcPort, data, { total, concurrency: load.concurrency, cpus: FRONT_CPUS });
       const after = sampleProcess(pid);
       const cpuUsPerCheck = before && after ? (((after.cpuTicks - before.cpuTicks) / TICKS_PER_SECOND) * 1e6) / total : Number.NaN;
       if (result.okCount < result.count * 0.99) throw new Error(`only ${result.okCount} of ${result.count} Checks answered OK`);
       log(`    round ${round + 1}: ${result.rps.toFixed(0)} Checks/s, p50 ${result.p50.toFixed(3)} p99 ${result.p99.toFixed(3)} ms, ${cpuUsPerCheck.toFixed(0)} µs CPU per Check`);
       rounds.push({ rps: result.rps, p50: result.p50, p99: result.p99, cpuUsPerCheck });
     }
-    direct.push({ id, authorizer, rounds, rps: median(rounds.map((r) => r.rps)), p50: median(rounds.map((r) => r.p50)), p99: median(rounds.map((r) => r.p99)), cpuUsPerCheck: median(rounds.map((r) => r.cpuUsPerCheck)) });
+    const medianOf = (key: keyof DirectResult['rounds'][number]): number => median(rounds.map((r) => r[key]));
+    findings.direct.push({ id, authorizer: authorizerName, rounds, rps: medianOf('rps'), p50: medianOf('p50'), p99: medianOf('p99'), cpuUsPerCheck: medianOf('cpuUsPerCheck') });
   } catch (error) {
-    failures.push(`${id}: ${(error as Error).message.slice(0, 500)}`);
-    log(`scenario ${id} FAILED: ${(error as Error).message.slice(0, 1500)}`);
+    failed(id, error, findings, first500);
   }
 }
 
-/** Sends `count` requests with distinct tokens through Envoy (HTTP/2, 64 in flight); returns non-200 count. */
+/** Sends `count` requests with distinct tokens through Envoy (HTTP/2, 64 in flight); returns the non-200 count. */
 async function sendDistinctTokens(port: number, keys: BenchKeys, count: number): Promise<number> {
-  const session: ClientHttp2Session = connect(`http://127.0.0.1:${port}`);
+  const session = connect(`http://127.0.0.1:${port}`);
   let next = 0;
   let bad = 0;
   const one = (): Promise<void> =>
     new Promise((resolve) => {
-      const stream = session.request({ ':path': '/v1/clouds/cl0/items', ':method': 'GET', authorization: `Bearer ${signToken(keys)}` });
+      const stream = session.request({ ':path': PATHS.ingress, ':method': 'GET', authorization: `Bearer ${signToken(keys)}` });
       stream.on('response', (headers) => {
         if (headers[':status'] !== 200) bad++;
       });
@@ -230,6 +295,93 @@ async function sendDistinctTokens(port: number, keys: BenchKeys, count: number):
   return bad;
 }
 
+async function tokenScaling(scenario: TokenScaling, processes: GroupProcesses, run: Run, findings: Findings): Promise<void> {
+  const steps = quick ? scenario.load.steps.quick : scenario.load.steps.full;
+  const rows = findings.scaling.tokens;
+  log(`scenario ${scenario.id}: RSS after ${steps.join(' and ')} distinct tokens`);
+  try {
+    const { pid } = await processes.authorizer();
+    await processes.envoy();
+    if (pid === undefined) throw new Error('no authorizer process to measure');
+    for (const expectation of scenario.expects) await expectAnswer(run, expectation);
+    rows.push({ tokens: 1, rssKb: sampleProcess(pid)?.rssKb, hwmKb: sampleProcess(pid)?.hwmKb, seconds: 0 });
+    let sent = 1;
+    for (const step of steps) {
+      const t0 = performance.now();
+      const bad = await sendDistinctTokens(run.ports.ingress, run.keys, step - sent);
+      if (bad > 0) throw new Error(`${bad} of ${step - sent} distinct-token requests were not 200`);
+      const seconds = (performance.now() - t0) / 1000;
+      sent = step;
+      const sample = sampleProcess(pid);
+      rows.push({ tokens: step, rssKb: sample?.rssKb, hwmKb: sample?.hwmKb, seconds });
+      log(`    after ${step} distinct tokens: RSS ${fmt((sample?.rssKb ?? NaN) / 1024, 1)} MB (peak ${fmt((sample?.hwmKb ?? NaN) / 1024, 1)} MB), ${((step - (rows.at(-2)?.tokens ?? 0)) / seconds).toFixed(0)} new tokens/s`);
+    }
+  } catch (error) {
+    failed(scenario.id, error, findings, first500);
+  }
+}
+
+const isDirect = (scenario: Scenario): scenario is DirectChecks => scenario.load.kind === 'direct-checks';
+const isTokenScaling = (scenario: Scenario): scenario is TokenScaling => scenario.load.kind === 'distinct-tokens';
+
+async function runGroup(group: ScenarioGroup, run: Run, findings: Findings): Promise<void> {
+  const scenarios = group.scenarios.filter((scenario) => wants(scenario.id));
+  if (scenarios.length === 0) return;
+  let authorizer: Promise<RunningAuthorizer> | undefined;
+  let envoy: Promise<BenchEnvoy> | undefined;
+  const processes: GroupProcesses = {
+    authorizer: () => (authorizer ??= startAuthorizer(group.starts, run)),
+    envoy: () => (envoy ??= processes.authorizer().then((started) => startEnvoy(group.envoy, started.grpcPort, run))),
+  };
+  try {
+    for (const scenario of scenarios) {
+      if (isDirect(scenario)) await directChecks(scenario, processes, run, findings);
+      else if (isTokenScaling(scenario)) await tokenScaling(scenario, processes, run, findings);
+      else await measureThroughEnvoy(scenario, processes, run, findings);
+    }
+  } finally {
+    // A start that failed has been reported by the scenario that needed it.
+    await envoy?.then((started) => started.stop(), () => undefined);
+    const stopped = await authorizer?.then(
+      async (started) => {
+        await started.stop();
+        return started;
+      },
+      () => undefined,
+    );
+    if (group.starts.kind === 'sidecar' && group.starts.profileInResults && stopped?.cpuProfile !== undefined) {
+      findings.profiles[group.starts.name] = summarizeProfile(stopped.cpuProfile);
+    }
+  }
+}
+
+/**
+ * Written before anything is measured: minimize_latency checks read a revision quantized to 5 s,
+ * so fresh writes only become visible a few seconds later.
+ */
+async function writeDistinctResources(run: Run): Promise<void> {
+  for (const scenario of SCENARIO_GROUPS.flatMap((group) => group.scenarios)) {
+    const load = scenario.load;
+    if (load.kind !== 'distinct-resources' || !wants(scenario.id)) continue;
+    log(`writing ${load.resources} relationships (cloud:c<i>#member@user:alice) for the uncached scenario`);
+    for (let from = 0; from < load.resources; from += 1000) {
+      const lines: string[] = [];
+      for (let i = from; i < Math.min(load.resources, from + 1000); i++) lines.push(`cloud:c${i}#member@user:alice`);
+      await run.spicedb.write(lines.join('\n'));
+    }
+  }
+}
+
+function writeResults(results: BenchResults, outDir: string, base: string): void {
+  const json = join(outDir, `${base}.json`);
+  writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
+  const markdown = renderMarkdown(results, `${base}.svg`);
+  writeFileSync(join(outDir, `${base}.md`), markdown);
+  writeFileSync(join(outDir, `${base}.svg`), renderSvg(results));
+  process.stdout.write(`\n${markdown}\n`);
+  log(`results: ${json} (+ .md, .svg); wall time ${results.wallSeconds.toFixed(0)} s`);
+}
+
 async function main(): Promise<void> {
   installTools();
   if (PIN) pin(process.pid, FRONT_CPUS);
@@ -238,294 +390,55 @@ async function main(): Promise<void> {
   const label = flag('label');
   const base = `${date}-${machine.host}${label ? `-${label}` : ''}`;
   // Quick (CI) runs never write into the tree.
-  const outDir = flag('out') ?? (quick ? mkdtempSync(join(tmpdir(), 'jwtauth-bench-results-')) : join(ROOT, 'bench/results'));
+  const outDir = flag('out') ?? (quick ? mkdtempSync(join(tmpdir(), 'jwtauth-bench-results-')) : join(PACKAGE_ROOT, 'bench/results'));
   mkdirSync(outDir, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-'));
   log(`${quick ? 'quick' : 'full'} run; ${machine.cores} cores (${machine.cpuModel}); pinning ${PIN ? 'Envoy+load generator+SpiceDB→cpu0, authorizer→cpu1' : 'off'}; work dir ${dir}`);
 
   const keys = makeKeys(dir);
-  const token = signToken(keys);
-  const auth = { authorization: `Bearer ${token}` };
-  const header = [`authorization: Bearer ${token}`];
-
   log('starting SpiceDB (real `spicedb serve`, memory datastore)');
   const spicedb = await startSpicedb({ schema: SCHEMA, relationships: 'cloud:cl0#admin@user:alice' });
   const spicedbPid = spicedb.process.child.pid;
   // SpiceDB gets the front core: there it competes only with Envoy and the load generator, which
   // the uncached scenario (the only one that calls SpiceDB under load) keeps below 0.2 cores.
   pin(spicedbPid, FRONT_CPUS);
-  // Uncached scenario: one resource per request, each with a relationship so the answer is a real
-  // allow. Written first: minimize_latency checks read a revision quantized to 5 s, so fresh writes
-  // only become visible a few seconds later.
-  // SpiceDB's memory datastore gets slower per check as relationships grow (30,000 and 150,000
-  // made every Check hit the sidecar's 300 ms deadline here; see docs/benchmarks.md). That scenario
-  // runs with the decision cache off; a run that wraps around its slice meets SpiceDB's own cache.
-  const distinct = 10_000;
-  if (wants('sidecar_inbound_uncached')) {
-    log(`writing ${distinct} relationships (cloud:c<i>#member@user:alice) for the uncached scenario`);
-    for (let from = 0; from < distinct; from += 1000) {
-      const lines: string[] = [];
-      for (let i = from; i < Math.min(distinct, from + 1000); i++) lines.push(`cloud:c${i}#member@user:alice`);
-      await spicedb.write(lines.join('\n'));
-    }
-  }
-  const ctx: Context = { dir, keys, token, spicedb, spicedbPid, keyEnv: 'BENCH_SPICEDB_KEY' };
+  const ports = { ingress: await freePort(), egress: await freePort() };
+  const run: Run = { dir, keys, token: signToken(keys), spicedb, spicedbPid, keyEnv: 'BENCH_SPICEDB_KEY', profile, ports };
+  await writeDistinctResources(run);
 
-  const results: ScenarioResult[] = [];
-  const failures: string[] = [];
-  const scaling: ScalingResults = { rules: [], tokens: [], workers: { supported: false, note: '' } };
-  const profiles: Record<string, unknown> = {};
-  const direct: DirectResult[] = [];
-
-  const ingressPort = await freePort();
-  const egressPort = await freePort();
-  const url = `http://127.0.0.1:${ingressPort}/v1/clouds/cl0/items`;
-  const measure = (watched: Watched, target: { url: string; uriFile?: string; headers: readonly string[] }, latencyOnly = false): Promise<ScenarioMeasurement> =>
-    measureScenario({ target, watched, budget, saturation: SATURATION, loadCpus: FRONT_CPUS, latencyOnly, log });
-
-  // (1) The floor: Envoy answering by itself.
-  await scenario('bare', results, failures, () =>
-    withEnvoy([{ name: 'bare', port: ingressPort, filter: { kind: 'bare' } }], undefined, async (envoy) => {
-      await expectStatus(url, {}, 200, 'bare Envoy');
-      const pid = envoy.process.child.pid as number;
-      return { label: 'Envoy alone (direct_response)', authorizer: 'none', measurement: await measure({ envoy: pid }, { url, headers: header }) };
-    }),
-  );
-
-  // (2) Envoy's own jwt_authn: same token, same key inline, same iss/aud.
-  await scenario('jwt_authn', results, failures, () =>
-    withEnvoy([{ name: 'jwt', port: ingressPort, filter: { kind: 'jwt_authn', issuer: ISSUER, audience: AUDIENCE, jwks: keys.jwks } }], undefined, async (envoy) => {
-      await expectStatus(url, {}, 401, 'jwt_authn without a token');
-      await expectStatus(url, auth, 200, 'jwt_authn with the token');
-      const pid = envoy.process.child.pid as number;
-      return { label: 'Envoy jwt_authn (in-process, verify only)', authorizer: 'envoy jwt_authn', measurement: await measure({ envoy: pid }, { url, headers: header }) };
-    }),
-  );
-
-  // (3) OPA-Envoy: the same verification in Rego behind the same ext_authz filter; and its classic
-  // input shape (encode_raw_headers off) as OPA's best case.
-  for (const variant of [
-    { id: 'opa_envoy', rawHeaders: true, label: 'OPA-Envoy ext_authz, same filter settings (Rego io.jwt.decode_verify on headerMap)' },
-    { id: 'opa_envoy_classic', rawHeaders: false, label: 'OPA-Envoy ext_authz, encode_raw_headers off (classic headers map)' },
-  ]) {
-    await scenario(variant.id, results, failures, async () => {
-      const policy = join(dir, `${variant.id}.rego`);
-      writeFileSync(policy, opaPolicy(keys, variant.rawHeaders));
-      const [grpcPort, httpPort, diagPort] = [await freePort(), await freePort(), await freePort()];
-      const opa: ManagedProcess = startProcess(join(TOOLS, 'opa-envoy-plugin'), [
-        'run', '--server', '--addr', `127.0.0.1:${httpPort}`, '--diagnostic-addr', `127.0.0.1:${diagPort}`, '--log-level', 'error',
-        '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
-        '--set', 'plugins.envoy_ext_authz_grpc.path=envoy/authz/allow',
-        '--set', 'decision_logs.console=false',
-        policy,
-      ]);
-      try {
-        pin(opa.child.pid, AUTHZ_CPUS);
-        await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/health?plugins`)).status === 200, 20_000, () => `OPA-Envoy not healthy:\n${opa.output()}`);
-        if (variant.rawHeaders) await directRounds('direct_opa_envoy', 'opa-envoy-plugin', grpcPort, opa.child.pid as number, token, direct, failures);
-        const listener: BenchListener = { name: 'opa', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' }, ...(variant.rawHeaders ? {} : { encodeRawHeaders: false }) } };
-        return await withEnvoy([listener], grpcPort, async (envoy) => {
-          await expectStatus(url, {}, 403, 'OPA-Envoy without a token');
-          await expectStatus(url, auth, 200, 'OPA-Envoy with the token');
-          const watched = { envoy: envoy.process.child.pid as number, authorizer: opa.child.pid as number };
-          return { label: variant.label, authorizer: 'opa-envoy-plugin', measurement: await measure(watched, { url, headers: header }) };
-        });
-      } finally {
-        await opa.stop('SIGTERM', 3000);
-      }
-    });
-  }
-
-  // (4a) The transport floor: the sidecar's own gRPC listener answering OK without deciding.
-  await scenario('floor_grpcjs', results, failures, async () => {
-    const port = await freePort();
-    const floor = startProcess(process.execPath, [join(ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
-    try {
-      pin(floor.child.pid, AUTHZ_CPUS);
-      await waitFor(async () => floor.output().includes('listening'), 10_000, () => `null authorizer did not start:\n${floor.output()}`);
-      return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], port, async (envoy) => {
-        await expectEventually(url, {}, 200, 'null authorizer');
-        const watched = { envoy: envoy.process.child.pid as number, authorizer: floor.child.pid as number };
-        return { label: 'ext_authz floor: the sidecar\'s gRPC listener answering OK without deciding', authorizer: 'grpc-js, no decision', measurement: await measure(watched, { url, headers: header }) };
-      });
-    } finally {
-      await floor.stop('SIGTERM', 3000);
-    }
-  });
-
-  // (4) and (5): the sidecar, inbound and outbound, through one Envoy with both listeners.
-  const sidecarIds = ['sidecar_inbound_cached', 'sidecar_outbound', 'direct_sidecar'];
-  if (sidecarIds.some(wants)) {
-    const sidecar = await launchSidecar(ctx, {}, 'main');
-    const sidecarPid = (): number => sidecar.process.child.pid as number;
-    try {
-      await withEnvoy(
-        [
-          { name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } },
-          { name: 'egress', port: egressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'outbound', audience: UPSTREAM } } },
-        ],
-        sidecar.grpcPort,
-        async (envoy) => {
-          const envoyPid = envoy.process.child.pid as number;
-          const backends: Record<string, number> = spicedbPid === undefined ? {} : { spicedb: spicedbPid };
-          await scenario('sidecar_inbound_cached', results, failures, async () => {
-            await expectStatus(url, {}, 401, 'sidecar without a token');
-            await expectEventually(url, auth, 200, 'sidecar with the token');
-            const hitsBefore = await sidecar.metric('jwtauth_decision_cache_events_total{event="hit"}');
-            const measurement = await measure({ envoy: envoyPid, authorizer: sidecarPid(), backends }, { url, headers: header });
-            const hits = (await sidecar.metric('jwtauth_decision_cache_events_total{event="hit"}')) - hitsBefore;
-            return { label: 'sidecar inbound, verified token + cached SpiceDB decision', authorizer: 'jwtauth-sidecar', measurement, extra: { decisionCacheHits: hits } };
-          });
-          await scenario('sidecar_outbound', results, failures, async () => {
-            const egress = `http://127.0.0.1:${egressPort}/v1/items`;
-            await expectStatus(egress, {}, 200, 'sidecar outbound');
-            const measurement = await measure({ envoy: envoyPid, authorizer: sidecarPid() }, { url: egress, headers: [] });
-            return { label: `sidecar outbound, service token for ${UPSTREAM} from a warm cache`, authorizer: 'jwtauth-sidecar', measurement };
-          });
-          await directRounds('direct_sidecar', 'jwtauth-sidecar', sidecar.grpcPort, sidecarPid(), token, direct, failures);
-        },
-      );
-    } finally {
-      await sidecar.stop();
-      if (profile) profiles.main = summarizeProfile(join(dir, 'profiles', 'main.cpuprofile'));
-    }
-  }
-
-  // (4b) Uncached: the decision cache off, so every Check asks the real SpiceDB;
-  // every request names another resource, so SpiceDB's own cache answers only when a run wraps
-  // around its slice.
-  await scenario('sidecar_inbound_uncached', results, failures, async () => {
-    // Each load run gets its own slice of resources.
-    const runsPerScenario = 1 + 2 * budget.rounds;
-    const slice = Math.floor((distinct - 1) / runsPerScenario);
-    const uriFiles = Array.from({ length: runsPerScenario }, (_, run) => {
-      const file = join(dir, `uncached-uris-${run}.txt`);
-      writeFileSync(file, Array.from({ length: slice }, (_, i) => `http://127.0.0.1:${ingressPort}/v1/clouds/c${run * slice + i}/items`).join('\n') + '\n');
-      return file;
-    });
-    const sidecar = await launchSidecar(ctx, { decisionCacheTtlMs: 0 }, 'uncached');
-    try {
-      return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async (envoy) => {
-        const probe = `http://127.0.0.1:${ingressPort}/v1/clouds/c${distinct - 1}/items`;
-        await waitFor(async () => (await fetch(probe, { headers: auth })).status === 200, 15_000, () => 'uncached relationships never became visible');
-        const watchedMetrics = ['jwtauth_spicedb_checks_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'];
-        const before = await sidecar.samples(watchedMetrics);
-        const sidecarPid = sidecar.process.child.pid as number;
-        const measurement = await measureScenario({
-          target: { url: `http://127.0.0.1:${ingressPort}/`, headers: header },
-          targetForRun: (run) => ({ url: `http://127.0.0.1:${ingressPort}/`, uriFile: uriFiles[run % uriFiles.length] as string, headers: header }),
-          rateCapFraction: 0.25,
-          watched: { envoy: envoy.process.child.pid as number, authorizer: sidecarPid, backends: spicedbPid === undefined ? {} : { spicedb: spicedbPid } },
-          budget,
-          saturation: UNCACHED_SATURATION,
-          loadCpus: FRONT_CPUS,
-          log,
-        });
-        const after = await sidecar.samples(watchedMetrics);
-        const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
-        const extra: Record<string, number> = {
-          spicedbChecks: delta('jwtauth_spicedb_checks_total{result="allowed"}'),
-          decisionCacheHits: delta('jwtauth_decision_cache_events_total{event="hit"}'),
-          distinctResources: distinct,
-        };
-        for (const name of Object.keys(after)) {
-          if (delta(name) > 0 && !name.includes('result="allowed"') && !name.includes('"miss"')) log(`    ${name} +${delta(name)}`);
-        }
-        log(`    SpiceDB calls ${extra.spicedbChecks}, decision cache hits ${extra.decisionCacheHits}`);
-        return { label: 'sidecar inbound, decision cache off, a distinct resource per request → a real SpiceDB check', authorizer: 'jwtauth-sidecar + spicedb', measurement, extra };
-      });
-    } finally {
-      await sidecar.stop();
-    }
-  });
-
-  // (6) Scaling: rule count, token count, workers.
-  if (wants('scaling_rules')) {
-    for (const count of [10, 1_000, 10_000]) {
-      await scenario(`scaling_rules_${count}`, results, failures, async () => {
-        const sidecar = await launchSidecar(ctx, { fillerRules: count - 1 }, `rules-${count}`);
-        try {
-          return await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async (envoy) => {
-            await expectEventually(url, auth, 200, `sidecar with ${count} rules`);
-            const measurement = await measure({ envoy: envoy.process.child.pid as number, authorizer: sidecar.process.child.pid as number }, { url, headers: header }, true);
-            scaling.rules.push({ rules: count, p50: measurement.p50, p90: measurement.p90, p99: measurement.p99, rssKb: measurement.rssKb.authorizer });
-            return { label: `sidecar inbound cached, ${count.toLocaleString('en')} rules (the matched one last)`, authorizer: 'jwtauth-sidecar', measurement };
-          });
-        } finally {
-          await sidecar.stop();
-        }
-      });
-    }
-  }
-
-  if (wants('scaling_tokens')) {
-    const steps = quick ? [1_000, 10_000] : [1_000, 100_000];
-    log(`scenario scaling_tokens: RSS after ${steps.join(' and ')} distinct tokens`);
-    try {
-      const sidecar = await launchSidecar(ctx, {}, 'tokens');
-      try {
-        await withEnvoy([{ name: 'ingress', port: ingressPort, filter: { kind: 'ext_authz', contextExtensions: { direction: 'inbound' } } }], sidecar.grpcPort, async () => {
-          const pid = sidecar.process.child.pid as number;
-          await expectEventually(url, auth, 200, 'sidecar before distinct tokens');
-          scaling.tokens.push({ tokens: 1, rssKb: sampleProcess(pid)?.rssKb, hwmKb: sampleProcess(pid)?.hwmKb, seconds: 0 });
-          let sent = 1;
-          for (const step of steps) {
-            const t0 = performance.now();
-            const bad = await sendDistinctTokens(ingressPort, keys, step - sent);
-            if (bad > 0) throw new Error(`${bad} of ${step - sent} distinct-token requests were not 200`);
-            const seconds = (performance.now() - t0) / 1000;
-            sent = step;
-            const sample = sampleProcess(pid);
-            scaling.tokens.push({ tokens: step, rssKb: sample?.rssKb, hwmKb: sample?.hwmKb, seconds });
-            log(`    after ${step} distinct tokens: RSS ${fmt((sample?.rssKb ?? NaN) / 1024, 1)} MB (peak ${fmt((sample?.hwmKb ?? NaN) / 1024, 1)} MB), ${((step - (scaling.tokens.at(-2)?.tokens ?? 0)) / seconds).toFixed(0)} new tokens/s`);
-          }
-        });
-      } finally {
-        await sidecar.stop();
-      }
-    } catch (error) {
-      failures.push(`scaling_tokens: ${(error as Error).message.slice(0, 500)}`);
-      log(`scenario scaling_tokens FAILED: ${(error as Error).message.slice(0, 1500)}`);
-    }
-  }
-  scaling.workers = {
+  const findings: Findings = { scenarios: [], direct: [], scaling: { rules: [], tokens: [], workers: { supported: false, note: '' } }, profiles: {}, failures: [] };
+  for (const group of SCENARIO_GROUPS) await runGroup(group, run, findings);
+  findings.scaling.workers = {
     supported: false,
     note: 'jwtauth-sidecar runs one Node.js event loop per process and has no worker mode today; throughput with one worker per core is not measurable. Scaling out today means more sidecar processes behind one Envoy cluster, which this machine (2 cores shared with Envoy and the load generator) cannot show meaningfully.',
   };
 
   await spicedb.stop();
 
-  const results_: BenchResults = {
-    schema: 1,
-    date: new Date().toISOString(),
-    mode: quick ? 'quick' : 'full',
-    label: label ?? null,
-    machine,
-    method: {
-      envoy: 'one Envoy per scenario, --concurrency 1, routes answered by direct_response; ext_authz filter, HCM settings and authorizer cluster read from envoy/envoy.yaml',
-      cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator + SpiceDB; cpu1: the authorizer (sidecar, OPA-Envoy or the grpc-js floor). jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
-      saturation: `h2load -t1 -c${SATURATION.clients} -m${SATURATION.streams} (uncached: -c${UNCACHED_SATURATION.clients} -m${UNCACHED_SATURATION.streams}), ${budget.rounds} × ${budget.saturationSeconds}s after a ${budget.warmUpSeconds}s warm-up; median reported`,
-      latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: a quarter of its saturation throughput; near saturation the figure is queueing, not latency), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
-      noise: `a round is rerun (up to ${budget.maxReruns}×) when processes outside the benchmark used more than ${budget.noisyCores} cores; other engineers run tests on this machine concurrently`,
-      spicedb: 'real `spicedb serve` (pinned build from scripts/install-tools.sh), memory datastore, plaintext gRPC on loopback',
-      sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',
+  writeResults(
+    {
+      schema: 1,
+      date: new Date().toISOString(),
+      mode: quick ? 'quick' : 'full',
+      label: label ?? null,
+      machine,
+      method: {
+        envoy: 'one Envoy per scenario, --concurrency 1, routes answered by direct_response; ext_authz filter, HCM settings and authorizer cluster read from envoy/envoy.yaml',
+        cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator + SpiceDB; cpu1: the authorizer (sidecar, OPA-Envoy or the grpc-js floor). jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
+        saturation: `h2load -t1 -c${SATURATION.clients} -m${SATURATION.streams} (uncached: -c${UNCACHED_SATURATION.clients} -m${UNCACHED_SATURATION.streams}), ${budget.rounds} × ${budget.saturationSeconds}s after a ${budget.warmUpSeconds}s warm-up; median reported`,
+        latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: a quarter of its saturation throughput; near saturation the figure is queueing, not latency), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
+        noise: `a round is rerun (up to ${budget.maxReruns}×) when processes outside the benchmark used more than ${budget.noisyCores} cores; other engineers run tests on this machine concurrently`,
+        spicedb: 'real `spicedb serve` (pinned build from scripts/install-tools.sh), memory datastore, plaintext gRPC on loopback',
+        sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',
+      },
+      ...findings,
+      wallSeconds: (Date.now() - started) / 1000,
     },
-    scenarios: results,
-    direct,
-    scaling,
-    profiles,
-    failures,
-    wallSeconds: (Date.now() - started) / 1000,
-  };
-  const json = join(outDir, `${base}.json`);
-  writeFileSync(json, `${JSON.stringify(results_, null, 2)}\n`);
-  const markdown = renderMarkdown(results_, `${base}.svg`);
-  writeFileSync(join(outDir, `${base}.md`), markdown);
-  writeFileSync(join(outDir, `${base}.svg`), renderSvg(results_));
-  process.stdout.write(`\n${markdown}\n`);
-  log(`results: ${json} (+ .md, .svg); wall time ${results_.wallSeconds.toFixed(0)} s`);
-  if (failures.length > 0) {
-    process.stderr.write(`bench: ${failures.length} scenario(s) produced no numbers:\n  ${failures.join('\n  ')}\n`);
+    outDir,
+    base,
+  );
+  if (findings.failures.length > 0) {
+    process.stderr.write(`bench: ${findings.failures.length} scenario(s) produced no numbers:\n  ${findings.failures.join('\n  ')}\n`);
     process.exitCode = 1;
   }
 }

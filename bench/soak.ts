@@ -7,19 +7,15 @@
  *
  *   npm run soak -- [--duration 600] [--warmup 120] [--rate 200] [--limit 0.10] [--out FILE]
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/package-root.js';
 import { startEchoUpstream } from '../test/support/echo-upstream.js';
-import { parsePrometheus } from '../test/support/sidecar.js';
-import { ENVOY_YAML_PORTS, rewritePorts } from '../test/support/envoy.js';
-import type { EnvoyPorts } from '../test/support/envoy.js';
+import { startEnvoy } from '../test/support/envoy.js';
 import { JwksServer, jwks, makeSigningKey } from '../test/support/jwt-fixtures.js';
-import { freePort } from '../dev/ports.js';
-import { startProcess, TOOLS_BIN, waitFor } from '../dev/processes.js';
+import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
 import { startSpicedb } from '../dev/spicedb.js';
 import { relationships, SCHEMA, sidecarConfig, userToken } from '../test/support/hardening/fixtures.js';
 import { LoadClient } from '../test/support/hardening/load.js';
@@ -44,7 +40,6 @@ if (![DURATION_S, WARMUP_S, RATE, LIMIT, SAMPLE_S].every((n) => Number.isFinite(
   process.exit(2);
 }
 
-const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 const CLOUDS = 64;
 
 interface Sample {
@@ -53,18 +48,6 @@ interface Sample {
   readonly heapUsed: number;
   readonly lag: number;
   readonly handles: number;
-}
-
-/** Exact samples, plus each metric's samples summed across labels under its bare name. */
-function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const [name, value] of parsePrometheus(text)) {
-    const bare = name.includes('{') ? name.slice(0, name.indexOf('{')) : name;
-    // Sum samples of one metric across labels (nodejs_active_handles is per handle type).
-    out.set(bare, (out.get(bare) ?? 0) + value);
-    out.set(name, value);
-  }
-  return out;
 }
 
 const median = (xs: readonly number[]): number => {
@@ -96,32 +79,22 @@ async function main(): Promise<void> {
     externalJwksUrl: externalJwks.url,
     internalJwksUrl: internalJwks.url,
   });
-  const configFile = join(work, 'jwtauth.yaml');
-  writeFileSync(configFile, stringify(config));
-  const grpcPort = await freePort();
-  const adminPort = await freePort();
-  const admin = `http://127.0.0.1:${adminPort}`;
-  const sidecar = startProcess(process.execPath, [CLI, 'serve', '--config', configFile, '--grpc-address', `127.0.0.1:${grpcPort}`, '--admin-address', `127.0.0.1:${adminPort}`], {
-    env: { ...process.env, SOAK_SPICEDB_KEY: spicedb.presharedKey, JWTAUTH_LOG_LEVEL: 'warn' },
+  const sidecar = await launchSidecar({
+    configFile: writeSidecarConfig(config, work),
+    env: { SOAK_SPICEDB_KEY: spicedb.presharedKey, JWTAUTH_LOG_LEVEL: 'warn' },
+    stopGraceMs: 5000,
   });
-  await waitFor(async () => (await fetch(`${admin}/readyz`)).status === 200, 30_000, () => `sidecar not ready:\n${sidecar.output()}`);
   let sidecarExit: string | undefined;
   let stopping = false;
-  void sidecar.exited.then((code) => {
+  void sidecar.process.exited.then((code) => {
     if (stopping) return;
-    sidecarExit = `sidecar exited (code ${code}, signal ${sidecar.child.signalCode}) at ${new Date().toISOString()}; last output:\n${sidecar.output().slice(-4000)}`;
+    sidecarExit = `sidecar exited (code ${code}, signal ${sidecar.process.child.signalCode}) at ${new Date().toISOString()}; last output:\n${sidecar.process.output().slice(-4000)}`;
     console.error(sidecarExit);
   });
 
-  const ports = {} as EnvoyPorts;
-  for (const role of Object.keys(ENVOY_YAML_PORTS) as (keyof EnvoyPorts)[]) ports[role] = await freePort();
-  ports.sidecar = grpcPort;
-  ports.app = app.port;
-  ports.vmcontroller = vmcontroller.port;
-  const envoyFile = join(work, 'envoy.yaml');
-  writeFileSync(envoyFile, rewritePorts(readFileSync(join(PACKAGE_ROOT, 'envoy', 'envoy.yaml'), 'utf8'), ports));
-  const envoy = startProcess(join(TOOLS_BIN, 'envoy'), ['-c', envoyFile, '--base-id', String(Math.floor(Math.random() * 1e6)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart']);
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${ports.admin}/ready`)).status === 200, 20_000, () => `envoy not ready:\n${envoy.output()}`);
+  // The deployed envoy/envoy.yaml, only its ports changed.
+  const envoy = await startEnvoy({ sidecar: sidecar.grpcPort, app: app.port, vmcontroller: vmcontroller.port });
+  const { ports } = envoy;
 
   const alice = await userToken(externalKey, 'alice', { expiresIn: DURATION_S + 600 });
   const bob = await userToken(externalKey, 'bob', { expiresIn: DURATION_S + 600 });
@@ -184,13 +157,14 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   const sample = async (): Promise<void> => {
     try {
-      const m = parseMetrics(await (await fetch(`${admin}/metrics`)).text());
+      const metrics = await sidecar.metrics();
       samples.push({
         t: (Date.now() - t0) / 1000,
-        rss: m.get('process_resident_memory_bytes') ?? NaN,
-        heapUsed: m.get('nodejs_heap_size_used_bytes') ?? NaN,
-        lag: m.get('nodejs_eventloop_lag_seconds') ?? NaN,
-        handles: m.get('nodejs_active_handles_total') ?? m.get('nodejs_active_handles') ?? NaN,
+        rss: metrics.total('process_resident_memory_bytes') ?? NaN,
+        heapUsed: metrics.total('nodejs_heap_size_used_bytes') ?? NaN,
+        lag: metrics.total('nodejs_eventloop_lag_seconds') ?? NaN,
+        // A total where the runtime has one; otherwise the per-type counts, summed.
+        handles: metrics.total('nodejs_active_handles_total') ?? metrics.total('nodejs_active_handles') ?? NaN,
       });
     } catch (error) {
       bump(unexpected, `metrics read failed: ${(error as Error).message}`);
@@ -234,7 +208,7 @@ async function main(): Promise<void> {
   };
 
   const totalMinutes = Math.floor(DURATION_S / 60);
-  console.log(`soak: ${DURATION_S} s at ${RATE} req/s (warm-up ${WARMUP_S} s), sidecar pid ${sidecar.child.pid}`);
+  console.log(`soak: ${DURATION_S} s at ${RATE} req/s (warm-up ${WARMUP_S} s), sidecar pid ${sidecar.process.child.pid}`);
   for (let minute = 1; minute <= totalMinutes; minute++) {
     await new Promise((r) => setTimeout(r, t0 + minute * 60_000 - Date.now()));
     const row = minuteSummary(minute);
@@ -286,8 +260,8 @@ async function main(): Promise<void> {
   console.log(failures.length === 0 ? `PASS (${sent} requests) -> ${out}` : `FAIL:\n  ${failures.join('\n  ')}\n-> ${out}`);
 
   stopping = true;
-  await envoy.stop('SIGTERM', 3000);
-  await sidecar.stop('SIGTERM', 5000);
+  await envoy.stop();
+  await sidecar.stop();
   await spicedb.stop();
   await externalJwks.stop();
   await internalJwks.stop();

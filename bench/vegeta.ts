@@ -10,9 +10,9 @@ import type { LoadTarget } from './h2load.js';
 import { summarize } from './percentiles.js';
 import type { LatencySample, Percentiles } from './percentiles.js';
 import { runMeasured } from './proc.js';
-import { TOOLS } from './services.js';
+import { TOOLS_BIN } from '../dev/processes.js';
 
-export const VEGETA = join(TOOLS, 'vegeta');
+export const VEGETA = join(TOOLS_BIN, 'vegeta');
 
 export interface RateShape {
   readonly rps: number;

@@ -137,7 +137,7 @@ export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs
     try {
       if (await probe()) return;
     } catch (error) {
-      if (error instanceof GiveUp) throw new Error(`${error.message}: ${describe()}`);
+      if (error instanceof GiveUp) throw new Error(`${error.message}: ${describe()}`, { cause: error });
       // otherwise: not yet
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${describe()}`);

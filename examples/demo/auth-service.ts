@@ -12,7 +12,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { CryptoKey } from 'jose';
 import { ISSUER, PUBLIC_API_AUDIENCE } from './topology.js';
 
-export const AUTH_SERVICE_JWKS_FILE = 'auth-service.jwks.json';
+const AUTH_SERVICE_JWKS_FILE = 'auth-service.jwks.json';
 
 export interface AuthService {
   /** A user access token for the public API, valid for `ttlSeconds`. */

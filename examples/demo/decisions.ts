@@ -5,7 +5,7 @@
  */
 export type SidecarName = 'gwadmin' | 'vmcontroller' | 'spicedb';
 
-export interface CheckFact {
+interface CheckFact {
   readonly resource: string;
   readonly permission: string;
   readonly subject: string;
@@ -133,7 +133,7 @@ export class DecisionLog {
 }
 
 /** Where a decision was made, as a hop: `─► gwadmin` (ingress) or `gwadmin ─► vmcontroller` (egress). */
-export function hopOf(line: DecisionLine): string {
+function hopOf(line: DecisionLine): string {
   if (line.direction === 'outbound') return `${line.sidecar} ─► ${line.audience ?? line.authority ?? '?'}   (${line.sidecar}'s egress)`;
   return `─► ${line.sidecar}   (${line.sidecar}'s ingress)`;
 }

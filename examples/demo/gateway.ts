@@ -23,10 +23,10 @@ import type { AddressInfo } from 'node:net';
 import { VmControllerClient } from './vmcontroller-api.js';
 import type { CallFailure } from './vmcontroller-api.js';
 
-export type SagaClient = 'egress' | 'native';
+type SagaClient = 'egress' | 'native';
 
 /** What the seed's `CreateNSTaskState` held: the user ID, but not the request context. */
-export interface CreateNamespaceState {
+interface CreateNamespaceState {
   readonly step: 'CreateNamespace';
   readonly userId: string;
   readonly cloudId: string;
@@ -99,9 +99,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       'CreateNamespace',
       { cloud_id: state.cloudId, namespace_id: state.namespaceId },
       {
+        // Who the call is for. Which cloud it acts on is the message's cloud_id: the sidecars read it there.
         'x-jwtauth-on-behalf-of': state.userId,
-        // The on-behalf-of check and vmcontroller's rule read the cloud from this header.
-        'x-cloud-id': state.cloudId,
         // A trace id of the saga's own: the request that created it is long gone.
         'x-request-id': saga.id,
       },
@@ -138,7 +137,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   };
 
   const getNamespace = async (request: IncomingMessage, response: ServerResponse, cloudId: string, namespaceId: string): Promise<void> => {
-    const headers: Record<string, string> = { 'x-cloud-id': cloudId };
+    const headers: Record<string, string> = {};
     const authorization = header(request, 'authorization');
     if (authorization !== undefined) headers.authorization = authorization;
     const requestId = header(request, 'x-request-id');

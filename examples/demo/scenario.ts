@@ -1,5 +1,5 @@
 /**
- * The seed scenario, end to end, as six expectations. `npm run demo` (run.ts) prints it;
+ * The seed scenario, end to end, as seven expectations. `npm run demo` (run.ts) prints it;
  * test/e2e/demo.test.ts asserts it. Both run this module, so what the test checks is what the demo
  * shows.
  *
@@ -22,6 +22,8 @@ import { VmControllerClient } from './vmcontroller-api.js';
 import type { CallResult } from './vmcontroller-api.js';
 
 export const CLOUD = 'cl0';
+/** A cloud nobody in the demo has any relation to: what a forged call tries to reach. */
+export const OTHER_CLOUD = 'cl1';
 export const USERS = {
   /** admin of cl0. */
   admin: 'alice',
@@ -33,7 +35,14 @@ export const USERS = {
   outsider: 'eve',
 } as const;
 
-export type ExpectationId = 'original-failure' | 'fix' | 'dotted-user-id' | 'forbidden-at-gateway' | 'on-behalf-of-limited' | 'token-exchange';
+export type ExpectationId =
+  | 'original-failure'
+  | 'fix'
+  | 'dotted-user-id'
+  | 'forbidden-at-gateway'
+  | 'on-behalf-of-limited'
+  | 'token-exchange'
+  | 'message-not-header';
 
 export interface ExpectationResult {
   readonly id: ExpectationId;
@@ -48,7 +57,7 @@ export interface ExpectationResult {
 }
 
 /** One HTTP call to the gateway, as the user saw it. */
-export interface HttpOutcome {
+interface HttpOutcome {
   readonly status: number;
   /** `x-jwtauth-reason`, present on sidecar denials. */
   readonly reason: string | null;
@@ -56,7 +65,7 @@ export interface HttpOutcome {
 }
 
 /** A saga after it finished: what the executor's call got back. */
-export interface SagaOutcome {
+interface SagaOutcome {
   readonly id: string;
   readonly status: Saga['status'];
   readonly userId: string;
@@ -95,6 +104,21 @@ export interface Observations {
     vmcontrollerIngress: DecisionLine | undefined;
     direct: CallResult;
     directDecision: DecisionLine | undefined;
+  };
+  messageNotHeader?: {
+    /** CreateNamespace naming OTHER_CLOUD, on behalf of the admin of CLOUD, with `x-cloud-id: CLOUD`. */
+    create: CallResult;
+    createNamespaceId: string;
+    createEgress: DecisionLine | undefined;
+    /** Decisions about the forged CreateNamespace anywhere but gwadmin's sidecar. */
+    createDownstream: number;
+    /** Whether vmcontroller holds the namespace (it records only what it wrote). */
+    createRecorded: boolean;
+    spicedbClouds: string[];
+    /** GetNamespace naming OTHER_CLOUD with the admin's own token (exchanged), with `x-cloud-id: CLOUD`. */
+    get: CallResult;
+    getEgress: DecisionLine | undefined;
+    getIngress: DecisionLine | undefined;
   };
 }
 
@@ -135,6 +159,12 @@ function describeSaga(saga: SagaOutcome | undefined): string {
   if (saga.status === 'done') return 'done';
   const details = saga.errorDetails?.trim();
   return `${saga.status}: ${saga.errorCode ?? '?'}${saga.errorReason ? ` (x-jwtauth-reason: ${saga.errorReason})` : ''}${details ? ` "${details}"` : ''}`;
+}
+
+function describeCall(result: CallResult): string {
+  if (result.ok) return 'OK';
+  const { code, reason, details } = result.failure;
+  return `${code}${reason ? ` (x-jwtauth-reason: ${reason})` : ''}${details ? ` "${details}"` : ''}`;
 }
 
 function describeClouds(namespaceId: string, clouds: readonly string[]): string {
@@ -276,6 +306,12 @@ class Scenario {
         atVm?.decision === 'allow' && atVm.subject === USERS.admin && atVm.subjectType === 'user' && atVm.tokenKind === 'internal',
         `vmcontroller's sidecar should allow ${USERS.admin}'s internal token, logged ${atVm ? `${atVm.decision} ${atVm.reason} ${atVm.subjectType}:${atVm.subject}` : 'nothing'}`,
       );
+      // The saga sends no header naming the cloud: both sidecars can only have read it from the message.
+      const checkedClouds = [...new Set([obo, atVm].flatMap((line) => line?.checks.map((c) => c.resource) ?? []))];
+      judge.that(
+        checkedClouds.length === 1 && checkedClouds[0] === `cloud:${CLOUD}`,
+        `the on-behalf-of and vmcontroller checks should be on the message's cloud:${CLOUD}, were on ${checkedClouds.join(', ') || 'nothing'}`,
+      );
       const service = find('vmcontroller', 'outbound');
       judge.that(service?.reason === 'service_token_attached', `vmcontroller's sidecar should attach its service token, logged ${service?.reason ?? 'nothing'}`);
       const atSpicedb = find('spicedb', 'inbound');
@@ -390,7 +426,7 @@ class Scenario {
         direct = await client.call(
           'GetNamespace',
           { cloud_id: CLOUD, namespace_id: namespaceId ?? 'none' },
-          { authorization: `Bearer ${token}`, 'x-cloud-id': CLOUD, 'x-request-id': directId },
+          { authorization: `Bearer ${token}`, 'x-request-id': directId },
         );
       } finally {
         client.close();
@@ -417,6 +453,85 @@ class Scenario {
       return [requestId, directId];
     });
   }
+
+  // ---------------------------------------------------------------------------------------- 7
+  /**
+   * The mismatch vmcontroller used to guard against itself: a header naming one cloud, the message
+   * another. The gateway never builds such a call (it sends no x-cloud-id at all), so the scenario
+   * sends it as a bug in the gateway, or an attacker inside its pod, would: through gwadmin's
+   * egress, like every call the gateway makes.
+   */
+  messageNotHeader(): Promise<ExpectationResult> {
+    const title = `A forged x-cloud-id cannot redirect a call: the sidecars check the cloud the message names (${OTHER_CLOUD})`;
+    return this.run('message-not-header', title, async (judge) => {
+      const egress = new VmControllerClient(`127.0.0.1:${this.stack.ports.gatewayEgress}`);
+      const createId = this.requestId('forged-create');
+      const getId = this.requestId('forged-get');
+      const createNamespaceId = `ns-forged-${Date.now().toString(36)}`;
+      let create: CallResult;
+      let get: CallResult;
+      try {
+        // On behalf of alice, who may create namespaces in cl0 (which the header names), and
+        // not in cl1 (which the message names, and where the namespace would be recorded).
+        create = await egress.call(
+          'CreateNamespace',
+          { cloud_id: OTHER_CLOUD, namespace_id: createNamespaceId },
+          { 'x-jwtauth-on-behalf-of': USERS.admin, 'x-cloud-id': CLOUD, 'x-request-id': createId },
+        );
+        judge.say(
+          `code in gwadmin's pod ─► its egress  CreateNamespace{cloud_id: ${OTHER_CLOUD}} with x-jwtauth-on-behalf-of: ${USERS.admin} and a forged x-cloud-id: ${CLOUD} → ${describeCall(create)}`,
+        );
+        // alice's own token, passed on the way the gateway's GET passes it: exchanged, so vmcontroller accepts it.
+        const token = await this.stack.authService.issue(USERS.admin);
+        get = await egress.call(
+          'GetNamespace',
+          { cloud_id: OTHER_CLOUD, namespace_id: `ns-in-${OTHER_CLOUD}` },
+          { authorization: `Bearer ${token}`, 'x-cloud-id': CLOUD, 'x-request-id': getId },
+        );
+        judge.say(
+          `code in gwadmin's pod ─► its egress  GetNamespace{cloud_id: ${OTHER_CLOUD}} with ${USERS.admin}'s auth-service token and a forged x-cloud-id: ${CLOUD} → ${describeCall(get)}`,
+        );
+      } finally {
+        egress.close();
+      }
+      const createEgress = await this.decision(createId, 'gwadmin', 'outbound');
+      const getEgress = await this.decision(getId, 'gwadmin', 'outbound');
+      const getIngress = await this.decision(getId, 'vmcontroller', 'inbound');
+      const createDownstream = (await this.decisionsFor([createId])).filter((l) => l.sidecar !== 'gwadmin').length;
+      const createRecorded = this.stack.vmcontroller.namespaces.has(createNamespaceId);
+      const spicedbClouds = await this.stack.namespaceClouds(createNamespaceId);
+      judge.say(
+        `${describeClouds(createNamespaceId, spicedbClouds)}; decisions about the forged CreateNamespace past gwadmin's egress: ${createDownstream}; vmcontroller recorded it: ${createRecorded ? 'yes' : 'no'}`,
+      );
+      this.observations.messageNotHeader = { create, createNamespaceId, createEgress, createDownstream, createRecorded, spicedbClouds, get, getEgress, getIngress };
+
+      const checked = (line: DecisionLine | undefined): string => (line ? line.checks.map((c) => `${c.resource}#${c.permission}@${c.subject} ${c.result}`).join(', ') || 'no check' : 'nothing');
+      const onlyChecks = (line: DecisionLine | undefined, resource: string, permission: string, subject: string): boolean =>
+        line !== undefined && line.checks.length > 0 && line.checks.every((c) => c.resource === resource && c.subject === subject) && line.checks.some((c) => c.permission === permission && c.result === 'denied');
+
+      judge.that(
+        !create.ok && create.failure.code === 'PERMISSION_DENIED' && create.failure.reason === 'on_behalf_of_not_permitted',
+        `the forged CreateNamespace should get PERMISSION_DENIED (on_behalf_of_not_permitted), got ${describeCall(create)}`,
+      );
+      judge.that(
+        createEgress?.decision === 'deny' && onlyChecks(createEgress, `cloud:${OTHER_CLOUD}`, 'create_saga', `user:${USERS.admin}`),
+        `gwadmin's sidecar should check the message's cloud (cloud:${OTHER_CLOUD}#create_saga@user:${USERS.admin}) and deny, checked ${checked(createEgress)}`,
+      );
+      judge.that(createDownstream === 0, `the forged CreateNamespace should never leave the gateway's pod, but ${createDownstream} decisions were made downstream`);
+      judge.that(!createRecorded, 'vmcontroller should not have recorded the forged namespace');
+      judge.that(spicedbClouds.length === 0, `SpiceDB should hold no relation for ${createNamespaceId}, holds ${spicedbClouds.join(', ')}`);
+      judge.that(
+        !get.ok && get.failure.code === 'PERMISSION_DENIED' && get.failure.reason === 'permission_denied',
+        `the forged GetNamespace should get PERMISSION_DENIED (permission_denied) from vmcontroller's sidecar, got ${describeCall(get)}`,
+      );
+      judge.that(getEgress?.decision === 'allow' && getEgress.reason === 'user_token_exchanged', `gwadmin's sidecar should exchange ${USERS.admin}'s token, logged ${getEgress ? `${getEgress.decision} ${getEgress.reason}` : 'nothing'}`);
+      judge.that(
+        getIngress?.decision === 'deny' && getIngress.rule === 'get-namespace' && onlyChecks(getIngress, `cloud:${OTHER_CLOUD}`, 'view', `user:${USERS.admin}`),
+        `vmcontroller's sidecar should check cloud:${OTHER_CLOUD}#view@user:${USERS.admin} and deny, checked ${checked(getIngress)}`,
+      );
+      return [createId, getId];
+    });
+  }
 }
 
 export async function runScenario(options: ScenarioOptions = {}): Promise<ScenarioResult> {
@@ -433,6 +548,7 @@ export async function runScenario(options: ScenarioOptions = {}): Promise<Scenar
       () => scenario.forbiddenAtGateway(),
       () => scenario.onBehalfOfLimited(),
       () => scenario.tokenExchange(),
+      () => scenario.messageNotHeader(),
     ];
     for (const step of steps) {
       const result = await step();

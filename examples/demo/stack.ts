@@ -9,7 +9,7 @@
  * for SpiceDB, by themselves (readiness), so no ordering is needed.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -18,8 +18,9 @@ import { v1 } from '@authzed/authzed-node';
 import { exportPKCS8, generateKeyPair } from 'jose';
 import { freePort } from '../../dev/ports.js';
 import { atExit, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
-import { startSpicedb } from '../../dev/spicedb.js';
 import type { ManagedProcess } from '../../dev/processes.js';
+import { launchSidecar } from '../../dev/sidecar.js';
+import { startSpicedb } from '../../dev/spicedb.js';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
 import { startAuthService } from './auth-service.js';
 import type { AuthService } from './auth-service.js';
@@ -33,7 +34,6 @@ import { DEMO_DIR } from './vmcontroller-api.js';
 import { startVmController } from './vmcontroller.js';
 import type { RunningVmController } from './vmcontroller.js';
 
-const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 export const DEMO_SCHEMA_FILE = join(PACKAGE_ROOT, 'examples', 'schema.zed');
 export const DEMO_RELATIONSHIPS_FILE = join(DEMO_DIR, 'relationships.txt');
 const STARTUP_TIMEOUT_MS = 60_000;
@@ -81,10 +81,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   for (const tool of ['envoy', 'spicedb']) {
     if (!existsSync(join(TOOLS_BIN, tool))) throw new Error(`${join(TOOLS_BIN, tool)} is missing: run scripts/install-tools.sh`);
   }
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
 
   const ports = await allocatePorts();
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-demo-'));
+  // The rendered sidecar configs sit in sidecars/ beside a copy of the proto, as in examples/demo,
+  // so the paths they name relative to themselves (body.protoFiles: ../vmcontroller.proto) hold.
+  const sidecarDir = join(dir, 'sidecars');
+  mkdirSync(sidecarDir);
+  copyFileSync(join(DEMO_DIR, 'vmcontroller.proto'), join(dir, 'vmcontroller.proto'));
   const presharedKey = randomBytes(24).toString('base64url');
   const env = { ...process.env, SPICEDB_PRESHARED_KEY: presharedKey };
   const decisions = new DecisionLog();
@@ -109,9 +113,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   try {
     const [authService] = await Promise.all([
-      startAuthService(dir),
-      writeSigningKey(join(dir, 'gwadmin-signing-key.pem')),
-      writeSigningKey(join(dir, 'vmcontroller-signing-key.pem')),
+      startAuthService(sidecarDir),
+      writeSigningKey(join(sidecarDir, 'gwadmin-signing-key.pem')),
+      writeSigningKey(join(sidecarDir, 'vmcontroller-signing-key.pem')),
     ]);
 
     progress('starting SpiceDB, then 3 Envoys, 3 sidecars, gateway and vmcontroller');
@@ -125,17 +129,27 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     children.push(spicedb.process);
     stoppers.push(() => spicedb.stop());
 
-    const sidecars = (['gwadmin', 'vmcontroller', 'spicedb'] as const satisfies readonly SidecarName[]).map((name) => {
-      const config = render(join('sidecars', `${name}.yaml`), `${name}.jwtauth.yaml`);
-      const child = startProcess(process.execPath, [CLI, 'serve', '--config', config], {
-        name: `${name}-sidecar`,
-        env,
-        cwd: dir,
-        onLine: (line) => decisions.accept(name, line),
-      });
-      children.push(child);
-      return { name, child, admin: `http://127.0.0.1:${ports[`${name === 'gwadmin' ? 'gateway' : name}SidecarAdmin` as PortRole]}` };
-    });
+    // Not waited for yet: each needs the JWKS of the sidecar upstream of it, so all must be running first.
+    const sidecars = await Promise.all(
+      (['gwadmin', 'vmcontroller', 'spicedb'] as const satisfies readonly SidecarName[]).map(async (name) => {
+        const role = name === 'gwadmin' ? 'gateway' : name;
+        const sidecar = await launchSidecar({
+          configFile: render(join('sidecars', `${name}.yaml`), join('sidecars', `${name}.jwtauth.yaml`)),
+          // The demo's files are complete configurations, addresses included.
+          portsInConfigFile: true,
+          grpcPort: ports[`${role}SidecarGrpc`],
+          adminPort: ports[`${role}SidecarAdmin`],
+          name: `${name}-sidecar`,
+          env,
+          cwd: sidecarDir,
+          onLine: (line) => decisions.accept(name, line),
+          waitUntil: 'spawned',
+          startTimeoutMs: STARTUP_TIMEOUT_MS,
+        });
+        children.push(sidecar.process);
+        return sidecar;
+      }),
+    );
 
     const envoys = (['gwadmin', 'vmcontroller', 'spicedb'] as const).map((name) => {
       const config = render(join('envoy', `${name}.envoy.yaml`), `${name}.envoy.yaml`);
@@ -167,16 +181,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
     const ready = Promise.all([
-      ...sidecars.map(({ child, admin }) =>
-        waitFor(async () => (await fetch(`${admin}/readyz`)).status === 200, STARTUP_TIMEOUT_MS, () => `${child.name} not ready:\n${child.output().slice(-4000)}`),
-      ),
+      ...sidecars.map((sidecar) => sidecar.untilReady()),
       ...envoys.map(({ child, admin }) =>
         waitFor(async () => (await fetch(`${admin}/ready`)).status === 200, STARTUP_TIMEOUT_MS, () => `${child.name} not ready:\n${child.output().slice(-4000)}`),
       ),
     ]);
+    // The losers of the race must not surface later as unhandled rejections; and once started, an
+    // exit is reported by the scenario's failures, not as a start-up error.
+    for (const outcome of [ready, ...deaths]) outcome.catch(() => undefined);
     await Promise.race([ready, ...deaths]);
-    // From here on, an exit is reported by the scenario's failures, not as a start-up error.
-    for (const death of deaths) death.catch(() => undefined);
     progress(`all up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     return {

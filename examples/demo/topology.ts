@@ -42,9 +42,6 @@ export function rewritePorts(text: string, ports: Ports): string {
   return out;
 }
 
-/** The names the services have in tokens (`sub`, `aud`) and in SpiceDB (`service:<name>`). */
-export const SERVICE = { gateway: 'gwadmin', vmcontroller: 'vmcontroller', spicedb: 'spicedb' } as const;
-
 /** `iss` of each sidecar's minted tokens, and of the demo's public auth service. */
 export const ISSUER = {
   gateway: 'https://gwadmin.mesh.demo',

@@ -2,7 +2,8 @@
  * The vmcontroller gRPC API (vmcontroller.proto), shared by the server and its callers: the
  * service definition loaded with @grpc/proto-loader, the message shapes, and one typed unary call
  * helper. Callers pass identity only as metadata the sidecars understand (`authorization`,
- * `x-jwtauth-on-behalf-of`) and the header the SpiceDB checks read (`x-cloud-id`).
+ * `x-jwtauth-on-behalf-of`); what a call is about (its cloud) is in the message, where the
+ * sidecars' checks read it (`{body.cloud_id}`), so no header repeats it.
  */
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -10,7 +11,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
 
 export const DEMO_DIR = join(PACKAGE_ROOT, 'examples', 'demo');
-export const VMCONTROLLER_SERVICE_NAME = 'demo.vmcontroller.v1.VmController';
+const VMCONTROLLER_SERVICE_NAME = 'demo.vmcontroller.v1.VmController';
 
 export interface NamespaceRequest {
   cloud_id: string;
@@ -46,7 +47,7 @@ export interface CallFailure {
 
 export type CallResult = { readonly ok: true; readonly value: NamespaceMessage } | { readonly ok: false; readonly failure: CallFailure };
 
-export function failureOf(error: grpc.ServiceError): CallFailure {
+function failureOf(error: grpc.ServiceError): CallFailure {
   const reason = error.metadata?.get('x-jwtauth-reason')[0];
   return { code: grpc.status[error.code] ?? String(error.code), details: error.details, reason: reason === undefined ? undefined : String(reason) };
 }

@@ -1,9 +1,10 @@
 /**
  * vmcontroller: a gRPC service that records each namespace in SpiceDB as
  * `namespace:<id>#cloud@cloud:<cloud>`, the write that failed in the seed. It knows nothing about
- * JWTs or permission checks: its Envoy and sidecar decided who may call it before the call
- * arrived, and its writes to SpiceDB leave through its own egress listener, where its sidecar
- * attaches vmcontroller's service token. It sends no credentials of its own.
+ * JWTs or permission checks: its Envoy and sidecar decided who may call it, on the cloud the
+ * request message itself names, before the call arrived; and its writes to SpiceDB leave through
+ * its own egress listener, where its sidecar attaches vmcontroller's service token. It sends no
+ * credentials of its own and reads no identity or authorization header.
  */
 import * as grpc from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
@@ -21,15 +22,6 @@ export interface VmControllerOptions {
 export interface RunningVmController {
   readonly namespaces: ReadonlyMap<string, NamespaceMessage>;
   stop(): Promise<void>;
-}
-
-/** The sidecar's checks ran against `x-cloud-id`; a body naming another cloud would slip past them. */
-function cloudMismatch(call: grpc.ServerUnaryCall<NamespaceRequest, NamespaceMessage>): string | undefined {
-  const header = call.metadata.get('x-cloud-id')[0];
-  if (header === undefined || String(header) !== call.request.cloud_id) {
-    return `x-cloud-id (${header === undefined ? 'absent' : String(header)}) must name the request's cloud (${call.request.cloud_id})`;
-  }
-  return undefined;
 }
 
 function requestIdOf(call: grpc.ServerUnaryCall<NamespaceRequest, NamespaceMessage>): string | undefined {
@@ -74,8 +66,6 @@ export async function startVmController(options: VmControllerOptions): Promise<R
   const server = new grpc.Server();
   server.addService(VMCONTROLLER_SERVICE, {
     CreateNamespace(call: grpc.ServerUnaryCall<NamespaceRequest, NamespaceMessage>, callback: grpc.sendUnaryData<NamespaceMessage>) {
-      const mismatch = cloudMismatch(call);
-      if (mismatch) return callback({ code: grpc.status.INVALID_ARGUMENT, details: mismatch });
       writeRelation(call.request, requestIdOf(call)).then(
         (writtenAt) => {
           const namespace = { cloud_id: call.request.cloud_id, namespace_id: call.request.namespace_id, written_at: writtenAt };
@@ -83,18 +73,18 @@ export async function startVmController(options: VmControllerOptions): Promise<R
           callback(null, namespace);
         },
         (error: grpc.ServiceError) => {
-          // The seed's message, so the failure reads the same when SpiceDB refuses the write.
-          const reason = error.metadata?.get('x-jwtauth-reason')[0];
+          // The seed's message, so the failure reads the same when SpiceDB refuses the write. A
+          // sidecar's denial already names its reason in the details (`<reason>: <text>`).
           callback({
             code: error.code === grpc.status.UNAVAILABLE ? grpc.status.UNAVAILABLE : grpc.status.INTERNAL,
-            details: `failed to create namespace relation: ${error.details}${reason === undefined ? '' : ` (${String(reason)})`}`,
+            details: `failed to create namespace relation: ${error.details}`,
           });
         },
       );
     },
     GetNamespace(call: grpc.ServerUnaryCall<NamespaceRequest, NamespaceMessage>, callback: grpc.sendUnaryData<NamespaceMessage>) {
-      const mismatch = cloudMismatch(call);
-      if (mismatch) return callback({ code: grpc.status.INVALID_ARGUMENT, details: mismatch });
+      // A namespace is addressed by its cloud and its id, like a row by its full key, so one in
+      // another cloud is not found here. That the caller may view this cloud, the sidecar decided.
       const namespace = namespaces.get(call.request.namespace_id);
       if (!namespace || namespace.cloud_id !== call.request.cloud_id) return callback({ code: grpc.status.NOT_FOUND, details: 'no such namespace' });
       callback(null, namespace);

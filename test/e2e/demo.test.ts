@@ -6,7 +6,7 @@
  * verdict alone.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLOUD, runScenario, USERS } from '../../examples/demo/scenario.js';
+import { CLOUD, OTHER_CLOUD, runScenario, USERS } from '../../examples/demo/scenario.js';
 import type { ExpectationId, Observations, ScenarioResult } from '../../examples/demo/scenario.js';
 
 let result: ScenarioResult;
@@ -29,6 +29,8 @@ describe('demo: the seed scenario through Envoy, the sidecars and SpiceDB', () =
     const o = seen.originalFailure;
     expect(o?.create.status).toBe(202);
     expect(o?.saga).toMatchObject({ status: 'failed', errorCode: 'UNAUTHENTICATED', errorReason: 'missing_token' });
+    // A denial's body (grpc-message for gRPC callers) reads `<reason>: <text>`.
+    expect(o?.saga?.errorDetails).toMatch(/^missing_token: /);
     expect(o?.vmcontrollerIngress).toMatchObject({ decision: 'deny', reason: 'missing_token', status: 401, tokenKind: 'none' });
     expect(o?.spicedbClouds).toEqual([]);
     held('original-failure');
@@ -42,6 +44,11 @@ describe('demo: the seed scenario through Envoy, the sidecars and SpiceDB', () =
     expect(hop('gwadmin', 'outbound')).toMatchObject({ decision: 'allow', reason: 'on_behalf_of_token_attached', tokenKind: 'on_behalf_of', subject: USERS.admin });
     expect(hop('gwadmin', 'outbound')?.checks).toEqual([expect.objectContaining({ resource: `cloud:${CLOUD}`, permission: 'create_saga', subject: `user:${USERS.admin}`, result: 'allowed' })]);
     expect(hop('vmcontroller', 'inbound')).toMatchObject({ decision: 'allow', tokenKind: 'internal', issuer: 'gwadmin', subject: USERS.admin, subjectType: 'user' });
+    // The saga sends no header naming the cloud: these checks read it from the CreateNamespace message.
+    expect(hop('vmcontroller', 'inbound')?.checks).toEqual([
+      expect.objectContaining({ resource: `cloud:${CLOUD}`, permission: 'create_namespace', subject: `user:${USERS.admin}`, result: 'allowed' }),
+      expect.objectContaining({ resource: `cloud:${CLOUD}`, permission: 'act_for_users', subject: 'service:gwadmin', result: 'allowed' }),
+    ]);
     expect(hop('vmcontroller', 'outbound')).toMatchObject({ decision: 'allow', reason: 'service_token_attached', subject: 'vmcontroller', audience: 'spicedb' });
     expect(hop('spicedb', 'inbound')).toMatchObject({ decision: 'allow', rule: 'spicedb-write-relationships', subject: 'vmcontroller', subjectType: 'service' });
     held('fix');
@@ -72,6 +79,7 @@ describe('demo: the seed scenario through Envoy, the sidecars and SpiceDB', () =
     const o = seen.onBehalfOfLimited;
     expect(o?.request.status).toBe(202);
     expect(o?.saga).toMatchObject({ status: 'failed', errorCode: 'PERMISSION_DENIED', errorReason: 'on_behalf_of_not_permitted' });
+    expect(o?.saga?.errorDetails).toMatch(/^on_behalf_of_not_permitted: /);
     expect(o?.gatewayEgress).toMatchObject({ decision: 'deny', reason: 'on_behalf_of_not_permitted', status: 403 });
     expect(o?.gatewayEgress?.checks).toEqual([expect.objectContaining({ resource: `cloud:${CLOUD}`, permission: 'create_saga', subject: `user:${USERS.member}`, result: 'denied' })]);
     expect(o?.vmcontrollerDecisions).toBe(0);
@@ -87,5 +95,22 @@ describe('demo: the seed scenario through Envoy, the sidecars and SpiceDB', () =
     expect(o?.vmcontrollerIngress).toMatchObject({ decision: 'allow', tokenKind: 'internal', issuer: 'gwadmin', subject: USERS.admin, rule: 'get-namespace' });
     expect(o?.direct).toMatchObject({ ok: false, failure: { code: 'UNAUTHENTICATED', reason: 'unknown_issuer' } });
     held('token-exchange');
+  });
+
+  it('a call whose message names another cloud than its forged x-cloud-id is checked against the message, and refused', () => {
+    const o = seen.messageNotHeader;
+    // On behalf of a user: refused at the gateway's egress, on the message's cloud; nothing leaves the pod.
+    expect(o?.create).toMatchObject({ ok: false, failure: { code: 'PERMISSION_DENIED', reason: 'on_behalf_of_not_permitted' } });
+    expect(o?.createEgress).toMatchObject({ decision: 'deny', reason: 'on_behalf_of_not_permitted', status: 403 });
+    expect(o?.createEgress?.checks).toEqual([expect.objectContaining({ resource: `cloud:${OTHER_CLOUD}`, permission: 'create_saga', subject: `user:${USERS.admin}`, result: 'denied' })]);
+    expect(o?.createDownstream).toBe(0);
+    expect(o?.createRecorded).toBe(false);
+    expect(o?.spicedbClouds).toEqual([]);
+    // With the user's own (exchanged) token: vmcontroller's sidecar refuses it, on the message's cloud.
+    expect(o?.get).toMatchObject({ ok: false, failure: { code: 'PERMISSION_DENIED', reason: 'permission_denied', details: 'permission_denied: permission denied' } });
+    expect(o?.getEgress).toMatchObject({ decision: 'allow', reason: 'user_token_exchanged' });
+    expect(o?.getIngress).toMatchObject({ decision: 'deny', reason: 'permission_denied', status: 403, rule: 'get-namespace', subject: USERS.admin, tokenKind: 'internal' });
+    expect(o?.getIngress?.checks).toEqual([expect.objectContaining({ resource: `cloud:${OTHER_CLOUD}`, permission: 'view', subject: `user:${USERS.admin}`, result: 'denied' })]);
+    held('message-not-header');
   });
 });

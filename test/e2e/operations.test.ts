@@ -15,6 +15,7 @@ import type { SidecarClient } from '../support/check-client.js';
 import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
 import type { SigningKey } from '../support/jwt-fixtures.js';
 import { waitFor } from '../../dev/processes.js';
+import { parseExposition } from '../../dev/prometheus.js';
 import { startSidecar } from '../support/sidecar.js';
 import type { RunningSidecar } from '../support/sidecar.js';
 
@@ -210,5 +211,5 @@ describe('SIGTERM', () => {
 
 async function configHash(): Promise<string> {
   const text = await (await fetch(`${sidecar!.admin}/metrics`)).text();
-  return /jwtauth_config_info\{hash="([0-9a-f]+)"\} 1/.exec(text)?.[1] ?? '';
+  return parseExposition(text).samples.find((sample) => sample.name === 'jwtauth_config_info' && sample.value === 1)?.labels.hash ?? '';
 }

@@ -1,16 +1,13 @@
 /**
- * Runs the built sidecar (dist/) as its own process, the way Envoy meets it in production.
+ * Runs the built sidecar (dist/) as its own process, the way Envoy meets it in production: the
+ * tests' view of dev/sidecar.ts, taking the configuration as an object and reading metrics by the
+ * series names tests spell out.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { freePort } from '../../dev/ports.js';
-import { GiveUp, startProcess, waitFor } from '../../dev/processes.js';
+import { parseExposition } from '../../dev/prometheus.js';
+import { launchSidecar, SIDECAR_CLI, writeSidecarConfig } from '../../dev/sidecar.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 
-export const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
+export const CLI = SIDECAR_CLI;
 
 export interface RunningSidecar {
   readonly grpcPort: number;
@@ -27,63 +24,36 @@ export interface RunningSidecar {
   scrape(): Promise<Map<string, number>>;
 }
 
-/** Prometheus text format → sample value by exact name with labels (prom-client writes no timestamps). */
+/** Prometheus text format → sample value by exact name with labels. */
 export function parsePrometheus(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return samples;
+  return parseExposition(text).series;
 }
 
-export function writeConfig(config: unknown, dir = mkdtempSync(join(tmpdir(), 'jwtauth-config-'))): string {
-  const file = join(dir, 'jwtauth.yaml');
-  writeFileSync(file, typeof config === 'string' ? config : stringify(config));
-  return file;
-}
+export const writeConfig = writeSidecarConfig;
 
 export async function startSidecar(
   config: unknown,
   options: { grpcPort?: number; adminPort?: number; env?: NodeJS.ProcessEnv; waitReady?: boolean; cwd?: string } = {},
 ): Promise<RunningSidecar> {
-  const configFile = writeConfig(config);
-  const grpcPort = options.grpcPort ?? (await freePort());
-  const adminPort = options.adminPort ?? (await freePort());
-  const launch = async (): Promise<ManagedProcess> => {
-    const admin = `http://127.0.0.1:${adminPort}`;
-    const child = startProcess(
-      process.execPath,
-      [CLI, 'serve', '--config', configFile, '--grpc-address', `127.0.0.1:${grpcPort}`, '--admin-address', `127.0.0.1:${adminPort}`],
-      { env: { ...process.env, ...options.env }, ...(options.cwd ? { cwd: options.cwd } : {}) },
-    );
-    const path = options.waitReady === false ? '/healthz' : '/readyz';
-    await waitFor(
-      async () => {
-        if (child.child.exitCode !== null) throw new GiveUp(`sidecar exited with ${child.child.exitCode}`);
-        return (await fetch(`${admin}${path}`)).status === 200;
-      },
-      30_000,
-      () => `sidecar not ${path}:\n${child.output()}`,
-    );
-    return child;
-  };
-  let running = await launch();
-  const scrape = async (): Promise<Map<string, number>> => parsePrometheus(await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text());
+  const sidecar = await launchSidecar({
+    configFile: writeConfig(config),
+    grpcPort: options.grpcPort,
+    adminPort: options.adminPort,
+    env: options.env,
+    cwd: options.cwd,
+    waitUntil: options.waitReady === false ? 'live' : 'ready',
+  });
+  const scrape = async (): Promise<Map<string, number>> => (await sidecar.metrics()).series;
   return {
-    grpcPort,
-    adminPort,
-    admin: `http://127.0.0.1:${adminPort}`,
-    configFile,
+    grpcPort: sidecar.grpcPort,
+    adminPort: sidecar.adminPort,
+    admin: sidecar.admin,
+    configFile: sidecar.configFile,
     get process() {
-      return running;
+      return sidecar.process;
     },
-    stop: (signal = 'SIGTERM') => running.stop(signal, 10_000),
-    async restart() {
-      await running.stop('SIGTERM', 10_000);
-      running = await launch();
-    },
+    stop: (signal) => sidecar.stop(signal),
+    restart: () => sidecar.restart(),
     scrape,
     async metric(sample) {
       return (await scrape()).get(sample) ?? 0;

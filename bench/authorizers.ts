@@ -1,0 +1,124 @@
+/**
+ * Starts what answers Envoy's ext_authz calls in a scenario group (bench/scenarios.ts), alone on
+ * the authorizer's core, and waits until it answers.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../dev/ports.js';
+import { startProcess, TOOLS_BIN, waitFor } from '../dev/processes.js';
+import type { ManagedProcess } from '../dev/processes.js';
+import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
+import type { SidecarProcess } from '../dev/sidecar.js';
+import type { SpicedbServer } from '../dev/spicedb.js';
+import { PACKAGE_ROOT } from '../src/package-root.js';
+import { opaPolicy, sidecarConfig } from './fixtures.js';
+import type { BenchKeys } from './fixtures.js';
+import { AUTHZ_CPUS, pin } from './pinning.js';
+import type { Authorizer } from './scenarios.js';
+
+/** What every authorizer of a run shares. */
+export interface Workspace {
+  /** The run's work directory: policies, URI lists, profiles. */
+  readonly dir: string;
+  readonly keys: BenchKeys;
+  readonly spicedb: SpicedbServer;
+  /** The environment variable the sidecar reads SpiceDB's preshared key from. */
+  readonly keyEnv: string;
+  /** Run sidecars under `node --cpu-prof`. */
+  readonly profile: boolean;
+}
+
+export interface RunningAuthorizer {
+  /** Undefined when Envoy answers by itself. */
+  readonly pid: number | undefined;
+  readonly grpcPort: number | undefined;
+  /** Set for the sidecar, whose metrics scenarios read. */
+  readonly sidecar?: SidecarProcess;
+  /** Where its CPU profile is written when it stops, under --profile. */
+  readonly cpuProfile?: string;
+  stop(): Promise<void>;
+}
+
+/** Stops `started` when the rest of its start-up fails, so it never holds a port or a core. */
+async function stopOnFailure<T extends { stop(): Promise<void> }>(started: T, rest: () => Promise<void>): Promise<T> {
+  try {
+    await rest();
+    return started;
+  } catch (error) {
+    await started.stop();
+    throw error;
+  }
+}
+
+function fromProcess(running: ManagedProcess, grpcPort: number): RunningAuthorizer {
+  return { pid: running.child.pid, grpcPort, stop: () => running.stop('SIGTERM', 3000) };
+}
+
+async function startOpaEnvoy(rawHeaders: boolean, workspace: Workspace): Promise<RunningAuthorizer> {
+  const policy = join(workspace.dir, `opa-envoy-${rawHeaders ? 'raw-headers' : 'classic'}.rego`);
+  writeFileSync(policy, opaPolicy(workspace.keys, rawHeaders));
+  const [grpcPort, httpPort, diagPort] = [await freePort(), await freePort(), await freePort()];
+  const opa = startProcess(join(TOOLS_BIN, 'opa-envoy-plugin'), [
+    'run', '--server', '--addr', `127.0.0.1:${httpPort}`, '--diagnostic-addr', `127.0.0.1:${diagPort}`, '--log-level', 'error',
+    '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
+    '--set', 'plugins.envoy_ext_authz_grpc.path=envoy/authz/allow',
+    '--set', 'decision_logs.console=false',
+    policy,
+  ]);
+  return stopOnFailure(fromProcess(opa, grpcPort), async () => {
+    pin(opa.child.pid, AUTHZ_CPUS);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/health?plugins`)).status === 200, 20_000, () => `OPA-Envoy not healthy:\n${opa.output()}`);
+  });
+}
+
+async function startGrpcFloor(): Promise<RunningAuthorizer> {
+  const port = await freePort();
+  const floor = startProcess(process.execPath, [join(PACKAGE_ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
+  return stopOnFailure(fromProcess(floor, port), async () => {
+    pin(floor.child.pid, AUTHZ_CPUS);
+    await waitFor(() => floor.output().includes('listening'), 10_000, () => `null authorizer did not start:\n${floor.output()}`);
+  });
+}
+
+async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sidecar' }>, workspace: Workspace): Promise<RunningAuthorizer> {
+  const { dir, keys, spicedb, keyEnv } = workspace;
+  // BENCH_SIDECAR_NODE_ARGS (e.g. --trace-gc) for investigations; BENCH_SIDECAR_OUTPUT keeps what it printed.
+  const nodeArgs = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  let cpuProfile: string | undefined;
+  if (workspace.profile) {
+    const profileDir = join(dir, 'profiles');
+    mkdirSync(profileDir, { recursive: true });
+    cpuProfile = join(profileDir, `${authorizer.name}.cpuprofile`);
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${authorizer.name}.cpuprofile`);
+  }
+  const sidecar = await launchSidecar({
+    configFile: writeSidecarConfig(sidecarConfig(keys, spicedb.endpoint, keyEnv, authorizer.variant), mkdtempSync(join(tmpdir(), 'jwtauth-bench-config-'))),
+    name: `sidecar ${authorizer.name}`,
+    // Another build (e.g. a worktree at an older commit) for before/after runs.
+    cli: process.env.BENCH_SIDECAR_CLI,
+    nodeArgs,
+    env: { JWTAUTH_LOG_LEVEL: 'warn', [keyEnv]: spicedb.presharedKey },
+    cwd: dir,
+    startTimeoutMs: 60_000,
+    // SIGTERM: the sidecar drains (drainSeconds 0) and exits, so --cpu-prof gets to write its file.
+    stopGraceMs: 15_000,
+  });
+  const pid = sidecar.process.child.pid;
+  const keep = process.env.BENCH_SIDECAR_OUTPUT;
+  if (keep) sidecar.process.exited.then(() => writeFileSync(`${keep}.${authorizer.name}.log`, sidecar.process.output()), () => undefined);
+  return stopOnFailure({ pid, grpcPort: sidecar.grpcPort, sidecar, cpuProfile, stop: () => sidecar.stop() }, async () => pin(pid, AUTHZ_CPUS));
+}
+
+export function startAuthorizer(authorizer: Authorizer, workspace: Workspace): Promise<RunningAuthorizer> {
+  switch (authorizer.kind) {
+    case 'none':
+      return Promise.resolve({ pid: undefined, grpcPort: undefined, stop: () => Promise.resolve() });
+    case 'opa-envoy':
+      return startOpaEnvoy(authorizer.rawHeaders, workspace);
+    case 'grpc-floor':
+      return startGrpcFloor();
+    case 'sidecar':
+      return startBenchSidecar(authorizer, workspace);
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * What `npm run bench` measures, in the order it runs (docs/benchmarks.md explains each). A group
+ * starts one authorizer, and one Envoy in front of it for the scenarios that go through Envoy; the
+ * group's scenarios share both, so the outbound path is measured on the sidecar the cached inbound
+ * run has just warmed, as in production. Scenario ids are what `--only` matches and what the
+ * results are keyed by.
+ */
+import { UPSTREAM } from './fixtures.js';
+import type { SidecarVariant } from './fixtures.js';
+import type { ShapeSpec } from './measure.js';
+
+export const SATURATION: ShapeSpec = { clients: 8, streams: 16 };
+/** h2load clients each walk `-i` lists from the top, so "every request distinct" needs one client. */
+export const UNCACHED_SATURATION: ShapeSpec = { clients: 1, streams: 32 };
+
+/**
+ * Relationships for the uncached scenario, one resource each. SpiceDB's memory datastore gets
+ * slower per check as relationships grow (30,000 and 150,000 made every Check hit the sidecar's
+ * 300 ms deadline here; see docs/benchmarks.md).
+ */
+const DISTINCT_RESOURCES = 10_000;
+
+/** What answers Envoy's ext_authz calls, and ghz's in a direct scenario. */
+export type Authorizer =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'opa-envoy'; readonly rawHeaders: boolean }
+  /** The sidecar's gRPC listener answering OK without deciding (bench/null-authorizer.ts). */
+  | { readonly kind: 'grpc-floor' }
+  | {
+      readonly kind: 'sidecar';
+      /** Names its CPU profile (--profile) and its kept output (BENCH_SIDECAR_OUTPUT). */
+      readonly name: string;
+      readonly variant: SidecarVariant;
+      /** Its profile's hottest functions go into the results JSON. */
+      readonly profileInResults?: boolean;
+    };
+
+/** The two listeners every Envoy may have: the request path on `ingress` is /v1/clouds/cl0/items, on `egress` /v1/items. */
+export type Port = 'ingress' | 'egress';
+
+export interface Listener {
+  /** Envoy's stat prefix for it. */
+  readonly name: string;
+  readonly port: Port;
+  readonly filter:
+    | { readonly kind: 'bare' }
+    /** The same issuer, audience and key as every other verifier, inline. */
+    | { readonly kind: 'jwt_authn' }
+    /** The deployed ext_authz filter; outbound calls carry the audience of the bench upstream. */
+    | { readonly kind: 'ext_authz'; readonly direction: 'inbound' | 'outbound'; readonly encodeRawHeaders?: boolean };
+}
+
+/** An answer a scenario must get before it measures: a broken setup would otherwise measure fast errors. */
+export interface Expectation {
+  readonly port: Port;
+  /** Instead of the port's usual path. */
+  readonly path?: string;
+  readonly withToken: boolean;
+  readonly status: number;
+  /** For the failure message. */
+  readonly what: string;
+  /** Keep asking for a while: Envoy's first calls to an authorizer that has just started can fail before its cluster connects. */
+  readonly eventually?: boolean;
+}
+
+/** A row of the results table. */
+export interface RowReport {
+  readonly label: string;
+  /** The table's authorizer column; sidecar rows start with jwtauth-sidecar. */
+  readonly authorizer: string;
+  /** Added to the row: how much each sidecar series grew during the measurement. */
+  readonly counts?: Readonly<Record<string, string>>;
+  /** Added to the row as they are. */
+  readonly constants?: Readonly<Record<string, number>>;
+  /** Logged: every series of these sidecar metrics that grew, except those containing one of `except`. */
+  readonly logsGrowth?: { readonly of: readonly string[]; readonly except: readonly string[] };
+  /** Logged after the measurement, from the row's extra figures. */
+  readonly summary?: (extra: Readonly<Record<string, number>>) => string;
+  /** Also a point of the rule-count scaling table. */
+  readonly scalingRules?: number;
+}
+
+/** h2load at saturation, then vegeta at the offered rate, through Envoy. */
+interface ThroughEnvoy {
+  readonly id: string;
+  readonly expects: readonly Expectation[];
+  readonly load:
+    | { readonly kind: 'one-url'; readonly port: Port; readonly withToken: boolean; readonly latencyOnly?: boolean; readonly watchesSpicedb?: boolean }
+    /** Every request names another resource (a slice of them per load run), so only SpiceDB can answer. */
+    | { readonly kind: 'distinct-resources'; readonly resources: number; readonly rateCapFraction: number };
+  readonly reports: RowReport;
+}
+
+/** ghz straight at the authorizer's gRPC port: throughput, latency and CPU per Check, no Envoy. */
+export interface DirectChecks {
+  readonly id: string;
+  readonly load: { readonly kind: 'direct-checks'; readonly checks: { readonly quick: number; readonly full: number }; readonly concurrency: number };
+  readonly reports: { readonly direct: string };
+}
+
+/** Requests with ever new tokens through Envoy; the sidecar's RSS after each step. */
+export interface TokenScaling {
+  readonly id: string;
+  readonly expects: readonly Expectation[];
+  readonly load: { readonly kind: 'distinct-tokens'; readonly steps: { readonly quick: readonly number[]; readonly full: readonly number[] } };
+  readonly reports: { readonly scaling: 'tokens' };
+}
+
+export type Scenario = ThroughEnvoy | DirectChecks | TokenScaling;
+
+export interface ScenarioGroup {
+  readonly starts: Authorizer;
+  /** Started before the first scenario that goes through Envoy, and kept until the group ends. */
+  readonly envoy: readonly Listener[];
+  readonly scenarios: readonly Scenario[];
+}
+
+const INGRESS_INBOUND: Listener = { name: 'ingress', port: 'ingress', filter: { kind: 'ext_authz', direction: 'inbound' } };
+const CACHED_PATH = { kind: 'one-url', port: 'ingress', withToken: true } as const;
+const DIRECT_CHECKS = { kind: 'direct-checks', checks: { quick: 5_000, full: 40_000 }, concurrency: 32 } as const;
+const refuses = (status: number, what: string): Expectation => ({ port: 'ingress', withToken: false, status, what: `${what} without a token` });
+const admits = (what: string, eventually = false): Expectation => ({ port: 'ingress', withToken: true, status: 200, what, eventually });
+
+export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
+  // The floor: Envoy answering by itself.
+  {
+    starts: { kind: 'none' },
+    envoy: [{ name: 'bare', port: 'ingress', filter: { kind: 'bare' } }],
+    scenarios: [{ id: 'bare', expects: [{ port: 'ingress', withToken: false, status: 200, what: 'bare Envoy' }], load: CACHED_PATH, reports: { label: 'Envoy alone (direct_response)', authorizer: 'none' } }],
+  },
+  // Envoy's own jwt_authn: same token, same key inline, same iss/aud.
+  {
+    starts: { kind: 'none' },
+    envoy: [{ name: 'jwt', port: 'ingress', filter: { kind: 'jwt_authn' } }],
+    scenarios: [
+      {
+        id: 'jwt_authn',
+        expects: [refuses(401, 'jwt_authn'), admits('jwt_authn with the token')],
+        load: CACHED_PATH,
+        reports: { label: 'Envoy jwt_authn (in-process, verify only)', authorizer: 'envoy jwt_authn' },
+      },
+    ],
+  },
+  // OPA-Envoy: the same verification in Rego behind the same ext_authz filter.
+  {
+    starts: { kind: 'opa-envoy', rawHeaders: true },
+    envoy: [{ name: 'opa', port: 'ingress', filter: { kind: 'ext_authz', direction: 'inbound' } }],
+    scenarios: [
+      { id: 'direct_opa_envoy', load: DIRECT_CHECKS, reports: { direct: 'opa-envoy-plugin' } },
+      {
+        id: 'opa_envoy',
+        expects: [refuses(403, 'OPA-Envoy'), admits('OPA-Envoy with the token')],
+        load: CACHED_PATH,
+        reports: { label: 'OPA-Envoy ext_authz, same filter settings (Rego io.jwt.decode_verify on headerMap)', authorizer: 'opa-envoy-plugin' },
+      },
+    ],
+  },
+  // OPA-Envoy's classic input shape (encode_raw_headers off): its best case.
+  {
+    starts: { kind: 'opa-envoy', rawHeaders: false },
+    envoy: [{ name: 'opa', port: 'ingress', filter: { kind: 'ext_authz', direction: 'inbound', encodeRawHeaders: false } }],
+    scenarios: [
+      {
+        id: 'opa_envoy_classic',
+        expects: [refuses(403, 'OPA-Envoy'), admits('OPA-Envoy with the token')],
+        load: CACHED_PATH,
+        reports: { label: 'OPA-Envoy ext_authz, encode_raw_headers off (classic headers map)', authorizer: 'opa-envoy-plugin' },
+      },
+    ],
+  },
+  // The transport floor: the sidecar's own gRPC listener answering OK without deciding.
+  {
+    starts: { kind: 'grpc-floor' },
+    envoy: [INGRESS_INBOUND],
+    scenarios: [
+      {
+        id: 'floor_grpcjs',
+        expects: [{ port: 'ingress', withToken: false, status: 200, what: 'null authorizer', eventually: true }],
+        load: CACHED_PATH,
+        reports: { label: "ext_authz floor: the sidecar's gRPC listener answering OK without deciding", authorizer: 'grpc-js, no decision' },
+      },
+    ],
+  },
+  // The sidecar, inbound and outbound, through one Envoy with both listeners.
+  {
+    starts: { kind: 'sidecar', name: 'main', variant: {}, profileInResults: true },
+    envoy: [INGRESS_INBOUND, { name: 'egress', port: 'egress', filter: { kind: 'ext_authz', direction: 'outbound' } }],
+    scenarios: [
+      {
+        id: 'sidecar_inbound_cached',
+        expects: [refuses(401, 'sidecar'), admits('sidecar with the token', true)],
+        load: { ...CACHED_PATH, watchesSpicedb: true },
+        reports: {
+          label: 'sidecar inbound, verified token + cached SpiceDB decision',
+          authorizer: 'jwtauth-sidecar',
+          counts: { decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}' },
+        },
+      },
+      {
+        id: 'sidecar_outbound',
+        expects: [{ port: 'egress', withToken: false, status: 200, what: 'sidecar outbound' }],
+        load: { kind: 'one-url', port: 'egress', withToken: false },
+        reports: { label: `sidecar outbound, service token for ${UPSTREAM} from a warm cache`, authorizer: 'jwtauth-sidecar' },
+      },
+      { id: 'direct_sidecar', load: DIRECT_CHECKS, reports: { direct: 'jwtauth-sidecar' } },
+    ],
+  },
+  // The decision cache off, so every Check asks the real SpiceDB; every request names another
+  // resource, so SpiceDB's own cache answers only when a run wraps around its slice.
+  {
+    starts: { kind: 'sidecar', name: 'uncached', variant: { decisionCacheTtlMs: 0 } },
+    envoy: [INGRESS_INBOUND],
+    scenarios: [
+      {
+        id: 'sidecar_inbound_uncached',
+        expects: [{ ...admits('the last uncached relationship visible', true), path: `/v1/clouds/c${DISTINCT_RESOURCES - 1}/items` }],
+        // Near saturation the latency figure is queueing: offer a quarter of its throughput.
+        load: { kind: 'distinct-resources', resources: DISTINCT_RESOURCES, rateCapFraction: 0.25 },
+        reports: {
+          label: 'sidecar inbound, decision cache off, a distinct resource per request → a real SpiceDB check',
+          authorizer: 'jwtauth-sidecar + spicedb',
+          counts: { spicedbChecks: 'jwtauth_spicedb_checks_total{result="allowed"}', decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}' },
+          constants: { distinctResources: DISTINCT_RESOURCES },
+          logsGrowth: { of: ['jwtauth_spicedb_checks_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'], except: ['result="allowed"', '"miss"'] },
+          summary: (extra) => `SpiceDB checks ${extra.spicedbChecks}, decision cache hits ${extra.decisionCacheHits}`,
+        },
+      },
+    ],
+  },
+  // Scaling with the rule count: the matched rule written last, so no "first rule wins" shortcut.
+  ...[10, 1_000, 10_000].map(
+    (rules): ScenarioGroup => ({
+      starts: { kind: 'sidecar', name: `rules-${rules}`, variant: { fillerRules: rules - 1 } },
+      envoy: [INGRESS_INBOUND],
+      scenarios: [
+        {
+          id: `scaling_rules_${rules}`,
+          expects: [admits(`sidecar with ${rules} rules`, true)],
+          load: { ...CACHED_PATH, latencyOnly: true },
+          reports: { label: `sidecar inbound cached, ${rules.toLocaleString('en')} rules (the matched one last)`, authorizer: 'jwtauth-sidecar', scalingRules: rules },
+        },
+      ],
+    }),
+  ),
+  // Scaling with the token count: what the verified-token cache and the heap hold.
+  {
+    starts: { kind: 'sidecar', name: 'tokens', variant: {} },
+    envoy: [INGRESS_INBOUND],
+    scenarios: [
+      {
+        id: 'scaling_tokens',
+        expects: [admits('sidecar before distinct tokens', true)],
+        load: { kind: 'distinct-tokens', steps: { quick: [1_000, 10_000], full: [1_000, 100_000] } },
+        reports: { scaling: 'tokens' },
+      },
+    ],
+  },
+];
