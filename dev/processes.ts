@@ -25,7 +25,7 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 }
 
 /** Synchronous on purpose: it also runs from the 'exit' event, where nothing async gets to run. */
-export function killAllChildren(): void {
+function killAllChildren(): void {
   for (const child of live) signalGroup(child, 'SIGKILL');
   live.clear();
 }

@@ -14,7 +14,7 @@ import type { ManagedProcess } from './processes.js';
 import { scrapeMetrics } from './prometheus.js';
 import type { Exposition } from './prometheus.js';
 
-export const SIDECAR_CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
+const SIDECAR_CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 
 /** Writes `config` (an object, or YAML text as is) as `jwtauth.yaml` in `dir`; returns the file. */
 export function writeSidecarConfig(config: unknown, dir = mkdtempSync(join(tmpdir(), 'jwtauth-config-'))): string {

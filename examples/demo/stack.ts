@@ -34,7 +34,7 @@ import { DEMO_DIR } from './vmcontroller-api.js';
 import { startVmController } from './vmcontroller.js';
 import type { RunningVmController } from './vmcontroller.js';
 
-export const DEMO_SCHEMA_FILE = join(PACKAGE_ROOT, 'examples', 'schema.zed');
+const DEMO_SCHEMA_FILE = join(PACKAGE_ROOT, 'examples', 'schema.zed');
 export const DEMO_RELATIONSHIPS_FILE = join(DEMO_DIR, 'relationships.txt');
 const STARTUP_TIMEOUT_MS = 60_000;
 

@@ -11,7 +11,7 @@ import type { BodyRead, BodyReader, RequestBody } from './contract.js';
 import { checkEnvelope, mediaType, wrongContentType } from './envelope.js';
 import { unframeUnary } from './grpc-frame.js';
 import { compileMessagePaths } from './message-fields.js';
-import { checkMaxBytes, uniquePaths } from './reader-options.js';
+import { checkMaxBytes, readerOf, uniquePaths } from './reader-options.js';
 import { checkWire, compileWirePlan } from './wire-check.js';
 
 function allServices(namespace: protobuf.NamespaceBase, into: string[] = []): string[] {
@@ -103,14 +103,5 @@ export function compileGrpcBodyReader(
     return fields.extract(message);
   };
 
-  return {
-    paths: unique,
-    read(body) {
-      try {
-        return read(body);
-      } catch (error) {
-        return refuse('body_malformed', `the ${typeName} body could not be read: ${reasonOf(error)}`);
-      }
-    },
-  };
+  return readerOf(unique, read, (error) => refuse('body_malformed', `the ${typeName} body could not be read: ${reasonOf(error)}`));
 }

@@ -5,7 +5,7 @@ import { refuse } from './contract.js';
 import type { BodyRead, BodyReader, RequestBody } from './contract.js';
 import { checkEnvelope, mediaType, wrongContentType } from './envelope.js';
 import { compileJsonPaths } from './json-fields.js';
-import { checkMaxBytes, uniquePaths } from './reader-options.js';
+import { checkMaxBytes, readerOf, uniquePaths } from './reader-options.js';
 
 // fatal: bytes that are not UTF-8 are refused, not silently replaced with U+FFFD.
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -47,14 +47,6 @@ export function compileJsonBodyReader(paths: readonly string[], where: string, m
     return fields.extract(document as Record<string, unknown>);
   };
 
-  return {
-    paths: unique,
-    read(body) {
-      try {
-        return read(body);
-      } catch {
-        return refuse('body_malformed', 'the JSON body could not be read');
-      }
-    },
-  };
+  // JSON errors can quote the document, so the detail never includes them.
+  return readerOf(unique, read, () => refuse('body_malformed', 'the JSON body could not be read'));
 }

@@ -3,11 +3,8 @@
  * tests' view of dev/sidecar.ts, taking the configuration as an object and reading metrics by the
  * series names tests spell out.
  */
-import { parseExposition } from '../../dev/prometheus.js';
-import { launchSidecar, SIDECAR_CLI, writeSidecarConfig } from '../../dev/sidecar.js';
+import { launchSidecar, writeSidecarConfig } from '../../dev/sidecar.js';
 import type { ManagedProcess } from '../../dev/processes.js';
-
-export const CLI = SIDECAR_CLI;
 
 export interface RunningSidecar {
   readonly grpcPort: number;
@@ -24,19 +21,12 @@ export interface RunningSidecar {
   scrape(): Promise<Map<string, number>>;
 }
 
-/** Prometheus text format → sample value by exact name with labels. */
-export function parsePrometheus(text: string): Map<string, number> {
-  return parseExposition(text).series;
-}
-
-export const writeConfig = writeSidecarConfig;
-
 export async function startSidecar(
   config: unknown,
   options: { grpcPort?: number; adminPort?: number; env?: NodeJS.ProcessEnv; waitReady?: boolean; cwd?: string } = {},
 ): Promise<RunningSidecar> {
   const sidecar = await launchSidecar({
-    configFile: writeConfig(config),
+    configFile: writeSidecarConfig(config),
     grpcPort: options.grpcPort,
     adminPort: options.adminPort,
     env: options.env,
