@@ -98,7 +98,7 @@ async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sideca
     // Another build (e.g. a worktree at an older commit) for before/after runs.
     cli: process.env.BENCH_SIDECAR_CLI,
     nodeArgs,
-    env: { JWTAUTH_LOG_LEVEL: 'warn', [keyEnv]: spicedb.presharedKey },
+    env: { [keyEnv]: spicedb.presharedKey },
     cwd: dir,
     startTimeoutMs: 60_000,
     // SIGTERM: the sidecar drains (drainSeconds 0) and exits, so --cpu-prof gets to write its file.

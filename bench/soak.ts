@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   });
   const sidecar = await launchSidecar({
     configFile: writeSidecarConfig(config, work),
-    env: { SOAK_SPICEDB_KEY: spicedb.presharedKey, JWTAUTH_LOG_LEVEL: 'warn' },
+    env: { SOAK_SPICEDB_KEY: spicedb.presharedKey },
     stopGraceMs: 5000,
   });
   let sidecarExit: string | undefined;
