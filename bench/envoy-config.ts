@@ -15,7 +15,7 @@ import type { ManagedProcess } from '../dev/processes.js';
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 
-export const ENVOY_YAML = new URL('../../envoy/envoy.yaml', import.meta.url).pathname;
+const ENVOY_YAML = new URL('../../envoy/envoy.yaml', import.meta.url).pathname;
 
 function obj(value: Json | undefined, what: string): JsonObject {
   if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) throw new Error(`envoy.yaml: ${what} is not an object`);
@@ -34,7 +34,7 @@ interface Deployed {
 }
 
 /** The pieces of envoy/envoy.yaml the benchmark reuses verbatim. */
-export function deployedPieces(file = ENVOY_YAML): Deployed {
+function deployedPieces(file = ENVOY_YAML): Deployed {
   const root = obj(parse(readFileSync(file, 'utf8'), { merge: true }) as Json, 'root');
   const statics = obj(root.static_resources, 'static_resources');
   const ingress = arr(statics.listeners, 'listeners').map((l) => obj(l, 'listener')).find((l) => l.name === 'ingress');
@@ -49,7 +49,7 @@ export function deployedPieces(file = ENVOY_YAML): Deployed {
   return { hcm, extAuthz, authzCluster };
 }
 
-export type ListenerKind =
+type ListenerKind =
   | { readonly kind: 'bare' }
   | { readonly kind: 'jwt_authn'; readonly issuer: string; readonly audience: string; readonly jwks: string }
   | {
@@ -57,7 +57,19 @@ export type ListenerKind =
       readonly contextExtensions: Readonly<Record<string, string>>;
       /** Overrides envoy.yaml's `encode_raw_headers` (only for the classic OPA-Envoy variant). */
       readonly encodeRawHeaders?: boolean;
+      /** Exact paths of unary gRPC methods, each with its own route before the catch-all. */
+      readonly grpcRoutes?: readonly GrpcRoute[];
     };
+
+interface GrpcRoute {
+  readonly path: string;
+  /**
+   * Keep the filter-level `with_request_body` (buffer the body, send it packed as bytes in the
+   * Check) because the method's rule reads the message. Otherwise the route opts out, as every route
+   * of the bench's that reads no body does.
+   */
+  readonly buffersBody: boolean;
+}
 
 export interface BenchListener {
   readonly name: string;
@@ -67,22 +79,47 @@ export interface BenchListener {
 
 const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } };
 
+/**
+ * envoy.yaml's ext_authz filter buffers request bodies (`with_request_body`, so that rules reading
+ * `{body.…}` get the message) and its routes that read no body opt out. A bench route that did not
+ * would hold every request until its body arrived and send the body in every Check: not what the
+ * scenarios measure, nor what the deployed routes do.
+ */
+function extAuthzPerRoute(contextExtensions: Readonly<Record<string, string>>, buffersBody: boolean): JsonObject {
+  return {
+    'envoy.filters.http.ext_authz': {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
+      check_settings: { context_extensions: { ...contextExtensions }, ...(buffersBody ? {} : { disable_request_body_buffering: true }) },
+    },
+  };
+}
+
+/** Answers like a gRPC server's OK (trailers-only), so a client can tell it from a denial by grpc-status. */
+const GRPC_OK_HEADERS: Json[] = [
+  { header: { key: 'content-type', value: 'application/grpc' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+  { header: { key: 'grpc-status', value: '0' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+];
+
 function listenerConfig(pieces: Deployed, listener: BenchListener): JsonObject {
   const hcm = clone(pieces.hcm);
   hcm.stat_prefix = listener.name;
   const route: JsonObject = { match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'ok\n' } } };
+  const routes: JsonObject[] = [];
   const filters: Json[] = [];
   const filter = listener.filter;
   if (filter.kind === 'ext_authz') {
     const extAuthz = clone(pieces.extAuthz);
     if (filter.encodeRawHeaders !== undefined) obj(extAuthz.typed_config, 'ext_authz typed_config').encode_raw_headers = filter.encodeRawHeaders;
     filters.push(extAuthz);
-    route.typed_per_filter_config = {
-      'envoy.filters.http.ext_authz': {
-        '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
-        check_settings: { context_extensions: { ...filter.contextExtensions } },
-      },
-    };
+    for (const grpc of filter.grpcRoutes ?? []) {
+      routes.push({
+        match: { path: grpc.path },
+        direct_response: { status: 200 },
+        response_headers_to_add: GRPC_OK_HEADERS,
+        typed_per_filter_config: extAuthzPerRoute(filter.contextExtensions, grpc.buffersBody),
+      });
+    }
+    route.typed_per_filter_config = extAuthzPerRoute(filter.contextExtensions, false);
   } else if (filter.kind === 'jwt_authn') {
     filters.push({
       name: 'envoy.filters.http.jwt_authn',
@@ -102,7 +139,7 @@ function listenerConfig(pieces: Deployed, listener: BenchListener): JsonObject {
   }
   filters.push(ROUTER);
   hcm.http_filters = filters;
-  hcm.route_config = { name: listener.name, virtual_hosts: [{ name: listener.name, domains: ['*'], routes: [route] }] };
+  hcm.route_config = { name: listener.name, virtual_hosts: [{ name: listener.name, domains: ['*'], routes: [...routes, route] }] };
   return {
     name: listener.name,
     address: { socket_address: { address: '127.0.0.1', port_value: listener.port } },

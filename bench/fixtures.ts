@@ -6,11 +6,13 @@ import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:cr
 import type { KeyObject } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CLOUD_HEADER, NAMESPACES_PROTO, NAMESPACES_SERVICE } from './grpc-call.js';
+import type { NamespacesMethod } from './grpc-call.js';
 
 export const ISSUER = 'https://issuer.bench.local';
 export const AUDIENCE = 'bench-api';
-export const SUBJECT = 'alice';
-export const KID = 'bench-es256';
+const SUBJECT = 'alice';
+const KID = 'bench-es256';
 /** The audience of the outbound scenario's upstream (route context_extensions). */
 export const UPSTREAM = 'vmcontroller';
 
@@ -58,17 +60,36 @@ definition cloud {
 /**
  * Sidecar configuration for the benchmark: the inbound rule under test (GET /v1/clouds/{cloud}/**
  * needs `view` on the cloud), `fillerRules` more rules on other paths for the rule-count scenario,
- * and outbound service tokens for `UPSTREAM`.
+ * the message-field scenarios' gRPC rules, and outbound service tokens for `UPSTREAM`.
  */
 export interface SidecarVariant {
   /** Rules on other paths, written before the one under test. */
   readonly fillerRules?: number;
   /** 0 turns the decision cache off, so every Check asks SpiceDB. */
   readonly decisionCacheTtlMs?: number;
+  /**
+   * The message-field scenarios' two gRPC rules and the descriptors (bench/namespaces.proto). The
+   * rules differ only in where the cloud comes from: one method's message, the other's header.
+   */
+  readonly messageRules?: boolean;
+}
+
+/** Where each bench/namespaces.proto method's rule takes the cloud from. */
+const CLOUD_TEMPLATE: Readonly<Record<NamespacesMethod, string>> = {
+  CreateByMessage: 'cloud:{body.cloud_id}',
+  CreateByHeaders: `cloud:{header.${CLOUD_HEADER}}`,
+};
+
+function messageRules(): Array<Record<string, unknown>> {
+  return Object.entries(CLOUD_TEMPLATE).map(([method, resource]) => ({
+    name: `namespaces-${method.toLowerCase()}`,
+    match: { grpc: { service: NAMESPACES_SERVICE, method } },
+    checks: [{ resource, permission: 'view' }],
+  }));
 }
 
 export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, variant: SidecarVariant = {}): Record<string, unknown> {
-  const { fillerRules = 0, decisionCacheTtlMs } = variant;
+  const { fillerRules = 0, decisionCacheTtlMs, messageRules: withMessageRules = false } = variant;
   const rules: Array<Record<string, unknown>> = [];
   // Filler first, so the rule under test is the last one written: no "first rule wins" shortcut.
   for (let i = 0; i < fillerRules; i++) {
@@ -83,6 +104,7 @@ export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: 
     match: { http: { methods: ['GET'], path: '/v1/clouds/{cloud}/**' } },
     checks: [{ resource: 'cloud:{path.cloud}', permission: 'view' }],
   });
+  if (withMessageRules) rules.push(...messageRules());
   return {
     server: { drainSeconds: 0 },
     log: { level: 'warn' },
@@ -105,6 +127,8 @@ export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: 
       ...(decisionCacheTtlMs === undefined ? {} : { decisionCache: { ttlMs: decisionCacheTtlMs } }),
     },
     tokens: { source: { kind: 'mint', issuer: 'https://sidecar.bench.local', algorithm: 'ES256', keys: [{ file: keys.mintKeyFile }] } },
+    // Descriptors for CreateByMessage's rule: loaded once, at start; a call pays only for reading.
+    ...(withMessageRules ? { body: { protoFiles: [NAMESPACES_PROTO] } } : {}),
     inbound: { default: 'deny', rules },
     outbound: { upstreams: [{ audience: UPSTREAM, authorities: [] }] },
   };

@@ -24,21 +24,32 @@ interface GhzJson {
   readonly statusCodeDistribution: Readonly<Record<string, number>> | null;
 }
 
-/** The CheckRequest, in protojson, Envoy would send for `GET path` with these headers. */
-export function checkRequestJson(path: string, headers: Readonly<Record<string, string>>, contextExtensions: Readonly<Record<string, string>>): string {
-  const all: Record<string, string> = { ':authority': 'bench.local', ':path': path, ':method': 'GET', ':scheme': 'http', 'x-request-id': 'bench', ...headers };
+/** A request as Envoy describes it in a Check. */
+export interface CheckedRequest {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** The buffered body, as `pack_as_bytes` sends it (raw_body); absent where the route does not buffer. */
+  readonly rawBody?: Uint8Array;
+}
+
+/** The CheckRequest, in protojson, Envoy would send for this request. */
+export function checkRequestJson(request: CheckedRequest, contextExtensions: Readonly<Record<string, string>>): string {
+  const { method, path } = request;
+  const all: Record<string, string> = { ':authority': 'bench.local', ':path': path, ':method': method, ':scheme': 'http', 'x-request-id': 'bench', ...request.headers };
   return JSON.stringify({
     attributes: {
       contextExtensions,
       request: {
         http: {
           id: '1',
-          method: 'GET',
+          method,
           path,
           host: 'bench.local',
           scheme: 'http',
           protocol: 'HTTP/2',
           headerMap: { headers: Object.entries(all).map(([key, value]) => ({ key, rawValue: Buffer.from(value).toString('base64') })) },
+          ...(request.rawBody === undefined ? {} : { rawBody: Buffer.from(request.rawBody).toString('base64') }),
         },
       },
     },

@@ -4,7 +4,7 @@
  */
 import { runMeasured } from './proc.js';
 
-export const H2LOAD = '/usr/bin/h2load';
+const H2LOAD = '/usr/bin/h2load';
 
 export interface LoadTarget {
   /** Full URL, or the first URL when `uriFile` is set (h2load takes host and port from it). */
@@ -12,6 +12,8 @@ export interface LoadTarget {
   /** One URI per line; each client walks the list from the top (h2load `-i`). */
   readonly uriFile?: string;
   readonly headers: readonly string[];
+  /** A file sent as the body of every request, which makes them POSTs (h2load -d): the gRPC scenarios' framed message. */
+  readonly body?: string;
 }
 
 export interface LoadShape {
@@ -40,7 +42,7 @@ function num(pattern: RegExp, text: string): number {
   return match ? Number(match[1]) : Number.NaN;
 }
 
-export function parseH2loadOutput(text: string): Omit<LoadResult, 'loadGenCpuSeconds' | 'raw'> {
+function parseH2loadOutput(text: string): Omit<LoadResult, 'loadGenCpuSeconds' | 'raw'> {
   const s2 = num(/status codes: (\d+) 2xx/, text);
   const s3 = num(/status codes: \d+ 2xx, (\d+) 3xx/, text);
   const s4 = num(/status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx/, text);
@@ -59,6 +61,7 @@ export async function runH2load(target: LoadTarget, shape: LoadShape): Promise<L
   const args = ['-t', '1', '-c', String(shape.clients), '-m', String(shape.streams), '-D', String(shape.seconds)];
   if (shape.warmUpSeconds) args.push(`--warm-up-time=${shape.warmUpSeconds}`);
   for (const header of target.headers) args.push('-H', header);
+  if (target.body !== undefined) args.push('-d', target.body);
   if (target.uriFile) args.push('-i', target.uriFile);
   else args.push(target.url);
   const output = await runMeasured(shape.cpus ? ['taskset', '-c', shape.cpus, H2LOAD, ...args] : [H2LOAD, ...args]);

@@ -37,7 +37,7 @@ export interface Watched {
   readonly backends?: Readonly<Record<string, number>>;
 }
 
-export interface CpuBreakdown {
+interface CpuBreakdown {
   readonly envoy: number | undefined;
   readonly authorizer: number | undefined;
   readonly backends: Readonly<Record<string, number | undefined>>;
@@ -206,6 +206,32 @@ export async function measureScenario(options: MeasureOptions): Promise<Scenario
       atOfferedRate: watched.authorizer === undefined ? undefined : median(rate.map((r) => r.cpu.authorizer ?? Number.NaN)),
     },
     rssKb,
+  };
+}
+
+/**
+ * One measurement out of the passes of a scenario: a single pass, or one per round when it takes
+ * turns with another scenario (scenarios.ts, `alternatesRounds`). Every round of every pass,
+ * medians over all of them, RSS after the last.
+ */
+export function combineMeasurements(passes: readonly ScenarioMeasurement[]): ScenarioMeasurement {
+  const last = passes.at(-1);
+  if (last === undefined) throw new Error('no measurement to combine');
+  const saturation = passes.flatMap((pass) => pass.saturation);
+  const rate = passes.flatMap((pass) => pass.rate);
+  const authorizerMedian = (rounds: ReadonlyArray<{ readonly cpu: CpuBreakdown }>): number | undefined =>
+    rounds.every((r) => r.cpu.authorizer === undefined) ? undefined : median(rounds.map((r) => r.cpu.authorizer ?? Number.NaN));
+  return {
+    saturationShape: last.saturationShape,
+    offeredRps: last.offeredRps,
+    saturation,
+    rate,
+    rps: median(saturation.map((r) => r.rps)),
+    p50: median(rate.map((r) => r.p50)),
+    p90: median(rate.map((r) => r.p90)),
+    p99: median(rate.map((r) => r.p99)),
+    authorizerCores: { saturation: authorizerMedian(saturation), atOfferedRate: authorizerMedian(rate) },
+    rssKb: last.rssKb,
   };
 }
 

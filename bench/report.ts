@@ -2,7 +2,8 @@
  * Results → the markdown table (ratios to bare Envoy and to OPA-Envoy) and a hand-written SVG bar
  * chart of the latency percentiles. No dependency: the chart is a few rects and texts.
  */
-import type { ScenarioMeasurement } from './measure.js';
+import { median } from './measure.js';
+import type { RateRound, SaturationRound, ScenarioMeasurement } from './measure.js';
 
 export interface ScenarioResult {
   readonly id: string;
@@ -11,6 +12,8 @@ export interface ScenarioResult {
   readonly load: readonly number[];
   readonly measurement: ScenarioMeasurement;
   readonly extra?: Readonly<Record<string, number>>;
+  /** The scenario this one differs from in one respect (scenarios.ts `comparedWith`). */
+  readonly comparedWith?: string;
 }
 
 export interface ScalingResults {
@@ -28,6 +31,8 @@ export interface DirectResult {
   readonly p50: number;
   readonly p99: number;
   readonly cpuUsPerCheck: number;
+  /** The direct scenario this one differs from in one respect. */
+  readonly comparedWith?: string;
 }
 
 export interface BenchResults {
@@ -102,6 +107,10 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
     lines.push('');
     for (const s of extras) lines.push(`- \`${s.id}\`: ${Object.entries(s.extra ?? {}).map(([k, v]) => `${k} ${int(v)}`).join(', ')}`);
   }
+  for (const s of results.scenarios) {
+    const baseline = s.comparedWith === undefined ? undefined : byId.get(s.comparedWith);
+    if (baseline) lines.push('', ...sideBySide(baseline, s));
+  }
   if (results.direct.length > 0) {
     lines.push('');
     lines.push('**Direct Check calls** (ghz → the authorizer\'s gRPC port, no Envoy; one connection, 32 in flight; the same CheckRequest Envoy sends with the deployed filter settings):');
@@ -109,6 +118,11 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
     lines.push('| Authorizer | Checks/s | p50 ms | p99 ms | CPU µs per Check |');
     lines.push('|---|--:|--:|--:|--:|');
     for (const d of results.direct) lines.push(`| ${d.authorizer} \`${d.id}\` | ${int(d.rps)} | ${n(d.p50, 3)} | ${n(d.p99, 3)} | ${n(d.cpuUsPerCheck, 0)} |`);
+    const directById = new Map(results.direct.map((d) => [d.id, d]));
+    for (const d of results.direct) {
+      const baseline = d.comparedWith === undefined ? undefined : directById.get(d.comparedWith);
+      if (baseline) lines.push('', directDifference(baseline, d));
+    }
   }
   if (results.scaling.rules.length > 0 || results.scaling.tokens.length > 0) {
     lines.push('');
@@ -135,6 +149,60 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   lines.push('');
   lines.push(`![latency percentiles](${svgName})`);
   return `${lines.join('\n')}\n`;
+}
+
+const signed = (value: number, digits: number): string => (Number.isFinite(value) ? `${value >= 0 ? '+' : ''}${value.toFixed(digits)}` : '–');
+
+/** A figure of one round; NaN where the round lacks it. */
+interface RoundFigure {
+  readonly name: string;
+  readonly digits: number;
+  readonly saturation?: (round: SaturationRound) => number;
+  readonly rate?: (round: RateRound) => number;
+}
+
+const perRequestUs = (cores: number | undefined, rps: number): number => ((cores ?? Number.NaN) / rps) * 1e6;
+const ROUND_FIGURES: readonly RoundFigure[] = [
+  { name: 'authorizer CPU µs per request, at saturation', digits: 1, saturation: (r) => perRequestUs(r.cpu.authorizer, r.rps) },
+  { name: 'authorizer CPU µs per request, at the offered rate', digits: 1, rate: (r) => perRequestUs(r.cpu.authorizer, r.achievedRps) },
+  { name: 'Envoy CPU µs per request, at saturation', digits: 1, saturation: (r) => perRequestUs(r.cpu.envoy, r.rps) },
+  { name: 'req/s at saturation', digits: 0, saturation: (r) => r.rps },
+  { name: 'p50 ms at the offered rate', digits: 3, rate: (r) => r.p50 },
+  { name: 'p99 ms at the offered rate', digits: 3, rate: (r) => r.p99 },
+];
+
+function roundValues(m: ScenarioMeasurement, figure: RoundFigure): number[] {
+  if (figure.saturation) return m.saturation.map(figure.saturation);
+  return figure.rate ? m.rate.map(figure.rate) : [];
+}
+
+/**
+ * Two scenarios that differ in one respect, figure by figure. The difference is the median of the
+ * per-round differences: rounds with the same index ran one after the other (`alternatesRounds`),
+ * so each pair met the same load from outside the benchmark.
+ */
+function sideBySide(baseline: ScenarioResult, scenario: ScenarioResult): string[] {
+  const lines = [
+    `**\`${scenario.id}\` against \`${baseline.id}\`** (medians of rounds; difference = median of the per-round differences, rounds taken in turns):`,
+    '',
+    `| Figure | \`${baseline.id}\` | \`${scenario.id}\` | difference | per round |`,
+    '|---|--:|--:|--:|---|',
+  ];
+  for (const figure of ROUND_FIGURES) {
+    const base = roundValues(baseline.measurement, figure);
+    const other = roundValues(scenario.measurement, figure);
+    if (base.length === 0 && other.length === 0) continue;
+    const differences = base.length === other.length ? other.map((value, i) => value - (base[i] as number)) : [];
+    const perRound = differences.map((d) => signed(d, figure.digits)).join(', ');
+    lines.push(`| ${figure.name} | ${n(median(base), figure.digits)} | ${n(median(other), figure.digits)} | ${signed(median(differences), figure.digits)} | ${perRound || 'rounds do not pair'} |`);
+  }
+  return lines;
+}
+
+/** CPU per Check of two direct scenarios, as the median of per-round differences (rounds in turns). */
+function directDifference(baseline: DirectResult, result: DirectResult): string {
+  const differences = baseline.rounds.length === result.rounds.length ? result.rounds.map((round, i) => round.cpuUsPerCheck - (baseline.rounds[i]?.cpuUsPerCheck ?? Number.NaN)) : [];
+  return `\`${result.id}\` against \`${baseline.id}\`: ${signed(median(differences), 0)} µs CPU per Check (median of the per-round differences: ${differences.map((d) => signed(d, 0)).join(', ') || 'rounds do not pair'}).`;
 }
 
 const escapeXml = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

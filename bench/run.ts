@@ -3,9 +3,7 @@
  * See docs/benchmarks.md for the method. `--quick` is the CI smoke mode: every scenario for a few
  * seconds, results in a temp dir, non-zero exit if any scenario produced no numbers.
  *
- * Flags: --quick, --only=id,id (scenario ids, prefix match), --label=NAME (results file suffix),
- * --out=DIR, --profile (run the sidecar under `node --cpu-prof`: profiles are written to the work dir
- * printed at start, and the main sidecar's hottest functions go into the results JSON).
+ * Flags: see USAGE below (`--help`).
  *
  * What runs is the list in scenarios.ts; this file runs it and writes the results.
  */
@@ -27,7 +25,10 @@ import type { BenchEnvoy, BenchListener } from './envoy-config.js';
 import { AUDIENCE, ISSUER, makeKeys, SCHEMA, signToken, UPSTREAM } from './fixtures.js';
 import type { BenchKeys } from './fixtures.js';
 import { checkRequestJson, runGhz } from './ghz.js';
-import { fmt, FULL, measureScenario, median, QUICK } from './measure.js';
+import type { CheckedRequest } from './ghz.js';
+import { createNamespaceMessage, GRPC_HEADERS, grpcFrame, methodPath, unaryCall, writeRequestBody } from './grpc-call.js';
+import type { GrpcOutcome } from './grpc-call.js';
+import { combineMeasurements, fmt, FULL, measureScenario, median, QUICK } from './measure.js';
 import type { Budget, ScenarioMeasurement, Watched } from './measure.js';
 import { FRONT_CPUS, PIN, pin } from './pinning.js';
 import { loadAverage, sampleProcess, TICKS_PER_SECOND } from './proc.js';
@@ -35,7 +36,24 @@ import { summarizeProfile } from './profile.js';
 import { renderMarkdown, renderSvg } from './report.js';
 import type { BenchResults, DirectResult, ScalingResults, ScenarioResult } from './report.js';
 import { SATURATION, SCENARIO_GROUPS, UNCACHED_SATURATION } from './scenarios.js';
-import type { DirectChecks, Expectation, Listener, Port, RowReport, Scenario, ScenarioGroup, TokenScaling } from './scenarios.js';
+import type { DirectChecks, Expectation, GrpcCall, Listener, Port, RowReport, Scenario, ScenarioGroup, ThroughEnvoy, TokenScaling } from './scenarios.js';
+
+const USAGE = `npm run bench [-- FLAGS]   (or node dist/bench/run.js FLAGS after npm run build)
+
+  --quick            CI smoke: every scenario for a few seconds, results in a temp dir,
+                     exit 1 if any scenario produced no numbers
+  --only=ID,ID       only scenarios whose id starts with one of these (ids: bench/scenarios.ts)
+  --rounds=N         measured rounds per scenario (default 3, quick 1)
+  --label=NAME       results file suffix: bench/results/<date>-<host>-NAME.{json,md,svg}
+  --out=DIR          write the results there instead
+  --noisy=CORES      rerun a round (once) when processes outside the bench used more than this
+  --profile          run the sidecar under node --cpu-prof (profiles in the work dir printed at
+                     start; the main sidecar's hottest functions go into the results JSON)
+  --help             this text
+
+Environment: BENCH_SIDECAR_CLI (another build of the sidecar), BENCH_SIDECAR_NODE_ARGS,
+BENCH_SIDECAR_OUTPUT (keep what the sidecar printed). Method and results: docs/benchmarks.md.
+`;
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -43,10 +61,34 @@ const flag = (name: string): string | undefined => {
   if (hit === undefined) return undefined;
   return hit.includes('=') ? hit.slice(hit.indexOf('=') + 1) : '';
 };
+const FLAGS = ['quick', 'only', 'rounds', 'label', 'out', 'noisy', 'profile', 'help'];
+// A mistyped flag would otherwise be ignored and start the full run (~12 minutes).
+const unknown = args.filter((arg) => !FLAGS.some((name) => arg === `--${name}` || arg.startsWith(`--${name}=`)));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown argument(s): ${unknown.join(' ')}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (flag('help') !== undefined) {
+  const ids = SCENARIO_GROUPS.flatMap((group) => group.scenarios.map((scenario) => scenario.id));
+  process.stdout.write(`${USAGE}\nScenarios, in the order they run:\n  ${ids.join('\n  ')}\n`);
+  process.exit(0);
+}
 const quick = flag('quick') !== undefined;
 const noisy = flag('noisy');
-/** --noisy=CORES: outside CPU above which a round is rerun (once); default from the budget. */
-const budget: Budget = noisy ? { ...(quick ? QUICK : FULL), noisyCores: Number(noisy), maxReruns: 1 } : quick ? QUICK : FULL;
+const roundsFlag = flag('rounds');
+if (roundsFlag !== undefined && !(Number.isInteger(Number(roundsFlag)) && Number(roundsFlag) >= 1)) {
+  process.stderr.write(`--rounds takes a whole number of at least 1, not ${JSON.stringify(roundsFlag)}\n`);
+  process.exit(2);
+}
+/**
+ * The quick or full budget; --noisy=CORES sets the outside CPU above which a round is rerun (once),
+ * --rounds=N the number of measured rounds.
+ */
+const budget: Budget = {
+  ...(quick ? QUICK : FULL),
+  ...(noisy ? { noisyCores: Number(noisy), maxReruns: 1 } : {}),
+  ...(roundsFlag ? { rounds: Number(roundsFlag) } : {}),
+};
 const only = flag('only')?.split(',').filter(Boolean);
 const wants = (id: string): boolean => !only || only.some((prefix) => id.startsWith(prefix));
 const profile = flag('profile') !== undefined;
@@ -112,8 +154,36 @@ const urlOf = (run: Run, port: Port, path = PATHS[port]): string => `http://127.
 const authorization = (run: Run): Record<string, string> => ({ authorization: `Bearer ${run.token}` });
 /** The same header as h2load and vegeta take it. */
 const headerLines = (run: Run): string[] => [`authorization: Bearer ${run.token}`];
+const grpcHeaderLines = (): string[] => Object.entries(GRPC_HEADERS).map(([name, value]) => `${name}: ${value}`);
+
+/** The framed request file for each cloud a load names, written once per run. */
+const requestBodies = new Map<string, string>();
+function requestBodyFile(run: Run, cloud: string): string {
+  let file = requestBodies.get(cloud);
+  if (file === undefined) requestBodies.set(cloud, (file = writeRequestBody(run.dir, cloud)));
+  return file;
+}
+
+async function expectGrpcAnswer(run: Run, expectation: Expectation, call: GrpcCall, grpcStatus: number): Promise<void> {
+  const origin = `http://127.0.0.1:${run.ports[expectation.port]}`;
+  const path = methodPath(call.method);
+  const headers = { ...GRPC_HEADERS, ...(expectation.withToken ? authorization(run) : {}) };
+  const body = grpcFrame(createNamespaceMessage(call.messageCloud));
+  const matches = (got: GrpcOutcome): boolean => got.httpStatus === expectation.status && got.grpcStatus === grpcStatus;
+  const describe = (got: GrpcOutcome | undefined): string =>
+    `${expectation.what}: expected HTTP ${expectation.status} grpc-status ${grpcStatus} from ${path} (message cloud ${call.messageCloud}), got ` +
+    (got ? `HTTP ${got.httpStatus} grpc-status ${got.grpcStatus ?? 'none'}${got.reason ? ` (${got.reason})` : ''}` : 'nothing');
+  let last: GrpcOutcome | undefined;
+  if (expectation.eventually) {
+    await waitFor(async () => matches((last = await unaryCall(origin, path, headers, body))), 15_000, () => describe(last));
+    return;
+  }
+  last = await unaryCall(origin, path, headers, body);
+  if (!matches(last)) throw new Error(describe(last));
+}
 
 async function expectAnswer(run: Run, expectation: Expectation): Promise<void> {
+  if (expectation.grpc !== undefined) return expectGrpcAnswer(run, expectation, expectation.grpc.call, expectation.grpc.grpcStatus);
   const url = urlOf(run, expectation.port, expectation.path);
   const headers = expectation.withToken ? authorization(run) : {};
   const { status, what } = expectation;
@@ -137,7 +207,8 @@ function benchListener(listener: Listener, run: Run): BenchListener {
       return { name, port, filter: { kind: 'jwt_authn', issuer: ISSUER, audience: AUDIENCE, jwks: run.keys.jwks } };
     case 'ext_authz': {
       const contextExtensions: Record<string, string> = filter.direction === 'inbound' ? { direction: 'inbound' } : { direction: 'outbound', audience: UPSTREAM };
-      return { name, port, filter: { kind: 'ext_authz', contextExtensions, ...(filter.encodeRawHeaders === undefined ? {} : { encodeRawHeaders: filter.encodeRawHeaders }) } };
+      const grpcRoutes = (filter.grpcRoutes ?? []).map((route) => ({ path: methodPath(route.method), buffersBody: route.buffersBody }));
+      return { name, port, filter: { kind: 'ext_authz', contextExtensions, grpcRoutes, ...(filter.encodeRawHeaders === undefined ? {} : { encodeRawHeaders: filter.encodeRawHeaders }) } };
     }
   }
 }
@@ -181,40 +252,138 @@ function extraFigures(reports: RowReport, grew: ReadonlyMap<string, number>): Re
   return extra;
 }
 
-async function measureThroughEnvoy(scenario: Exclude<Scenario, DirectChecks | TokenScaling>, processes: GroupProcesses, run: Run, findings: Findings): Promise<void> {
+/**
+ * A scenario whose expectations held, ready to measure. Its rounds are taken all at once, or in
+ * turns with other scenarios' (scenarios.ts, `alternatesRounds`); `finish` adds its result.
+ */
+interface Measurable {
+  readonly id: string;
+  measureRounds(rounds: number): Promise<void>;
+  finish(): void;
+}
+
+/** One measurement of a scenario, and how much each sidecar series grew during it (and only it). */
+interface Pass {
+  readonly measurement: ScenarioMeasurement;
+  readonly grew: ReadonlyMap<string, number>;
+}
+
+/** Every sidecar series' growth over several passes. */
+function summedGrowth(passes: ReadonlyArray<{ readonly grew: ReadonlyMap<string, number> }>): Map<string, number> {
+  const sum = new Map<string, number>();
+  for (const pass of passes) for (const [series, delta] of pass.grew) sum.set(series, (sum.get(series) ?? 0) + delta);
+  return sum;
+}
+
+/**
+ * The load tools cannot see a denial the scenario did not expect: h2load and vegeta count a gRPC
+ * one (HTTP 200, grpc-status 7) as a success, ghz a denying CheckResponse as an OK call. The
+ * sidecar's own count decides.
+ */
+function requireNoDenials(grew: ReadonlyMap<string, number>): void {
+  const denials = [...grew].filter(([series, delta]) => series.startsWith('jwtauth_checks_total{') && series.includes('decision="deny"') && delta > 0);
+  if (denials.length > 0) throw new Error(`the sidecar denied requests the load sent: ${denials.map(([series, delta]) => `${series} +${delta}`).join(', ')}`);
+}
+
+async function prepareThroughEnvoy(scenario: ThroughEnvoy, processes: GroupProcesses, run: Run, findings: Findings): Promise<Measurable> {
   const { id, load, reports } = scenario;
   const loadAverageAtStart = loadAverage();
   log(`scenario ${id} (load average ${loadAverageAtStart.join(' ')})`);
+  const authorizer = await processes.authorizer();
+  const envoy = await processes.envoy();
+  for (const expectation of scenario.expects) await expectAnswer(run, expectation);
+  const sendsCalls = load.kind === 'one-url' && load.call !== undefined;
+  const sidecar = reports.counts !== undefined || reports.logsGrowth !== undefined || sendsCalls ? sidecarOf(authorizer) : undefined;
+  const backends: Record<string, number> = run.spicedbPid === undefined ? {} : { spicedb: run.spicedbPid };
+  const watched: Watched = { envoy: envoy.process.child.pid as number, authorizer: authorizer.pid, ...(load.kind === 'distinct-resources' || load.watchesSpicedb ? { backends } : {}) };
+  const passes: Pass[] = [];
+  return {
+    id,
+    async measureRounds(rounds) {
+      const before = await sidecar?.metrics();
+      const measurement = load.kind === 'one-url' ? await measureOneUrl(load, watched, run, { ...budget, rounds }) : await measureDistinctResources(load, watched, run, { ...budget, rounds });
+      passes.push({ measurement, grew: sidecar && before ? growth(before, await sidecar.metrics()) : new Map() });
+    },
+    finish() {
+      const measurement = combineMeasurements(passes.map((pass) => pass.measurement));
+      const grew = summedGrowth(passes);
+      if (sendsCalls) requireNoDenials(grew);
+      if (reports.scalingRules !== undefined) {
+        const { p50, p90, p99 } = measurement;
+        findings.scaling.rules.push({ rules: reports.scalingRules, p50, p90, p99, rssKb: measurement.rssKb.authorizer });
+      }
+      const extra = extraFigures(reports, grew);
+      if (!Number.isFinite(measurement.p99) || (!Number.isFinite(measurement.rps) && measurement.saturation.length > 0)) throw new Error('no numbers');
+      const row = { label: reports.label, authorizer: reports.authorizer, measurement, ...(Object.keys(extra).length > 0 ? { extra } : {}), ...(reports.comparedWith ? { comparedWith: reports.comparedWith } : {}) };
+      findings.scenarios.push({ id, load: loadAverageAtStart, ...row });
+    },
+  };
+}
+
+/** Prepares, measures every round, finishes; a failure is reported and the run goes on. */
+async function measureAlone(id: string, prepare: () => Promise<Measurable>, findings: Findings, summary: (message: string) => string): Promise<void> {
   try {
-    const authorizer = await processes.authorizer();
-    const envoy = await processes.envoy();
-    for (const expectation of scenario.expects) await expectAnswer(run, expectation);
-    const sidecar = reports.counts !== undefined || reports.logsGrowth !== undefined ? sidecarOf(authorizer) : undefined;
-    const before = await sidecar?.metrics();
-    const backends: Record<string, number> = run.spicedbPid === undefined ? {} : { spicedb: run.spicedbPid };
-    const watched: Watched = { envoy: envoy.process.child.pid as number, authorizer: authorizer.pid, ...(load.kind === 'distinct-resources' || load.watchesSpicedb ? { backends } : {}) };
-    const measurement = load.kind === 'one-url' ? await measureOneUrl(load, watched, run) : await measureDistinctResources(load, watched, run);
-    if (reports.scalingRules !== undefined) {
-      const { p50, p90, p99 } = measurement;
-      findings.scaling.rules.push({ rules: reports.scalingRules, p50, p90, p99, rssKb: measurement.rssKb.authorizer });
-    }
-    const extra = extraFigures(reports, sidecar && before ? growth(before, await sidecar.metrics()) : new Map());
-    if (!Number.isFinite(measurement.p99) || (!Number.isFinite(measurement.rps) && measurement.saturation.length > 0)) throw new Error('no numbers');
-    const row = { label: reports.label, authorizer: reports.authorizer, measurement, ...(Object.keys(extra).length > 0 ? { extra } : {}) };
-    findings.scenarios.push({ id, load: loadAverageAtStart, ...row });
+    const scenario = await prepare();
+    await scenario.measureRounds(budget.rounds);
+    scenario.finish();
   } catch (error) {
-    failed(id, error, findings, firstLines);
+    failed(id, error, findings, summary);
   }
 }
 
-function measureOneUrl(load: Extract<Scenario['load'], { kind: 'one-url' }>, watched: Watched, run: Run): Promise<ScenarioMeasurement> {
-  const target = { url: urlOf(run, load.port), headers: load.withToken ? headerLines(run) : [] };
-  return measureScenario({ target, watched, budget, saturation: SATURATION, loadCpus: FRONT_CPUS, latencyOnly: load.latencyOnly ?? false, log });
+/**
+ * Scenarios in turns, one round each, every one prepared first. The order flips every round
+ * (A B, B A, A B …), so neither always goes first after the other has warmed or cooled the
+ * machine, and a steady drift in outside load cancels over each pair of rounds. One that fails
+ * drops out; the others go on.
+ */
+async function measureTakingTurns(
+  preparers: ReadonlyArray<{ readonly id: string; readonly prepare: () => Promise<Measurable> }>,
+  findings: Findings,
+  summary: (message: string) => string,
+): Promise<void> {
+  const taking: Measurable[] = [];
+  for (const { id, prepare } of preparers) {
+    try {
+      taking.push(await prepare());
+    } catch (error) {
+      failed(id, error, findings, summary);
+    }
+  }
+  const dropped = new Set<Measurable>();
+  for (let round = 0; round < budget.rounds; round++) {
+    const order = round % 2 === 0 ? taking : [...taking].reverse();
+    for (const scenario of order.filter((entry) => !dropped.has(entry))) {
+      log(`  ${scenario.id}: round ${round + 1} of ${budget.rounds}, taking turns (load average ${loadAverage().join(' ')})`);
+      try {
+        await scenario.measureRounds(1);
+      } catch (error) {
+        dropped.add(scenario);
+        failed(scenario.id, error, findings, summary);
+      }
+    }
+  }
+  for (const scenario of taking.filter((entry) => !dropped.has(entry))) {
+    try {
+      scenario.finish();
+    } catch (error) {
+      failed(scenario.id, error, findings, summary);
+    }
+  }
 }
 
-function measureDistinctResources(load: Extract<Scenario['load'], { kind: 'distinct-resources' }>, watched: Watched, run: Run): Promise<ScenarioMeasurement> {
+function measureOneUrl(load: Extract<Scenario['load'], { kind: 'one-url' }>, watched: Watched, run: Run, passBudget: Budget): Promise<ScenarioMeasurement> {
+  const tokenLines = load.withToken ? headerLines(run) : [];
+  const target =
+    load.call === undefined
+      ? { url: urlOf(run, load.port), headers: tokenLines }
+      : { url: urlOf(run, load.port, methodPath(load.call.method)), headers: [...grpcHeaderLines(), ...tokenLines], body: requestBodyFile(run, load.call.messageCloud) };
+  return measureScenario({ target, watched, budget: passBudget, saturation: SATURATION, loadCpus: FRONT_CPUS, latencyOnly: load.latencyOnly ?? false, log });
+}
+
+function measureDistinctResources(load: Extract<Scenario['load'], { kind: 'distinct-resources' }>, watched: Watched, run: Run, passBudget: Budget): Promise<ScenarioMeasurement> {
   // Each load run (warm-up, saturation and rate rounds) gets its own slice of the resources.
-  const runsPerScenario = 1 + 2 * budget.rounds;
+  const runsPerScenario = 1 + 2 * passBudget.rounds;
   const slice = Math.floor((load.resources - 1) / runsPerScenario);
   const uriFiles = Array.from({ length: runsPerScenario }, (_, runIndex) => {
     const file = join(run.dir, `uncached-uris-${runIndex}.txt`);
@@ -227,11 +396,20 @@ function measureDistinctResources(load: Extract<Scenario['load'], { kind: 'disti
     targetForRun: (runIndex) => ({ ...target, uriFile: uriFiles[runIndex % uriFiles.length] as string }),
     rateCapFraction: load.rateCapFraction,
     watched,
-    budget,
+    budget: passBudget,
     saturation: UNCACHED_SATURATION,
     loadCpus: FRONT_CPUS,
     log,
   });
+}
+
+/** What Envoy puts in the Check for the scenario's request: the ingress GET, or a gRPC call. */
+function directRequest(run: Run, request: DirectChecks['load']['request']): CheckedRequest {
+  if (request === undefined) return { method: 'GET', path: PATHS.ingress, headers: authorization(run) };
+  const { call, bodyInCheck } = request;
+  const frame = grpcFrame(createNamespaceMessage(call.messageCloud));
+  const headers = { ...GRPC_HEADERS, ...authorization(run), 'content-length': String(frame.length) };
+  return { method: 'POST', path: methodPath(call.method), headers, ...(bodyInCheck ? { rawBody: frame } : {}) };
 }
 
 /**
@@ -239,31 +417,47 @@ function measureDistinctResources(load: Extract<Scenario['load'], { kind: 'disti
  * time per Check (the least noise-sensitive figure on a shared machine, and the one the hot-path
  * before/after compares).
  */
-async function directChecks(scenario: DirectChecks, processes: GroupProcesses, run: Run, findings: Findings): Promise<void> {
+async function prepareDirectChecks(scenario: DirectChecks, processes: GroupProcesses, run: Run, findings: Findings): Promise<Measurable> {
   const { id, load } = scenario;
   const authorizerName = scenario.reports.direct;
   log(`scenario ${id} (ghz → ${authorizerName} directly, load average ${loadAverage().join(' ')})`);
-  try {
-    const { pid, grpcPort } = await processes.authorizer();
-    if (pid === undefined || grpcPort === undefined) throw new Error('no authorizer process to call');
-    const data = checkRequestJson(PATHS.ingress, authorization(run), { direction: 'inbound' });
-    const total = quick ? load.checks.quick : load.checks.full;
-    await runGhz(grpcPort, data, { total: Math.min(total, 5_000), concurrency: load.concurrency, cpus: FRONT_CPUS });
-    const rounds: Array<DirectResult['rounds'][number]> = [];
-    for (let round = 0; round < budget.rounds; round++) {
-      const before = sampleProcess(pid);
-      const result = await runGhz(grpcPort, data, { total, concurrency: load.concurrency, cpus: FRONT_CPUS });
-      const after = sampleProcess(pid);
-      const cpuUsPerCheck = before && after ? (((after.cpuTicks - before.cpuTicks) / TICKS_PER_SECOND) * 1e6) / total : Number.NaN;
-      if (result.okCount < result.count * 0.99) throw new Error(`only ${result.okCount} of ${result.count} Checks answered OK`);
-      log(`    round ${round + 1}: ${result.rps.toFixed(0)} Checks/s, p50 ${result.p50.toFixed(3)} p99 ${result.p99.toFixed(3)} ms, ${cpuUsPerCheck.toFixed(0)} µs CPU per Check`);
-      rounds.push({ rps: result.rps, p50: result.p50, p99: result.p99, cpuUsPerCheck });
-    }
-    const medianOf = (key: keyof DirectResult['rounds'][number]): number => median(rounds.map((r) => r[key]));
-    findings.direct.push({ id, authorizer: authorizerName, rounds, rps: medianOf('rps'), p50: medianOf('p50'), p99: medianOf('p99'), cpuUsPerCheck: medianOf('cpuUsPerCheck') });
-  } catch (error) {
-    failed(id, error, findings, first500);
-  }
+  const { pid, grpcPort, sidecar } = await processes.authorizer();
+  if (pid === undefined || grpcPort === undefined) throw new Error('no authorizer process to call');
+  const data = checkRequestJson(directRequest(run, load.request), { direction: 'inbound' });
+  const total = quick ? load.checks.quick : load.checks.full;
+  const warmUpBefore = await sidecar?.metrics();
+  await runGhz(grpcPort, data, { total: Math.min(total, 5_000), concurrency: load.concurrency, cpus: FRONT_CPUS });
+  // ghz sees an OK call whether the CheckResponse allows or denies: the sidecar's count tells.
+  if (sidecar && warmUpBefore) requireNoDenials(growth(warmUpBefore, await sidecar.metrics()));
+  const rounds: Array<DirectResult['rounds'][number]> = [];
+  return {
+    id,
+    async measureRounds(count) {
+      for (let round = 0; round < count; round++) {
+        const before = sampleProcess(pid);
+        const result = await runGhz(grpcPort, data, { total, concurrency: load.concurrency, cpus: FRONT_CPUS });
+        const after = sampleProcess(pid);
+        const cpuUsPerCheck = before && after ? (((after.cpuTicks - before.cpuTicks) / TICKS_PER_SECOND) * 1e6) / total : Number.NaN;
+        if (result.okCount < result.count * 0.99) throw new Error(`only ${result.okCount} of ${result.count} Checks answered OK`);
+        log(`    round ${rounds.length + 1}: ${result.rps.toFixed(0)} Checks/s, p50 ${result.p50.toFixed(3)} p99 ${result.p99.toFixed(3)} ms, ${cpuUsPerCheck.toFixed(0)} µs CPU per Check`);
+        rounds.push({ rps: result.rps, p50: result.p50, p99: result.p99, cpuUsPerCheck });
+      }
+    },
+    finish() {
+      const medianOf = (key: keyof DirectResult['rounds'][number]): number => median(rounds.map((r) => r[key]));
+      const { comparedWith } = scenario.reports;
+      findings.direct.push({
+        id,
+        authorizer: authorizerName,
+        rounds,
+        rps: medianOf('rps'),
+        p50: medianOf('p50'),
+        p99: medianOf('p99'),
+        cpuUsPerCheck: medianOf('cpuUsPerCheck'),
+        ...(comparedWith ? { comparedWith } : {}),
+      });
+    },
+  };
 }
 
 /** Sends `count` requests with distinct tokens through Envoy (HTTP/2, 64 in flight); returns the non-200 count. */
@@ -323,6 +517,7 @@ async function tokenScaling(scenario: TokenScaling, processes: GroupProcesses, r
 
 const isDirect = (scenario: Scenario): scenario is DirectChecks => scenario.load.kind === 'direct-checks';
 const isTokenScaling = (scenario: Scenario): scenario is TokenScaling => scenario.load.kind === 'distinct-tokens';
+const isThroughEnvoy = (scenario: Scenario): scenario is ThroughEnvoy => !isDirect(scenario) && !isTokenScaling(scenario);
 
 async function runGroup(group: ScenarioGroup, run: Run, findings: Findings): Promise<void> {
   const scenarios = group.scenarios.filter((scenario) => wants(scenario.id));
@@ -333,11 +528,20 @@ async function runGroup(group: ScenarioGroup, run: Run, findings: Findings): Pro
     authorizer: () => (authorizer ??= startAuthorizer(group.starts, run)),
     envoy: () => (envoy ??= processes.authorizer().then((started) => startEnvoy(group.envoy, started.grpcPort, run))),
   };
+  const preparer = (scenario: ThroughEnvoy | DirectChecks) => ({
+    id: scenario.id,
+    prepare: (): Promise<Measurable> => (isDirect(scenario) ? prepareDirectChecks(scenario, processes, run, findings) : prepareThroughEnvoy(scenario, processes, run, findings)),
+  });
+  const summaryOf = (scenario: Scenario): ((message: string) => string) => (isDirect(scenario) ? first500 : firstLines);
   try {
+    if (group.alternatesRounds) {
+      // Through Envoy in turns, then the direct Checks in turns: each kind against its own kind.
+      await measureTakingTurns(scenarios.filter(isThroughEnvoy).map(preparer), findings, firstLines);
+      await measureTakingTurns(scenarios.filter(isDirect).map(preparer), findings, first500);
+    }
     for (const scenario of scenarios) {
-      if (isDirect(scenario)) await directChecks(scenario, processes, run, findings);
-      else if (isTokenScaling(scenario)) await tokenScaling(scenario, processes, run, findings);
-      else await measureThroughEnvoy(scenario, processes, run, findings);
+      if (isTokenScaling(scenario)) await tokenScaling(scenario, processes, run, findings);
+      else if (!group.alternatesRounds) await measureAlone(scenario.id, preparer(scenario).prepare, findings, summaryOf(scenario));
     }
   } finally {
     // A start that failed has been reported by the scenario that needed it.
@@ -427,6 +631,7 @@ async function main(): Promise<void> {
         cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator + SpiceDB; cpu1: the authorizer (sidecar, OPA-Envoy or the grpc-js floor). jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
         saturation: `h2load -t1 -c${SATURATION.clients} -m${SATURATION.streams} (uncached: -c${UNCACHED_SATURATION.clients} -m${UNCACHED_SATURATION.streams}), ${budget.rounds} × ${budget.saturationSeconds}s after a ${budget.warmUpSeconds}s warm-up; median reported`,
         latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: a quarter of its saturation throughput; near saturation the figure is queueing, not latency), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
+        turns: `scenarios compared with each other (a group with alternatesRounds: the gRPC message-field pair) take turns (A B, B A, A B …), one round each after its own ${budget.warmUpSeconds}s warm-up; the difference reported is the median of the per-round differences`,
         noise: `a round is rerun (up to ${budget.maxReruns}×) when processes outside the benchmark used more than ${budget.noisyCores} cores; other engineers run tests on this machine concurrently`,
         spicedb: 'real `spicedb serve` (pinned build from scripts/install-tools.sh), memory datastore, plaintext gRPC on loopback',
         sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',

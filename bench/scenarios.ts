@@ -7,6 +7,8 @@
  */
 import { UPSTREAM } from './fixtures.js';
 import type { SidecarVariant } from './fixtures.js';
+import { CALLER_CLOUD } from './grpc-call.js';
+import type { NamespacesMethod } from './grpc-call.js';
 import type { ShapeSpec } from './measure.js';
 
 export const SATURATION: ShapeSpec = { clients: 8, streams: 16 };
@@ -46,8 +48,27 @@ export interface Listener {
     | { readonly kind: 'bare' }
     /** The same issuer, audience and key as every other verifier, inline. */
     | { readonly kind: 'jwt_authn' }
-    /** The deployed ext_authz filter; outbound calls carry the audience of the bench upstream. */
-    | { readonly kind: 'ext_authz'; readonly direction: 'inbound' | 'outbound'; readonly encodeRawHeaders?: boolean };
+    /**
+     * The deployed ext_authz filter; outbound calls carry the audience of the bench upstream. Every
+     * route opts out of body buffering except those of `grpcRoutes` that say otherwise.
+     */
+    | {
+        readonly kind: 'ext_authz';
+        readonly direction: 'inbound' | 'outbound';
+        readonly encodeRawHeaders?: boolean;
+        /** Routes of their own for bench/namespaces.proto methods, answered with grpc-status 0. */
+        readonly grpcRoutes?: ReadonlyArray<{ readonly method: NamespacesMethod; readonly buffersBody: boolean }>;
+      };
+}
+
+/**
+ * A unary call to bench/namespaces.proto's service instead of a GET: POST of one framed
+ * CreateNamespaceRequest (~200 bytes), with `x-cloud-id` naming the caller's cloud.
+ */
+export interface GrpcCall {
+  readonly method: NamespacesMethod;
+  /** The message's cloud_id. */
+  readonly messageCloud: string;
 }
 
 /** An answer a scenario must get before it measures: a broken setup would otherwise measure fast errors. */
@@ -61,6 +82,8 @@ export interface Expectation {
   readonly what: string;
   /** Keep asking for a while: Envoy's first calls to an authorizer that has just started can fail before its cluster connects. */
   readonly eventually?: boolean;
+  /** Make this gRPC call instead (`path` unused); a gRPC answer is HTTP 200, so its grpc-status decides. */
+  readonly grpc?: { readonly call: GrpcCall; readonly grpcStatus: number };
 }
 
 /** A row of the results table. */
@@ -78,14 +101,24 @@ export interface RowReport {
   readonly summary?: (extra: Readonly<Record<string, number>>) => string;
   /** Also a point of the rule-count scaling table. */
   readonly scalingRules?: number;
+  /** The id of a scenario this one differs from in one respect: the results show the differences. */
+  readonly comparedWith?: string;
 }
 
 /** h2load at saturation, then vegeta at the offered rate, through Envoy. */
-interface ThroughEnvoy {
+export interface ThroughEnvoy {
   readonly id: string;
   readonly expects: readonly Expectation[];
   readonly load:
-    | { readonly kind: 'one-url'; readonly port: Port; readonly withToken: boolean; readonly latencyOnly?: boolean; readonly watchesSpicedb?: boolean }
+    | {
+        readonly kind: 'one-url';
+        readonly port: Port;
+        readonly withToken: boolean;
+        readonly latencyOnly?: boolean;
+        readonly watchesSpicedb?: boolean;
+        /** This call instead of a GET of the port's path. The run fails if the sidecar denied any of them. */
+        readonly call?: GrpcCall;
+      }
     /** Every request names another resource (a slice of them per load run), so only SpiceDB can answer. */
     | { readonly kind: 'distinct-resources'; readonly resources: number; readonly rateCapFraction: number };
   readonly reports: RowReport;
@@ -94,8 +127,14 @@ interface ThroughEnvoy {
 /** ghz straight at the authorizer's gRPC port: throughput, latency and CPU per Check, no Envoy. */
 export interface DirectChecks {
   readonly id: string;
-  readonly load: { readonly kind: 'direct-checks'; readonly checks: { readonly quick: number; readonly full: number }; readonly concurrency: number };
-  readonly reports: { readonly direct: string };
+  readonly load: {
+    readonly kind: 'direct-checks';
+    readonly checks: { readonly quick: number; readonly full: number };
+    readonly concurrency: number;
+    /** The Check Envoy sends for this call instead of the ingress GET; with the framed message as raw_body when its route buffers it. */
+    readonly request?: { readonly call: GrpcCall; readonly bodyInCheck: boolean };
+  };
+  readonly reports: { readonly direct: string; readonly comparedWith?: string };
 }
 
 /** Requests with ever new tokens through Envoy; the sidecar's RSS after each step. */
@@ -113,6 +152,12 @@ export interface ScenarioGroup {
   /** Started before the first scenario that goes through Envoy, and kept until the group ends. */
   readonly envoy: readonly Listener[];
   readonly scenarios: readonly Scenario[];
+  /**
+   * Its scenarios take turns, one round each (A B, B A, A B …; those through Envoy among
+   * themselves, then the direct ones), instead of running their rounds back to back: on a machine
+   * others use, load that comes and goes then hits both alike. For scenarios compared with each other.
+   */
+  readonly alternatesRounds?: boolean;
 }
 
 const INGRESS_INBOUND: Listener = { name: 'ingress', port: 'ingress', filter: { kind: 'ext_authz', direction: 'inbound' } };
@@ -120,6 +165,23 @@ const CACHED_PATH = { kind: 'one-url', port: 'ingress', withToken: true } as con
 const DIRECT_CHECKS = { kind: 'direct-checks', checks: { quick: 5_000, full: 40_000 }, concurrency: 32 } as const;
 const refuses = (status: number, what: string): Expectation => ({ port: 'ingress', withToken: false, status, what: `${what} without a token` });
 const admits = (what: string, eventually = false): Expectation => ({ port: 'ingress', withToken: true, status: 200, what, eventually });
+/** A gRPC call with the token: HTTP 200 always, `grpcStatus` 0 when allowed, 7 when denied. */
+const answersGrpc = (call: GrpcCall, grpcStatus: number, what: string, eventually = false): Expectation => ({
+  port: 'ingress',
+  withToken: true,
+  status: 200,
+  what,
+  eventually,
+  grpc: { call, grpcStatus },
+});
+const GRPC_OK = 0;
+const GRPC_PERMISSION_DENIED = 7;
+const GRPC_UNAUTHENTICATED = 16;
+/** Names a cloud the caller has no relation to; only the rule that reads the message sees it. */
+const OTHER_CLOUD = 'cl1';
+const BY_HEADER: GrpcCall = { method: 'CreateByHeaders', messageCloud: CALLER_CLOUD };
+const BY_MESSAGE: GrpcCall = { method: 'CreateByMessage', messageCloud: CALLER_CLOUD };
+const DECISION_CACHE_HITS = { decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}' };
 
 export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   // The floor: Envoy answering by itself.
@@ -193,7 +255,7 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
         reports: {
           label: 'sidecar inbound, verified token + cached SpiceDB decision',
           authorizer: 'jwtauth-sidecar',
-          counts: { decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}' },
+          counts: DECISION_CACHE_HITS,
         },
       },
       {
@@ -225,6 +287,61 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
           summary: (extra) => `SpiceDB checks ${extra.spicedbChecks}, decision cache hits ${extra.decisionCacheHits}`,
         },
       },
+    ],
+  },
+  // A rule reading a message field against the same rule reading a header: the same ~200-byte
+  // unary gRPC call (bench/namespaces.proto), the same caller, the decision cached. Only
+  // CreateByMessage's route buffers the body and sends it in the Check, and only its rule decodes
+  // it, so the difference between the two is what buffering and decoding cost.
+  {
+    starts: { kind: 'sidecar', name: 'grpc', variant: { messageRules: true } },
+    envoy: [
+      {
+        ...INGRESS_INBOUND,
+        filter: {
+          kind: 'ext_authz',
+          direction: 'inbound',
+          grpcRoutes: [
+            { method: 'CreateByHeaders', buffersBody: false },
+            { method: 'CreateByMessage', buffersBody: true },
+          ],
+        },
+      },
+    ],
+    alternatesRounds: true,
+    scenarios: [
+      {
+        id: 'sidecar_grpc_header',
+        expects: [
+          answersGrpc(BY_HEADER, GRPC_OK, 'CreateByHeaders naming the caller\'s cloud', true),
+          // It reads the header only: a message naming another cloud changes nothing.
+          answersGrpc({ ...BY_HEADER, messageCloud: OTHER_CLOUD }, GRPC_OK, 'CreateByHeaders whose message names another cloud (the rule reads the header)'),
+          { ...answersGrpc(BY_HEADER, GRPC_UNAUTHENTICATED, 'CreateByHeaders without a token'), withToken: false },
+        ],
+        load: { ...CACHED_PATH, call: BY_HEADER },
+        reports: {
+          label: 'sidecar inbound gRPC, ~200-byte unary message, rule reads a header (cloud:{header.x-cloud-id}), route not buffered, cached decision',
+          authorizer: 'jwtauth-sidecar',
+          counts: DECISION_CACHE_HITS,
+        },
+      },
+      {
+        id: 'sidecar_grpc_message',
+        expects: [
+          answersGrpc(BY_MESSAGE, GRPC_OK, 'CreateByMessage naming the caller\'s cloud', true),
+          // It reads the message: the other cloud is denied although the header names the caller's.
+          answersGrpc({ ...BY_MESSAGE, messageCloud: OTHER_CLOUD }, GRPC_PERMISSION_DENIED, 'CreateByMessage whose message names another cloud'),
+        ],
+        load: { ...CACHED_PATH, call: BY_MESSAGE },
+        reports: {
+          label: 'the same call, rule reads the message (cloud:{body.cloud_id}), route buffers the body (pack_as_bytes), cached decision',
+          authorizer: 'jwtauth-sidecar',
+          counts: DECISION_CACHE_HITS,
+          comparedWith: 'sidecar_grpc_header',
+        },
+      },
+      { id: 'direct_grpc_header', load: { ...DIRECT_CHECKS, request: { call: BY_HEADER, bodyInCheck: false } }, reports: { direct: 'jwtauth-sidecar, gRPC call, rule reads a header' } },
+      { id: 'direct_grpc_message', load: { ...DIRECT_CHECKS, request: { call: BY_MESSAGE, bodyInCheck: true } }, reports: { direct: 'jwtauth-sidecar, gRPC call, rule reads the message', comparedWith: 'direct_grpc_header' } },
     ],
   },
   // Scaling with the rule count: the matched rule written last, so no "first rule wins" shortcut.

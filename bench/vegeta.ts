@@ -12,7 +12,7 @@ import type { LatencySample, Percentiles } from './percentiles.js';
 import { runMeasured } from './proc.js';
 import { TOOLS_BIN } from '../dev/processes.js';
 
-export const VEGETA = join(TOOLS_BIN, 'vegeta');
+const VEGETA = join(TOOLS_BIN, 'vegeta');
 
 export interface RateShape {
   readonly rps: number;
@@ -32,10 +32,19 @@ export interface RateResult {
   readonly loadGenCpuSeconds: number;
 }
 
+/** vegeta's targets file: a GET per URL, or one POST with the target's body file (`@file`). */
+function targetsText(target: LoadTarget): string {
+  if (target.body !== undefined) {
+    if (target.uriFile !== undefined) throw new Error('a target with a body takes one URL, not a URI list');
+    return `POST ${target.url}\n@${target.body}\n`;
+  }
+  const urls = target.uriFile ? readFileSync(target.uriFile, 'utf8').split('\n').filter(Boolean) : [target.url];
+  return urls.map((url) => `GET ${url}\n`).join('\n');
+}
+
 export async function runVegeta(target: LoadTarget, shape: RateShape): Promise<RateResult> {
   const targets = join(shape.dir, `${shape.name}.targets`);
-  const urls = target.uriFile ? readFileSync(target.uriFile, 'utf8').split('\n').filter(Boolean) : [target.url];
-  writeFileSync(targets, urls.map((url) => `GET ${url}\n`).join('\n'));
+  writeFileSync(targets, targetsText(target));
   const output = join(shape.dir, `${shape.name}.bin`);
   const attack = [VEGETA, 'attack', '-h2c', `-rate=${shape.rps}/s`, `-duration=${shape.seconds}s`, `-targets=${targets}`, `-output=${output}`];
   for (const header of target.headers) attack.push('-header', header);
@@ -47,7 +56,7 @@ export async function runVegeta(target: LoadTarget, shape: RateShape): Promise<R
 }
 
 /** `vegeta encode --to json`: one object per line; latency in nanoseconds, code 0 on a transport error. */
-export function parseVegetaJson(text: string): LatencySample[] {
+function parseVegetaJson(text: string): LatencySample[] {
   const samples: LatencySample[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue;
