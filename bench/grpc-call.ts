@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:http2';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
+import { frameMessage } from '../src/body/grpc-frame.js';
 
 export const NAMESPACES_PROTO = new URL('../../bench/namespaces.proto', import.meta.url).pathname;
 export const NAMESPACES_SERVICE = 'bench.v1.Namespaces';
@@ -40,18 +41,10 @@ export function createNamespaceMessage(cloudId: string): Buffer {
   return Buffer.from(requestType.encode(requestType.fromObject(fields)).finish());
 }
 
-/** One uncompressed length-prefixed message: [flag 0][length: 4 bytes big-endian][message]. */
-export function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
-
 /** The framed request naming `cloudId`, written to `dir` for the load generators; returns the file. */
 export function writeRequestBody(dir: string, cloudId: string): string {
   const file = join(dir, `create-namespace-${cloudId}.grpc`);
-  writeFileSync(file, grpcFrame(createNamespaceMessage(cloudId)));
+  writeFileSync(file, frameMessage(createNamespaceMessage(cloudId)));
   return file;
 }
 

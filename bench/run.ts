@@ -26,7 +26,8 @@ import { AUDIENCE, ISSUER, makeKeys, SCHEMA, signToken, UPSTREAM } from './fixtu
 import type { BenchKeys } from './fixtures.js';
 import { checkRequestJson, runGhz } from './ghz.js';
 import type { CheckedRequest } from './ghz.js';
-import { createNamespaceMessage, GRPC_HEADERS, grpcFrame, methodPath, unaryCall, writeRequestBody } from './grpc-call.js';
+import { frameMessage } from '../src/body/grpc-frame.js';
+import { createNamespaceMessage, GRPC_HEADERS, methodPath, unaryCall, writeRequestBody } from './grpc-call.js';
 import type { GrpcOutcome } from './grpc-call.js';
 import { combineMeasurements, fmt, FULL, measureScenario, median, QUICK } from './measure.js';
 import type { Budget, ScenarioMeasurement, Watched } from './measure.js';
@@ -168,7 +169,7 @@ async function expectGrpcAnswer(run: Run, expectation: Expectation, call: GrpcCa
   const origin = `http://127.0.0.1:${run.ports[expectation.port]}`;
   const path = methodPath(call.method);
   const headers = { ...GRPC_HEADERS, ...(expectation.withToken ? authorization(run) : {}) };
-  const body = grpcFrame(createNamespaceMessage(call.messageCloud));
+  const body = frameMessage(createNamespaceMessage(call.messageCloud));
   const matches = (got: GrpcOutcome): boolean => got.httpStatus === expectation.status && got.grpcStatus === grpcStatus;
   const describe = (got: GrpcOutcome | undefined): string =>
     `${expectation.what}: expected HTTP ${expectation.status} grpc-status ${grpcStatus} from ${path} (message cloud ${call.messageCloud}), got ` +
@@ -407,7 +408,7 @@ function measureDistinctResources(load: Extract<Scenario['load'], { kind: 'disti
 function directRequest(run: Run, request: DirectChecks['load']['request']): CheckedRequest {
   if (request === undefined) return { method: 'GET', path: PATHS.ingress, headers: authorization(run) };
   const { call, bodyInCheck } = request;
-  const frame = grpcFrame(createNamespaceMessage(call.messageCloud));
+  const frame = frameMessage(createNamespaceMessage(call.messageCloud));
   const headers = { ...GRPC_HEADERS, ...authorization(run), 'content-length': String(frame.length) };
   return { method: 'POST', path: methodPath(call.method), headers, ...(bodyInCheck ? { rawBody: frame } : {}) };
 }

@@ -16,6 +16,18 @@ export type Unframed = { readonly ok: true; readonly message: Buffer } | BodyRef
 
 const PREFIX = 5;
 
+/**
+ * The inverse, for what builds requests (`check --message`, tests, bench): `flag` 1 marks a
+ * message the caller compressed (tests also pass flags gRPC does not define).
+ */
+export function frameMessage(message: Uint8Array, flag = 0): Buffer {
+  const frame = Buffer.alloc(PREFIX + message.length);
+  frame[0] = flag;
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, PREFIX);
+  return frame;
+}
+
 function quoted(value: string): string {
   return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
 }

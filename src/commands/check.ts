@@ -11,6 +11,7 @@ import { parseCheckRequest } from '../envoy/request-context-parser.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import { frameMessage } from '../body/grpc-frame.js';
 import { loadMessageTypes } from '../rules/message-fields.js';
 import { openDecisionRuntime } from '../serve.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
@@ -209,9 +210,5 @@ function encodeMessage(loaded: LoadedConfig, method: string, json: string): Uint
   const type = root.lookupType(rpc.requestType);
   const problem = type.verify(object);
   if (problem) throw new UsageError(`--message: ${problem}`);
-  const bytes = type.encode(type.fromObject(object)).finish();
-  const frame = Buffer.alloc(5 + bytes.length);
-  frame.writeUInt32BE(bytes.length, 1);
-  frame.set(bytes, 5);
-  return frame;
+  return frameMessage(type.encode(type.fromObject(object)).finish());
 }

@@ -15,7 +15,8 @@ import { status } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../dev/processes.js';
-import { grpcFrame, gzipFrame, rawGrpcCall, snappyBlock } from '../support/body-grpc.js';
+import { frameMessage } from '../../src/body/grpc-frame.js';
+import { gzipFrame, rawGrpcCall, snappyBlock } from '../support/body-grpc.js';
 import type { RawGrpcOutcome } from '../support/body-grpc.js';
 import { httpRequest, startPod } from '../support/pod.js';
 import type { PlainResponse, Pod } from '../support/pod.js';
@@ -150,7 +151,7 @@ describe('gRPC: the cloud a call acts on is read from its message', () => {
     ['without a header', {}],
     ['with a forged x-cloud-id: cl0', { 'x-cloud-id': 'cl0' }],
   ])('denies CreateNamespace{cloud_id: cl1} for a caller allowed on cl0 only, %s; the app never sees it', async (_name, headers) => {
-    const { outcome, reachedApp } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, grpcFrame(createNamespaceMessage('cl1')), headers));
+    const { outcome, reachedApp } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, frameMessage(createNamespaceMessage('cl1')), headers));
     expect(outcome.grpcStatus).toBe(status.PERMISSION_DENIED);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('permission_denied');
     expect(outcome.grpcMessage).toBe('permission_denied: permission denied');
@@ -161,7 +162,7 @@ describe('gRPC: the cloud a call acts on is read from its message', () => {
   });
 
   it('allows CreateNamespace{cloud_id: cl0} and the call reaches the app as alice', async () => {
-    const { outcome, reachedApp } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, grpcFrame(createNamespaceMessage('cl0'))));
+    const { outcome, reachedApp } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, frameMessage(createNamespaceMessage('cl0'))));
     expect(outcome.grpcStatus).toBe(status.OK);
     expect(reachedApp).toBe(1);
     expect(pod.app.received.at(-1)?.path).toBe(CREATE_NAMESPACE);
@@ -190,7 +191,7 @@ describe('gRPC bodies the sidecar refuses rather than guesses at', () => {
 
   it('refuses two messages on the unary CreateNamespace (cl0 then cl1): body_multiple_messages, app not reached', async () => {
     // A reader taking the first message would allow this; a service reading the last would act on cl1.
-    const body = Buffer.concat([grpcFrame(createNamespaceMessage('cl0')), grpcFrame(createNamespaceMessage('cl1'))]);
+    const body = Buffer.concat([frameMessage(createNamespaceMessage('cl0')), frameMessage(createNamespaceMessage('cl1'))]);
     const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, body));
     expect(outcome.grpcStatus).toBe(status.INTERNAL);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('body_multiple_messages');
@@ -200,7 +201,7 @@ describe('gRPC bodies the sidecar refuses rather than guesses at', () => {
   });
 
   it('refuses a snappy-compressed message (grpc-encoding: snappy): body_unsupported_encoding, app not reached', async () => {
-    const body = grpcFrame(snappyBlock(createNamespaceMessage('cl0')), true);
+    const body = frameMessage(snappyBlock(createNamespaceMessage('cl0')), 1);
     const { outcome, reachedApp } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, body, { 'grpc-encoding': 'snappy' }));
     expect(outcome.grpcStatus).toBe(status.UNKNOWN);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('body_unsupported_encoding');
@@ -212,7 +213,7 @@ describe('gRPC bodies the sidecar refuses rather than guesses at', () => {
     // cl0, which alice may use: only the size stops it. Frames of 16 KiB without END_STREAM
     // overflow Envoy's buffer long before the last one.
     const message = createNamespaceMessage('cl0', 'n'.repeat(2 * MAX_REQUEST_BYTES));
-    const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, grpcFrame(message)));
+    const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, frameMessage(message)));
     // Envoy's 413 as a gRPC local reply.
     expect(outcome.grpcStatus).toBe(status.UNKNOWN);
     expect(outcome.grpcMessage).toBe('Payload Too Large');
@@ -227,7 +228,7 @@ describe('gRPC bodies the sidecar refuses rather than guesses at', () => {
     // bytes and x-envoy-auth-partial-body: true. A body 1000 bytes over the limit puts the crossing
     // inside that last frame (frames are at most 16 KiB). The sidecar must not decode the part.
     // 5 bytes of frame prefix, 9 of field tags and lengths, then the padding.
-    const frame = grpcFrame(createNamespaceMessage('cl0', 'n'.repeat(MAX_REQUEST_BYTES + 1000 - 14)));
+    const frame = frameMessage(createNamespaceMessage('cl0', 'n'.repeat(MAX_REQUEST_BYTES + 1000 - 14)));
     expect(frame.length).toBe(MAX_REQUEST_BYTES + 1000);
     const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, frame));
     expect(outcome.grpcStatus).toBe(status.UNKNOWN);
@@ -290,7 +291,7 @@ describe('routes that do not read the body do not buffer it', () => {
   it('sends no body in the Check: a body rule on an opted-out route denies with body_missing, app not reached', async () => {
     // alice may view cl0: had the body arrived, this would be allowed.
     const message = GetNamespaceRequest.encode(GetNamespaceRequest.fromObject({ cloud_id: 'cl0', namespace_id: 'ns1' })).finish();
-    const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', GET_NAMESPACE, grpcFrame(message)));
+    const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', GET_NAMESPACE, frameMessage(message)));
     expect(outcome.grpcStatus).toBe(status.INTERNAL);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('body_missing');
     expect(decisions).toBe(1);

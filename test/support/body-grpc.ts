@@ -8,19 +8,12 @@
 import { connect } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingHttpStatusHeader } from 'node:http2';
 import { gzipSync } from 'node:zlib';
+import { frameMessage } from '../../src/body/grpc-frame.js';
 
-/** One length-prefixed message; `compressed` sets the flag byte, the caller compresses. */
-export function grpcFrame(message: Uint8Array, compressed = false): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame[0] = compressed ? 1 : 0;
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
 
 /** A frame compressed the way grpc-encoding: gzip means (RFC 1952). */
 export function gzipFrame(message: Uint8Array): Buffer {
-  return grpcFrame(gzipSync(message), true);
+  return frameMessage(gzipSync(message), 1);
 }
 
 /**

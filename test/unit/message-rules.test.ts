@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
+import { frameMessage } from '../../src/body/grpc-frame.js';
 import { validateConfig } from '../../src/config/load.js';
 import type { PermissionAnswer, PermissionChecker, PermissionQuery, TokenSource, TokenVerifier, VerifiedToken, VerifyResult } from '../../src/core/ports.js';
 import type { RequestBody, RequestContext } from '../../src/core/request-context.js';
@@ -58,15 +59,8 @@ const tokens: TokenSource = {
   issue: () => Promise.resolve({ ok: true, value: { token: 'minted', issuedAt: 1, expiresAt: 2e9 } }),
 };
 
-function frame(message: Uint8Array): Uint8Array {
-  const framed = Buffer.alloc(5 + message.length);
-  framed.writeUInt32BE(message.length, 1);
-  framed.set(message, 5);
-  return framed;
-}
-
 function grpcBody(fields: Record<string, string>): RequestBody {
-  return { bytes: frame(CreateNamespaceRequest.encode(CreateNamespaceRequest.fromObject(fields)).finish()), truncated: false, contentLength: undefined, grpcEncoding: undefined, contentType: 'application/grpc' };
+  return { bytes: frameMessage(CreateNamespaceRequest.encode(CreateNamespaceRequest.fromObject(fields)).finish()), truncated: false, contentLength: undefined, grpcEncoding: undefined, contentType: 'application/grpc' };
 }
 
 function call(options: { body: RequestBody | undefined; headers?: Record<string, string>; direction?: 'inbound' | 'outbound'; method?: string }): RequestContext {
