@@ -48,14 +48,19 @@ export interface ServeOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
+/** Closes the adapters of `adapters` that `previous` does not share: a generation that never served. */
+async function discard(adapters: AdapterSet, previous: AdapterSet | undefined): Promise<void> {
+  const fresh = closablesOf(adapters).filter((adapter) => previous === undefined || !closablesOf(previous).includes(adapter));
+  await Promise.allSettled(fresh.map((adapter) => adapter.close()));
+}
+
 async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?: AdapterSet): Promise<Generation> {
   const adapters = await buildAdapters(loaded, deps, previous);
   let pipeline: CheckPipeline;
   try {
     pipeline = buildPipeline(loaded, adapters);
   } catch (error) {
-    const fresh = closablesOf(adapters).filter((adapter) => previous === undefined || !closablesOf(previous).includes(adapter));
-    await Promise.allSettled(fresh.map((adapter) => adapter.close()));
+    await discard(adapters, previous);
     throw error;
   }
   return new Generation(loaded, pipeline, adapters);
@@ -153,6 +158,11 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
       logger.error({ why, problems }, 'reload rejected; still serving the previous configuration');
       return;
     }
+    if (draining) {
+      // Closed while the adapters were being built: nothing will ever close these.
+      await discard(generation.adapters, generations.current.adapters);
+      return;
+    }
     // One tick: a Check acquires the generation once, so it sees old or new, never a mix.
     generations.replace(generation);
     metrics.setConfigHash(next.hash);
@@ -180,6 +190,10 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
       await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
       await teardown.close();
     },
-    close: () => teardown.close(),
+    close() {
+      // A reload queued behind this must not open adapters nobody will close.
+      draining = true;
+      return teardown.close();
+    },
   };
 }
