@@ -7,8 +7,8 @@ import protobuf from 'protobufjs';
 import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { compileGrpcBodyReader, loadDescriptors } from '../../src/body/body-reader.js';
-import type { BodyRead, BodyReader, RequestBody } from '../../src/body/body-reader.js';
-import { body, encode, frame, LEGACY_PROTO, loadFixtureRoot, REQUEST_TYPE, SERVICE } from '../fixtures/body/fixture.js';
+import type { BodyReader, RequestBody } from '../../src/body/body-reader.js';
+import { body, detail, encode, frame, LEGACY_PROTO, loadFixtureRoot, reason, REQUEST_TYPE, SERVICE, values } from '../fixtures/body/fixture.js';
 
 const root = loadFixtureRoot();
 const Request = root.lookupType(REQUEST_TYPE);
@@ -19,18 +19,6 @@ function reader(paths: readonly string[], maxBytes = 64 * 1024): BodyReader {
 
 function message(value: Record<string, unknown>): Uint8Array {
   return encode(root, REQUEST_TYPE, value);
-}
-
-function values(entries: Record<string, string>): BodyRead {
-  return { ok: true, value: new Map(Object.entries(entries)) };
-}
-
-function reason(read: BodyRead): string {
-  return read.ok ? 'ok' : read.reason;
-}
-
-function detail(read: BodyRead): string {
-  return read.ok ? '' : read.detail;
 }
 
 function writer(): protobuf.Writer {

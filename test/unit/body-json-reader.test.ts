@@ -3,8 +3,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BodyConfigError, compileJsonBodyReader } from '../../src/body/body-reader.js';
-import type { BodyRead, BodyReader } from '../../src/body/body-reader.js';
-import { body } from '../fixtures/body/fixture.js';
+import type { BodyReader } from '../../src/body/body-reader.js';
+import { body, detail, reason, values } from '../fixtures/body/fixture.js';
 
 const WHERE = 'inbound.rules[0] (create-namespace).checks[1]';
 
@@ -14,18 +14,6 @@ function reader(paths: readonly string[], maxBytes = 4096): BodyReader {
 
 function json(text: string, extra: Parameters<typeof body>[1] = {}): ReturnType<typeof body> {
   return body(Buffer.from(text, 'utf8'), extra);
-}
-
-function values(entries: Record<string, string>): BodyRead {
-  return { ok: true, value: new Map(Object.entries(entries)) };
-}
-
-function reason(read: BodyRead): string {
-  return read.ok ? 'ok' : read.reason;
-}
-
-function detail(read: BodyRead): string {
-  return read.ok ? '' : read.detail;
 }
 
 describe('JSON body: values', () => {
