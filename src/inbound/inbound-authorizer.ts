@@ -63,21 +63,16 @@ class InboundAuthorizer implements Authorizer {
     if (rule.auth === 'token') return this.#allowWith('allowed', token, facts);
 
     // After the token: an unauthenticated caller never makes the sidecar decode its message.
-    let body: ReadonlyMap<string, string> | undefined;
-    let read = facts;
-    if (rule.body !== undefined) {
-      const fields = rule.body.read(request.body);
-      if (!fields.ok) return deny(fields.reason, { ...facts, detail: fields.detail });
-      body = fields.value;
-      read = { ...facts, body: Object.fromEntries(body) };
-    }
+    const reader = rule.body;
     const verdict = await runChecks({
       checks: rule.checks,
-      scope: { request, pathParams, token, body },
+      scope: { request, pathParams, token },
+      ...(reader === undefined ? {} : { readBody: () => reader.read(request.body) }),
       consistency: this.#defaultConsistency,
       checker: this.ports.checker,
       deniedReason: 'permission_denied',
     });
+    const read = verdict.body === undefined ? facts : { ...facts, body: verdict.body };
     if (!verdict.ok) {
       const denied = verdict.checks === undefined ? read : { ...read, checks: verdict.checks };
       return deny(verdict.reason, withDetail(denied, verdict.detail));

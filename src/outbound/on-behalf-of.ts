@@ -46,30 +46,22 @@ export class OnBehalfOfPolicy {
     return named !== undefined && named !== '' ? named : this.serviceName;
   }
 
-  /**
-   * Whether the caller may act for `user` (already trimmed) on this request; `body` holds the
-   * message fields the checks read, for the decision facts.
-   */
-  async authorize(request: RequestContext, user: string, checker: PermissionChecker): Promise<ChecksVerdict & { readonly body?: Readonly<Record<string, string>> }> {
+  /** Whether the caller may act for `user` (already trimmed) on this request. */
+  async authorize(request: RequestContext, user: string, checker: PermissionChecker): Promise<ChecksVerdict> {
     const caller = this.callerOf(request);
     if (!this.#callers.has(caller)) return failure('on_behalf_of_not_allowed_for_caller', `${caller} may not act on behalf of users`);
     if (this.#checks.length === 0) return failure('on_behalf_of_not_permitted', 'no on-behalf-of checks are configured');
     if (user.length === 0 || user.length > this.config.maxUserIdLength || !USER_ID.test(user)) {
       return failure('invalid_header_value', `${this.header} must be a user id of 1-${this.config.maxUserIdLength} visible ASCII characters`);
     }
-    let body: ReadonlyMap<string, string> | undefined;
-    if (this.#body !== undefined) {
-      const read = this.#body.read(request);
-      if (!read.ok) return failure(read.reason, read.detail);
-      body = read.value;
-    }
-    const verdict = await runChecks({
+    const reader = this.#body;
+    return runChecks({
       checks: this.#checks,
-      scope: { request, pathParams: NO_PATH_PARAMS, token: undefined, subjectOverride: { type: this.userType, id: user }, body },
+      scope: { request, pathParams: NO_PATH_PARAMS, token: undefined, subjectOverride: { type: this.userType, id: user } },
+      ...(reader === undefined ? {} : { readBody: () => reader.read(request) }),
       consistency: MINIMIZE_LATENCY,
       checker,
       deniedReason: 'on_behalf_of_not_permitted',
     });
-    return body === undefined ? verdict : { ...verdict, body: Object.fromEntries(body) };
   }
 }

@@ -2,8 +2,11 @@
  * Runs a list of compiled checks the one way both directions need: build every query first (one
  * that cannot be built denies without calling SpiceDB), ask them all at once, then combine. A
  * definite "no" outranks an outage, so a forbidden request is never told to retry; CONDITIONAL is
- * a "no" without more context; otherwise the first failure decides.
+ * a "no" without more context; otherwise the first failure decides. When the checks read the
+ * request message, it is read first, once, and a message that cannot be read denies before any
+ * query is built.
  */
+import type { BodyRead } from '../body/body-reader.js';
 import type { CheckRecord, DenyReason } from '../core/decision.js';
 import type { Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
 import { settled } from '../core/result.js';
@@ -11,13 +14,17 @@ import { formatObject } from './check-spec.js';
 import type { CompiledCheck } from './check-spec.js';
 import type { TemplateScope } from './template.js';
 
-export type ChecksVerdict =
+/** `body`: the message fields the checks read, for the decision facts. */
+export type ChecksVerdict = (
   | { readonly ok: true; readonly checks: readonly CheckRecord[] }
-  | { readonly ok: false; readonly reason: DenyReason; readonly detail?: string; readonly checks?: readonly CheckRecord[] };
+  | { readonly ok: false; readonly reason: DenyReason; readonly detail?: string; readonly checks?: readonly CheckRecord[] }
+) & { readonly body?: Readonly<Record<string, string>> };
 
 export interface CheckRun {
   readonly checks: readonly CompiledCheck[];
-  readonly scope: TemplateScope;
+  readonly scope: Omit<TemplateScope, 'body'>;
+  /** Set when the checks read `{body.…}`: reads the request message. */
+  readonly readBody?: () => BodyRead;
   readonly consistency: Consistency;
   readonly checker: PermissionChecker;
   /** The reason a definite denial gets (inbound: permission_denied). */
@@ -35,9 +42,17 @@ function recordOf(query: PermissionQuery, answer: PermissionAnswer): CheckRecord
 }
 
 export async function runChecks(run: CheckRun): Promise<ChecksVerdict> {
+  if (run.readBody === undefined) return decide(run, run.scope);
+  const fields = run.readBody();
+  if (!fields.ok) return fields;
+  const verdict = await decide(run, { ...run.scope, body: fields.value });
+  return { ...verdict, body: Object.fromEntries(fields.value) };
+}
+
+async function decide(run: CheckRun, scope: TemplateScope): Promise<ChecksVerdict> {
   const queries: PermissionQuery[] = [];
   for (const check of run.checks) {
-    const built = check.build(run.scope, run.consistency);
+    const built = check.build(scope, run.consistency);
     if (!built.ok) return built;
     queries.push(built.value);
   }
