@@ -40,6 +40,15 @@ const logSchema = z
   })
   .prefault({});
 
+const reloadSchema = z
+  .strictObject({
+    allowSectionRemoval: z
+      .boolean()
+      .default(false)
+      .describe('let a reload drop a serving inbound or outbound section; otherwise such a reload is refused'),
+  })
+  .prefault({});
+
 const serviceIdentitySchema = z
   .strictObject({
     name: z.string().min(1).describe("this pod's service name: the `sub` of its service tokens"),
@@ -53,6 +62,7 @@ export const configSchema = z
     limits: limitsSchema,
     log: logSchema,
     dryRun: z.boolean().default(false).describe('decide, log and count, but always tell Envoy to allow'),
+    reload: reloadSchema,
     body: bodySchema,
     service: serviceIdentitySchema.optional(),
     issuers: issuersSchema,
@@ -62,6 +72,11 @@ export const configSchema = z
     outbound: outboundSchema,
   })
   .superRefine((config, ctx) => {
+    // An empty file, or one cut short before either section, would decide nothing: every Check
+    // would be denied unknown_direction. Refused here, so start-up and reload both refuse it.
+    if (!config.inbound && !config.outbound) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'expected an inbound or an outbound section (an empty or incomplete file configures neither)' });
+    }
     // A service token's subject must be stated, never defaulted: it is this pod's identity.
     if ((config.tokens || config.outbound) && !config.service) {
       ctx.addIssue({ code: 'custom', path: ['service'], message: 'expected service.name: tokens and outbound need this pod’s identity' });

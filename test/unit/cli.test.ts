@@ -40,7 +40,7 @@ describe('jwtauth-sidecar CLI', () => {
 
   it('validate: exit 0 for a valid file, 1 with every problem for a bad one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jwtauth-cli-'));
-    writeFileSync(join(dir, 'good.yaml'), 'dryRun: true\n');
+    writeFileSync(join(dir, 'good.yaml'), 'dryRun: true\ninbound: {}\n');
     writeFileSync(join(dir, 'bad.yaml'), 'server: { grpcAddress: nowhere }\nlog: { level: loud }\n');
     const good = await run('validate', '--config', join(dir, 'good.yaml'));
     expect(good.code).toBe(0);
@@ -83,7 +83,7 @@ describe('jwtauth-sidecar keys, token and check', () => {
     const configFile = join(dir, 'jwtauth.yaml');
     writeFileSync(
       configFile,
-      ['# production signing keys', 'service: { name: gwadmin }', 'tokens:', '  source:', '    kind: mint', '    publishBeforeUseSeconds: 600', '    keys:', '      - file: first.pem', ''].join('\n'),
+      ['# production signing keys', 'service: { name: gwadmin }', 'tokens:', '  source:', '    kind: mint', '    publishBeforeUseSeconds: 600', '    keys:', '      - file: first.pem', 'outbound: { upstreams: [{ audience: vmcontroller }] }', ''].join('\n'),
     );
     const rotated = await run('keys', 'rotate', '--config', configFile);
     expect(rotated.code).toBe(0);

@@ -15,8 +15,8 @@ function problemsOf(text: string): readonly string[] {
 }
 
 describe('configuration loading', () => {
-  it('applies defaults to an empty file', () => {
-    const { config } = parseConfigText('', 'test.yaml', '/tmp');
+  it('applies defaults to a file that names only its section', () => {
+    const { config } = parseConfigText('inbound: {}', 'test.yaml', '/tmp');
     expect(config.server).toEqual({ grpcAddress: '127.0.0.1:9191', adminAddress: '127.0.0.1:9190', drainSeconds: 5 });
     expect(config.dryRun).toBe(false);
     expect(config.limits.maxTokenBytes).toBe(8192);
@@ -50,23 +50,31 @@ describe('configuration loading', () => {
     expect(problems.every((p) => /^YAML \w+ at line \d+, column \d+: /.test(p))).toBe(true);
   });
 
+  it('refuses an empty file, and one cut short before either section, instead of denying every Check', () => {
+    const neither = /^\(top level\): .*expected an inbound or an outbound section/;
+    expect(problemsOf('')).toEqual([expect.stringMatching(neither)]);
+    expect(problemsOf('# only a comment\n')).toEqual([expect.stringMatching(neither)]);
+    expect(problemsOf('server:\n  drainSeconds: 1\n')).toEqual([expect.stringMatching(neither)]);
+    expect(parseConfigText('outbound: {}\nservice: { name: gw }\ntokens: { source: { kind: mint } }', 'test.yaml', '/tmp').config.outbound).toBeDefined();
+  });
+
   it('rejects a port out of range', () => {
-    expect(problemsOf('server: { adminAddress: "127.0.0.1:70000" }')).toEqual([expect.stringMatching(/^server\.adminAddress: .*0-65535/)]);
+    expect(problemsOf('inbound: {}\nserver: { adminAddress: "127.0.0.1:70000" }')).toEqual([expect.stringMatching(/^server\.adminAddress: .*0-65535/)]);
   });
 
   it('names the file when it cannot be read, and resolves relative paths against its directory', () => {
     expect(() => loadConfigFile('/nonexistent/jwtauth.yaml')).toThrow(/\/nonexistent\/jwtauth\.yaml[\s\S]*ENOENT/);
     const dir = mkdtempSync(join(tmpdir(), 'jwtauth-cfg-'));
-    writeFileSync(join(dir, 'c.yaml'), 'dryRun: true\n');
+    writeFileSync(join(dir, 'c.yaml'), 'dryRun: true\ninbound: {}\n');
     const loaded = loadConfigFile(join(dir, 'c.yaml'));
     expect(loaded.baseDir).toBe(dir);
     expect(loaded.config.dryRun).toBe(true);
   });
 
   it('gives equal configurations the same hash and different ones different hashes', () => {
-    const a = parseConfigText('dryRun: true', 'a', '/');
-    const b = parseConfigText('{ dryRun: true }', 'b', '/');
-    const c = parseConfigText('dryRun: false', 'c', '/');
+    const a = parseConfigText('dryRun: true\ninbound: {}', 'a', '/');
+    const b = parseConfigText('{ dryRun: true, inbound: {} }', 'b', '/');
+    const c = parseConfigText('dryRun: false\ninbound: {}', 'c', '/');
     expect(a.hash).toBe(b.hash);
     expect(a.hash).not.toBe(c.hash);
   });
