@@ -68,6 +68,36 @@ function answersFrom(response: v1.CheckBulkPermissionsResponse, queries: readonl
   });
 }
 
+/** Where SpiceDB is and how to reach it: shared by the checker and the schema reader (server-schema.ts). */
+export interface SpicedbClientOptions {
+  readonly endpoint: string;
+  readonly presharedKey: string;
+  readonly tls: boolean | { readonly caFile: string };
+  readonly baseDir: string;
+}
+
+/** A SpiceDB client with the sidecar's TLS, preshared-key and channel settings. */
+export function createSpicedbClient(options: SpicedbClientOptions): v1.ZedClientInterface {
+  const { endpoint, presharedKey, tls } = options;
+  // Keepalive no more often than SpiceDB tolerates (it answers "too many pings" below 5 min).
+  // Reconnect back-off capped at 1 s: grpc-js defaults to 1 s growing ×1.6 up to 120 s, so after a
+  // SpiceDB outage of a few seconds the channel could stay in TRANSIENT_FAILURE (every check a
+  // 503) for seconds after SpiceDB is back. A reconnect attempt per second is cheap.
+  const channelOptions = {
+    'grpc.keepalive_time_ms': 300_000,
+    'grpc.keepalive_permit_without_calls': 0,
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 1000,
+  };
+  if (tls === false) {
+    // INSECURE_LOCALHOST_ALLOWED only sends the key to `localhost:`; plaintext must send it everywhere.
+    return v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS, undefined, channelOptions);
+  }
+  if (tls === true) return v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.SECURE, undefined, channelOptions);
+  const caPath = resolveConfigPath(options.baseDir, tls.caFile);
+  return v1.NewClientWithCustomCert(presharedKey, endpoint, readFileSync(caPath), undefined, channelOptions);
+}
+
 export class GrpcChecker implements PermissionChecker, Closable {
   private readonly client: v1.ZedClientInterface;
   private readonly batcher: CheckBatcher;
@@ -75,26 +105,7 @@ export class GrpcChecker implements PermissionChecker, Closable {
 
   constructor(private readonly options: GrpcCheckerOptions) {
     this.batcher = new CheckBatcher((queries, consistency, deadline) => this.bulkCheck(queries, consistency, deadline), options.batch);
-    const { endpoint, presharedKey, tls } = options;
-    // Keepalive no more often than SpiceDB tolerates (it answers "too many pings" below 5 min).
-    // Reconnect back-off capped at 1 s: grpc-js defaults to 1 s growing ×1.6 up to 120 s, so after a
-    // SpiceDB outage of a few seconds the channel could stay in TRANSIENT_FAILURE (every check a
-    // 503) for seconds after SpiceDB is back. A reconnect attempt per second is cheap.
-    const channelOptions = {
-      'grpc.keepalive_time_ms': 300_000,
-      'grpc.keepalive_permit_without_calls': 0,
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1000,
-    };
-    if (tls === false) {
-      // INSECURE_LOCALHOST_ALLOWED only sends the key to `localhost:`; plaintext must send it everywhere.
-      this.client = v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS, undefined, channelOptions);
-    } else if (tls === true) {
-      this.client = v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.SECURE, undefined, channelOptions);
-    } else {
-      const caPath = resolveConfigPath(options.baseDir, tls.caFile);
-      this.client = v1.NewClientWithCustomCert(presharedKey, endpoint, readFileSync(caPath), undefined, channelOptions);
-    }
+    this.client = createSpicedbClient(options);
   }
 
   ready(): boolean {
