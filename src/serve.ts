@@ -16,6 +16,10 @@ import { buildAdapters, closablesOf } from './lifecycle/adapters.js';
 import type { AdapterDeps, AdapterSet } from './lifecycle/adapters.js';
 import { Generation, Generations } from './lifecycle/generations.js';
 import { buildPipeline } from './lifecycle/pipeline.js';
+import { preflight } from './lifecycle/preflight.js';
+import { sectionRemovalProblems } from './lifecycle/reload-guard.js';
+import { checkAgainstServerSchema, SchemaCheck } from './lifecycle/schema-check.js';
+import type { SchemaConformance } from './lifecycle/schema-check.js';
 import { Teardown } from './lifecycle/teardown.js';
 import { createDecisionObserver } from './observability/decision-log.js';
 import type { Logger } from './observability/logger.js';
@@ -27,8 +31,8 @@ export interface RunningSidecar {
   readonly metrics: Metrics;
   /**
    * Re-reads the configuration from where it came from and, if it changed, swaps it in; one at a
-   * time. A configuration that fails to load or build is logged and counted, and the old one
-   * keeps serving. Checks already running finish on the configuration they started with.
+   * time. A configuration that fails to load, fails preflight, removes a serving section (unless
+   * it allows that) or fails to build is logged and counted, and the old one keeps serving. Checks already running finish on the configuration they started with.
    */
   reload(why: string): Promise<void>;
   /** NOT_SERVING, wait `drainSeconds`, finish in-flight checks, close everything. */
@@ -74,7 +78,8 @@ export interface DecisionRuntime {
   close(): Promise<void>;
 }
 
-export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics, logger: Logger): Promise<DecisionRuntime> {
+export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<DecisionRuntime> {
+  await preflight(loaded, { env });
   const generation = await openGeneration(loaded, { metrics, logger });
   const { verifier, checker } = generation.adapters;
   return {
@@ -90,17 +95,24 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   const { logger } = options;
   const metrics = options.metrics ?? new Metrics();
   const deps: AdapterDeps = { metrics, logger };
+  const env = options.env ?? process.env;
+  // Refuses the configuration with every problem before anything starts; throws a ConfigError.
+  const checked = await preflight(options.loaded, { env });
   const teardown = new Teardown((name, error) => logger.error({ err: error, part: name }, 'error while closing'));
   const generations = new Generations(await openGeneration(options.loaded, deps), (error) => logger.error({ err: error }, 'error while closing a replaced adapter'));
   teardown.add('adapters', () => generations.close());
+  // The embedded schema was checked by preflight; a server's is read now, in the background.
+  const schemaCheckFor = (loaded: LoadedConfig, known: SchemaConformance | undefined): SchemaCheck => new SchemaCheck(loaded, deps, known);
+  let schemaCheck = schemaCheckFor(options.loaded, checked.schema && { state: 'conforms', origin: checked.schema.origin });
+  teardown.add('schema check', () => Promise.resolve(schemaCheck.close()));
   const live = (): LoadedConfig => generations.current.loaded;
   metrics.setConfigHash(live().hash);
   let draining = false;
 
   const readiness = () => {
     const { verifier, checker } = generations.current.adapters;
-    const detail = { keys: verifier.ready(), permissions: checker.ready(), draining };
-    return { ready: detail.keys && detail.permissions && !draining, detail };
+    const detail = { keys: verifier.ready(), permissions: checker.ready(), schema: schemaCheck.status.state, draining };
+    return { ready: detail.keys && detail.permissions && detail.schema !== 'mismatch' && !draining, detail };
   };
 
   const handler = createCheckHandler({
@@ -148,9 +160,17 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
     if (draining) return;
     let next: LoadedConfig;
     let generation: Generation;
+    let known: SchemaConformance;
     try {
-      next = resolveConfig(live().origin, options.env ?? process.env);
+      next = resolveConfig(live().origin, env);
       if (next.hash === live().hash) return;
+      const removed = sectionRemovalProblems(live().config, next.config);
+      if (removed.length > 0) throw new ConfigError(next.origin, removed);
+      const nextChecked = await preflight(next, { env });
+      // A server that answers and contradicts the rules refuses the reload; one that does not
+      // answer leaves the check to the retries of the new SchemaCheck.
+      known = nextChecked.schema ? { state: 'conforms', origin: nextChecked.schema.origin } : await checkAgainstServerSchema(next);
+      if (known.state === 'mismatch') throw new ConfigError(next.origin, known.problems);
       generation = await openGeneration(next, deps, generations.current.adapters);
     } catch (error) {
       metrics.configReloads.inc({ result: 'failure' });
@@ -165,6 +185,8 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
     }
     // One tick: a Check acquires the generation once, so it sees old or new, never a mix.
     generations.replace(generation);
+    schemaCheck.close();
+    schemaCheck = schemaCheckFor(next, known);
     metrics.setConfigHash(next.hash);
     metrics.configReloads.inc({ result: 'success' });
     logger.info({ why, config: next.origin, hash: next.hash }, 'configuration reloaded');

@@ -10,8 +10,8 @@ import type { PublicKeyDocuments } from '../core/ports.js';
 import { parseListenAddress } from '../listen-address.js';
 
 export interface AdminState {
-  /** Ready to decide: config loaded, keys present, permission backend reachable, not draining. */
-  ready(): { ready: boolean; detail: Record<string, boolean> };
+  /** Ready to decide: config loaded, keys present, permission backend reachable, rules fit the schema, not draining. */
+  ready(): { ready: boolean; detail: Record<string, boolean | string> };
   readonly registry: Registry;
   /** Read per request, so a reload that changes keys is served at once. */
   publicKeys(): PublicKeyDocuments | undefined;

@@ -4,6 +4,7 @@
  * described by flags instead of an Envoy CheckRequest, and prints every step.
  */
 import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config/load.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Decision } from '../core/decision.js';
 import type { RequestContext } from '../core/request-context.js';
@@ -167,7 +168,14 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
       ...(body ? { body } : {}),
     });
     const logger = createLogger({ level: 'error' });
-    const runtime = await openDecisionRuntime(loaded, new Metrics({ processMetrics: false }), logger);
+    let runtime;
+    try {
+      runtime = await openDecisionRuntime(loaded, new Metrics({ processMetrics: false }), logger, io.env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      io.err(error.message);
+      return 2;
+    }
     try {
       const deadline = Date.now() + 5_000;
       while (!runtime.ready() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));

@@ -33,9 +33,9 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
  * The configuration a command runs with (`--config`, else JWTAUTH_CONFIG, else embedded defaults).
  * An invalid file is reported with every problem and yields undefined; the caller picks the exit code.
  */
-export function loadConfigOrReport(flag: string | undefined, io: CommandIO): LoadedConfig | undefined {
+export function loadConfigOrReport(flag: string | undefined, io: CommandIO, adminAddress?: string): LoadedConfig | undefined {
   try {
-    return resolveConfig(flag, io.env);
+    return resolveConfig(flag, io.env, adminAddress === undefined ? {} : { adminAddress });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     io.err(error.message);

@@ -8,13 +8,18 @@
 import { join } from 'node:path';
 import { defaultOutboundConfig } from '../outbound/config.js';
 import { PACKAGE_ROOT } from '../package-root.js';
+import { DEFAULT_ADMIN_ADDRESS } from './schema.js';
 import type { ConfigInput } from './schema.js';
 
 const DEFAULT_SERVICE_NAME = 'gwadmin';
-const SELF = 'http://127.0.0.1:9190';
-
-export function embeddedDefaults(cwd: string): ConfigInput {
+/**
+ * `adminAddress` is where this sidecar serves its JWKS, so the issuer URL and the JWKS it trusts
+ * follow `serve --admin-address`: the defaults stay ready on any port.
+ */
+export function embeddedDefaults(cwd: string, adminAddress: string = DEFAULT_ADMIN_ADDRESS): ConfigInput {
+  const SELF = `http://${adminAddress}`;
   return {
+    server: { adminAddress },
     service: { name: DEFAULT_SERVICE_NAME },
     tokens: {
       source: { kind: 'mint', issuer: SELF, devKeyFile: join(cwd, '.jwtauth', 'dev-signing-key.json') },

@@ -8,8 +8,9 @@ import type { LoadedConfig } from './load.js';
 
 export const EMBEDDED_ORIGIN = 'embedded defaults';
 
-export function resolveConfig(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string = process.cwd()): LoadedConfig {
+export function resolveConfig(flag: string | undefined, env: NodeJS.ProcessEnv, options: { cwd?: string; adminAddress?: string } = {}): LoadedConfig {
   const path = flag ?? (env.JWTAUTH_CONFIG || undefined);
   if (path !== undefined) return loadConfigFile(path);
-  return validateConfig(embeddedDefaults(cwd), EMBEDDED_ORIGIN, cwd);
+  const cwd = options.cwd ?? process.cwd();
+  return validateConfig(embeddedDefaults(cwd, options.adminAddress), EMBEDDED_ORIGIN, cwd);
 }

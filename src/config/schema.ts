@@ -16,10 +16,12 @@ export const listenAddressSchema = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: 'expected host:port, e.g. 127.0.0.1:9191', abort: true })
   .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'expected a port in 0-65535');
 
+export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9190';
+
 const serverSchema = z
   .strictObject({
     grpcAddress: listenAddressSchema.default('127.0.0.1:9191').describe('ext_authz + grpc.health.v1 listener'),
-    adminAddress: listenAddressSchema.default('127.0.0.1:9190').describe('/healthz, /readyz, /metrics, JWKS'),
+    adminAddress: listenAddressSchema.default(DEFAULT_ADMIN_ADDRESS).describe('/healthz, /readyz, /metrics, JWKS'),
     drainSeconds: z.number().min(0).max(300).default(5).describe('NOT_SERVING period before exit on SIGTERM'),
   })
   .prefault({});

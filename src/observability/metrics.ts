@@ -107,6 +107,12 @@ export class Metrics {
     labelNames: ['hash'] as const,
     registers: [this.registry],
   });
+  readonly schemaConformance = new Gauge({
+    name: 'jwtauth_schema_conformance',
+    help: 'Whether the rules name only types, permissions, relations and caveat parameters the SpiceDB schema has: 1 for the current state (conforms|mismatch|unchecked), 0 for the others.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
   readonly ready = new Gauge({
     name: 'jwtauth_ready',
     help: '1 when the sidecar is ready to decide (config, keys and permission backend), else 0.',

@@ -23,6 +23,16 @@ function packagedExample(name: string): string {
   return join(PACKAGE_ROOT, 'examples', name);
 }
 
+/** The schema and relationships the embedded SpiceDB loads: the configured files, else the packaged examples. */
+export function embeddedSpicedbFiles(config: SpicedbConfig, baseDir: string): { schemaFile: string; relationshipsFile: string } {
+  return {
+    schemaFile: config.embedded.schemaFile ? resolveConfigPath(baseDir, config.embedded.schemaFile) : packagedExample('schema.zed'),
+    relationshipsFile: config.embedded.relationshipsFile
+      ? resolveConfigPath(baseDir, config.embedded.relationshipsFile)
+      : packagedExample('relationships.txt'),
+  };
+}
+
 async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logger: Logger; baseDir: string }): Promise<PermissionChecker & Closable> {
   if (config.endpoint !== undefined) {
     if (config.presharedKey === undefined) throw new Error('spicedb.presharedKey is required with spicedb.endpoint');
@@ -37,10 +47,7 @@ async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logge
       onCall: (checks) => deps.metrics.spicedbChecksPerCall.observe(checks),
     });
   }
-  const schemaFile = config.embedded.schemaFile ? resolveConfigPath(deps.baseDir, config.embedded.schemaFile) : packagedExample('schema.zed');
-  const relationshipsFile = config.embedded.relationshipsFile
-    ? resolveConfigPath(deps.baseDir, config.embedded.relationshipsFile)
-    : packagedExample('relationships.txt');
+  const { schemaFile, relationshipsFile } = embeddedSpicedbFiles(config, deps.baseDir);
   deps.logger.info({ schemaFile, relationshipsFile }, 'no spicedb.endpoint: starting embedded SpiceDB');
   return EmbeddedChecker.start({ schemaFile, relationshipsFile, deadlineMs: config.deadlineMs });
 }
