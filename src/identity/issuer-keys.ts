@@ -14,6 +14,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Algorithm, IssuerConfig } from './config.js';
 import { resolveConfigPath } from '../config/paths.js';
+import { describeNetworkFailure } from '../network-error.js';
 
 export interface BoundKey {
   readonly kid: string | undefined;
@@ -36,6 +37,8 @@ export interface IssuerKeysDeps {
 }
 
 const MAX_JWKS_BYTES = 1 << 20;
+/** Failures without any keys that are logged at debug before they become a warning (about 0.75 s of retries). */
+const QUIET_FIRST_FAILURES = 3;
 
 function compatible(alg: Algorithm, jwk: JWK): boolean {
   switch (jwk.kty) {
@@ -134,6 +137,7 @@ export class IssuerKeys {
     return this.inflight;
   }
 
+  /** Failed loads since the last success; counted in refresh(). */
   private failuresInARow = 0;
 
   private schedule(lastSucceeded: boolean): void {
@@ -141,7 +145,6 @@ export class IssuerKeys {
     const jwks = this.issuer.jwks;
     const base = jwks.refreshSeconds * 1000;
     const cooldown = ('url' in jwks ? jwks.cooldownSeconds : 5) * 1000;
-    this.failuresInARow = lastSucceeded ? 0 : this.failuresInARow + 1;
     let delay: number;
     if (lastSucceeded) delay = base * (0.9 + Math.random() * 0.2);
     // With no keys at all every token from this issuer is refused, so retry fast (from 250 ms,
@@ -151,12 +154,10 @@ export class IssuerKeys {
     // With last good keys in hand, retry sooner than a normal refresh but no faster than the cool-down.
     else delay = Math.min(base, cooldown);
     this.timer = setTimeout(() => {
-      void this.refreshOnce().then(() => this.schedule(this.lastError === undefined));
+      void this.refreshOnce().then(() => this.schedule(this.failuresInARow === 0));
     }, delay);
     this.timer.unref();
   }
-
-  private lastError: string | undefined;
 
   /** Fetches and installs a key set; returns the error text on failure (the old keys stay). */
   private async refresh(): Promise<string | undefined> {
@@ -171,13 +172,24 @@ export class IssuerKeys {
     } catch (cause) {
       error = cause instanceof Error ? cause.message : String(cause);
     }
-    this.lastError = error;
     metrics.jwksRefreshes.inc({ issuer: this.issuer.name, result: error === undefined ? 'success' : 'failure' });
     metrics.jwksKeys.set({ issuer: this.issuer.name }, this.keys.all.length);
-    if (error !== undefined) {
-      logger.warn({ issuer: this.issuer.name, source: this.source, error, keptKeys: this.keys.all.length }, 'JWKS refresh failed; keeping last good keys');
+    const where = { issuer: this.issuer.name, source: this.source };
+    if (error === undefined) {
+      if (this.failuresInARow > 0) logger.info({ ...where, keys: this.keys.all.length, afterFailures: this.failuresInARow }, 'JWKS loaded');
+      else logger.debug({ ...where, keys: this.keys.all.length }, 'JWKS loaded');
+      this.failuresInARow = 0;
+      return undefined;
+    }
+    this.failuresInARow++;
+    if (this.hasKeys()) {
+      logger.warn({ ...where, error, keptKeys: this.keys.all.length }, 'JWKS refresh failed; keeping last good keys');
+    } else if (this.failuresInARow < QUIET_FIRST_FAILURES) {
+      // An issuer starting a moment after us, or our own JWKS endpoint (embedded defaults) racing
+      // our own listener: the fast retries in schedule() usually win, so this is not yet news.
+      logger.debug({ ...where, error }, 'JWKS not loaded yet; retrying');
     } else {
-      logger.debug({ issuer: this.issuer.name, keys: this.keys.all.length }, 'JWKS loaded');
+      logger.warn({ ...where, error, failures: this.failuresInARow }, 'JWKS fetch failed and there are no keys yet: tokens from this issuer are refused (keys_unavailable) until a fetch succeeds');
     }
     return error;
   }
@@ -189,18 +201,27 @@ export class IssuerKeys {
   private async load(): Promise<unknown> {
     let text: string;
     if ('url' in this.issuer.jwks) {
-      const response = await fetch(this.issuer.jwks.url, {
-        signal: AbortSignal.timeout(this.deps.fetchTimeoutMs),
-        redirect: 'error',
-        headers: { accept: 'application/jwk-set+json, application/json' },
-      });
-      if (!response.ok) throw new Error(`JWKS fetch answered HTTP ${response.status}`);
-      text = await response.text();
+      let response: Response;
+      try {
+        response = await fetch(this.issuer.jwks.url, {
+          signal: AbortSignal.timeout(this.deps.fetchTimeoutMs),
+          redirect: 'error',
+          headers: { accept: 'application/jwk-set+json, application/json' },
+        });
+        text = await response.text();
+      } catch (error) {
+        throw new Error(`cannot fetch the JWKS: ${describeNetworkFailure(error).text}`, { cause: error });
+      }
+      if (!response.ok) throw new Error(`the JWKS endpoint answered HTTP ${response.status}`);
     } else {
       text = await readFile(this.source, 'utf8');
     }
     if (text.length > MAX_JWKS_BYTES) throw new Error('JWKS larger than 1 MiB');
-    return JSON.parse(text) as unknown;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (error) {
+      throw new Error(`the JWKS is not JSON: ${(error as Error).message.slice(0, 120)}`, { cause: error });
+    }
   }
 
   private async parse(document: unknown): Promise<KeySet> {

@@ -17,6 +17,7 @@ import type { Failure, Result } from '../core/result.js';
 import { resolveSecret } from '../config/secret.js';
 import type { ExchangeSourceConfig } from './config.js';
 import { resolveConfigPath } from '../config/paths.js';
+import { describeNetworkFailure } from '../network-error.js';
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_LIKE = /[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*/g;
@@ -36,7 +37,6 @@ function sanitize(text: unknown, max = 160): string {
 }
 
 
-const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|EPROTO)/;
 
 function readFile(path: string, baseDir: string, what: string): string {
   const full = resolveConfigPath(baseDir, path);
@@ -202,12 +202,9 @@ export class ExchangeTokenSource implements TokenSource, Closable {
 }
 
 function classifyNetworkError(error: Error): Failure {
-  const code = (error as NodeJS.ErrnoException).code ?? '';
-  const message = sanitize(error.message, 120);
-  if (TLS_CODE.test(code) || /certificate|handshake|ssl|tls alert/i.test(error.message)) {
-    return failure('token_source_tls_error', `TLS to the token service failed: ${code || 'error'} ${message}`.trim());
-  }
-  return failure('token_source_unavailable', `token service unreachable: ${code || 'error'} ${message}`.trim());
+  const described = describeNetworkFailure(error);
+  if (described.kind === 'tls') return failure('token_source_tls_error', `token service: ${described.text}`);
+  return failure('token_source_unavailable', `token service unreachable: ${described.text}`);
 }
 
 function jwtExpiry(token: string): number | undefined {
