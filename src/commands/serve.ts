@@ -1,5 +1,6 @@
-import { watch } from 'node:fs';
-import type { FSWatcher } from 'node:fs';
+import { watchConfig } from '../config/config-watcher.js';
+import type { ConfigWatch } from '../config/config-watcher.js';
+import { ConfigError } from '../config/load.js';
 import { EMBEDDED_ORIGIN } from '../config/resolve.js';
 import { listenAddressSchema } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
@@ -21,8 +22,15 @@ example schema; never use those in production).
   --grpc-address HOST:PORT   ext_authz + gRPC health listener (default 127.0.0.1:9191)
   --admin-address HOST:PORT  /healthz, /readyz, /metrics, JWKS (default 127.0.0.1:9190)
 
-Signals: SIGTERM/SIGINT drain and exit; SIGHUP reloads the configuration file (so does
-saving it). A reload that fails validation is logged and the old configuration keeps serving.`,
+A configuration that \`validate\` refuses is refused here with the same problems: exit 1, before
+any listener opens.
+
+Signals: SIGTERM/SIGINT drain and exit. SIGHUP, or any change to the file (written in place,
+replaced, renamed over, a Kubernetes ConfigMap update), reloads it once 200 ms pass without
+another. A reload that fails preflight, or drops a serving inbound/outbound section without
+reload.allowSectionRemoval: true, is logged and counted; the old configuration keeps serving.
+
+Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 usage error.`,
   async run(args, io) {
     const { values } = parseOptions(args, {
       config: { type: 'string', short: 'c' },
@@ -35,9 +43,9 @@ saving it). A reload that fails validation is logged and the old configuration k
         throw new UsageError(`--${flag}: got ${JSON.stringify(value)}; expected host:port`);
       }
     }
-    const initial = loadConfigOrReport(values.config, io);
-    if (!initial) return 1;
-    const loaded = initial;
+    // The embedded defaults trust this sidecar's own JWKS, so they follow --admin-address.
+    const loaded = loadConfigOrReport(values.config, io, values['admin-address']);
+    if (!loaded) return 1;
     const logger = createLogger({ level: loaded.config.log.level });
     if (loaded.origin === EMBEDDED_ORIGIN) {
       logger.warn(
@@ -49,8 +57,7 @@ saving it). A reload that fails validation is logged and the old configuration k
     // can answer before serve() returns, so a reload signal must never find them missing.
     let sidecar: RunningSidecar | undefined;
     let stopping = false;
-    let watcher: FSWatcher | undefined;
-    let debounce: NodeJS.Timeout | undefined;
+    let configWatch: ConfigWatch | undefined;
     const reload = (why: string): void => {
       if (sidecar && !stopping) void sidecar.reload(why);
     };
@@ -59,8 +66,7 @@ saving it). A reload that fails validation is logged and the old configuration k
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      watcher?.close();
-      clearTimeout(debounce);
+      configWatch?.close();
       const finished = (code: number) => () => {
         logger.flush();
         process.exit(code);
@@ -80,26 +86,32 @@ saving it). A reload that fails validation is logged and the old configuration k
         },
       );
     };
-    process.on('SIGHUP', () => reload('SIGHUP'));
+    // Through the file watch's debounce: a SIGHUP sent for an edit the watch also saw is one reload.
+    // Before the watch exists (or with no file to watch) there is nothing to reload.
+    process.on('SIGHUP', () => configWatch?.trigger('SIGHUP'));
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     process.on('uncaughtException', (error) => logger.fatal({ err: error }, 'uncaught exception'));
     process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
 
-    sidecar = await serve({
-      loaded,
-      logger,
-      env: io.env,
-      ...(values['grpc-address'] ? { grpcAddress: values['grpc-address'] } : {}),
-      ...(values['admin-address'] ? { adminAddress: values['admin-address'] } : {}),
-    });
-    if (loaded.origin !== EMBEDDED_ORIGIN) {
-      // Editors often write a file in several steps (or replace it); wait for it to settle.
-      watcher = watch(loaded.origin, { persistent: false }, () => {
-        clearTimeout(debounce);
-        debounce = setTimeout(() => reload('file changed'), 200);
+    try {
+      sidecar = await serve({
+        loaded,
+        logger,
+        env: io.env,
+        ...(values['grpc-address'] ? { grpcAddress: values['grpc-address'] } : {}),
+        ...(values['admin-address'] ? { adminAddress: values['admin-address'] } : {}),
       });
-      watcher.on('error', (error) => logger.warn({ err: error }, 'cannot watch the configuration file; SIGHUP still reloads'));
+    } catch (error) {
+      // Preflight refused the file: the same problems, and the same exit code, as `validate`.
+      if (!(error instanceof ConfigError)) throw error;
+      io.err(error.message);
+      logger.flush();
+      return 1;
+    }
+    if (loaded.origin !== EMBEDDED_ORIGIN) {
+      // Sees in-place writes, replacements and ConfigMap symlink swaps alike; see config-watcher.ts.
+      configWatch = watchConfig(loaded.origin, reload, logger);
     }
     return -1;
   },

@@ -4,12 +4,14 @@
  * file in one pass.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema } from './schema.js';
 import type { Config } from './schema.js';
+import { readSettledFile, UnsettledFileError } from './settled-read.js';
+import { configSource, describeYamlErrors } from './yaml-problems.js';
+import type { ConfigSource } from './yaml-problems.js';
 
 export interface LoadedConfig {
   readonly config: Config;
@@ -57,17 +59,26 @@ function expectation(message: string): string {
   return /\bexpected\b/.test(text) ? text : `expected ${text}`;
 }
 
-/** One line per zod issue: `key.path: got VALUE; expected WHAT`. Unions report each branch's complaint once. */
-function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, prefix: readonly PropertyKey[] = []): string[] {
+/**
+ * One line per zod issue: `key.path: got VALUE; expected WHAT`. Unions report each branch's complaint
+ * once. With the YAML source at hand, text that YAML read as a mapping because of its `{…}` is
+ * explained with its line and the quoted value instead.
+ */
+function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, source?: ConfigSource, prefix: readonly PropertyKey[] = []): string[] {
   const lines: string[] = [];
   for (const issue of issues) {
     const path = [...prefix, ...issue.path];
+    const unquotedTemplate = issue.code === 'invalid_type' && issue.expected === 'string' ? source?.unquotedTemplateAt(path) : undefined;
+    if (unquotedTemplate !== undefined) {
+      lines.push(`${formatPath(path)}: ${unquotedTemplate}`);
+      continue;
+    }
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) lines.push(`${formatPath([...path, key])}: unknown key; check its spelling and nesting`);
       continue;
     }
     if (issue.code === 'invalid_union' && issue.errors.length > 0) {
-      const nested = issue.errors.flatMap((branch) => formatIssues(branch, input, path));
+      const nested = issue.errors.flatMap((branch) => formatIssues(branch, input, source, path));
       lines.push(`${formatPath(path)}: got ${describeValue(valueAt(input, path))}; expected one of the accepted forms:`);
       lines.push(...new Set(nested.map((line) => `  ${line}`)));
       continue;
@@ -77,23 +88,19 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, prefi
   return lines;
 }
 
-/** Validates an already-parsed document (from YAML, or the embedded defaults). */
-export function validateConfig(input: unknown, origin: string, baseDir: string): LoadedConfig {
+/** Validates an already-parsed document (from YAML, with its source for explanations, or the embedded defaults). */
+export function validateConfig(input: unknown, origin: string, baseDir: string, source?: ConfigSource): LoadedConfig {
   const result = configSchema.safeParse(input ?? {});
-  if (!result.success) throw new ConfigError(origin, formatIssues(result.error.issues, input));
+  if (!result.success) throw new ConfigError(origin, formatIssues(result.error.issues, input, source));
   const hash = createHash('sha256').update(JSON.stringify(result.data)).digest('hex').slice(0, 12);
   return { config: result.data, hash, baseDir, origin };
 }
 
-/** Parses YAML text; syntax errors are reported with line and column, all of them. */
+/** Parses YAML text; syntax errors are reported with line and column, all of them, with the likely fix. */
 export function parseConfigText(text: string, origin: string, baseDir: string): LoadedConfig {
-  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (document.errors.length > 0) {
-    throw new ConfigError(
-      origin,
-      document.errors.map((error) => `YAML ${error.code} at line ${error.linePos?.[0]?.line ?? '?'}, column ${error.linePos?.[0]?.col ?? '?'}: ${error.message.split('\n')[0]}`),
-    );
-  }
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, lineCounter });
+  if (document.errors.length > 0) throw new ConfigError(origin, describeYamlErrors(text, document.errors));
   let value: unknown;
   try {
     value = document.toJS({ maxAliasCount: 100 });
@@ -102,15 +109,17 @@ export function parseConfigText(text: string, origin: string, baseDir: string): 
     // after parsing succeeded. Reported like every other problem, never as a stack trace.
     throw new ConfigError(origin, [`YAML alias error: ${(error as Error).message.split('\n')[0]}`]);
   }
-  return validateConfig(value, origin, baseDir);
+  return validateConfig(value, origin, baseDir, configSource(text, document, lineCounter));
 }
 
 export function loadConfigFile(path: string): LoadedConfig {
   const absolute = resolve(path);
   let text: string;
   try {
-    text = readFileSync(absolute, 'utf8');
+    // Settled: a reload that lands while `cp` or an editor is mid-write must not read half a file.
+    text = readSettledFile(absolute).toString('utf8');
   } catch (error) {
+    if (error instanceof UnsettledFileError) throw new ConfigError(absolute, [error.message]);
     throw new ConfigError(absolute, [`cannot read the file: ${(error as NodeJS.ErrnoException).code ?? String(error)}`]);
   }
   return parseConfigText(text, absolute, dirname(absolute));
