@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../src/config/resolve.js';
 import { ConfigError, loadConfigFile, parseConfigText } from '../../src/config/load.js';
 
 function problemsOf(text: string): readonly string[] {
@@ -106,5 +107,16 @@ describe('cross-section validation', () => {
       ].join('\n'),
     );
     expect(problems).toEqual([expect.stringMatching(/^inbound\.rules\[0\]\.issuers\[1\]: got "atuh"; expected the name of an entry in issuers \(auth\)$/)]);
+  });
+});
+
+describe('embedded defaults', () => {
+  it('follow --admin-address: the sidecar trusts the JWKS it serves there, so it becomes ready on any port', () => {
+    const { config } = resolveConfig(undefined, {}, { cwd: '/tmp', adminAddress: '127.0.0.1:20290' });
+    expect(config.server.adminAddress).toBe('127.0.0.1:20290');
+    const self = config.issuers.find((issuer) => issuer.name === 'self');
+    expect(self?.jwks).toMatchObject({ url: 'http://127.0.0.1:20290/.well-known/jwks.json' });
+    expect(self?.issuer).toBe('http://127.0.0.1:20290');
+    expect(config.tokens?.source).toMatchObject({ kind: 'mint', issuer: 'http://127.0.0.1:20290' });
   });
 });
