@@ -103,7 +103,10 @@ rotate    writes a new key and adds it to tokens.source.keys in the config file 
           notBefore = now + publishBeforeUseSeconds: verifiers see it in /.well-known/jwks.json
           before it signs, and the old key stays published until its last token has expired
           (docs/outbound.md, "Key rotation"). The edited file is validated before it replaces the
-          old one; comments are kept.`,
+          old one; comments are kept.
+
+Exit codes: 0 done, 1 refused (the configuration is invalid or uses the development key),
+2 usage error (including an --out file that exists).`,
   async run(args, io) {
     const [action, ...rest] = args;
     if (action === 'generate') return generate(rest, io);

@@ -13,7 +13,9 @@ wherever relationships are written, so they name subjects the way the sidecar ch
   jwtauth-sidecar subject-id cloud-teleport-aleksander.rykalin
 
 --decode turns an encoded id back into the original subject. The escaping is described in
-docs/inbound.md.`,
+docs/inbound.md.
+
+Exit codes: 0 every id converted, 1 some id could not be (named on stderr), 2 usage error.`,
   async run(args, io) {
     const { values, positionals } = parseOptions(args, { decode: { type: 'boolean', default: false } }, true);
     if (positionals.length === 0) {

@@ -28,6 +28,8 @@ describe('jwtauth-sidecar CLI', () => {
       const result = await run(command.name, '--help');
       expect(result.code).toBe(0);
       expect(result.out).toContain(`Usage: jwtauth-sidecar ${command.name}`);
+      // Scripts branch on exit codes; each command states its own, and the tests below hold them.
+      expect(result.out).toMatch(/\nExit codes: 0 /);
     }
   });
 
@@ -59,6 +61,10 @@ describe('jwtauth-sidecar CLI', () => {
     expect(plain).toBe('plain_user');
     const decoded = await run('subject-id', '--decode', teleport ?? '');
     expect(decoded.out.trim()).toBe('cloud-teleport-aleksander.rykalin');
+    const undecodable = await run('subject-id', '--decode', 'no spaces allowed');
+    expect(undecodable.code).toBe(1);
+    expect(undecodable.err).toContain('not a valid encoded subject id');
+    expect((await run('subject-id')).code).toBe(2);
   });
 });
 
