@@ -34,7 +34,13 @@ export class ConfigError extends Error {
 
 function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    // A YAML alias that contains itself (`a: &a [*a]`) parses into a cycle.
+    return 'a value that contains itself (a YAML alias loop)';
+  }
   if (text === undefined) return String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
@@ -83,7 +89,9 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, sourc
       lines.push(...new Set(nested.map((line) => `  ${line}`)));
       continue;
     }
-    lines.push(`${formatPath(path)}: got ${describeValue(valueAt(input, path))}; ${expectation(issue.message)}`);
+    // A problem with the whole document (no section at all) is not about a value worth printing.
+    if (path.length === 0) lines.push(`${formatPath(path)}: ${expectation(issue.message)}`);
+    else lines.push(`${formatPath(path)}: got ${describeValue(valueAt(input, path))}; ${expectation(issue.message)}`);
   }
   return lines;
 }
