@@ -1,8 +1,8 @@
 /**
  * Runs the real Envoy (installed by scripts/install-tools.sh) with envoy/envoy.yaml, changing
- * nothing but port numbers, so the tests exercise the file users deploy. Envoy's own ports
- * (ingress, egress, admin) are bound to port 0 and read back from Envoy, so tests running in
- * parallel never race for a "free" port.
+ * nothing but port numbers and the upstream Service names (pointed at loopback), so the tests
+ * exercise the file users deploy. Envoy's own ports (ingress, egress, readiness, admin) are bound
+ * to port 0 and read back from Envoy, so tests running in parallel never race for a "free" port.
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import type { ManagedProcess } from '../../dev/processes.js';
 const ENVOY_YAML_PORTS = {
   ingress: 10000,
   egress: 15001,
+  readiness: 15021,
   app: 8080,
   sidecar: 9191,
   admin: 9901,
@@ -32,25 +33,38 @@ export interface RunningEnvoy {
   stat(name: string): Promise<number>;
 }
 
-function rewritePorts(yaml: string, ports: EnvoyPorts): string {
+/** Kubernetes Service names in envoy/envoy.yaml; here every upstream runs on loopback. */
+const SERVICE_NAMES = ['vmcontroller.cloud.svc.cluster.local'] as const;
+
+const DEPLOYED_ENVOY_YAML = join(PACKAGE_ROOT, 'envoy', 'envoy.yaml');
+
+/**
+ * The deployed file must still hold every port and name this knows (else the tests would quietly
+ * stop covering part of it); a test's own variant holds only what it uses.
+ */
+function rewriteForLoopback(yaml: string, ports: EnvoyPorts, strict: boolean): string {
   let out = yaml;
+  for (const name of SERVICE_NAMES) {
+    if (strict && !out.includes(`address: ${name},`)) throw new Error(`envoy.yaml no longer names ${name}; update SERVICE_NAMES`);
+    out = out.replaceAll(`address: ${name},`, 'address: 127.0.0.1,');
+  }
   for (const [role, original] of Object.entries(ENVOY_YAML_PORTS)) {
     const pattern = new RegExp(`port_value: ${original}\\b`, 'g');
-    if (!pattern.test(out)) throw new Error(`envoy.yaml no longer has port ${original} (${role}); update ENVOY_YAML_PORTS`);
+    if (!pattern.test(out) && strict) throw new Error(`envoy.yaml no longer has port ${original} (${role}); update ENVOY_YAML_PORTS`);
     out = out.replace(pattern, `port_value: ${ports[role as keyof EnvoyPorts]}`);
   }
   return out;
 }
 
 /** Ports Envoy itself listens on; everything else names a process the test already started. */
-const OWN_PORTS = ['ingress', 'egress', 'admin'] as const;
+const OWN_PORTS = ['ingress', 'egress', 'readiness', 'admin'] as const;
 
 interface ListenerStatus {
   name: string;
   local_address?: { socket_address?: { port_value?: number } };
 }
 
-export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = join(PACKAGE_ROOT, 'envoy', 'envoy.yaml')): Promise<RunningEnvoy> {
+export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = DEPLOYED_ENVOY_YAML): Promise<RunningEnvoy> {
   const ports = {} as EnvoyPorts;
   for (const role of Object.keys(ENVOY_YAML_PORTS) as (keyof EnvoyPorts)[]) {
     ports[role] = overrides[role] ?? ((OWN_PORTS as readonly string[]).includes(role) ? 0 : await freePort());
@@ -58,7 +72,7 @@ export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = jo
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-envoy-'));
   const config = join(dir, 'envoy.yaml');
   const adminPath = join(dir, 'admin-address');
-  writeFileSync(config, rewritePorts(readFileSync(configFile, 'utf8'), ports));
+  writeFileSync(config, rewriteForLoopback(readFileSync(configFile, 'utf8'), ports, configFile === DEPLOYED_ENVOY_YAML));
   const process = startProcess(join(TOOLS_BIN, 'envoy'), [
     '-c', config,
     '--admin-address-path', adminPath,
@@ -82,7 +96,7 @@ export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = jo
   const listeners = (await (await fetch(`${admin}/listeners?format=json`)).json()) as { listener_statuses: ListenerStatus[] };
   for (const listener of listeners.listener_statuses) {
     const port = listener.local_address?.socket_address?.port_value;
-    if ((listener.name === 'ingress' || listener.name === 'egress') && port) ports[listener.name] = port;
+    if ((listener.name === 'ingress' || listener.name === 'egress' || listener.name === 'readiness') && port) ports[listener.name] = port;
   }
   return {
     ports,
