@@ -26,7 +26,9 @@ export function describeNetworkFailure(error: unknown): NetworkFailure {
   let cause: unknown = error;
   while (cause instanceof Error && cause.cause instanceof Error) cause = cause.cause;
   const failure = cause instanceof Error ? cause : new Error(String(cause));
-  const code = (failure as NodeJS.ErrnoException).code ?? '';
+  // Only string codes name a cause (ECONNREFUSED); fetch's DOMException carries a numeric legacy code.
+  const rawCode: unknown = (failure as { code?: unknown }).code;
+  const code = typeof rawCode === 'string' ? rawCode : '';
   const message = printable(failure.message);
   if (failure.name === 'TimeoutError' || failure.name === 'AbortError' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return { kind: 'timeout', text: `no answer in time (${code || failure.name})` };

@@ -18,11 +18,22 @@ const algorithmSchema = z.string().refine((value): value is Algorithm => (ALGORI
 const SUBJECT_TYPE = /^([a-z][a-z0-9_]{1,61}[a-z0-9]\/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$/;
 
 const jwksSourceSchema = z.union([
-  z.strictObject({
-    url: z.url({ protocol: /^https?$/ }).describe('JWKS endpoint'),
-    refreshSeconds: z.int().min(5).max(86_400).default(300).describe('background refresh interval (±10% jitter)'),
-    cooldownSeconds: z.int().min(1).max(3600).default(30).describe('minimum time between refetches triggered by an unknown kid'),
-  }),
+  z
+    .strictObject({
+      url: z.url({ protocol: /^https?$/ }).describe('JWKS endpoint'),
+      refreshSeconds: z.int().min(5).max(86_400).default(300).describe('background refresh interval (±10% jitter)'),
+      cooldownSeconds: z.int().min(1).max(3600).default(30).describe('minimum time between refetches triggered by an unknown kid'),
+      caFile: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('PEM CA bundle the JWKS server certificate must chain to, instead of the system roots; relative to the config file'),
+    })
+    // A CA for a plaintext URL would be silently unused: the operator meant TLS, so say so at load.
+    .refine((source) => source.caFile === undefined || new URL(source.url).protocol === 'https:', {
+      message: 'caFile needs an https url',
+      path: ['caFile'],
+    }),
   z.strictObject({
     file: z.string().min(1).describe('JWKS file; relative to the config file'),
     refreshSeconds: z.int().min(5).max(86_400).default(60).describe('how often the file is re-read'),

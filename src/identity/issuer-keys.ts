@@ -6,13 +6,19 @@
  * Each key is imported once and bound to exactly one algorithm (its `alg`, or the single
  * allow-listed algorithm its type supports), so one key can never verify under two algorithms.
  * Keys come only from the configured source: `jku`, `x5u`, `jwk` and `x5c` headers are ignored.
+ *
+ * A JWKS URL is fetched with global fetch, which trusts only the system roots; an issuer behind a
+ * private CA (`jwks.caFile`) is fetched over node:https instead, whose agent can hold that CA.
  */
 import { readFile } from 'node:fs/promises';
+import { Agent, request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import { importJWK } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Algorithm, IssuerConfig } from './config.js';
+import { readCaBundle } from '../config/ca-bundle.js';
 import { resolveConfigPath } from '../config/paths.js';
 import { describeNetworkFailure } from '../network-error.js';
 
@@ -37,6 +43,59 @@ export interface IssuerKeysDeps {
 }
 
 const MAX_JWKS_BYTES = 1 << 20;
+const JWKS_MEDIA_TYPES = 'application/jwk-set+json, application/json';
+interface JwksAnswer {
+  readonly status: number;
+  /** Undefined when the body is larger than MAX_JWKS_BYTES. */
+  readonly text: string | undefined;
+}
+
+async function getWithFetch(url: string, timeoutMs: number): Promise<JwksAnswer> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error', headers: { accept: JWKS_MEDIA_TYPES } });
+  const text = await response.text();
+  return { status: response.status, text: text.length > MAX_JWKS_BYTES ? undefined : text };
+}
+
+/**
+ * What getWithFetch does, over node:https with `agent`'s CA: one deadline for connect, handshake
+ * and body (failing, like fetch's, with a TimeoutError), no redirects followed (node:https never
+ * does), and reading stops once the body passes the size cap.
+ */
+function getWithAgent(url: string, agent: Agent, timeoutMs: number): Promise<JwksAnswer> {
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const settle = (outcome: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      outcome();
+    };
+    const request = httpsRequest(url, { agent, headers: { accept: JWKS_MEDIA_TYPES } }, (response: IncomingMessage) => {
+      const status = response.statusCode ?? 0;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= MAX_JWKS_BYTES) {
+          chunks.push(chunk);
+          return;
+        }
+        settle(() => resolve({ status, text: undefined }));
+        request.destroy();
+      });
+      response.on('end', () => settle(() => resolve({ status, text: Buffer.concat(chunks).toString('utf8') })));
+      response.on('error', (error) => settle(() => reject(error)));
+    });
+    timer = setTimeout(() => {
+      settle(() => reject(Object.assign(new Error(`no JWKS answer within ${timeoutMs} ms`), { name: 'TimeoutError' })));
+      request.destroy();
+    }, timeoutMs);
+    request.on('error', (error) => settle(() => reject(error)));
+    request.end();
+  });
+}
+
 /** Failures without any keys that are logged at debug before they become a warning (about 0.75 s of retries). */
 const QUIET_FIRST_FAILURES = 3;
 
@@ -67,12 +126,25 @@ export class IssuerKeys {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly source: string;
+  /** Holds `jwks.caFile`, read once here; undefined means global fetch with the system roots. */
+  private readonly privateCaAgent: Agent | undefined;
 
   constructor(
     private readonly issuer: IssuerConfig,
     private readonly deps: IssuerKeysDeps,
   ) {
-    this.source = 'url' in issuer.jwks ? issuer.jwks.url : this.filePath(issuer.jwks.file);
+    const jwks = issuer.jwks;
+    this.source = 'url' in jwks ? jwks.url : this.filePath(jwks.file);
+    if ('url' in jwks && jwks.caFile !== undefined) {
+      let ca: string[];
+      try {
+        ca = readCaBundle(this.filePath(jwks.caFile));
+      } catch (error) {
+        throw new Error(`issuer ${issuer.name}: jwks.caFile: ${(error as Error).message}`, { cause: error });
+      }
+      // No keep-alive: fetches are minutes apart, and an idle socket held that long is only a liability.
+      this.privateCaAgent = new Agent({ ca, keepAlive: false });
+    }
   }
 
   /** Loads the first key set. A file that cannot be loaded is a config error; a URL that is down is not. */
@@ -97,6 +169,7 @@ export class IssuerKeys {
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    this.privateCaAgent?.destroy();
   }
 
   /** Synchronous when the key is known; a Promise only when an unknown kid triggers a refetch. */
@@ -199,29 +272,26 @@ export class IssuerKeys {
   }
 
   private async load(): Promise<unknown> {
-    let text: string;
-    if ('url' in this.issuer.jwks) {
-      let response: Response;
-      try {
-        response = await fetch(this.issuer.jwks.url, {
-          signal: AbortSignal.timeout(this.deps.fetchTimeoutMs),
-          redirect: 'error',
-          headers: { accept: 'application/jwk-set+json, application/json' },
-        });
-        text = await response.text();
-      } catch (error) {
-        throw new Error(`cannot fetch the JWKS: ${describeNetworkFailure(error).text}`, { cause: error });
-      }
-      if (!response.ok) throw new Error(`the JWKS endpoint answered HTTP ${response.status}`);
-    } else {
-      text = await readFile(this.source, 'utf8');
-    }
+    const text = 'url' in this.issuer.jwks ? await this.download(this.issuer.jwks.url) : await readFile(this.source, 'utf8');
     if (text.length > MAX_JWKS_BYTES) throw new Error('JWKS larger than 1 MiB');
     try {
       return JSON.parse(text) as unknown;
     } catch (error) {
       throw new Error(`the JWKS is not JSON: ${(error as Error).message.slice(0, 120)}`, { cause: error });
     }
+  }
+
+  private async download(url: string): Promise<string> {
+    let answer: JwksAnswer;
+    try {
+      const timeoutMs = this.deps.fetchTimeoutMs;
+      answer = this.privateCaAgent ? await getWithAgent(url, this.privateCaAgent, timeoutMs) : await getWithFetch(url, timeoutMs);
+    } catch (error) {
+      throw new Error(`cannot fetch the JWKS: ${describeNetworkFailure(error).text}`, { cause: error });
+    }
+    if (answer.status < 200 || answer.status > 299) throw new Error(`the JWKS endpoint answered HTTP ${answer.status}`);
+    if (answer.text === undefined) throw new Error('JWKS larger than 1 MiB');
+    return answer.text;
   }
 
   private async parse(document: unknown): Promise<KeySet> {

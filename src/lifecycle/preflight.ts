@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
+import { readCaBundle } from '../config/ca-bundle.js';
 import { ConfigError } from '../config/load.js';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveConfigPath } from '../config/paths.js';
@@ -59,9 +60,22 @@ function readText(path: string, what: string, problems: string[]): string | unde
   }
 }
 
+/** A CA bundle must hold certificates that parse: TLS would take any text and fail every handshake. */
+function checkCaFile(path: string, key: string, problems: string[]): string | undefined {
+  try {
+    return readCaBundle(path).join('\n');
+  } catch (error) {
+    problems.push(`${key}: ${messageOf(error)}`);
+    return undefined;
+  }
+}
+
 /** A JWKS file must parse and hold a `keys` array; which keys are usable is the verifier's call. */
 function checkJwksFiles(config: Config, baseDir: string, problems: string[]): void {
   config.issuers.forEach((issuer, index) => {
+    if ('url' in issuer.jwks && issuer.jwks.caFile !== undefined) {
+      checkCaFile(resolveConfigPath(baseDir, issuer.jwks.caFile), `issuers[${index}] (${issuer.name}).jwks.caFile`, problems);
+    }
     if (!('file' in issuer.jwks)) return;
     const where = `issuers[${index}] (${issuer.name}).jwks.file`;
     const text = readText(resolveConfigPath(baseDir, issuer.jwks.file), where, problems);
@@ -85,7 +99,7 @@ function checkSpicedb(config: Config, baseDir: string, env: NodeJS.ProcessEnv, s
         problems.push(`spicedb.presharedKey: ${messageOf(error)}`);
       }
     }
-    if (typeof spicedb.tls === 'object') readText(resolveConfigPath(baseDir, spicedb.tls.caFile), 'spicedb.tls.caFile', problems);
+    if (typeof spicedb.tls === 'object') checkCaFile(resolveConfigPath(baseDir, spicedb.tls.caFile), 'spicedb.tls.caFile', problems);
   }
   const embedded = spicedb.endpoint === undefined ? embeddedSpicedbFiles(spicedb, baseDir) : undefined;
   let relationships: RelationshipLine[] | undefined;
@@ -133,7 +147,7 @@ async function checkTokenSource(config: Config, baseDir: string, env: NodeJS.Pro
     return;
   }
   const cert = readText(resolveConfigPath(baseDir, source.clientCertFile), 'tokens.source.clientCertFile', problems);
-  const ca = readText(resolveConfigPath(baseDir, source.caFile), 'tokens.source.caFile', problems);
+  const ca = checkCaFile(resolveConfigPath(baseDir, source.caFile), 'tokens.source.caFile', problems);
   let key: string | undefined;
   try {
     key = resolveSecret(source.clientKey, baseDir, env);

@@ -8,6 +8,7 @@
  */
 import { request as httpsRequest, Agent } from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { decodeJwt } from 'jose';
 import { B64TOKEN } from '../core/bearer.js';
@@ -36,7 +37,11 @@ function sanitize(text: unknown, max = 160): string {
   return printable.length > max ? `${printable.slice(0, max)}...` : printable;
 }
 
-
+/** SNI carries host names only (RFC 6066); for an IP endpoint Node checks the certificate's IP SAN without one. */
+function serverNameFor(url: URL): string | undefined {
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // IPv6 literals come bracketed
+  return isIP(host) === 0 ? host : undefined;
+}
 
 function readFile(path: string, baseDir: string, what: string): string {
   const full = resolveConfigPath(baseDir, path);
@@ -65,7 +70,7 @@ export class ExchangeTokenSource implements TokenSource, Closable {
       cert: readFile(config.clientCertFile, options.baseDir, 'client certificate'),
       key: resolveSecret(config.clientKey, options.baseDir),
       ca: readFile(config.caFile, options.baseDir, 'CA bundle'),
-      servername: config.serverName ?? this.url.hostname,
+      servername: config.serverName ?? serverNameFor(this.url),
       rejectUnauthorized: true,
       keepAlive: true,
       maxSockets: 16,

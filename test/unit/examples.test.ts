@@ -19,6 +19,7 @@ import { loadConfigFile } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { preflight } from '../../src/lifecycle/preflight.js';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { createTestPki } from '../support/certs.js';
 
 const EXAMPLES = join(PACKAGE_ROOT, 'examples');
 
@@ -230,7 +231,7 @@ describe('the gateway pod is wired so that it becomes Ready', () => {
     mkdirSync(join(dir, 'secrets'));
     writeFileSync(join(dir, 'secrets', 'signing-key.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
     writeFileSync(join(dir, 'secrets', 'spicedb-key'), 'preshared-key\n');
-    writeFileSync(join(dir, 'secrets', 'spicedb-ca.pem'), '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'secrets', 'spicedb-ca.pem'), readFileSync(createTestPki([]).caFile));
     const loaded = loadConfigFile(join(dir, 'config', 'jwtauth.yaml'));
     const result = await preflight(loaded, { schemaFile: join(EXAMPLES, 'schema.zed') });
     expect(result.schema?.origin).toBe(join(EXAMPLES, 'schema.zed'));
