@@ -6,6 +6,8 @@ import { status } from '@grpc/grpc-js';
 import { failure } from '../core/result.js';
 import type { Failure } from '../core/result.js';
 
+const TLS_FAILURE = /certificate|handshake|ssl|tls alert|wrong version number/i;
+
 /** A gRPC status, of a whole call or of one item of a bulk call, as a failed answer. */
 export function failureForStatus(code: number, message: string): Failure {
   const detail = `${status[code] ?? code}: ${message}`.slice(0, 300);
@@ -20,6 +22,10 @@ export function failureForStatus(code: number, message: string): Failure {
       // The check names something the schema does not have, or a caveat lacks context: a rule or
       // data problem, not an outage. Still a deny.
       return failure('invalid_check_input', detail);
+    case status.UNAVAILABLE:
+      // grpc-js reports a failed handshake as "No connection established. Last error: unable to
+      // verify the first certificate": say it is TLS, so the fix (spicedb.tls) is obvious.
+      return failure('permission_backend_unavailable', TLS_FAILURE.test(message) ? `TLS to SpiceDB failed: ${detail}` : detail);
     default:
       return failure('permission_backend_unavailable', detail);
   }
