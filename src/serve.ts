@@ -1,17 +1,19 @@
 /**
  * The life-cycle owner of a running sidecar: it builds the adapters and the decision pipeline
- * from a validated configuration, starts the two listeners, keeps readiness, reloads, drains and
- * closes. Each part registers its own teardown as it starts (lifecycle/teardown.ts), and the
- * adapters of a replaced configuration close only once the checks running on them have finished
- * (lifecycle/generations.ts).
+ * from a validated configuration, starts the listeners (admin, and every gRPC one), keeps
+ * readiness, reloads, drains and closes. Each part registers its own teardown as it starts
+ * (lifecycle/teardown.ts), and the adapters of a replaced configuration close only once the
+ * checks running on them have finished (lifecycle/generations.ts).
  */
 import { ConfigError } from './config/load.js';
 import type { LoadedConfig } from './config/load.js';
 import { EMBEDDED_ORIGIN, resolveConfig } from './config/resolve.js';
 import { startAdminListener } from './admin/admin-server.js';
 import { createCheckHandler } from './envoy/authorization-service.js';
-import type { CheckPipeline } from './envoy/authorization-service.js';
+import type { CheckHandlerOptions, CheckPipeline } from './envoy/authorization-service.js';
 import { startGrpcListener } from './envoy/grpc-server.js';
+import type { GrpcListener } from './envoy/grpc-server.js';
+import type { Direction } from './core/request-context.js';
 import { buildAdapters, closablesOf } from './lifecycle/adapters.js';
 import type { AdapterDeps, AdapterSet } from './lifecycle/adapters.js';
 import { Generation, Generations } from './lifecycle/generations.js';
@@ -28,6 +30,8 @@ import { Metrics } from './observability/metrics.js';
 export interface RunningSidecar {
   readonly grpcPort: number;
   readonly adminPort: number;
+  /** The `server.listeners` as bound (useful when a configured port is 0), in configuration order. */
+  readonly listenerPorts: readonly { readonly direction: Direction; readonly port: number }[];
   readonly metrics: Metrics;
   /**
    * Re-reads the configuration from where it came from and, if it changed, swaps it in; one at a
@@ -115,14 +119,18 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
     return { ready: detail.keys && detail.permissions && detail.schema !== 'mismatch' && !draining, detail };
   };
 
-  const handler = createCheckHandler({
+  // Shared by every gRPC listener: one pipeline, one decision log, whichever port a Check used.
+  const handlerOptions: CheckHandlerOptions = {
     acquire: () => generations.acquire(),
     observe: createDecisionObserver(metrics, logger, () => ({ allowSampleRate: live().config.log.allowSampleRate })),
     onUnexpectedError: (error) => logger.error({ err: error }, 'unexpected error while deciding; denied'),
-  });
+  };
 
-  let ports: { grpc: number; admin: number };
-  let setServing: (serving: boolean) => void;
+  let ports: { grpc: number; admin: number; listeners: RunningSidecar['listenerPorts'] };
+  const grpcListeners: GrpcListener[] = [];
+  const setServing = (serving: boolean): void => {
+    for (const listener of grpcListeners) listener.setServing(serving);
+  };
   try {
     const admin = await startAdminListener(options.adminAddress ?? live().config.server.adminAddress, {
       registry: metrics.registry,
@@ -130,11 +138,21 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
       publicKeys: () => generations.current.adapters.tokens?.publicKeys,
     });
     teardown.add('admin listener', () => admin.close());
-    const grpc = await startGrpcListener(options.grpcAddress ?? live().config.server.grpcAddress, handler);
-    // Stops taking checks and lets those in flight answer before the adapters close.
-    teardown.add('gRPC listener', () => grpc.shutdown(2_000));
-    ports = { grpc: grpc.port, admin: admin.port };
-    setServing = (serving) => grpc.setServing(serving);
+    // One step for every gRPC listener, registered before the first starts: all stop taking
+    // checks at once and let those in flight answer before the adapters close.
+    teardown.add('gRPC listeners', async () => {
+      await Promise.all(grpcListeners.map((listener) => listener.shutdown(2_000)));
+    });
+    const grpc = await startGrpcListener(options.grpcAddress ?? live().config.server.grpcAddress, createCheckHandler(handlerOptions));
+    grpcListeners.push(grpc);
+    const listeners: { direction: Direction; port: number }[] = [];
+    for (const { address, direction } of live().config.server.listeners ?? []) {
+      // The direction is bound into this listener's handler here, not looked up per Check.
+      const listener = await startGrpcListener(address, createCheckHandler({ ...handlerOptions, listenerDirection: direction }));
+      grpcListeners.push(listener);
+      listeners.push({ direction, port: listener.port });
+    }
+    ports = { grpc: grpc.port, admin: admin.port, listeners };
   } catch (error) {
     await teardown.close();
     throw error;
@@ -154,7 +172,7 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   readinessTimer.unref();
   teardown.add('readiness timer', () => Promise.resolve(clearInterval(readinessTimer)));
 
-  logger.info({ grpc: ports.grpc, admin: ports.admin, config: live().origin, hash: live().hash }, 'jwtauth-sidecar listening');
+  logger.info({ grpc: ports.grpc, admin: ports.admin, listeners: ports.listeners, config: live().origin, hash: live().hash }, 'jwtauth-sidecar listening');
 
   const reloadOnce = async (why: string): Promise<void> => {
     if (draining) return;
@@ -198,6 +216,7 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   return {
     grpcPort: ports.grpc,
     adminPort: ports.admin,
+    listenerPorts: ports.listeners,
     metrics,
     reload(why) {
       if (live().origin === EMBEDDED_ORIGIN) return Promise.resolve();

@@ -18,11 +18,36 @@ export const listenAddressSchema = z
 
 export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9190';
 
+/**
+ * A listener whose checks all have one direction, for control planes that cannot set
+ * `context_extensions` per route (Istio's CUSTOM provider; Envoy Gateway before v1.7).
+ */
+const directionalListenerSchema = z.strictObject({
+  address: listenAddressSchema.describe('ext_authz + grpc.health.v1 listener for checks of one direction'),
+  direction: z.enum(['inbound', 'outbound']).describe('the direction of every check on this listener; a route that names another one is denied'),
+});
+
 const serverSchema = z
   .strictObject({
-    grpcAddress: listenAddressSchema.default('127.0.0.1:9191').describe('ext_authz + grpc.health.v1 listener'),
+    grpcAddress: listenAddressSchema.default('127.0.0.1:9191').describe('ext_authz + grpc.health.v1 listener; direction from context_extensions'),
+    listeners: z.array(directionalListenerSchema).max(8).optional().describe('more ext_authz listeners, each serving one direction'),
     adminAddress: listenAddressSchema.default(DEFAULT_ADMIN_ADDRESS).describe('/healthz, /readyz, /metrics, JWKS'),
     drainSeconds: z.number().min(0).max(300).default(5).describe('NOT_SERVING period before exit on SIGTERM'),
+  })
+  .superRefine((server, ctx) => {
+    // Two listeners on one port would fail at start-up with EADDRINUSE; say which keys collide
+    // instead. Port 0 (the OS picks) never collides.
+    const owners = new Map<string, string>();
+    const claim = (address: string, path: (string | number)[]): void => {
+      const port = address.slice(address.lastIndexOf(':') + 1);
+      if (Number(port) === 0) return;
+      const owner = owners.get(port);
+      if (owner === undefined) owners.set(port, ['server', ...path].join('.'));
+      else ctx.addIssue({ code: 'custom', path, message: `expected a port no other listener uses; ${owner} has port ${port}` });
+    };
+    claim(server.grpcAddress, ['grpcAddress']);
+    claim(server.adminAddress, ['adminAddress']);
+    server.listeners?.forEach((listener, index) => claim(listener.address, ['listeners', index, 'address']));
   })
   .prefault({});
 

@@ -32,12 +32,17 @@ export interface CheckHandlerOptions {
   readonly acquire: () => PipelineLease;
   readonly observe: DecisionObserver;
   readonly onUnexpectedError: (error: unknown) => void;
+  /**
+   * The direction of every Check this handler serves (`server.listeners[].direction`), bound once
+   * per listener; undefined on `server.grpcAddress`, where each route's context_extensions say.
+   */
+  readonly listenerDirection?: Direction;
 }
 
 export type CheckHandler = grpc.handleUnaryCall<CheckRequest__Output, CheckResponse>;
 
 export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
-  const { observe, onUnexpectedError } = options;
+  const { observe, onUnexpectedError, listenerDirection } = options;
   return (call, callback) => {
     // performance.now(): a double, where hrtime.bigint() allocates two BigInts per Check.
     const started = performance.now();
@@ -65,7 +70,7 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
     try {
       lease = options.acquire();
       const pipeline = lease.pipeline;
-      const parsed = parseCheckRequest(call.request, pipeline.limits);
+      const parsed = parseCheckRequest(call.request, pipeline.limits, listenerDirection);
       if (!parsed.ok) {
         direction = parsed.direction ?? 'unknown';
         finish(deny(parsed.reason, { detail: parsed.detail }));

@@ -1,6 +1,9 @@
 /**
- * The gRPC listener: ext_authz v3 Authorization and grpc.health.v1.Health on one port. Health says
- * SERVING only when the sidecar can decide, and NOT_SERVING while draining.
+ * A gRPC listener: ext_authz v3 Authorization and grpc.health.v1.Health on one port. serve.ts
+ * starts one for `server.grpcAddress` and one per `server.listeners` entry, each with its own
+ * handler (a directional listener's handler has its direction bound in), and sets them all
+ * SERVING or NOT_SERVING together: SERVING only when the sidecar can decide, NOT_SERVING while
+ * draining.
  */
 import * as grpc from '@grpc/grpc-js';
 import { createServer } from 'node:net';

@@ -33,15 +33,28 @@ function headerValue(entry: HeaderValue__Output): string {
   return entry.value ?? '';
 }
 
-export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLimits): ParseResult {
+/**
+ * `listenerDirection` is the direction the listener this Check arrived on declares
+ * (`server.listeners[].direction`), or undefined on `server.grpcAddress`, where only the route's
+ * `context_extensions.direction` can say. On a directional listener a route may repeat the
+ * listener's direction but never name the other one: a listener reachable from outside the pod
+ * (Envoy Gateway's backendRef, Istio's provider through a Service) must never mint tokens.
+ */
+export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLimits, listenerDirection?: Direction): ParseResult {
   const attributes = check.attributes;
   const contextExtensions = attributes?.context_extensions ?? EMPTY;
-  const rawDirection = contextExtensions.direction;
-  if (rawDirection === undefined) return fail('missing_direction', undefined, 'context_extensions.direction is not set on this route');
-  if (rawDirection !== 'inbound' && rawDirection !== 'outbound') {
-    return fail('unknown_direction', undefined, 'context_extensions.direction must be inbound or outbound');
+  const routeDirection = contextExtensions.direction;
+  let direction: Direction;
+  if (routeDirection === undefined) {
+    if (listenerDirection === undefined) return fail('missing_direction', undefined, 'context_extensions.direction is not set on this route, and this listener declares no direction');
+    direction = listenerDirection;
+  } else if (routeDirection !== 'inbound' && routeDirection !== 'outbound') {
+    return fail('unknown_direction', listenerDirection, 'context_extensions.direction must be inbound or outbound');
+  } else if (listenerDirection !== undefined && routeDirection !== listenerDirection) {
+    return fail('unknown_direction', listenerDirection, `context_extensions.direction is ${routeDirection} but this listener serves ${listenerDirection} checks only`);
+  } else {
+    direction = routeDirection;
   }
-  const direction: Direction = rawDirection;
   const http = attributes?.request?.http;
   if (!http) return fail('malformed_request', direction, 'CheckRequest has no attributes.request.http');
 
@@ -123,13 +136,23 @@ function grpcCall(contentType: string | undefined, path: string): GrpcCall | und
 /** Envoy sets this when `allow_partial_message` let it send a body cut at `max_request_bytes`. */
 const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
 const EMPTY_BYTES = new Uint8Array(0);
+/** What Envoy puts in `body` for each byte that is not UTF-8 (since 1.26). */
+const SANITIZED_BYTE = '!';
+const GRPC_CONTENT_TYPE = /^application\/grpc/i;
 
 /**
  * The body as bytes: `raw_body` with `pack_as_bytes` (what protobuf needs), else the UTF-8 `body`
  * string. Nothing is decoded here; only rules that read the body pay for that, in src/body.
+ *
+ * Without `pack_as_bytes` (Envoy Gateway's bodyToExtAuth cannot set it) a gRPC message arrives
+ * with every byte that is not UTF-8 replaced by "!", and the altered bytes can be a different valid
+ * message from the one the service receives. Only a string without "!" is certainly untouched;
+ * any other gRPC body as a string counts as no body, so a rule that reads it denies body_missing.
  */
 function requestBody(raw: Buffer | undefined, text: string | undefined, headers: ReadonlyMap<string, string>): RequestBody | undefined {
-  const bytes = raw !== undefined && raw.length > 0 ? raw : text ? Buffer.from(text, 'utf8') : undefined;
+  let bytes: Uint8Array | undefined;
+  if (raw !== undefined && raw.length > 0) bytes = raw;
+  else if (text && !(text.includes(SANITIZED_BYTE) && GRPC_CONTENT_TYPE.test(headers.get('content-type') ?? ''))) bytes = Buffer.from(text, 'utf8');
   const partial = headers.get(PARTIAL_BODY_HEADER);
   // A client may send its own copy of the header; Envoy's `true` (joined after it) still counts.
   const truncated = partial !== undefined && partial.split(',').some((value) => value.trim() === 'true');
