@@ -19,7 +19,10 @@ embedded development defaults (a generated signing key and an in-process SpiceDB
 example schema; never use those in production).
 
   --config FILE              YAML configuration (see docs/configuration.md)
-  --grpc-address HOST:PORT   ext_authz + gRPC health listener (default 127.0.0.1:9191)
+  --grpc-address HOST:PORT   ext_authz + gRPC health listener (default 127.0.0.1:9191); the
+                             direction comes from each route's context_extensions. Listeners
+                             with a direction of their own (Istio, Envoy Gateway) are
+                             server.listeners in the configuration (docs/integrations.md)
   --admin-address HOST:PORT  /healthz, /readyz, /metrics, JWKS (default 127.0.0.1:9190)
 
 A configuration that \`validate\` refuses is refused here with the same problems: exit 1, before

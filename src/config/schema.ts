@@ -104,6 +104,12 @@ export const configSchema = z
     if (!config.inbound && !config.outbound) {
       ctx.addIssue({ code: 'custom', path: [], message: 'expected an inbound or an outbound section (an empty or incomplete file configures neither)' });
     }
+    // A listener for a direction this file does not configure would deny every Check it gets.
+    config.server.listeners?.forEach((listener, index) => {
+      if (config[listener.direction] === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['server', 'listeners', index, 'direction'], message: `expected a direction this file configures: there is no ${listener.direction} section` });
+      }
+    });
     // A service token's subject must be stated, never defaulted: it is this pod's identity.
     if ((config.tokens || config.outbound) && !config.service) {
       ctx.addIssue({ code: 'custom', path: ['service'], message: 'expected service.name: tokens and outbound need this pod’s identity' });

@@ -120,3 +120,10 @@ describe('embedded defaults', () => {
     expect(config.tokens?.source).toMatchObject({ kind: 'mint', issuer: 'http://127.0.0.1:20290' });
   });
 });
+
+describe('directional listeners', () => {
+  it('refuses a listener for a direction the file does not configure', () => {
+    const problems = problemsOf('inbound: {}\nserver:\n  listeners: [{ address: "127.0.0.1:9193", direction: outbound }]\n');
+    expect(problems).toEqual([expect.stringMatching(/^server\.listeners\[0\]\.direction: .*there is no outbound section/)]);
+  });
+});

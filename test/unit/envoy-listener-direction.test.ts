@@ -171,7 +171,7 @@ describe('server.listeners in the configuration', () => {
   });
 
   it('takes an address and a direction for each listener', () => {
-    expect(problems({ listeners: [{ address: '0.0.0.0:9192', direction: 'inbound' }, { address: '127.0.0.1:9193', direction: 'outbound' }] })).toEqual([]);
+    expect(problems({ listeners: [{ address: '0.0.0.0:9192', direction: 'inbound' }, { address: '127.0.0.1:9193', direction: 'inbound' }] })).toEqual([]);
     expect(problems({ listeners: [{ address: '0.0.0.0:9192' }] }).join('\n')).toMatch(/server\.listeners\[0\]\.direction/);
     expect(problems({ listeners: [{ address: '0.0.0.0:9192', direction: 'both' }] }).join('\n')).toMatch(/server\.listeners\[0\]\.direction/);
     expect(problems({ listeners: [{ address: 'localhost', direction: 'inbound' }] }).join('\n')).toMatch(/server\.listeners\[0\]\.address/);
@@ -180,7 +180,7 @@ describe('server.listeners in the configuration', () => {
   it('refuses a port two listeners would share, naming both keys', () => {
     const found = problems({ grpcAddress: '127.0.0.1:9191', listeners: [{ address: '0.0.0.0:9191', direction: 'inbound' }] });
     expect(found).toEqual(['server.listeners[0].address: got "0.0.0.0:9191"; expected a port no other listener uses; server.grpcAddress has port 9191']);
-    expect(problems({ listeners: [{ address: '127.0.0.1:0', direction: 'inbound' }, { address: '127.0.0.1:0', direction: 'outbound' }] })).toEqual([]);
+    expect(problems({ listeners: [{ address: '127.0.0.1:0', direction: 'inbound' }, { address: '127.0.0.1:0', direction: 'inbound' }] })).toEqual([]);
   });
 });
 
