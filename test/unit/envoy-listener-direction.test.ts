@@ -207,6 +207,9 @@ describe('a running sidecar with directional listeners', () => {
         // Nothing listens there: the sidecar starts, is not ready, and a public rule still decides.
         spicedb: { endpoint: '127.0.0.1:1', tls: false, presharedKey: { env: 'JWTAUTH_TEST_LISTENERS_KEY' } },
         inbound: { rules: [{ name: 'public', match: { http: { methods: ['GET'], path: '/v1/status' } }, auth: 'none' }] },
+        service: { name: 'gw' },
+        tokens: { source: { kind: 'mint', issuer: 'https://gw.test' } },
+        outbound: { upstreams: [{ audience: 'vmcontroller', authorities: ['vmcontroller'] }] },
       },
       join(dir, 'jwtauth.yaml'),
       dir,
@@ -231,9 +234,9 @@ describe('a running sidecar with directional listeners', () => {
     try {
       const request = httpCheck('GET', '/v1/status', {}, {});
       expect((await inbound?.check(request))?.status?.code).toBe(0);
-      // This file configures no outbound section: the outbound listener's checks have nowhere to go.
+      // The same request on the outbound listener is decided by the outbound half: its authority is no upstream.
       const denied = await outbound?.check(request);
-      expect(denied?.denied_response?.headers?.find((header) => header.header?.key === 'x-jwtauth-reason')?.header?.value).toBe('unknown_direction');
+      expect(denied?.denied_response?.headers?.find((header) => header.header?.key === 'x-jwtauth-reason')?.header?.value).toBe('unknown_upstream');
       const missing = await plain.check(request);
       expect(missing.denied_response?.headers?.find((header) => header.header?.key === 'x-jwtauth-reason')?.header?.value).toBe('missing_direction');
       expect((await plain.check(httpCheck('GET', '/v1/status', {}, { direction: 'inbound' }))).status?.code).toBe(0);
