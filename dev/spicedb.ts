@@ -1,7 +1,8 @@
 /**
  * A real SpiceDB (the pinned binary in .tools/bin) for the tests, the bench and the demo: memory
- * datastore, plaintext gRPC on 127.0.0.1, a preshared key passed in the environment (never on the
- * command line, where any local user could read it), seeded with a schema and relationships.
+ * or Postgres datastore, gRPC on 127.0.0.1 (plaintext, or TLS with a given certificate), a
+ * preshared key passed in the environment (never on the command line, where any local user could
+ * read it), seeded with a schema and relationships.
  *
  * Seeding is not done until a `minimize_latency` read sees it. SpiceDB answers such reads at a
  * revision rounded down to its quantization interval (5 s by default). A memory datastore whose
@@ -10,7 +11,7 @@
  * what failed the demo and the SpiceDB integration tests on loaded CI runs. The quantization
  * itself stays at SpiceDB's default, so tests still meet the staleness production has.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
@@ -28,6 +29,14 @@ const SPICEDB_BIN = join(TOOLS_BIN, 'spicedb');
 
 /** Longer than a quantization interval (5 s) plus its 10% staleness allowance. */
 const SEED_VISIBLE_TIMEOUT_MS = 15_000;
+/** That staleness allowance (0.5 s), and scheduling slack. */
+const STALE_REVISION_MS = 700;
+
+/**
+ * Where SpiceDB keeps schema and relationships: memory (gone when it stops), or a Postgres database
+ * (dev/postgres.ts), migrated to SpiceDB's latest schema before the first start.
+ */
+export type SpicedbDatastore = { readonly engine: 'memory' } | { readonly engine: 'postgres'; readonly uri: string };
 
 export interface SpicedbOptions {
   readonly schema: string;
@@ -37,9 +46,16 @@ export interface SpicedbOptions {
   readonly presharedKey?: string;
   /** Default: a free one. */
   readonly port?: number;
+  /** Default: memory. */
+  readonly datastore?: SpicedbDatastore;
   /** The process's name in output and failure messages. */
   readonly name?: string;
   readonly startTimeoutMs?: number;
+  /**
+   * Serve gRPC over TLS with this certificate and key (PEM files); `caFile` is what the seeding
+   * client trusts, so it must be the CA that issued the certificate. Default: plaintext.
+   */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
 }
 
 export interface SpicedbServer {
@@ -53,7 +69,10 @@ export interface SpicedbServer {
   /** Writes relationships in relationships-file notation; returns the write's ZedToken. */
   write(lines: string, operation?: 'touch' | 'delete'): Promise<string>;
   stop(): Promise<void>;
-  /** Starts it again on the same port, with the same schema and relationships (memory forgets them). */
+  /**
+   * Starts it again on the same port. Memory forgot everything, so the schema and seed relationships
+   * are written again; Postgres kept them and whatever was written since, so nothing is rewritten.
+   */
   restart(): Promise<void>;
 }
 
@@ -93,6 +112,12 @@ export async function startSpicedb(options: SpicedbOptions): Promise<SpicedbServ
   const presharedKey = options.presharedKey ?? `test-key-${randomUUID()}`;
   const endpoint = `127.0.0.1:${port}`;
   const name = options.name ?? 'spicedb';
+  const datastore: SpicedbDatastore = options.datastore ?? { engine: 'memory' };
+  // The connection URI goes in the environment like the key: it may carry a password.
+  const env = { ...process.env, SPICEDB_GRPC_PRESHARED_KEY: presharedKey, ...(datastore.engine === 'postgres' ? { SPICEDB_DATASTORE_CONN_URI: datastore.uri } : {}) };
+  /** Whether the datastore still holds what an earlier start wrote (Postgres does, memory does not). */
+  let written = false;
+  const tls = options.tls;
   const seed = options.relationships === undefined ? [] : parseRelationships(options.relationships, name);
   const probe = seedProbe(options.schema, seed.at(-1));
   const deadline = (ms: number): { deadline: number } => ({ deadline: Date.now() + ms });
@@ -116,13 +141,16 @@ export async function startSpicedb(options: SpicedbOptions): Promise<SpicedbServ
 
   const start = async (): Promise<void> => {
     // A stopped server's client is closed for good (grpc-js); a restart gets a new one.
-    client = v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS);
+    client = tls
+      ? v1.NewClientWithCustomCert(presharedKey, endpoint, readFileSync(tls.caFile))
+      : v1.NewClient(presharedKey, endpoint, v1.ClientSecurity.INSECURE_PLAINTEXT_CREDENTIALS);
     const current = startProcess(
       SPICEDB_BIN,
       [
         'serve',
-        '--datastore-engine', 'memory',
+        '--datastore-engine', datastore.engine,
         '--grpc-addr', endpoint,
+        ...(tls ? ['--grpc-tls-cert-path', tls.certFile, '--grpc-tls-key-path', tls.keyFile] : []),
         '--http-enabled=false',
         '--metrics-enabled=false',
         '--dispatch-cluster-enabled=false',
@@ -130,7 +158,7 @@ export async function startSpicedb(options: SpicedbOptions): Promise<SpicedbServ
         '--skip-release-check=true',
         '--log-level=warn',
       ],
-      { name, env: { ...process.env, SPICEDB_GRPC_PRESHARED_KEY: presharedKey } },
+      { name, env },
     );
     proc = current;
     const exited = (): void => {
@@ -140,17 +168,20 @@ export async function startSpicedb(options: SpicedbOptions): Promise<SpicedbServ
       async () => {
         exited();
         try {
-          await connected().promises.writeSchema(v1.WriteSchemaRequest.create({ schema: options.schema }), new Metadata(), deadline(2000));
+          if (written) await connected().promises.readSchema(v1.ReadSchemaRequest.create({}), new Metadata(), deadline(2000));
+          else await connected().promises.writeSchema(v1.WriteSchemaRequest.create({ schema: options.schema }), new Metadata(), deadline(2000));
           return true;
         } catch (error) {
           const code = (error as ServiceError).code;
           if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) return false;
-          throw new GiveUp(`WriteSchema failed: ${(error as Error).message}`);
+          throw new GiveUp(`${written ? 'ReadSchema' : 'WriteSchema'} failed: ${(error as Error).message}`);
         }
       },
       options.startTimeoutMs ?? 30_000,
       () => `${name} on ${endpoint} did not come up:\n${current.output()}`,
     );
+    // What Postgres kept is served at once; a seed probe could wait for a relationship deleted since.
+    if (written) return;
     if (seed.length > 0) await writeLines(seed, 'touch');
     await waitFor(
       async () => {
@@ -161,6 +192,24 @@ export async function startSpicedb(options: SpicedbOptions): Promise<SpicedbServ
       SEED_VISIBLE_TIMEOUT_MS,
       () => `${name}: the seeded schema and relationships never became visible to minimize_latency reads:\n${current.output()}`,
     );
+    if (datastore.engine === 'postgres') {
+      // For the staleness allowance after a quantization window ends, SpiceDB on Postgres may still
+      // answer from the window's revision, from before the seeding, even after the probe's read
+      // came from a newer one: a check 20 ms after the probe was seen denied. Past the allowance,
+      // every revision it can pick includes the seeding.
+      await sleep(STALE_REVISION_MS);
+      written = true;
+    }
+  };
+
+  /** Brings a Postgres database to SpiceDB's latest schema; `serve` refuses to run on an older one. */
+  const migrate = async (): Promise<void> => {
+    const migration = startProcess(SPICEDB_BIN, ['datastore', 'migrate', 'head', '--datastore-engine', 'postgres', '--skip-release-check=true', '--log-level=warn'], {
+      name: `${name} migrate`,
+      env,
+    });
+    const code = await migration.exited;
+    if (code !== 0) throw new Error(`${name}: spicedb datastore migrate head exited with ${code}:\n${migration.output()}`);
   };
 
   const stop = async (): Promise<void> => {
@@ -170,6 +219,7 @@ export async function startSpicedb(options: SpicedbOptions): Promise<SpicedbServ
   };
 
   try {
+    if (datastore.engine === 'postgres') await migrate();
     await start();
   } catch (error) {
     await stop();

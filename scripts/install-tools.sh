@@ -15,6 +15,11 @@ OPA_ENVOY_REF="${OPA_ENVOY_REF:-v1.14.1-envoy}"
 GHZ_REF="${GHZ_REF:-v0.93.0}"
 # Open-loop, evenly spaced load for the latency rounds (h2load --rps sends in 100 Hz bursts).
 VEGETA_REF="${VEGETA_REF:-v12.13.0}"
+# Jaeger v2 (an OTLP receiver with a query API) for the tracing test, optional. Its v2.x tags are
+# not Go module versions (no /v2 path) and the module proxy here serves none of its commits, so the
+# pin is the last v1.x module version, v1.76.0 = Jaeger v2.13.0, built as a dependency (which also
+# sidesteps the go.mod `replace` that stops `go install pkg@v1.76.0`).
+JAEGER_REF="${JAEGER_REF:-v1.76.0}"
 
 CACHE="${JWTAUTH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwtauth-sidecar}"
 
@@ -94,17 +99,58 @@ install_h2load() {
   $sudo apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq nghttp2-client >/dev/null; }
 }
 
+# PostgreSQL for SpiceDB's postgres datastore (tests and the bench's uncached scenario): Debian's
+# stable package rather than a build, since it installs in seconds and any supported server will
+# do. dev/postgres.ts starts throwaway clusters from the links in .tools/bin.
+postgres_bin_dir() {
+  local dir
+  dir="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -n1)"
+  [[ -n "$dir" && -x "$dir/postgres" && -x "$dir/initdb" ]] && printf '%s\n' "$dir"
+}
+
+install_postgres() {
+  local bin
+  if bin="$(postgres_bin_dir)"; then
+    log "postgres: present ($("$bin/postgres" --version))"
+  elif [[ "${JWTAUTH_SKIP_APT:-}" == 1 ]]; then
+    log "postgres: skipped (JWTAUTH_SKIP_APT=1); SpiceDB-on-Postgres tests and the uncached bench scenario will fail"
+    return
+  else
+    log "postgres: installing Debian postgresql"
+    local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    local install=($sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql)
+    "${install[@]}" >/dev/null 2>&1 || { $sudo apt-get update -qq >/dev/null && "${install[@]}" >/dev/null; }
+    bin="$(postgres_bin_dir)" || { log "the postgresql package installed no server under /usr/lib/postgresql"; exit 1; }
+    log "postgres: installed ($("$bin/postgres" --version))"
+  fi
+  # The server refuses to run as root: dev/postgres.ts then runs it as this package's postgres user.
+  if [[ $(id -u) -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
+    log "postgres: running as root needs the postgres system user, which the package normally creates"; exit 1
+  fi
+  ln -sf "$bin/initdb" "$TOOLS/bin/initdb"
+  ln -sf "$bin/postgres" "$TOOLS/bin/postgres"
+}
+
+# Optional: a failed build leaves the tracing test on its stand-in OTLP receiver, never fails the run.
+install_jaeger() {
+  if ! (install_go_tool jaeger "$JAEGER_REF" github.com/jaegertracing/jaeger/cmd/jaeger); then
+    log "jaeger $JAEGER_REF: build failed; test/e2e/tracing-envoy.test.ts uses its stand-in OTLP receiver"
+  fi
+}
+
 what="${1:-all}"
 case "$what" in
   envoy) install_envoy ;;
   spicedb) install_spicedb ;;
   h2load) install_h2load ;;
-  all) install_envoy; install_spicedb; install_h2load ;;
+  postgres) install_postgres ;;
+  jaeger) install_jaeger ;;
+  all) install_envoy; install_spicedb; install_h2load; install_postgres ;;
   bench)
-    install_envoy; install_spicedb; install_h2load
+    install_envoy; install_spicedb; install_h2load; install_postgres
     install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
     install_go_tool ghz "$GHZ_REF" github.com/bojand/ghz/cmd/ghz
     install_go_tool vegeta "$VEGETA_REF" github.com/tsenart/vegeta/v12
     ;;
-  *) echo "usage: $0 [all|envoy|spicedb|h2load|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|envoy|spicedb|h2load|postgres|jaeger|bench]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 /**
  * Guarantee: with SpiceDB killed in the middle of a load and started again, through the real Envoy,
+ * on the memory datastore and on Postgres (which keeps the relationships across the restart),
  *   - nothing reaches the app without a decision: every request the app saw was answered 200 to the
  *     client, and during the outage a 200 only ever came from a decision cached before the kill,
  *     within its TTL;
@@ -7,6 +8,8 @@
  *   - decisions recover within 2 s of SpiceDB answering again, with the same sidecar process.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { throwawayDatastore } from '../../dev/postgres.js';
+import type { ThrowawayDatastore } from '../../dev/postgres.js';
 import { userToken } from '../support/hardening/fixtures.js';
 import { runLoad, summarize } from '../support/hardening/load.js';
 import type { LoadResult } from '../support/hardening/load.js';
@@ -23,15 +26,6 @@ let stack: Stack;
 let alice: string;
 let bob: string;
 
-beforeAll(async () => {
-  stack = await startStack({ overrides: { spicedb: { decisionCache: { ttlMs: TTL_MS, maxEntries: 10_000 }, deadlineMs: 250 } } });
-  alice = await userToken(stack.externalKey, 'alice');
-  bob = await userToken(stack.externalKey, 'bob');
-});
-afterAll(async () => {
-  await stack?.close();
-});
-
 /** alice on a warm cloud (cached before the kill), alice on a cold one (never asked), or bob. */
 function mixed(coldFrom: number) {
   return (i: number) => {
@@ -45,7 +39,22 @@ function mixed(coldFrom: number) {
   };
 }
 
-describe('SpiceDB killed under load and restarted', () => {
+describe.each(['memory', 'postgres'] as const)('SpiceDB on the %s datastore killed under load and restarted', (engine) => {
+  let datastore: ThrowawayDatastore | undefined;
+  beforeAll(async () => {
+    datastore = await throwawayDatastore(engine);
+    stack = await startStack({
+      datastore: datastore.datastore,
+      overrides: { spicedb: { decisionCache: { ttlMs: TTL_MS, maxEntries: 10_000 }, deadlineMs: 250 } },
+    });
+    alice = await userToken(stack.externalKey, 'alice');
+    bob = await userToken(stack.externalKey, 'bob');
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await datastore?.stop();
+  });
+
   it('never forwards without a decision, serves cached decisions within TTL, 503s the rest, and recovers within 2 s', async () => {
     const port = stack.envoy.ports.ingress;
     const pid = stack.sidecar.process.child.pid;
@@ -102,7 +111,8 @@ describe('SpiceDB killed under load and restarted', () => {
     expect(late.length).toBeGreaterThan(20);
     expect(late.filter((r) => r.status !== 503)).toEqual([]);
 
-    // Recovery: SpiceDB back on the same port (schema and relationships rewritten), same sidecar.
+    // Recovery: SpiceDB back on the same port (memory: schema and relationships rewritten;
+    // Postgres: kept), same sidecar.
     await stack.spicedb.restart();
     const up = performance.now();
     const recovery = await runLoad({ port, durationMs: 3000, concurrency: 8, next: mixed(WARM_CLOUDS) });

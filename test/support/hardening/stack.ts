@@ -15,7 +15,7 @@ import type { SigningKey } from '../jwt-fixtures.js';
 import { startSidecar } from '../sidecar.js';
 import type { RunningSidecar } from '../sidecar.js';
 import { startSpicedb } from '../../../dev/spicedb.js';
-import type { SpicedbServer } from '../../../dev/spicedb.js';
+import type { SpicedbDatastore, SpicedbServer } from '../../../dev/spicedb.js';
 import { relationships, SCHEMA, sidecarConfig } from './fixtures.js';
 import { StallProxy } from './stall-proxy.js';
 
@@ -24,6 +24,8 @@ export interface StackOptions {
   /** Put a StallProxy between the sidecar and SpiceDB. */
   readonly stallProxy?: boolean;
   readonly clouds?: number;
+  /** SpiceDB's datastore; default memory. */
+  readonly datastore?: SpicedbDatastore;
 }
 
 export interface Stack {
@@ -55,7 +57,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
   };
   try {
-    const spicedb = await startSpicedb({ schema: SCHEMA, relationships: relationships(options.clouds ?? 64) });
+    const spicedb = await startSpicedb({ schema: SCHEMA, relationships: relationships(options.clouds ?? 64), datastore: options.datastore });
     closers.push(() => spicedb.stop());
     let proxy: StallProxy | undefined;
     if (options.stallProxy) {
