@@ -56,6 +56,7 @@ export const DENY_REASONS = {
   wrong_token_type: { status: 401, text: 'the token type is not accepted' },
   missing_claim: { status: 401, text: 'the token lacks a required claim' },
   invalid_claim: { status: 401, text: 'a token claim is invalid' },
+  token_inactive: { status: 401, text: 'the issuer says the token is not active' },
   external_token_not_accepted: { status: 401, text: 'this route takes internal tokens only' },
   token_exchange_rejected: { status: 401, text: 'the token service refused to exchange the token' },
   // permission
@@ -66,6 +67,8 @@ export const DENY_REASONS = {
   on_behalf_of_not_allowed_for_caller: { status: 403, text: 'this caller may not act on behalf of users' },
   unknown_upstream: { status: 403, text: 'the upstream may not receive tokens' },
   invalid_check_input: { status: 403, text: 'the permission check cannot be built' },
+  insufficient_scope: { status: 403, text: 'the token lacks a scope this route requires' },
+  claim_condition_failed: { status: 403, text: 'a token claim does not meet a condition of this route' },
   token_exchange_invalid_target: { status: 403, text: 'the token service refused the audience' },
   // outages and limits
   keys_unavailable: { status: 503, text: 'token keys unavailable' },
@@ -94,6 +97,12 @@ export interface CheckRecord {
   readonly cached: boolean;
 }
 
+export interface ConditionRecord {
+  /** As configured, e.g. `scope vm.write` or `claim tenant equals "acme"`. */
+  readonly condition: string;
+  readonly met: boolean;
+}
+
 /** What happened, for decision logs and `jwtauth-sidecar check`. Never holds a token. */
 export interface DecisionFacts {
   readonly rule?: string;
@@ -111,6 +120,8 @@ export interface DecisionFacts {
   readonly dryRun?: boolean;
   /** Set on a dry-run allow: the reason the request would have been denied with. */
   readonly wouldDeny?: DenyReason;
+  /** The rule's `require` conditions (scopes, claim conditions) and whether the token met each; never a claim value. */
+  readonly conditions?: readonly ConditionRecord[];
 }
 
 export interface Allow {

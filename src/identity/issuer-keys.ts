@@ -9,18 +9,22 @@
  *
  * A JWKS URL is fetched with global fetch, which trusts only the system roots; an issuer behind a
  * private CA (`jwks.caFile`) is fetched over node:https instead, whose agent can hold that CA.
+ * With `jwks.discovery` every refresh first reads the discovery document (./discovery.ts) and then
+ * the JWKS it names, so a moved jwks_uri is followed; a failure of either keeps the last good keys.
  */
 import { readFile } from 'node:fs/promises';
-import { Agent, request as httpsRequest } from 'node:https';
-import type { IncomingMessage } from 'node:http';
+import type { Agent } from 'node:https';
 import { importJWK } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Algorithm, IssuerConfig } from './config.js';
-import { readCaBundle } from '../config/ca-bundle.js';
+import type { Algorithm, IssuerConfig, JwksSource } from './config.js';
 import { resolveConfigPath } from '../config/paths.js';
 import { describeNetworkFailure } from '../network-error.js';
+import { createClientTlsAgent } from '../tls-client-agent.js';
+import { discoverJwksUri, discoveryUrlOf } from './discovery.js';
+import { issuerRequest } from './issuer-http.js';
+import type { IssuerAnswer } from './issuer-http.js';
 
 export interface BoundKey {
   readonly kid: string | undefined;
@@ -44,57 +48,6 @@ export interface IssuerKeysDeps {
 
 const MAX_JWKS_BYTES = 1 << 20;
 const JWKS_MEDIA_TYPES = 'application/jwk-set+json, application/json';
-interface JwksAnswer {
-  readonly status: number;
-  /** Undefined when the body is larger than MAX_JWKS_BYTES. */
-  readonly text: string | undefined;
-}
-
-async function getWithFetch(url: string, timeoutMs: number): Promise<JwksAnswer> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error', headers: { accept: JWKS_MEDIA_TYPES } });
-  const text = await response.text();
-  return { status: response.status, text: text.length > MAX_JWKS_BYTES ? undefined : text };
-}
-
-/**
- * What getWithFetch does, over node:https with `agent`'s CA: one deadline for connect, handshake
- * and body (failing, like fetch's, with a TimeoutError), no redirects followed (node:https never
- * does), and reading stops once the body passes the size cap.
- */
-function getWithAgent(url: string, agent: Agent, timeoutMs: number): Promise<JwksAnswer> {
-  return new Promise((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
-    let settled = false;
-    const settle = (outcome: () => void): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      outcome();
-    };
-    const request = httpsRequest(url, { agent, headers: { accept: JWKS_MEDIA_TYPES } }, (response: IncomingMessage) => {
-      const status = response.statusCode ?? 0;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      response.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size <= MAX_JWKS_BYTES) {
-          chunks.push(chunk);
-          return;
-        }
-        settle(() => resolve({ status, text: undefined }));
-        request.destroy();
-      });
-      response.on('end', () => settle(() => resolve({ status, text: Buffer.concat(chunks).toString('utf8') })));
-      response.on('error', (error) => settle(() => reject(error)));
-    });
-    timer = setTimeout(() => {
-      settle(() => reject(Object.assign(new Error(`no JWKS answer within ${timeoutMs} ms`), { name: 'TimeoutError' })));
-      request.destroy();
-    }, timeoutMs);
-    request.on('error', (error) => settle(() => reject(error)));
-    request.end();
-  });
-}
 
 /** Failures without any keys that are logged at debug before they become a warning (about 0.75 s of retries). */
 const QUIET_FIRST_FAILURES = 3;
@@ -131,26 +84,24 @@ export class IssuerKeys {
 
   constructor(
     private readonly issuer: IssuerConfig,
+    private readonly jwks: JwksSource,
     private readonly deps: IssuerKeysDeps,
   ) {
-    const jwks = issuer.jwks;
-    this.source = 'url' in jwks ? jwks.url : this.filePath(jwks.file);
-    if ('url' in jwks && jwks.caFile !== undefined) {
-      let ca: string[];
+    this.source = 'url' in jwks ? jwks.url : 'discovery' in jwks ? discoveryUrlOf(issuer.issuer, jwks.discovery) : this.filePath(jwks.file);
+    if (!('file' in jwks) && jwks.caFile !== undefined) {
       try {
-        ca = readCaBundle(this.filePath(jwks.caFile));
+        // No keep-alive: fetches are minutes apart, and an idle socket held that long is only a liability.
+        this.privateCaAgent = createClientTlsAgent({ caFile: jwks.caFile }, { baseDir: deps.baseDir, keepAlive: false });
       } catch (error) {
         throw new Error(`issuer ${issuer.name}: jwks.caFile: ${(error as Error).message}`, { cause: error });
       }
-      // No keep-alive: fetches are minutes apart, and an idle socket held that long is only a liability.
-      this.privateCaAgent = new Agent({ ca, keepAlive: false });
     }
   }
 
   /** Loads the first key set. A file that cannot be loaded is a config error; a URL that is down is not. */
   async start(): Promise<void> {
     const error = await this.refresh();
-    if (error !== undefined && 'file' in this.issuer.jwks) throw new Error(`issuer ${this.issuer.name}: ${error}`);
+    if (error !== undefined && 'file' in this.jwks) throw new Error(`issuer ${this.issuer.name}: ${error}`);
     this.schedule(error === undefined);
   }
 
@@ -199,8 +150,8 @@ export class IssuerKeys {
   }
 
   private mayRefetch(): boolean {
-    if (!('url' in this.issuer.jwks)) return false;
-    return this.inflight !== undefined || this.deps.now() - this.lastFetchAt >= this.issuer.jwks.cooldownSeconds * 1000;
+    if ('file' in this.jwks) return false;
+    return this.inflight !== undefined || this.deps.now() - this.lastFetchAt >= this.jwks.cooldownSeconds * 1000;
   }
 
   private refreshOnce(): Promise<void> {
@@ -215,9 +166,9 @@ export class IssuerKeys {
 
   private schedule(lastSucceeded: boolean): void {
     if (this.closed) return;
-    const jwks = this.issuer.jwks;
+    const jwks = this.jwks;
     const base = jwks.refreshSeconds * 1000;
-    const cooldown = ('url' in jwks ? jwks.cooldownSeconds : 5) * 1000;
+    const cooldown = ('file' in jwks ? 5 : jwks.cooldownSeconds) * 1000;
     let delay: number;
     if (lastSucceeded) delay = base * (0.9 + Math.random() * 0.2);
     // With no keys at all every token from this issuer is refused, so retry fast (from 250 ms,
@@ -272,7 +223,14 @@ export class IssuerKeys {
   }
 
   private async load(): Promise<unknown> {
-    const text = 'url' in this.issuer.jwks ? await this.download(this.issuer.jwks.url) : await readFile(this.source, 'utf8');
+    const jwks = this.jwks;
+    let text: string;
+    if ('file' in jwks) text = await readFile(this.source, 'utf8');
+    else if ('url' in jwks) text = await this.download(jwks.url);
+    else {
+      const fetching = { agent: this.privateCaAgent, timeoutMs: this.deps.fetchTimeoutMs };
+      text = await this.download(await discoverJwksUri(this.source, this.issuer.issuer, fetching));
+    }
     if (text.length > MAX_JWKS_BYTES) throw new Error('JWKS larger than 1 MiB');
     try {
       return JSON.parse(text) as unknown;
@@ -282,10 +240,15 @@ export class IssuerKeys {
   }
 
   private async download(url: string): Promise<string> {
-    let answer: JwksAnswer;
+    let answer: IssuerAnswer;
     try {
-      const timeoutMs = this.deps.fetchTimeoutMs;
-      answer = this.privateCaAgent ? await getWithAgent(url, this.privateCaAgent, timeoutMs) : await getWithFetch(url, timeoutMs);
+      answer = await issuerRequest(url, {
+        method: 'GET',
+        headers: { accept: JWKS_MEDIA_TYPES },
+        agent: this.privateCaAgent,
+        timeoutMs: this.deps.fetchTimeoutMs,
+        maxBytes: MAX_JWKS_BYTES,
+      });
     } catch (error) {
       throw new Error(`cannot fetch the JWKS: ${describeNetworkFailure(error).text}`, { cause: error });
     }

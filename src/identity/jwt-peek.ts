@@ -25,10 +25,21 @@ function decodeJsonObject(segment: string): Record<string, unknown> | undefined 
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }
 
-export function peekJwt(token: string): PeekResult {
+/**
+ * Whether the token has a compact JWS's shape (three dot-separated parts, the first non-empty).
+ * Tokens of that shape are JWTs, verified with the issuer's keys; any other token is opaque and
+ * can only be introspected.
+ */
+export function hasCompactJwsShape(token: string): boolean {
   const first = token.indexOf('.');
   const second = first < 0 ? -1 : token.indexOf('.', first + 1);
-  if (first <= 0 || second < 0 || token.indexOf('.', second + 1) >= 0) return { ok: false, detail: 'not a compact JWS' };
+  return first > 0 && second >= 0 && token.indexOf('.', second + 1) < 0;
+}
+
+export function peekJwt(token: string): PeekResult {
+  if (!hasCompactJwsShape(token)) return { ok: false, detail: 'not a compact JWS' };
+  const first = token.indexOf('.');
+  const second = token.indexOf('.', first + 1);
   const header = decodeJsonObject(token.slice(0, first));
   if (!header) return { ok: false, detail: 'header is not base64url JSON' };
   const payload = decodeJsonObject(token.slice(first + 1, second));

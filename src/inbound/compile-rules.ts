@@ -9,6 +9,7 @@ import { bodyPathsOf, ruleBodyReader } from '../rules/message-fields.js';
 import type { MessageTypes } from '../rules/message-fields.js';
 import { TemplateError } from '../rules/template.js';
 import type { CompiledCheck } from '../rules/check-spec.js';
+import { compileRequirement } from '../rules/conditions.js';
 import type { InboundRule } from './config.js';
 import { parsePathTemplate, PathTemplateError } from './path-template.js';
 import { RuleIndex } from './rule-index.js';
@@ -74,8 +75,11 @@ export function compileRules(rules: readonly InboundRule[], messages: MessageTyp
       issuerKinds: rule.issuerKinds ? new Set(rule.issuerKinds) : undefined,
       host: host === undefined ? undefined : host.startsWith('*.') ? { suffix: host.slice(1) } : { exact: host },
       headers: Object.entries(rule.match.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value] as const),
+      // Read only after the rule matched: conditions gate a rule and never select it.
+      requirement: rule.require === undefined ? undefined : compileRequirement(rule.require),
     };
     index.add(compiled, route);
   });
   return index;
 }
+

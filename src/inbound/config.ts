@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { HEADER_NAME } from '../core/header-name.js';
 import { checkSpecSchema, consistencyModeSchema } from '../rules/check-spec.js';
+import { requirementSchema } from '../rules/conditions.js';
 
 const GRPC_SERVICE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 const GRPC_METHOD = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -44,21 +45,23 @@ const inboundRuleSchema = z
   .strictObject({
     name: z.string().min(1).max(128).describe('shown in decision facts and logs'),
     match: ruleMatchSchema,
-    auth: z.enum(['none', 'token', 'checks']).optional().describe('default: checks when checks are given'),
+    auth: z.enum(['none', 'token', 'checks']).optional().describe('default: checks when checks are given, else token when require is'),
     audience: z.string().min(1).optional().describe('expected aud; default: context_extensions.audience, else the issuer audience'),
     issuers: z.array(z.string().min(1)).min(1).optional().describe('accept tokens only from these issuer names'),
     issuerKinds: z.array(z.enum(['internal', 'external'])).min(1).optional().describe('accept only these issuer kinds'),
+    require: requirementSchema.optional().describe('scopes and claim conditions the token must meet, checked before SpiceDB'),
     checks: z.array(checkSpecSchema).default([]).describe('SpiceDB checks; all must pass'),
     dryRun: z.boolean().default(false).describe('mark this rule’s decisions as dry-run (facts.dryRun)'),
   })
   .transform((rule, ctx) => {
-    const auth = rule.auth ?? (rule.checks.length > 0 ? 'checks' : undefined);
+    const auth = rule.auth ?? (rule.checks.length > 0 ? 'checks' : rule.require !== undefined ? 'token' : undefined);
     if (auth === undefined) {
       ctx.addIssue({ code: 'custom', path: ['auth'], message: 'set auth: none | token, or give checks' });
       return z.NEVER;
     }
     if (auth === 'checks' && rule.checks.length === 0) ctx.addIssue({ code: 'custom', path: ['checks'], message: 'auth: checks needs at least one check' });
     if (auth !== 'checks' && rule.checks.length > 0) ctx.addIssue({ code: 'custom', path: ['checks'], message: `auth: ${auth} takes no checks` });
+    if (auth === 'none' && rule.require !== undefined) ctx.addIssue({ code: 'custom', path: ['require'], message: 'no require: auth: none reads no token' });
     return { ...rule, auth };
   });
 

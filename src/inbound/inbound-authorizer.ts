@@ -57,9 +57,17 @@ class InboundAuthorizer implements Authorizer {
 
     const identity = await this.#authenticate(request, rule.audience ?? request.contextExtensions.audience, ruleFacts);
     if (!identity.ok) return identity.decision;
-    const { token, facts } = identity;
+    const { token } = identity;
+    let facts = identity.facts;
     const refused = refusal(rule, token);
     if (refused !== undefined) return deny(refused.reason, withDetail(facts, refused.detail));
+    // Before SpiceDB: a token without the scope or claim the route needs costs no check.
+    const requirement = rule.requirement;
+    if (requirement !== undefined) {
+      const verdict = requirement.evaluate(token.claims);
+      facts = { ...facts, conditions: verdict.records };
+      if (!verdict.met) return deny(verdict.reason, withDetail(facts, `rule ${rule.name}: ${verdict.detail}`), verdict.challenge);
+    }
     if (rule.auth === 'token') return this.#allowWith('allowed', token, facts);
 
     // After the token: an unauthenticated caller never makes the sidecar decode its message.

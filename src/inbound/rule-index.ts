@@ -8,6 +8,7 @@
  * {param}, which beats `**` (with backtracking when the more specific branch has no rule that
  * fits); among rules on the same route the first in the file wins.
  */
+import type { CompiledRequirement } from '../rules/conditions.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { BodyReader } from '../body/body-reader.js';
 import type { CompiledCheck } from '../rules/check-spec.js';
@@ -27,6 +28,8 @@ export interface CompiledRule {
   readonly issuerKinds: ReadonlySet<string> | undefined;
   readonly host: { readonly exact: string } | { readonly suffix: string } | undefined;
   readonly headers: ReadonlyArray<readonly [name: string, value: string]>;
+  /** The rule's `require` (scopes, claim conditions), checked once the token is accepted. */
+  readonly requirement: CompiledRequirement | undefined;
 }
 
 export interface RuleMatch {

@@ -16,7 +16,9 @@ import { resolveSecret } from '../config/secret.js';
 import type { Config } from '../config/schema.js';
 import { failure } from '../core/result.js';
 import type { PermissionChecker, TokenSource, TokenVerifier } from '../core/ports.js';
+import { issuerFileProblems } from '../identity/issuer-files.js';
 import { checkConfigAgainstSchema } from '../rules/schema-conformance.js';
+import { embeddedModulePath } from '../spicedb/embedded-checker.js';
 import { embeddedSpicedbFiles } from '../spicedb/permission-checker.js';
 import { parseRelationships, relationshipProblems } from '../spicedb/relationships-file.js';
 import type { RelationshipLine } from '../spicedb/relationships-file.js';
@@ -73,6 +75,7 @@ function checkCaFile(path: string, key: string, problems: string[]): string | un
 /** A JWKS file must parse and hold a `keys` array; which keys are usable is the verifier's call. */
 function checkJwksFiles(config: Config, baseDir: string, problems: string[]): void {
   config.issuers.forEach((issuer, index) => {
+    if (issuer.jwks === undefined) return; // an issuer that only introspects opaque tokens
     if ('url' in issuer.jwks && issuer.jwks.caFile !== undefined) {
       checkCaFile(resolveConfigPath(baseDir, issuer.jwks.caFile), `issuers[${index}] (${issuer.name}).jwks.caFile`, problems);
     }
@@ -104,6 +107,11 @@ function checkSpicedb(config: Config, baseDir: string, env: NodeJS.ProcessEnv, s
   const embedded = spicedb.endpoint === undefined ? embeddedSpicedbFiles(spicedb, baseDir) : undefined;
   let relationships: RelationshipLine[] | undefined;
   if (embedded !== undefined) {
+    try {
+      embeddedModulePath();
+    } catch (error) {
+      problems.push(`spicedb.endpoint: ${messageOf(error)}`);
+    }
     const text = readText(embedded.relationshipsFile, 'spicedb.embedded.relationshipsFile', problems);
     if (text !== undefined) {
       try {
@@ -169,6 +177,8 @@ export async function preflight(loaded: LoadedConfig, options: PreflightOptions 
   const env = options.env ?? process.env;
   const problems: string[] = [];
   checkJwksFiles(config, baseDir, problems);
+  // Discovery CA, introspection secret, certificate and CA: read as the verifier will read them.
+  config.issuers.forEach((issuer, index) => problems.push(...issuerFileProblems(issuer, `issuers[${index}] (${issuer.name})`, baseDir, env)));
   const schema = checkSpicedb(config, baseDir, env, options.schemaFile, problems);
   await checkTokenSource(config, baseDir, env, problems);
   try {

@@ -6,6 +6,9 @@
  *     resource indicators `urn:jwtauth:audience:<name>`;
  *   - RFC 8693 token exchange, registered as a custom grant: it verifies the subject token against
  *     an "external" issuer held here and issues a token for the user with `act.sub` = the client.
+ *   - OpenID discovery (/.well-known/openid-configuration) and RFC 7662 introspection
+ *     (/token/introspection) of opaque access tokens minted with opaqueToken(), for clients
+ *     authenticated by certificate or, when `secretClients` are given, by HTTP Basic.
  * stop()/start() keep the port, so a test can take the issuer away mid-run and bring it back;
  * stall() makes it accept requests and never answer.
  */
@@ -43,6 +46,11 @@ interface OidcContext {
 interface AccessTokenInstance {
   resourceServer: unknown;
   readonly expiration: number;
+  setAudience(audience: string): void;
+  save(): Promise<string>;
+}
+interface GrantInstance {
+  addOIDCScope(scope: string): void;
   save(): Promise<string>;
 }
 interface OidcProvider {
@@ -50,6 +58,8 @@ interface OidcProvider {
   registerGrantType(name: string, handler: (ctx: OidcContext) => Promise<void>, params: string[]): void;
   on(event: string, listener: (...args: unknown[]) => void): void;
   readonly AccessToken: new (fields: Record<string, unknown>) => AccessTokenInstance;
+  readonly Grant: new (fields: { accountId: string; clientId: string }) => GrantInstance;
+  readonly Client: { find(clientId: string): Promise<OidcClient | undefined> };
   readonly ResourceServer: new (identifier: string, info: ResourceServerInfo) => unknown;
 }
 interface ResourceServerInfo {
@@ -72,6 +82,17 @@ export interface OAuthServerOptions {
   /** Audiences the token service issues tokens for. */
   readonly audiences: readonly string[];
   readonly accessTokenTtlSeconds?: number;
+  /** Clients that authenticate with HTTP Basic (client_secret_basic), by client_id: secret. */
+  readonly secretClients?: Readonly<Record<string, string>>;
+}
+
+interface OpaqueTokenOptions {
+  /** The client the token is issued to; default the first certificate client. */
+  readonly clientId?: string;
+  readonly scope?: string;
+  /** Set as the token's `aud`; default none. */
+  readonly audience?: string;
+  readonly expiresInSeconds?: number;
 }
 
 export interface OAuthServer {
@@ -86,6 +107,12 @@ export interface OAuthServer {
   externalUserToken(sub: string, expiresInSeconds?: number): Promise<string>;
   /** Token requests answered so far (any outcome). */
   readonly requests: number;
+  /** Requests answered so far whose path is `path` (e.g. /token/introspection). */
+  requestsTo(path: string): number;
+  readonly introspectionEndpoint: string;
+  readonly discoveryUrl: string;
+  /** An opaque access token for `sub` (user), which only introspection can check. */
+  opaqueToken(sub: string, options?: OpaqueTokenOptions): Promise<string>;
   start(): Promise<void>;
   stop(): Promise<void>;
   stall(on: boolean): void;
@@ -109,6 +136,8 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
   const sockets = new Set<Socket>();
   let stalled = false;
   let requests = 0;
+  const requestsByPath = new Map<string, number>();
+  const secretClients = Object.entries(options.secretClients ?? {});
 
   const resourceServer = (resource: string): ResourceServerInfo => {
     const audience = resource.startsWith(RESOURCE_PREFIX) ? resource.slice(RESOURCE_PREFIX.length) : '';
@@ -123,23 +152,35 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
 
   function buildProvider(issuer: string): OidcProvider {
     const built = new Provider(issuer, {
-      clients: options.clients.map((name) => ({
-        client_id: name,
-        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
-        response_types: [],
-        redirect_uris: [],
-        token_endpoint_auth_method: 'tls_client_auth',
-        tls_client_auth_san_dns: name,
-        id_token_signed_response_alg: 'ES256',
-      })),
+      clients: [
+        ...options.clients.map((name) => ({
+          client_id: name,
+          grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
+          response_types: [],
+          redirect_uris: [],
+          token_endpoint_auth_method: 'tls_client_auth',
+          tls_client_auth_san_dns: name,
+          id_token_signed_response_alg: 'ES256',
+        })),
+        ...secretClients.map(([clientId, secret]) => ({
+          client_id: clientId,
+          client_secret: secret,
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          token_endpoint_auth_method: 'client_secret_basic',
+          id_token_signed_response_alg: 'ES256',
+        })),
+      ],
       jwks: { keys: [signingJwk] },
-      clientAuthMethods: ['tls_client_auth'],
+      clientAuthMethods: secretClients.length > 0 ? ['tls_client_auth', 'client_secret_basic'] : ['tls_client_auth'],
       // RFC 8693 section 4.1: the exchanged token names the client as the current actor.
       extraTokenClaims: (_ctx: unknown, token: { gty?: string; clientId?: string }) =>
         token.gty === 'token_exchange' ? { act: { sub: token.clientId } } : undefined,
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        introspection: { enabled: true },
         resourceIndicators: {
           enabled: true,
           defaultResource: () => undefined,
@@ -210,6 +251,8 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
     const listening = createServer(tls, (req, res) => {
       if (stalled) return; // accept, never answer
       requests++;
+      const path = (req.url ?? '').split('?')[0] ?? '';
+      requestsByPath.set(path, (requestsByPath.get(path) ?? 0) + 1);
       if (!handler) {
         res.statusCode = 503;
         res.end();
@@ -253,6 +296,33 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
     },
     get requests() {
       return requests;
+    },
+    requestsTo: (path) => requestsByPath.get(path) ?? 0,
+    get introspectionEndpoint() {
+      return `${issuerFor(port)}/token/introspection`;
+    },
+    get discoveryUrl() {
+      return `${issuerFor(port)}/.well-known/openid-configuration`;
+    },
+    async opaqueToken(sub, opaque = {}) {
+      if (!provider) throw new Error('not started');
+      const clientId = opaque.clientId ?? options.clients[0] ?? '';
+      const client = await provider.Client.find(clientId);
+      if (!client) throw new Error(`no client ${clientId}`);
+      // Introspection answers only for tokens whose grant exists and names the same account and client.
+      const grant = new provider.Grant({ accountId: sub, clientId });
+      grant.addOIDCScope(opaque.scope ?? 'openid');
+      const grantId = await grant.save();
+      const token = new provider.AccessToken({
+        accountId: sub,
+        client,
+        grantId,
+        scope: opaque.scope ?? 'openid',
+        expiresIn: opaque.expiresInSeconds ?? ttl,
+        gty: 'authorization_code',
+      });
+      if (opaque.audience !== undefined) token.setAudience(opaque.audience);
+      return token.save();
     },
     jwks: async () => ({ keys: [{ ...(await exportJWK(signing.publicKey)), kid: 'ts-1', alg: 'ES256' }] }),
     externalIssuer: EXTERNAL_ISSUER,
