@@ -13,6 +13,7 @@ import type { SidecarProcess } from '../dev/sidecar.js';
 import type { SpicedbServer } from '../dev/spicedb.js';
 import { PACKAGE_ROOT } from '../src/package-root.js';
 import { opaPolicy, sidecarConfig } from './fixtures.js';
+import { startOtlpSink } from './otlp-sink.js';
 import type { BenchKeys } from './fixtures.js';
 import { AUTHZ_CPUS, pin } from './pinning.js';
 import type { Authorizer } from './scenarios.js';
@@ -92,8 +93,12 @@ async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sideca
     cpuProfile = join(profileDir, `${authorizer.name}.cpuprofile`);
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${authorizer.name}.cpuprofile`);
   }
+  const otlpSink = authorizer.variant.tracing ? await startOtlpSink() : undefined;
   const sidecar = await launchSidecar({
-    configFile: writeSidecarConfig(sidecarConfig(keys, spicedb.endpoint, keyEnv, authorizer.variant), mkdtempSync(join(tmpdir(), 'jwtauth-bench-config-'))),
+    configFile: writeSidecarConfig(
+      sidecarConfig(keys, spicedb.endpoint, keyEnv, authorizer.variant, otlpSink?.endpoint),
+      mkdtempSync(join(tmpdir(), 'jwtauth-bench-config-')),
+    ),
     name: `sidecar ${authorizer.name}`,
     // Another build (e.g. a worktree at an older commit) for before/after runs.
     cli: process.env.BENCH_SIDECAR_CLI,
@@ -107,7 +112,11 @@ async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sideca
   const pid = sidecar.process.child.pid;
   const keep = process.env.BENCH_SIDECAR_OUTPUT;
   if (keep) sidecar.process.exited.then(() => writeFileSync(`${keep}.${authorizer.name}.log`, sidecar.process.output()), () => undefined);
-  return stopOnFailure({ pid, grpcPort: sidecar.grpcPort, sidecar, cpuProfile, stop: () => sidecar.stop() }, async () => pin(pid, AUTHZ_CPUS));
+  const stop = async (): Promise<void> => {
+    await sidecar.stop();
+    await otlpSink?.close();
+  };
+  return stopOnFailure({ pid, grpcPort: sidecar.grpcPort, sidecar, cpuProfile, stop }, async () => pin(pid, AUTHZ_CPUS));
 }
 
 export function startAuthorizer(authorizer: Authorizer, workspace: Workspace): Promise<RunningAuthorizer> {

@@ -72,6 +72,8 @@ export interface SidecarVariant {
    * rules differ only in where the cloud comes from: one method's message, the other's header.
    */
   readonly messageRules?: boolean;
+  /** Tracing on, sampling this fraction of Checks, exporting to the endpoint the bench gives (bench/otlp-sink.ts). */
+  readonly tracing?: { readonly ratio: number };
 }
 
 /** Where each bench/namespaces.proto method's rule takes the cloud from. */
@@ -88,7 +90,7 @@ function messageRules(): Array<Record<string, unknown>> {
   }));
 }
 
-export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, variant: SidecarVariant = {}): Record<string, unknown> {
+export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, variant: SidecarVariant = {}, otlpEndpoint?: string): Record<string, unknown> {
   const { fillerRules = 0, decisionCacheTtlMs, messageRules: withMessageRules = false } = variant;
   const rules: Array<Record<string, unknown>> = [];
   // Filler first, so the rule under test is the last one written: no "first rule wins" shortcut.
@@ -131,6 +133,8 @@ export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: 
     ...(withMessageRules ? { body: { protoFiles: [NAMESPACES_PROTO] } } : {}),
     inbound: { default: 'deny', rules },
     outbound: { upstreams: [{ audience: UPSTREAM, authorities: [] }] },
+    // Root spans here (the bench sends no traceparent), so the ratio alone decides what is sampled.
+    ...(variant.tracing ? { tracing: { enabled: true, endpoint: otlpEndpoint, sampler: 'traceidratio', ratio: variant.tracing.ratio } } : {}),
   };
 }
 

@@ -26,6 +26,11 @@ import { Teardown } from './lifecycle/teardown.js';
 import { createDecisionObserver } from './observability/decision-log.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { TracingVerifier } from './identity/tracing-verifier.js';
+import { TracingChecker } from './spicedb/tracing-checker.js';
+import { TracingTokenSource } from './tokens/tracing-token-source.js';
+import type { PipelinePorts } from './lifecycle/pipeline.js';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export interface RunningSidecar {
   readonly grpcPort: number;
@@ -54,6 +59,8 @@ export interface ServeOptions {
   readonly metrics?: Metrics;
   /** Where a reload reads `JWTAUTH_CONFIG` and secrets from; default process.env. */
   readonly env?: NodeJS.ProcessEnv;
+  /** With `tracing.enabled`, spans go here instead of OTLP (tests). */
+  readonly spanExporter?: SpanExporter;
 }
 
 /** Closes the adapters of `adapters` that `previous` does not share: a generation that never served. */
@@ -62,11 +69,21 @@ async function discard(adapters: AdapterSet, previous: AdapterSet | undefined): 
   await Promise.allSettled(fresh.map((adapter) => adapter.close()));
 }
 
+/** The adapters behind tracing decorators, so verification, permission checks and tokens get spans. */
+function tracedPorts(adapters: AdapterSet): PipelinePorts {
+  return {
+    verifier: new TracingVerifier(adapters.verifier),
+    checker: new TracingChecker(adapters.checker),
+    tokens: adapters.tokens && new TracingTokenSource(adapters.tokens),
+  };
+}
+
 async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?: AdapterSet): Promise<Generation> {
   const adapters = await buildAdapters(loaded, deps, previous);
   let pipeline: CheckPipeline;
   try {
-    pipeline = buildPipeline(loaded, adapters);
+    // Tracing decorators only when this configuration traces: off, the ports are the adapters themselves.
+    pipeline = adapters.tracing ? { ...buildPipeline(loaded, tracedPorts(adapters)), tracing: adapters.tracing } : buildPipeline(loaded, adapters);
   } catch (error) {
     await discard(adapters, previous);
     throw error;
@@ -98,8 +115,8 @@ export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics
 export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   const { logger } = options;
   const metrics = options.metrics ?? new Metrics();
-  const deps: AdapterDeps = { metrics, logger };
   const env = options.env ?? process.env;
+  const deps: AdapterDeps = { metrics, logger, env, ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}) };
   // Refuses the configuration with every problem before anything starts; throws a ConfigError.
   const checked = await preflight(options.loaded, { env });
   const teardown = new Teardown((name, error) => logger.error({ err: error, part: name }, 'error while closing'));

@@ -12,6 +12,7 @@ import { parseCheckRequest } from '../envoy/request-context-parser.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import { newDecisionId } from '../observability/tracing-ids.js';
 import { frameMessage } from '../body/grpc-frame.js';
 import { loadMessageTypes } from '../rules/message-fields.js';
 import { openDecisionRuntime } from '../serve.js';
@@ -88,6 +89,10 @@ function explain(request: RequestContext | undefined, decision: Decision): strin
       : f.tokenKind;
   lines.push(`token:     ${token}`);
   if (f.body) lines.push(`message:   ${Object.entries(f.body).map(([path, value]) => `${path}=${JSON.stringify(value)}`).join(', ')}`);
+  if (f.conditions && f.conditions.length > 0) {
+    lines.push('conditions:');
+    for (const c of f.conditions) lines.push(`  ${c.condition} -> ${c.met ? 'met' : 'not met'}`);
+  }
   if (f.checks && f.checks.length > 0) {
     lines.push('checks:');
     for (const c of f.checks) lines.push(`  ${c.resource}#${c.permission}@${c.subject} -> ${c.result}${c.cached ? ' (cached)' : ''}`);
@@ -182,11 +187,12 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
       if (!runtime.ready()) io.err('warning: keys or permission backend not ready after 5 s; the decision below reflects that');
       const parsed = parseCheckRequest(check, runtime.pipeline.limits);
       if (!parsed.ok) {
-        io.out(`decision:  DENY ${parsed.reason}\ndetail:    ${parsed.detail}`);
+        io.out(`decision:  DENY ${parsed.reason}\ndetail:    ${parsed.detail}\ndecision id: ${newDecisionId()}`);
         return 1;
       }
       const decision = await runtime.pipeline.authorizer.decide(parsed.request);
-      io.out(explain(parsed.request, decision));
+      // Offline, nothing is traced: the id is only what a served answer would carry in its place.
+      io.out(`${explain(parsed.request, decision)}\ndecision id: ${newDecisionId()}`);
       return decision.kind === 'allow' ? 0 : 1;
     } finally {
       await runtime.close();

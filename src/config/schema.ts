@@ -9,6 +9,7 @@ import { inboundSchema } from '../inbound/config.js';
 import { outboundSchema } from '../outbound/config.js';
 import { spicedbSchema } from '../spicedb/config.js';
 import { tokensSchema } from '../tokens/config.js';
+import { tracingSchema } from '../observability/tracing-config.js';
 
 /** `host:port`, with an IPv4/IPv6 literal or a name. Port 0 asks the OS for a free port (tests). */
 export const listenAddressSchema = z
@@ -97,6 +98,7 @@ export const configSchema = z
     tokens: tokensSchema,
     inbound: inboundSchema,
     outbound: outboundSchema,
+    tracing: tracingSchema,
   })
   .superRefine((config, ctx) => {
     // An empty file, or one cut short before either section, would decide nothing: every Check

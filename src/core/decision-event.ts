@@ -10,6 +10,11 @@ export interface DecisionEvent {
   readonly request: RequestContext | undefined;
   readonly direction: Direction | 'unknown';
   readonly decision: Decision;
+  /**
+   * Names this answer in the `x-jwtauth-decision-id` header, the decision log and traces: the
+   * Check span's trace id when tracing is on, 32 random hex characters otherwise.
+   */
+  readonly decisionId: string;
   readonly seconds: number;
 }
 

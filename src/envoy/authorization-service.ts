@@ -11,6 +11,10 @@ import type { Authorizer } from '../core/ports.js';
 import type { Direction, RequestContext } from '../core/request-context.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
+import type { Tracing } from '../observability/tracing.js';
+import { startCheckSpan } from '../observability/tracing-check.js';
+import type { CheckSpan } from '../observability/tracing-check.js';
+import { newDecisionId } from '../observability/tracing-ids.js';
 import { renderCheckResponse } from './check-response.js';
 import { parseCheckRequest } from './request-context-parser.js';
 import type { ParserLimits } from './request-context-parser.js';
@@ -19,6 +23,8 @@ import type { ParserLimits } from './request-context-parser.js';
 export interface CheckPipeline {
   readonly authorizer: Authorizer;
   readonly limits: ParserLimits;
+  /** Present only when the configuration enables tracing: without it a Check creates no span. */
+  readonly tracing?: Tracing;
 }
 
 /** A pipeline held for one Check: the configuration it was built from stays open until release(). */
@@ -49,18 +55,22 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
     let request: RequestContext | undefined;
     let direction: Direction | 'unknown' = 'unknown';
     let lease: PipelineLease | undefined;
+    let span: CheckSpan | undefined;
     const finish = (decision: Decision): void => {
       // Released once, before anything that could throw, so a retired configuration can close.
       const held = lease;
       lease = undefined;
       held?.release();
       const seconds = (performance.now() - started) / 1000;
+      const decisionId = span?.decisionId ?? newDecisionId();
       try {
-        observe({ request, direction, decision, seconds });
+        const event = { request, direction, decision, decisionId, seconds };
+        span?.end(event);
+        observe(event);
       } catch (error) {
         onUnexpectedError(error);
       }
-      callback(null, renderCheckResponse(decision));
+      callback(null, renderCheckResponse(decision, decisionId));
     };
     const failed = (error: unknown): void => {
       onUnexpectedError(error);
@@ -71,6 +81,7 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
       lease = options.acquire();
       const pipeline = lease.pipeline;
       const parsed = parseCheckRequest(call.request, pipeline.limits, listenerDirection);
+      if (pipeline.tracing !== undefined) span = startCheckSpan(pipeline.tracing, call.metadata, parsed.ok ? parsed.request : undefined, started);
       if (!parsed.ok) {
         direction = parsed.direction ?? 'unknown';
         finish(deny(parsed.reason, { detail: parsed.detail }));
@@ -78,7 +89,9 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
       }
       request = parsed.request;
       direction = request.direction;
-      pipeline.authorizer.decide(request).then(finish, failed);
+      const parsedRequest = request;
+      const decided = span === undefined ? pipeline.authorizer.decide(parsedRequest) : span.run(() => pipeline.authorizer.decide(parsedRequest));
+      decided.then(finish, failed);
     } catch (error) {
       failed(error);
     }

@@ -10,6 +10,11 @@ import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResp
 import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
 
 export const REASON_HEADER = 'x-jwtauth-reason';
+/**
+ * Names this decision in logs and traces: set on every allow (toward the app) and every denial
+ * (toward the caller). Set with overwrite on allows, so a value a client sent never survives.
+ */
+export const DECISION_ID_HEADER = 'x-jwtauth-decision-id';
 
 /**
  * `append: false` on every header: append_action support on OkHttpResponse was merged and then
@@ -17,12 +22,14 @@ export const REASON_HEADER = 'x-jwtauth-reason';
  */
 const OVERWRITE = Object.freeze({ value: false });
 
-function headerOptions(headers: HeaderList): HeaderValueOption[] {
-  const options: HeaderValueOption[] = new Array(headers.length);
+/** The decision id goes last: response-serializer.ts encodes everything before it once per content. */
+function headerOptions(headers: HeaderList, decisionId?: string): HeaderValueOption[] {
+  const options: HeaderValueOption[] = new Array(headers.length + (decisionId === undefined ? 0 : 1));
   for (let i = 0; i < headers.length; i++) {
     const [key, value] = headers[i] as readonly [string, string];
     options[i] = { header: { key, value }, append: OVERWRITE };
   }
+  if (decisionId !== undefined) options[headers.length] = { header: { key: DECISION_ID_HEADER, value: decisionId }, append: OVERWRITE };
   return options;
 }
 
@@ -74,27 +81,38 @@ const plainDenials = new Map<DenyReason, CheckResponse>();
  * the value just set. Decisions list every identity header for removal (so a forged one never
  * survives) and set some of them; the set, with append=false, already replaces a forged value.
  */
-function removalsNotSet(decision: Allow): string[] {
+function removalsNotSet(decision: Allow, decisionId: string | undefined): string[] {
   const { setHeaders, removeHeaders } = decision;
-  if (setHeaders.length === 0 || removeHeaders.length === 0) return removeHeaders as string[];
-  return removeHeaders.filter((name) => !setHeaders.some(([set]) => set === name));
+  if ((setHeaders.length === 0 && decisionId === undefined) || removeHeaders.length === 0) return removeHeaders as string[];
+  return removeHeaders.filter((name) => !(decisionId !== undefined && name === DECISION_ID_HEADER) && !setHeaders.some(([set]) => set === name));
 }
 
-export function renderCheckResponse(decision: Decision): CheckResponse {
+/** A cached denial with this Check's decision id added as its last header. */
+function withDecisionId(rendered: CheckResponse, decisionId: string): CheckResponse {
+  const denied = rendered.denied_response ?? {};
+  const headers: HeaderValueOption[] = [...(denied.headers ?? []), { header: { key: DECISION_ID_HEADER, value: decisionId }, append: OVERWRITE }];
+  return { status: rendered.status, denied_response: { status: denied.status, headers, body: denied.body } };
+}
+
+/**
+ * `decisionId` is left out only by callers that render a decision outside a Check (tests,
+ * tools); every answer the Check handler sends carries one.
+ */
+export function renderCheckResponse(decision: Decision, decisionId?: string): CheckResponse {
   if (decision.kind === 'deny') {
-    if (decision.headers.length > 0) return renderDeny(decision);
+    if (decision.headers.length > 0) return decisionId === undefined ? renderDeny(decision) : withDecisionId(renderDeny(decision), decisionId);
     let rendered = plainDenials.get(decision.reason);
     if (!rendered) {
       rendered = renderDeny(decision);
       plainDenials.set(decision.reason, rendered);
     }
-    return rendered;
+    return decisionId === undefined ? rendered : withDecisionId(rendered, decisionId);
   }
   return {
     status: { code: GrpcStatus.OK },
     ok_response: {
-      headers: headerOptions(decision.setHeaders),
-      headers_to_remove: removalsNotSet(decision),
+      headers: headerOptions(decision.setHeaders, decisionId),
+      headers_to_remove: removalsNotSet(decision, decisionId),
     },
   };
 }

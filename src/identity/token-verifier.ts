@@ -4,10 +4,13 @@
  * token costs a hash and a map lookup, not a signature check. The audience is checked per call,
  * after the cache, because the same token may be presented on routes expecting different
  * audiences.
+ *
+ * A token without a JWT's shape is opaque: it goes to the one issuer with `introspection`, if
+ * there is one (the config allows at most one, since an opaque token does not name its issuer),
+ * and is otherwise malformed_token.
  */
 import { createHash } from 'node:crypto';
 import { errors, jwtVerify } from 'jose';
-import type { JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Closable, TokenVerifier, VerifiedToken, VerifyResult } from '../core/ports.js';
 import { failure as fail, success } from '../core/result.js';
@@ -15,9 +18,11 @@ import type { Failure } from '../core/result.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Algorithm, IssuerConfig, IssuersConfig } from './config.js';
+import { TokenIntrospector } from './introspection.js';
 import { IssuerKeys } from './issuer-keys.js';
 import type { BoundKey } from './issuer-keys.js';
-import { peekJwt } from './jwt-peek.js';
+import { hasCompactJwsShape, peekJwt } from './jwt-peek.js';
+import { audiencesOf, verifiedIdentity } from './verified-identity.js';
 
 export interface TokenVerifierDeps {
   metrics: Metrics;
@@ -32,7 +37,8 @@ export interface TokenVerifierDeps {
 
 interface Issuer {
   readonly config: IssuerConfig;
-  readonly keys: IssuerKeys;
+  /** Undefined for an issuer that only introspects opaque tokens. */
+  readonly keys: IssuerKeys | undefined;
   readonly allowed: ReadonlySet<string>;
   readonly requiredClaims: readonly string[];
 }
@@ -78,44 +84,36 @@ function reasonFor(error: unknown): Failure {
   return fail('malformed_token', error instanceof Error ? error.name : 'unknown error');
 }
 
-function audiences(payload: JWTPayload): string[] | undefined {
-  const aud = payload.aud;
-  if (typeof aud === 'string') return [aud];
-  if (Array.isArray(aud) && aud.every((a) => typeof a === 'string')) return aud;
-  return undefined;
-}
-
-function actorOf(payload: JWTPayload): string | undefined {
-  const act = payload.act;
-  if (act === null || typeof act !== 'object' || Array.isArray(act)) return undefined;
-  const sub = (act as Record<string, unknown>).sub;
-  return typeof sub === 'string' ? sub : undefined;
-}
-
 class JoseTokenVerifier implements TokenVerifier, Closable {
   private readonly cache: LRUCache<string, CachedToken>;
 
   constructor(
     private readonly byIss: ReadonlyMap<string, Issuer>,
+    private readonly introspector: { readonly config: IssuerConfig; readonly client: TokenIntrospector } | undefined,
     private readonly deps: TokenVerifierDeps & { now: () => number },
   ) {
     this.cache = new LRUCache<string, CachedToken>({ max: deps.cacheMaxEntries ?? 10_000, ttlAutopurge: false });
     // Expired entries are otherwise only dropped when read again or evicted by the LRU bound, so
     // verified claims of tokens never seen again would sit in memory until 10,000 others arrive.
-    this.purgeTimer = setInterval(() => this.cache.purgeStale(), PURGE_INTERVAL_MS);
+    this.purgeTimer = setInterval(() => {
+      this.cache.purgeStale();
+      this.introspector?.client.purgeStale();
+    }, PURGE_INTERVAL_MS);
     this.purgeTimer.unref();
   }
 
   private readonly purgeTimer: NodeJS.Timeout;
 
   ready(): boolean {
-    for (const issuer of this.byIss.values()) if (!issuer.keys.hasKeys()) return false;
+    // An introspecting issuer has nothing to load: whether its endpoint answers is a per-request matter.
+    for (const issuer of this.byIss.values()) if (issuer.keys !== undefined && !issuer.keys.hasKeys()) return false;
     return true;
   }
 
   close(): Promise<void> {
     clearInterval(this.purgeTimer);
-    for (const issuer of this.byIss.values()) issuer.keys.close();
+    for (const issuer of this.byIss.values()) issuer.keys?.close();
+    this.introspector?.client.close();
     this.cache.clear();
     return Promise.resolve();
   }
@@ -126,18 +124,20 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
     if (cached !== undefined) {
       if (this.deps.now() < cached.validUntilMs && cached.keys.stillHas(cached.key)) {
         this.deps.metrics.verifiedTokenCache.inc({ event: 'hit' });
-        return Promise.resolve(this.checkAudience(cached, expectedAudience));
+        return Promise.resolve(checkAudience(cached.token, cached.audience, expectedAudience));
       }
       this.cache.delete(hash);
     }
+    if (!hasCompactJwsShape(token)) return this.introspect(token, hash, expectedAudience);
     this.deps.metrics.verifiedTokenCache.inc({ event: 'miss' });
     return this.verifyUncached(token, hash, expectedAudience);
   }
 
-  private checkAudience(entry: CachedToken, expected: string | undefined): VerifyResult {
-    const want = expected ?? entry.audience;
-    if (!entry.token.audience.includes(want)) return fail('wrong_audience', `token not for ${want}`);
-    return success(entry.token);
+  /** An opaque token: its introspecting issuer's answer (cached there), then the audience as for a JWT. */
+  private async introspect(token: string, hash: string, expectedAudience: string | undefined): Promise<VerifyResult> {
+    if (this.introspector === undefined) return fail('malformed_token', 'not a JWT, and no issuer introspects opaque tokens');
+    const answer = await this.introspector.client.introspect(token, hash);
+    return answer.ok ? checkAudience(answer.value, this.introspector.config.audience, expectedAudience) : answer;
   }
 
   private async verifyUncached(token: string, hash: string, expectedAudience: string | undefined): Promise<VerifyResult> {
@@ -148,6 +148,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
       if (iss === undefined) return fail('missing_claim', 'missing iss');
       const issuer = this.byIss.get(iss);
       if (!issuer) return fail('unknown_issuer');
+      if (issuer.keys === undefined) return fail('unknown_key', `issuer ${issuer.config.name} takes opaque tokens only (no jwks)`);
       if (!issuer.allowed.has(alg)) return fail('disallowed_algorithm', `alg ${alg.slice(0, 16)} not allowed for ${issuer.config.name}`);
       const lookup = await issuer.keys.lookup(kid, alg as Algorithm);
       if (!lookup.ok) return fail(lookup.reason, lookup.detail);
@@ -166,7 +167,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
 
       if (typeof payload.sub !== 'string' || payload.sub === '') return fail('invalid_claim', 'sub is not a non-empty string');
       if (typeof payload.exp !== 'number') return fail('invalid_claim', 'exp');
-      const aud = audiences(payload);
+      const aud = audiencesOf(payload);
       if (!aud) return fail('wrong_audience', 'aud missing or not strings');
       const skewMs = config.clockSkewSeconds * 1000;
       let validUntilMs = payload.exp * 1000 + skewMs;
@@ -175,22 +176,11 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
         validUntilMs = Math.min(validUntilMs, (payload.iat + config.maxLifetimeSeconds) * 1000 + skewMs);
       }
 
-      const verified: VerifiedToken = Object.freeze({
-        issuer: config.name,
-        iss: config.issuer,
-        issuerKind: config.kind,
-        subjectType: subjectTypeOf(config, payload),
-        subject: payload.sub,
-        audience: Object.freeze(aud),
-        expiresAt: payload.exp,
-        actor: actorOf(payload),
-        claims: Object.freeze(payload as Record<string, unknown>),
-        fingerprint: hash,
-      });
+      const verified = verifiedIdentity(config, { claims: payload, subject: payload.sub, audience: aud, expiresAt: payload.exp, fingerprint: hash });
       const entry: CachedToken = { token: verified, validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
       const ttl = validUntilMs - nowMs;
       if (ttl > 0) this.cache.set(hash, entry, { ttl });
-      return this.checkAudience(entry, expectedAudience);
+      return checkAudience(verified, config.audience, expectedAudience);
     } catch (error) {
       return reasonFor(error);
     }
@@ -204,15 +194,30 @@ export async function createTokenVerifier(
   const now = deps.now ?? Date.now;
   const fetchTimeoutMs = deps.fetchTimeoutMs ?? 5000;
   const byIss = new Map<string, Issuer>();
-  for (const config of issuers) {
-    const keys = new IssuerKeys(config, { metrics: deps.metrics, logger: deps.logger, baseDir: deps.baseDir, fetchTimeoutMs, now });
-    // exp bounds the cache entry and sub is the subject: both are always required.
-    const requiredClaims = [...new Set(['exp', 'sub', ...config.requiredClaims])];
-    byIss.set(config.issuer, { config, keys, allowed: new Set(config.algorithms), requiredClaims });
-  }
-  const verifier = new JoseTokenVerifier(byIss, { ...deps, now });
+  let introspector: { config: IssuerConfig; client: TokenIntrospector } | undefined;
+  const cacheMaxEntries = deps.cacheMaxEntries ?? 10_000;
+  const closeAll = (): void => {
+    for (const issuer of byIss.values()) issuer.keys?.close();
+    introspector?.client.close();
+  };
   try {
-    await Promise.all([...byIss.values()].map((issuer) => issuer.keys.start()));
+    for (const config of issuers) {
+      const keys = config.jwks && new IssuerKeys(config, config.jwks, { metrics: deps.metrics, logger: deps.logger, baseDir: deps.baseDir, fetchTimeoutMs, now });
+      // exp bounds the cache entry and sub is the subject: both are always required.
+      const requiredClaims = [...new Set(['exp', 'sub', ...config.requiredClaims])];
+      byIss.set(config.issuer, { config, keys, allowed: new Set(config.algorithms), requiredClaims });
+      if (config.introspection !== undefined) {
+        const client = new TokenIntrospector(config, config.introspection, { metrics: deps.metrics, logger: deps.logger, baseDir: deps.baseDir, cacheMaxEntries, now });
+        introspector = { config, client };
+      }
+    }
+  } catch (error) {
+    closeAll();
+    throw error;
+  }
+  const verifier = new JoseTokenVerifier(byIss, introspector, { ...deps, now });
+  try {
+    await Promise.all([...byIss.values()].map((issuer) => issuer.keys?.start()));
   } catch (error) {
     await verifier.close();
     throw error;
@@ -220,12 +225,8 @@ export async function createTokenVerifier(
   return verifier;
 }
 
-/**
- * RFC 9068 section 2.2: a client-credentials token has `sub` equal to its `client_id`; a token
- * issued for a user (on behalf of one, or exchanged from the user's own token) names the user in
- * `sub`. Issuers that mint both kinds set `userSubjectType` to tell them apart.
- */
-function subjectTypeOf(config: IssuerConfig, payload: JWTPayload): string {
-  if (config.userSubjectType === undefined) return config.subjectType;
-  return payload.client_id !== undefined && payload.client_id === payload.sub ? config.subjectType : config.userSubjectType;
+function checkAudience(token: VerifiedToken, issuerAudience: string, expected: string | undefined): VerifyResult {
+  const want = expected ?? issuerAudience;
+  if (!token.audience.includes(want)) return fail('wrong_audience', `token not for ${want}`);
+  return success(token);
 }

@@ -10,6 +10,9 @@ import type { Closable, PermissionChecker, TokenVerifier } from '../core/ports.j
 import { createTokenVerifier } from '../identity/token-verifier.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { Tracing } from '../observability/tracing.js';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { resolveTracingSettings } from '../observability/tracing-config.js';
 import { createPermissionChecker } from '../spicedb/permission-checker.js';
 import { createTokenSource } from '../tokens/token-source.js';
 import type { OutboundTokenSource } from '../tokens/token-source.js';
@@ -18,13 +21,19 @@ export interface Adapters {
   readonly verifier: TokenVerifier & Closable;
   readonly checker: PermissionChecker & Closable;
   readonly tokens: OutboundTokenSource | undefined;
+  /** The tracer provider; absent when tracing is off, so a Check creates no span at all. */
+  readonly tracing?: Tracing | undefined;
 }
 
 type Section = keyof Adapters;
+/** What each adapter was built from; `tracing` may be absent, for sets built without it. */
+type Sections = Readonly<Record<Exclude<Section, 'tracing'>, string> & Partial<Record<'tracing', string>>>;
 
 /** The config each adapter is built from, so a reload can tell whether it changed. */
-function sectionsOf(config: Config): Record<Section, string> {
+function sectionsOf(config: Config, env: NodeJS.ProcessEnv): Required<Sections> {
   return {
+    // Settings as resolved, OTEL_* variables included: the provider is rebuilt only when they differ.
+    tracing: JSON.stringify(resolveTracingSettings(config.tracing, env) ?? null),
     verifier: JSON.stringify([config.issuers, config.limits.verifiedTokenCacheEntries, config.limits.jwksFetchTimeoutMs]),
     checker: JSON.stringify(config.spicedb),
     tokens: JSON.stringify([config.tokens, config.service]),
@@ -34,15 +43,22 @@ function sectionsOf(config: Config): Record<Section, string> {
 export interface AdapterDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Where OTEL_* variables are read; default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Spans go here instead of OTLP (tests and the bench). */
+  readonly spanExporter?: SpanExporter;
 }
 
 /** Adapters plus what they were built from. */
 export interface AdapterSet extends Adapters {
-  readonly sections: Readonly<Record<Section, string>>;
+  readonly sections: Sections;
 }
 
 export function closablesOf(adapters: Adapters): Closable[] {
-  return adapters.tokens ? [adapters.verifier, adapters.checker, adapters.tokens] : [adapters.verifier, adapters.checker];
+  const closables: Closable[] = [adapters.verifier, adapters.checker];
+  if (adapters.tokens) closables.push(adapters.tokens);
+  if (adapters.tracing) closables.push(adapters.tracing);
+  return closables;
 }
 
 /**
@@ -52,7 +68,8 @@ export function closablesOf(adapters: Adapters): Closable[] {
  */
 export async function buildAdapters(loaded: LoadedConfig, deps: AdapterDeps, previous?: AdapterSet): Promise<AdapterSet> {
   const { config, baseDir } = loaded;
-  const sections = sectionsOf(config);
+  const env = deps.env ?? process.env;
+  const sections = sectionsOf(config, env);
   const created: Closable[] = [];
   const reuse = <K extends Section>(section: K): Adapters[K] | undefined =>
     previous !== undefined && previous.sections[section] === sections[section] ? previous[section] : undefined;
@@ -76,7 +93,12 @@ export async function buildAdapters(loaded: LoadedConfig, deps: AdapterDeps, pre
     if (tokens === undefined && config.tokens) {
       tokens = track(await createTokenSource(config.tokens, { ...shared, serviceName: serviceIdentityOf(config).name }));
     }
-    return { verifier, checker, tokens, sections };
+    let tracing = reuse('tracing');
+    const tracingSettings = resolveTracingSettings(config.tracing, env);
+    if (tracing === undefined && tracingSettings !== undefined) {
+      tracing = track(new Tracing(tracingSettings, deps.spanExporter ? { exporter: deps.spanExporter } : {}));
+    }
+    return { verifier, checker, tokens, tracing, sections };
   } catch (error) {
     await Promise.allSettled(created.map((adapter) => adapter.close()));
     throw error;

@@ -14,7 +14,7 @@ export interface DecisionLogOptions {
 
 export function createDecisionObserver(metrics: Metrics, logger: Logger, options: () => DecisionLogOptions): DecisionObserver {
   return (event: DecisionEvent) => {
-    const { decision, request, direction, seconds } = event;
+    const { decision, decisionId, request, direction, seconds } = event;
     metrics.checks.inc({ direction, decision: decision.kind, reason: decision.reason });
     metrics.checkDuration.observe({ direction, decision: decision.kind }, seconds);
     if (decision.kind === 'allow') {
@@ -25,6 +25,7 @@ export function createDecisionObserver(metrics: Metrics, logger: Logger, options
     const facts = decision.facts;
     logger.info(
       {
+        decisionId,
         requestId: request?.requestId,
         direction,
         method: request?.grpc ? `${request.grpc.service}/${request.grpc.method}` : request?.method,

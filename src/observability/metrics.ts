@@ -118,6 +118,12 @@ export class Metrics {
     help: '1 when the sidecar is ready to decide (config, keys and permission backend), else 0.',
     registers: [this.registry],
   });
+  readonly introspections = new Counter({
+    name: 'jwtauth_introspections_total',
+    help: 'RFC 7662 introspection calls per configured issuer, by result (active|inactive|failure); cached and coalesced answers are not calls.',
+    labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
+  });
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });

@@ -15,6 +15,7 @@ import { failureForStatus } from './backend-errors.js';
 import { CheckBatcher } from './check-batcher.js';
 import type { BatchLimits } from './check-batcher.js';
 import { answerFor, consistencyMessage, toBulkItem } from './check-request.js';
+import { spicedbCallOptions } from './tracing-interceptor.js';
 import { resolveConfigPath } from '../config/paths.js';
 
 export interface GrpcCheckerOptions {
@@ -132,7 +133,7 @@ export class GrpcChecker implements PermissionChecker, Closable {
     deadline: number,
   ): Promise<{ response: v1.CheckBulkPermissionsResponse; reachedServer: true; retryable: false } | { error: Failure; reachedServer: boolean; retryable: boolean }> {
     return new Promise((resolvePromise) => {
-      this.client.checkBulkPermissions(request, new Metadata(), { deadline }, (error, response) => {
+      this.client.checkBulkPermissions(request, new Metadata(), spicedbCallOptions(deadline, this.options.endpoint), (error, response) => {
         if (response && !error) {
           resolvePromise({ response, reachedServer: true, retryable: false });
           return;

@@ -6,19 +6,18 @@
  * Every failure becomes a TokenResult with its own reason; nothing from the token service's
  * answer reaches a log or a reason detail unsanitized, and no token ever does.
  */
-import { request as httpsRequest, Agent } from 'node:https';
+import { request as httpsRequest } from 'node:https';
+import type { Agent } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { isIP } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { decodeJwt } from 'jose';
 import { B64TOKEN } from '../core/bearer.js';
 import type { Closable, TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
 import { failure, success } from '../core/result.js';
 import type { Failure, Result } from '../core/result.js';
-import { resolveSecret } from '../config/secret.js';
 import type { ExchangeSourceConfig } from './config.js';
-import { resolveConfigPath } from '../config/paths.js';
 import { describeNetworkFailure } from '../network-error.js';
+import { activeTraceHeaders } from '../observability/tracing.js';
+import { createClientTlsAgent } from '../tls-client-agent.js';
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_LIKE = /[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*/g;
@@ -37,21 +36,6 @@ function sanitize(text: unknown, max = 160): string {
   return printable.length > max ? `${printable.slice(0, max)}...` : printable;
 }
 
-/** SNI carries host names only (RFC 6066); for an IP endpoint Node checks the certificate's IP SAN without one. */
-function serverNameFor(url: URL): string | undefined {
-  const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // IPv6 literals come bracketed
-  return isIP(host) === 0 ? host : undefined;
-}
-
-function readFile(path: string, baseDir: string, what: string): string {
-  const full = resolveConfigPath(baseDir, path);
-  try {
-    return readFileSync(full, 'utf8');
-  } catch (error) {
-    throw new Error(`cannot read ${what} ${full}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
-  }
-}
-
 export class ExchangeTokenSource implements TokenSource, Closable {
   readonly name = 'exchange';
   private readonly agent: Agent;
@@ -66,16 +50,7 @@ export class ExchangeTokenSource implements TokenSource, Closable {
     this.url = new URL(config.tokenEndpoint);
     this.clientId = config.clientId ?? options.serviceName;
     this.now = options.now ?? Date.now;
-    this.agent = new Agent({
-      cert: readFile(config.clientCertFile, options.baseDir, 'client certificate'),
-      key: resolveSecret(config.clientKey, options.baseDir),
-      ca: readFile(config.caFile, options.baseDir, 'CA bundle'),
-      servername: config.serverName ?? serverNameFor(this.url),
-      rejectUnauthorized: true,
-      keepAlive: true,
-      maxSockets: 16,
-      minVersion: 'TLSv1.2',
-    });
+    this.agent = createClientTlsAgent(config, { baseDir: options.baseDir, keepAlive: true, maxSockets: 16 });
   }
 
   async issue(request: TokenRequest): Promise<TokenResult> {
@@ -177,6 +152,8 @@ export class ExchangeTokenSource implements TokenSource, Closable {
             'content-type': 'application/x-www-form-urlencoded',
             accept: 'application/json',
             'content-length': Buffer.byteLength(body),
+            // The Check's trace, when it is traced, so the token service's spans join it.
+            ...activeTraceHeaders(),
           },
         },
         (res: IncomingMessage) => {

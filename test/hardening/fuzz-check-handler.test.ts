@@ -174,7 +174,10 @@ function unjustifiedAllow(input: { check: CheckRequest__Output; r: { ext: Record
   const { r } = input;
   if (r.drop !== 'none' && r.drop !== 'headers') return `allowed a request without ${r.drop}`;
   const entries = r.drop === 'headers' ? [] : r.entries;
-  const set = new Map((response.ok_response?.headers ?? []).map((h) => [h.header?.key ?? '', h.header?.value ?? '']));
+  // Every answer carries its decision id; the rules below are about what else an allow sets.
+  const set = new Map(
+    (response.ok_response?.headers ?? []).filter((h) => h.header?.key !== 'x-jwtauth-decision-id').map((h) => [h.header?.key ?? '', h.header?.value ?? '']),
+  );
   const removed = new Set(response.ok_response?.headers_to_remove ?? []);
   const auths = entries.filter((e) => e.key.toLowerCase() === 'authorization');
   const presented = auths.length === 1 && auths[0]!.raw === undefined ? /^bearer +(\S+) *$/i.exec(auths[0]!.value)?.[1] : undefined;

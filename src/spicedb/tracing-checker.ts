@@ -1,0 +1,36 @@
+/**
+ * Decorator: one span per permission check the decision asks for, as a child of the Check's
+ * span, whether the decision cache answers it or SpiceDB does. A check that goes to SpiceDB is
+ * sent from inside this span, so the CheckBulkPermissions call's own span (tracing-interceptor.ts)
+ * and SpiceDB's spans hang below it. Installed only when tracing is on (serve.ts).
+ * Attributes name the resource type, permission and subject type, never an object id.
+ */
+import { SpanKind } from '@opentelemetry/api';
+import type { PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
+import { inChildSpan } from '../observability/tracing.js';
+
+export class TracingChecker implements PermissionChecker {
+  constructor(private readonly inner: PermissionChecker) {}
+
+  ready(): boolean {
+    return this.inner.ready();
+  }
+
+  check(query: PermissionQuery): Promise<PermissionAnswer> {
+    const attributes = {
+      'jwtauth.spicedb.resource_type': query.resource.type,
+      'jwtauth.spicedb.permission': query.permission,
+      'jwtauth.spicedb.subject_type': query.subject.type,
+      'jwtauth.spicedb.consistency': query.consistency.kind,
+    };
+    return inChildSpan('jwtauth.check_permission', SpanKind.INTERNAL, attributes, async (span) => {
+      const answer = await this.inner.check(query);
+      span.setAttributes(
+        answer.ok
+          ? { 'jwtauth.spicedb.result': answer.value.permissionship, 'jwtauth.spicedb.cached': answer.value.cached }
+          : { 'jwtauth.spicedb.result': answer.reason, 'jwtauth.spicedb.cached': false },
+      );
+      return answer;
+    });
+  }
+}
