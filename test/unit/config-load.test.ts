@@ -2,18 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { problemsOf } from '../support/config-problems.js';
 import { resolveConfig } from '../../src/config/resolve.js';
-import { ConfigError, loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { loadConfigFile, parseConfigText } from '../../src/config/load.js';
 
-function problemsOf(text: string): readonly string[] {
-  try {
-    parseConfigText(text, 'test.yaml', '/tmp');
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected the configuration to be rejected');
-}
 
 describe('configuration loading', () => {
   it('applies defaults to a file that names only its section', () => {

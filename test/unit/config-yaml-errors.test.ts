@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfigText } from '../../src/config/load.js';
+import { problemsOf } from '../support/config-problems.js';
+import { parseConfigText } from '../../src/config/load.js';
 
-function problemsOf(text: string): readonly string[] {
-  try {
-    parseConfigText(text, 'test.yaml', '/tmp');
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected the configuration to be rejected');
-}
 
 function rule(...lines: string[]): string {
   return ['inbound:', '  rules:', '    - name: view-cloud', ...lines.map((line) => `      ${line}`)].join('\n');
