@@ -27,6 +27,7 @@ import { createDecisionObserver } from './observability/decision-log.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { TracingVerifier } from './identity/tracing-verifier.js';
+import { TracingRuleMatcher } from './inbound/tracing-rule-matcher.js';
 import { TracingChecker } from './spicedb/tracing-checker.js';
 import { TracingTokenSource } from './tokens/tracing-token-source.js';
 import type { PipelinePorts } from './lifecycle/pipeline.js';
@@ -69,7 +70,7 @@ async function discard(adapters: AdapterSet, previous: AdapterSet | undefined): 
   await Promise.allSettled(fresh.map((adapter) => adapter.close()));
 }
 
-/** The adapters behind tracing decorators, so verification, permission checks and tokens get spans. */
+/** The adapters behind tracing decorators, so verification, permission checks and tokens get spans (and rule lookups, below). */
 function tracedPorts(adapters: AdapterSet): PipelinePorts {
   return {
     verifier: new TracingVerifier(adapters.verifier),
@@ -83,7 +84,9 @@ async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?
   let pipeline: CheckPipeline;
   try {
     // Tracing decorators only when this configuration traces: off, the ports are the adapters themselves.
-    pipeline = adapters.tracing ? { ...buildPipeline(loaded, tracedPorts(adapters)), tracing: adapters.tracing } : buildPipeline(loaded, adapters);
+    pipeline = adapters.tracing
+      ? { ...buildPipeline(loaded, tracedPorts(adapters), { ruleMatcher: (rules) => new TracingRuleMatcher(rules) }), tracing: adapters.tracing }
+      : buildPipeline(loaded, adapters);
   } catch (error) {
     await discard(adapters, previous);
     throw error;

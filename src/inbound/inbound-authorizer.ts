@@ -18,7 +18,7 @@ import type { MessageTypes } from '../rules/message-fields.js';
 import { runChecks } from '../rules/run-checks.js';
 import { compileRules } from './compile-rules.js';
 import type { InboundConfig } from './config.js';
-import type { CompiledRule, RuleIndex } from './rule-index.js';
+import type { CompiledRule, RuleMatcher } from './rule-index.js';
 
 export interface InboundPorts {
   readonly verifier: TokenVerifier;
@@ -36,15 +36,17 @@ type Authenticated = { readonly ok: true; readonly token: VerifiedToken; readonl
 class InboundAuthorizer implements Authorizer {
   /** Every allow removes these, set or not, so a spoofed identity header never reaches the app. */
   readonly strippedHeaders = IDENTITY_HEADER_NAMES;
-  readonly #rules: RuleIndex;
+  readonly #rules: RuleMatcher;
   readonly #defaultConsistency: Consistency;
 
   constructor(
     private readonly config: NonNullable<InboundConfig>,
     private readonly ports: InboundPorts,
     messages: MessageTypes,
+    decorateMatcher: ((rules: RuleMatcher) => RuleMatcher) | undefined,
   ) {
-    this.#rules = compileRules(config.rules, messages);
+    const rules = compileRules(config.rules, messages);
+    this.#rules = decorateMatcher ? decorateMatcher(rules) : rules;
     this.#defaultConsistency = config.consistency === 'fully_consistent' ? FULLY_CONSISTENT : MINIMIZE_LATENCY;
   }
 
@@ -144,6 +146,12 @@ function refusal(rule: CompiledRule, token: VerifiedToken): Failure | undefined 
   return undefined;
 }
 
-export function createInboundAuthorizer(config: NonNullable<InboundConfig>, ports: InboundPorts, messages: MessageTypes): Authorizer {
-  return new InboundAuthorizer(config, ports, messages);
+/** `decorateMatcher` wraps the compiled rules, e.g. in a tracing span; none by default. */
+export function createInboundAuthorizer(
+  config: NonNullable<InboundConfig>,
+  ports: InboundPorts,
+  messages: MessageTypes,
+  decorateMatcher?: (rules: RuleMatcher) => RuleMatcher,
+): Authorizer {
+  return new InboundAuthorizer(config, ports, messages, decorateMatcher);
 }

@@ -32,6 +32,11 @@ export interface CompiledRule {
   readonly requirement: CompiledRequirement | undefined;
 }
 
+/** What the inbound core asks of its rules; a RuleIndex, or a decorator around one (tracing). */
+export interface RuleMatcher {
+  match(request: RequestContext): RuleMatch | undefined;
+}
+
 export interface RuleMatch {
   readonly rule: CompiledRule;
   readonly pathParams: Readonly<Record<string, string>>;
@@ -193,7 +198,7 @@ export type RouteSpec =
   | { readonly kind: 'grpc'; readonly service: string; readonly method: string | undefined }
   | { readonly kind: 'http'; readonly segments: readonly PathSegment[]; readonly params: readonly string[]; readonly methods: readonly string[] | undefined };
 
-export class RuleIndex {
+export class RuleIndex implements RuleMatcher {
   private readonly grpc = new GrpcIndex();
   private readonly http = new HttpIndex();
 

@@ -10,6 +10,7 @@ import { DryRunAuthorizer } from '../core/dry-run.js';
 import type { Authorizer, PermissionChecker, TokenSource, TokenVerifier } from '../core/ports.js';
 import type { CheckPipeline } from '../envoy/authorization-service.js';
 import { createInboundAuthorizer } from '../inbound/inbound-authorizer.js';
+import type { RuleMatcher } from '../inbound/rule-index.js';
 import { createOutboundAuthorizer } from '../outbound/outbound-authorizer.js';
 import { loadMessageTypes } from '../rules/message-fields.js';
 
@@ -19,13 +20,18 @@ export interface PipelinePorts {
   readonly tokens: TokenSource | undefined;
 }
 
+/** Decorators around parts of the pipeline that are not ports (tracing installs one). */
+export interface PipelineDecorators {
+  readonly ruleMatcher?: (rules: RuleMatcher) => RuleMatcher;
+}
+
 /** Compiles every rule and template of `loaded`; throws on a mistake, naming where it is. */
-export function buildPipeline(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, ports: PipelinePorts): CheckPipeline {
+export function buildPipeline(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, ports: PipelinePorts, decorators: PipelineDecorators = {}): CheckPipeline {
   const { config } = loaded;
   const maxTokenBytes = config.limits.maxTokenBytes;
   const messages = loadMessageTypes(config.body, loaded.baseDir);
   const inbound = config.inbound
-    ? createInboundAuthorizer(config.inbound, { verifier: ports.verifier, checker: ports.checker, maxTokenBytes }, messages)
+    ? createInboundAuthorizer(config.inbound, { verifier: ports.verifier, checker: ports.checker, maxTokenBytes }, messages, decorators.ruleMatcher)
     : undefined;
   let outbound: Authorizer | undefined;
   if (config.outbound) {

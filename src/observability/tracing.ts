@@ -120,6 +120,18 @@ export async function inChildSpan<T>(name: string, kind: SpanKind, attributes: A
   }
 }
 
+/** inChildSpan for synchronous work (nothing awaited inside, so no context to carry). */
+export function inChildSpanSync<T>(name: string, kind: SpanKind, work: (span: Span) => T): T {
+  const active = activeTraces.getStore();
+  if (active === undefined) return work(NOT_RECORDING);
+  const span = active.tracer.startSpan(name, { kind }, active.context);
+  try {
+    return work(span);
+  } finally {
+    span.end();
+  }
+}
+
 // ---------------------------------------------------------------- W3C trace context on the wire
 
 const propagator = new W3CTraceContextPropagator();

@@ -187,6 +187,7 @@ describe('one request, one trace, through Envoy, the sidecar and SpiceDB', () =>
     expect(byId.get(check?.parentSpanId ?? '')?.service).toBe('envoy-ingress');
 
     const childOf = (name: string) => spans.find((span) => span.name === name && span.parentSpanId === check?.spanId);
+    expect(childOf('jwtauth.match_rule')?.attributes).toMatchObject({ 'jwtauth.rule.matched': true, 'jwtauth.rule': 'create-namespace' });
     expect(childOf('jwtauth.verify_token')?.attributes).toMatchObject({ 'jwtauth.token.cached': false, 'jwtauth.issuer': 'mesh' });
     const permission = childOf('jwtauth.check_permission');
     expect(permission?.attributes).toMatchObject({ 'jwtauth.spicedb.permission': 'create_namespace', 'jwtauth.spicedb.result': 'allowed' });
