@@ -7,6 +7,14 @@
 /** OpenSSL and Node error codes of a failed TLS handshake or certificate check. */
 const TLS_ERROR_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|EPROTO)/;
 
+/** Words of a failed TLS handshake in error texts that carry no code (grpc-js, OpenSSL reasons). */
+const TLS_ERROR_TEXT = /certificate|handshake|ssl|tls alert|wrong version number/i;
+
+/** Whether an error text with no usable code describes a TLS failure. */
+export function mentionsTlsFailure(message: string): boolean {
+  return TLS_ERROR_TEXT.test(message);
+}
+
 export interface NetworkFailure {
   readonly kind: 'tls' | 'timeout' | 'unreachable';
   /** e.g. `connection refused (ECONNREFUSED 127.0.0.1:1)`; never holds a response body. */
@@ -33,7 +41,7 @@ export function describeNetworkFailure(error: unknown): NetworkFailure {
   if (failure.name === 'TimeoutError' || failure.name === 'AbortError' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return { kind: 'timeout', text: `no answer in time (${code || failure.name})` };
   }
-  if (TLS_ERROR_CODE.test(code) || /certificate|handshake|ssl|tls alert/i.test(failure.message)) {
+  if (TLS_ERROR_CODE.test(code) || mentionsTlsFailure(failure.message)) {
     return { kind: 'tls', text: `TLS failed: ${code || 'error'} ${message}`.trim() };
   }
   if (code === 'ECONNREFUSED') return { kind: 'unreachable', text: `connection refused (${message})` };

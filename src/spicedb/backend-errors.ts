@@ -4,9 +4,8 @@
  */
 import { status } from '@grpc/grpc-js';
 import { failure } from '../core/result.js';
+import { mentionsTlsFailure } from '../network-error.js';
 import type { Failure } from '../core/result.js';
-
-const TLS_FAILURE = /certificate|handshake|ssl|tls alert|wrong version number/i;
 
 /** A gRPC status, of a whole call or of one item of a bulk call, as a failed answer. */
 export function failureForStatus(code: number, message: string): Failure {
@@ -25,7 +24,7 @@ export function failureForStatus(code: number, message: string): Failure {
     case status.UNAVAILABLE:
       // grpc-js reports a failed handshake as "No connection established. Last error: unable to
       // verify the first certificate": say it is TLS, so the fix (spicedb.tls) is obvious.
-      return failure('permission_backend_unavailable', TLS_FAILURE.test(message) ? `TLS to SpiceDB failed: ${detail}` : detail);
+      return failure('permission_backend_unavailable', mentionsTlsFailure(message) ? `TLS to SpiceDB failed: ${detail}` : detail);
     default:
       return failure('permission_backend_unavailable', detail);
   }
