@@ -73,12 +73,16 @@ async function startOpaEnvoy(rawHeaders: boolean, workspace: Workspace): Promise
   });
 }
 
-async function startGrpcFloor(): Promise<RunningAuthorizer> {
+/** Either null authorizer; both print "listening <port>" when they accept connections. */
+async function startGrpcFloor(stack: 'grpcjs' | 'go'): Promise<RunningAuthorizer> {
   const port = await freePort();
-  const floor = startProcess(process.execPath, [join(PACKAGE_ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
+  const floor =
+    stack === 'go'
+      ? startProcess(join(TOOLS_BIN, 'go-null-authorizer'), [String(port)])
+      : startProcess(process.execPath, [join(PACKAGE_ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
   return stopOnFailure(fromProcess(floor, port), async () => {
     pin(floor.child.pid, AUTHZ_CPUS);
-    await waitFor(() => floor.output().includes('listening'), 10_000, () => `null authorizer did not start:\n${floor.output()}`);
+    await waitFor(() => floor.output().includes('listening'), 10_000, () => `${stack} null authorizer did not start:\n${floor.output()}`);
   });
 }
 
@@ -126,7 +130,7 @@ export function startAuthorizer(authorizer: Authorizer, workspace: Workspace): P
     case 'opa-envoy':
       return startOpaEnvoy(authorizer.rawHeaders, workspace);
     case 'grpc-floor':
-      return startGrpcFloor();
+      return startGrpcFloor(authorizer.stack);
     case 'sidecar':
       return startBenchSidecar(authorizer, workspace);
   }

@@ -1,6 +1,7 @@
 /**
- * Results → the markdown table (ratios to bare Envoy and to OPA-Envoy) and a hand-written SVG bar
- * chart of the latency percentiles. No dependency: the chart is a few rects and texts.
+ * Results → the markdown table (ratios to bare Envoy, to OPA-Envoy and to the Go ext_authz floor)
+ * and a hand-written SVG bar chart of the latency percentiles. No dependency: the chart is a few
+ * rects and texts.
  */
 import { median } from './measure.js';
 import type { RateRound, SaturationRound, ScenarioMeasurement } from './measure.js';
@@ -71,14 +72,15 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   const bare = byId.get('bare')?.measurement;
   const opa = byId.get('opa_envoy')?.measurement;
   const floor = byId.get('floor_grpcjs')?.measurement;
+  const floorGo = byId.get('floor_go')?.measurement;
   const m = results.machine;
   const lines: string[] = [];
   lines.push(`### ${results.mode === 'full' ? 'Full' : 'Quick'} run ${results.date.slice(0, 16).replace('T', ' ')} UTC on ${m.host}${results.label ? ` (${results.label})` : ''}`);
   lines.push('');
   lines.push(`${m.cpuModel}, ${m.cores} cores, ${Math.round(m.ramMb / 1024)} GiB; Node ${m.node}, Envoy ${m.envoy}, OPA-Envoy ${m.opaEnvoy}, SpiceDB ${m.spicedb}, h2load ${m.h2load}, vegeta ${m.vegeta}. ${results.method.cores ?? ''}`);
   lines.push('');
-  lines.push('| Scenario | Throughput at saturation (req/s) | × bare Envoy | × OPA-Envoy | p50 ms | p90 ms | p99 ms | p99 added over bare (ms) | p99 added over the grpc-js floor (ms) | Authorizer CPU (cores) saturated / at 1k req/s | Authorizer CPU µs per request | Authorizer RSS (MB) |');
-  lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  lines.push('| Scenario | Throughput at saturation (req/s) | × bare Envoy | × OPA-Envoy | × Go floor | p50 ms | p90 ms | p99 ms | p99 added over bare (ms) | p99 added over the grpc-js floor (ms) | p99 added over the Go floor (ms) | Authorizer CPU (cores) saturated / at 1k req/s | Authorizer CPU µs per request | Authorizer RSS (MB) |');
+  lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const s of results.scenarios) {
     const x = s.measurement;
     const hasRps = x.saturation.length > 0;
@@ -88,11 +90,13 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
         hasRps ? int(x.rps) : 'n/a',
         hasRps && bare ? n(x.rps / bare.rps, 2) : '–',
         hasRps && opa ? n(x.rps / opa.rps, 2) : '–',
+        hasRps && floorGo && floorGo.saturation.length > 0 ? n(x.rps / floorGo.rps, 2) : '–',
         n(x.p50, 3),
         n(x.p90, 3),
         n(x.p99, 3),
         bare ? n(x.p99 - bare.p99, 3) : '–',
         floor && s.authorizer.startsWith('jwtauth-sidecar') ? n(x.p99 - floor.p99, 3) : '–',
+        floorGo && s.id !== 'floor_go' && s.id !== 'bare' ? n(x.p99 - floorGo.p99, 3) : '–',
         `${n(x.authorizerCores.saturation, 2)} / ${n(x.authorizerCores.atOfferedRate, 2)}`,
         hasRps ? n(((x.authorizerCores.saturation ?? Number.NaN) / x.rps) * 1e6, 0) : '–',
         n((x.rssKb.authorizer ?? Number.NaN) / 1024, 1),
@@ -101,7 +105,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   }
   lines.push('');
   const capped = results.scenarios.filter((s) => s.measurement.offeredRps !== 1000).map((s) => `\`${s.id}\` ${s.measurement.offeredRps} req/s`);
-  lines.push('Latency columns: 1,000 req/s offered by vegeta, open-loop and evenly spaced' + (capped.length ? `, except where that is more than a quarter of a scenario's own saturation throughput: then that quarter (${capped.join(', ')})` : '') + '. "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core. `floor_grpcjs` is the sidecar\'s own gRPC listener answering OK without deciding: what any Node.js ext_authz server pays for the round trip here.');
+  lines.push('Latency columns: 1,000 req/s offered by vegeta, open-loop and evenly spaced' + (capped.length ? `, except where that is more than a quarter of a scenario's own saturation throughput: then that quarter (${capped.join(', ')})` : '') + '. "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core. `floor_grpcjs` is the sidecar\'s own gRPC listener answering OK without deciding: what any Node.js ext_authz server pays for the round trip here. `floor_go` is the same in Go (grpc-go, go-control-plane): what a compiled ext_authz server pays; "× Go floor" is the share of that floor\'s throughput a scenario keeps.');
   const extras = results.scenarios.filter((s) => s.extra);
   if (extras.length > 0) {
     lines.push('');

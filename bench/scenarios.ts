@@ -27,8 +27,11 @@ const DISTINCT_RESOURCES = 10_000;
 export type Authorizer =
   | { readonly kind: 'none' }
   | { readonly kind: 'opa-envoy'; readonly rawHeaders: boolean }
-  /** The sidecar's gRPC listener answering OK without deciding (bench/null-authorizer.ts). */
-  | { readonly kind: 'grpc-floor' }
+  /**
+   * An ext_authz server answering OK without deciding: `grpcjs` is the sidecar's own gRPC listener
+   * (bench/null-authorizer.ts), `go` a grpc-go server (bench/go-null-authorizer).
+   */
+  | { readonly kind: 'grpc-floor'; readonly stack: 'grpcjs' | 'go' }
   | {
       readonly kind: 'sidecar';
       /** Names its CPU profile (--profile) and its kept output (BENCH_SIDECAR_OUTPUT). */
@@ -239,7 +242,7 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   },
   // The transport floor: the sidecar's own gRPC listener answering OK without deciding.
   {
-    starts: { kind: 'grpc-floor' },
+    starts: { kind: 'grpc-floor', stack: 'grpcjs' },
     envoy: [INGRESS_INBOUND],
     scenarios: [
       {
@@ -247,6 +250,20 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
         expects: [{ port: 'ingress', withToken: false, status: 200, what: 'null authorizer', eventually: true }],
         load: CACHED_PATH,
         reports: { label: "ext_authz floor: the sidecar's gRPC listener answering OK without deciding", authorizer: 'grpc-js, no decision' },
+      },
+    ],
+  },
+  // The same floor in Go (grpc-go, go-control-plane's types): what the round trip costs with a
+  // compiled gRPC stack, the ratio the results give beside OPA-Envoy's.
+  {
+    starts: { kind: 'grpc-floor', stack: 'go' },
+    envoy: [INGRESS_INBOUND],
+    scenarios: [
+      {
+        id: 'floor_go',
+        expects: [{ port: 'ingress', withToken: false, status: 200, what: 'Go null authorizer', eventually: true }],
+        load: CACHED_PATH,
+        reports: { label: 'ext_authz floor in Go: grpc-go answering OK without deciding', authorizer: 'grpc-go, no decision' },
       },
     ],
   },

@@ -71,6 +71,24 @@ install_go_tool() {
   ln -sf "$home/$name" "$TOOLS/bin/$name"
 }
 
+# The Go ext_authz floor (bench/go-null-authorizer, the `floor_go` scenario): built from this
+# repository's sources with their pinned go.mod/go.sum, cached under the hash of those sources so an
+# edit rebuilds and an unchanged tree reuses the build.
+install_go_null_authorizer() {
+  local src="$ROOT/bench/go-null-authorizer" hash
+  hash="$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)"
+  local home="$CACHE/go-null-authorizer-$hash"
+  if [[ ! -f "$home/ok" ]]; then
+    log "go-null-authorizer $hash: building with Go (about a minute the first time)"
+    mkdir -p "$home"
+    (cd "$src" && go build -mod=readonly -trimpath -o "$home/go-null-authorizer" .)
+    touch "$home/ok"
+  else
+    log "go-null-authorizer $hash: cached"
+  fi
+  ln -sf "$home/go-null-authorizer" "$TOOLS/bin/go-null-authorizer"
+}
+
 install_spicedb() {
   local home="$CACHE/spicedb-$SPICEDB_REF"
   if [[ ! -f "$home/ok" ]]; then
@@ -146,12 +164,14 @@ case "$what" in
   h2load) install_h2load ;;
   postgres) install_postgres ;;
   jaeger) install_jaeger ;;
+  go-null-authorizer) install_go_null_authorizer ;;
   all) install_envoy; install_spicedb; install_h2load; install_postgres ;;
   bench)
     install_envoy; install_spicedb; install_h2load; install_postgres
     install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
     install_go_tool ghz "$GHZ_REF" github.com/bojand/ghz/cmd/ghz
     install_go_tool vegeta "$VEGETA_REF" github.com/tsenart/vegeta/v12
+    install_go_null_authorizer
     ;;
-  *) echo "usage: $0 [all|envoy|spicedb|h2load|postgres|jaeger|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|envoy|spicedb|h2load|postgres|jaeger|go-null-authorizer|bench]" >&2; exit 2 ;;
 esac
