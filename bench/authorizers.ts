@@ -74,12 +74,12 @@ async function startOpaEnvoy(rawHeaders: boolean, workspace: Workspace): Promise
 }
 
 /** Either null authorizer; both print "listening <port>" when they accept connections. */
-async function startGrpcFloor(stack: 'grpcjs' | 'go'): Promise<RunningAuthorizer> {
+async function startGrpcFloor(stack: 'grpcjs' | 'go', nodeArgs: readonly string[]): Promise<RunningAuthorizer> {
   const port = await freePort();
   const floor =
     stack === 'go'
       ? startProcess(join(TOOLS_BIN, 'go-null-authorizer'), [String(port)])
-      : startProcess(process.execPath, [join(PACKAGE_ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
+      : startProcess(process.execPath, [...nodeArgs, join(PACKAGE_ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
   return stopOnFailure(fromProcess(floor, port), async () => {
     pin(floor.child.pid, AUTHZ_CPUS);
     await waitFor(() => floor.output().includes('listening'), 10_000, () => `${stack} null authorizer did not start:\n${floor.output()}`);
@@ -89,7 +89,7 @@ async function startGrpcFloor(stack: 'grpcjs' | 'go'): Promise<RunningAuthorizer
 async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sidecar' }>, workspace: Workspace): Promise<RunningAuthorizer> {
   const { dir, keys, spicedb, keyEnv } = workspace;
   // BENCH_SIDECAR_NODE_ARGS (e.g. --trace-gc) for investigations; BENCH_SIDECAR_OUTPUT keeps what it printed.
-  const nodeArgs = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = [...(authorizer.nodeArgs ?? []), ...(process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   let cpuProfile: string | undefined;
   if (workspace.profile) {
     const profileDir = join(dir, 'profiles');
@@ -130,7 +130,7 @@ export function startAuthorizer(authorizer: Authorizer, workspace: Workspace): P
     case 'opa-envoy':
       return startOpaEnvoy(authorizer.rawHeaders, workspace);
     case 'grpc-floor':
-      return startGrpcFloor(authorizer.stack);
+      return startGrpcFloor(authorizer.stack, authorizer.nodeArgs ?? []);
     case 'sidecar':
       return startBenchSidecar(authorizer, workspace);
   }

@@ -187,10 +187,10 @@ function roundValues(m: ScenarioMeasurement, figure: RoundFigure): number[] {
  */
 function sideBySide(baseline: ScenarioResult, scenario: ScenarioResult): string[] {
   const lines = [
-    `**\`${scenario.id}\` against \`${baseline.id}\`** (medians of rounds; difference = median of the per-round differences, rounds taken in turns):`,
+    `**\`${scenario.id}\` against \`${baseline.id}\`** (medians of rounds; difference = median of the per-round differences, rounds taken in turns; spread = their min–max):`,
     '',
-    `| Figure | \`${baseline.id}\` | \`${scenario.id}\` | difference | per round |`,
-    '|---|--:|--:|--:|---|',
+    `| Figure | \`${baseline.id}\` | \`${scenario.id}\` | difference | spread | per round |`,
+    '|---|--:|--:|--:|--:|---|',
   ];
   for (const figure of ROUND_FIGURES) {
     const base = roundValues(baseline.measurement, figure);
@@ -198,7 +198,9 @@ function sideBySide(baseline: ScenarioResult, scenario: ScenarioResult): string[
     if (base.length === 0 && other.length === 0) continue;
     const differences = base.length === other.length ? other.map((value, i) => value - (base[i] as number)) : [];
     const perRound = differences.map((d) => signed(d, figure.digits)).join(', ');
-    lines.push(`| ${figure.name} | ${n(median(base), figure.digits)} | ${n(median(other), figure.digits)} | ${signed(median(differences), figure.digits)} | ${perRound || 'rounds do not pair'} |`);
+    const finite = differences.filter((d) => Number.isFinite(d));
+    const spread = finite.length > 0 ? `${signed(Math.min(...finite), figure.digits)} … ${signed(Math.max(...finite), figure.digits)}` : '–';
+    lines.push(`| ${figure.name} | ${n(median(base), figure.digits)} | ${n(median(other), figure.digits)} | ${signed(median(differences), figure.digits)} | ${spread} | ${perRound || 'rounds do not pair'} |`);
   }
   return lines;
 }

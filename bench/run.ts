@@ -45,7 +45,13 @@ const USAGE = `npm run bench [-- FLAGS]   (or node dist/bench/run.js FLAGS after
 
   --quick            CI smoke: every scenario for a few seconds, results in a temp dir,
                      exit 1 if any scenario produced no numbers
-  --only=ID,ID       only scenarios whose id starts with one of these (ids: bench/scenarios.ts)
+  --only=ID,ID       only scenarios whose id starts with one of these (ids: bench/scenarios.ts);
+                     a Node flag variant (*_stgc) runs only when named here or in --compare exactly
+  --compare=A,B[,C,D…]
+                     pairs of scenario ids through Envoy, baseline first: only these run, every
+                     authorizer and Envoy started once, their rounds interleaved (A B, B A, …, one
+                     round each); each pair is reported as the median of its per-round differences
+                     (p99 at the offered rate among them) with their min–max. Not with --only.
   --rounds=N         measured rounds per scenario (default 3, quick 1)
   --label=NAME       results file suffix: bench/results/<date>-<host>-NAME.{json,md,svg}
   --out=DIR          write the results there instead
@@ -64,7 +70,7 @@ const flag = (name: string): string | undefined => {
   if (hit === undefined) return undefined;
   return hit.includes('=') ? hit.slice(hit.indexOf('=') + 1) : '';
 };
-const FLAGS = ['quick', 'only', 'rounds', 'label', 'out', 'noisy', 'profile', 'help'];
+const FLAGS = ['quick', 'only', 'compare', 'rounds', 'label', 'out', 'noisy', 'profile', 'help'];
 // A mistyped flag would otherwise be ignored and start the full run (~12 minutes).
 const unknown = args.filter((arg) => !FLAGS.some((name) => arg === `--${name}` || arg.startsWith(`--${name}=`)));
 if (unknown.length > 0) {
@@ -72,7 +78,7 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 if (flag('help') !== undefined) {
-  const ids = SCENARIO_GROUPS.flatMap((group) => group.scenarios.map((scenario) => scenario.id));
+  const ids = SCENARIO_GROUPS.flatMap((group) => group.scenarios.map((scenario) => `${scenario.id}${group.onlyWhenNamed ? '   (only when named)' : ''}`));
   process.stdout.write(`${USAGE}\nScenarios, in the order they run:\n  ${ids.join('\n  ')}\n`);
   process.exit(0);
 }
@@ -94,6 +100,27 @@ const budget: Budget = {
 };
 const only = flag('only')?.split(',').filter(Boolean);
 const wants = (id: string): boolean => !only || only.some((prefix) => id.startsWith(prefix));
+/** --compare: [baseline, variant] pairs of through-Envoy scenario ids. */
+const comparePairs = ((): Array<readonly [string, string]> | undefined => {
+  const ids = flag('compare')?.split(',').filter(Boolean);
+  if (ids === undefined) return undefined;
+  const throughEnvoy = new Set(SCENARIO_GROUPS.flatMap((group) => group.scenarios.filter((scenario) => isThroughEnvoy(scenario)).map((scenario) => scenario.id)));
+  const bad = ids.filter((id) => !throughEnvoy.has(id));
+  const problem =
+    only !== undefined ? '--compare takes no --only'
+    : ids.length < 2 || ids.length % 2 !== 0 ? '--compare takes pairs of scenario ids: BASELINE,VARIANT[,BASELINE,VARIANT…]'
+    : bad.length > 0 ? `--compare takes ids of scenarios through Envoy (see --help); not ${bad.join(', ')}`
+    : undefined;
+  if (problem !== undefined) {
+    process.stderr.write(`${problem}\n`);
+    process.exit(2);
+  }
+  return Array.from({ length: ids.length / 2 }, (_, i) => [ids[2 * i] as string, ids[2 * i + 1] as string] as const);
+})();
+const compared = comparePairs && new Set(comparePairs.flat());
+/** Whether the run includes this scenario of `group`. */
+const runs = (group: ScenarioGroup, id: string): boolean =>
+  compared ? compared.has(id) : wants(id) && (!group.onlyWhenNamed || (only?.includes(id) ?? false));
 const profile = flag('profile') !== undefined;
 const started = Date.now();
 const log = (line: string): void => {
@@ -518,9 +545,15 @@ async function tokenScaling(scenario: TokenScaling, processes: GroupProcesses, r
   }
 }
 
-const isDirect = (scenario: Scenario): scenario is DirectChecks => scenario.load.kind === 'direct-checks';
-const isTokenScaling = (scenario: Scenario): scenario is TokenScaling => scenario.load.kind === 'distinct-tokens';
-const isThroughEnvoy = (scenario: Scenario): scenario is ThroughEnvoy => !isDirect(scenario) && !isTokenScaling(scenario);
+function isDirect(scenario: Scenario): scenario is DirectChecks {
+  return scenario.load.kind === 'direct-checks';
+}
+function isTokenScaling(scenario: Scenario): scenario is TokenScaling {
+  return scenario.load.kind === 'distinct-tokens';
+}
+function isThroughEnvoy(scenario: Scenario): scenario is ThroughEnvoy {
+  return !isDirect(scenario) && !isTokenScaling(scenario);
+}
 
 /** What the cached scenarios' checks need; every SpiceDB of the run starts with it. */
 const SEED_RELATIONSHIPS = 'cloud:cl0#admin@user:alice';
@@ -555,16 +588,25 @@ async function startGroupSpicedb(group: ScenarioGroup, run: Run): Promise<GroupS
   }
 }
 
-async function runGroup(group: ScenarioGroup, sharedRun: Run, findings: Findings): Promise<void> {
-  const scenarios = group.scenarios.filter((scenario) => wants(scenario.id));
-  if (scenarios.length === 0) return;
-  let groupSpicedb: GroupSpicedb;
+/** A group's processes, started when its scenarios first need them; close() stops them all. */
+interface OpenGroup {
+  readonly processes: GroupProcesses;
+  readonly run: Run;
+  preparer(scenario: ThroughEnvoy | DirectChecks): { readonly id: string; readonly prepare: () => Promise<Measurable> };
+  close(): Promise<void>;
+}
+
+/**
+ * The group's SpiceDB (and relationships) for `scenarios`, and its authorizer and Envoy on first
+ * use. Each group gets listener ports of its own, so groups compared with --compare run side by side.
+ */
+async function openGroup(group: ScenarioGroup, sharedRun: Run, scenarios: readonly Scenario[], findings: Findings): Promise<OpenGroup> {
+  const groupSpicedb = await startGroupSpicedb(group, { ...sharedRun, ports: { ingress: await freePort(), egress: await freePort() } });
   try {
-    groupSpicedb = await startGroupSpicedb(group, sharedRun);
     await writeDistinctResources(groupSpicedb.run.spicedb, scenarios);
   } catch (error) {
-    for (const scenario of scenarios) failed(scenario.id, error, findings, firstLines);
-    return;
+    await groupSpicedb.stop();
+    throw error;
   }
   const run = groupSpicedb.run;
   let authorizer: Promise<RunningAuthorizer> | undefined;
@@ -573,35 +615,87 @@ async function runGroup(group: ScenarioGroup, sharedRun: Run, findings: Findings
     authorizer: () => (authorizer ??= startAuthorizer(group.starts, run)),
     envoy: () => (envoy ??= processes.authorizer().then((started) => startEnvoy(group.envoy, started.grpcPort, run))),
   };
-  const preparer = (scenario: ThroughEnvoy | DirectChecks) => ({
-    id: scenario.id,
-    prepare: (): Promise<Measurable> => (isDirect(scenario) ? prepareDirectChecks(scenario, processes, run, findings) : prepareThroughEnvoy(scenario, processes, run, findings)),
-  });
+  return {
+    processes,
+    run,
+    preparer: (scenario) => ({
+      id: scenario.id,
+      prepare: (): Promise<Measurable> => (isDirect(scenario) ? prepareDirectChecks(scenario, processes, run, findings) : prepareThroughEnvoy(scenario, processes, run, findings)),
+    }),
+    async close() {
+      // A start that failed has been reported by the scenario that needed it.
+      await envoy?.then((started) => started.stop(), () => undefined);
+      const stopped = await authorizer?.then(
+        async (started) => {
+          await started.stop();
+          return started;
+        },
+        () => undefined,
+      );
+      if (group.starts.kind === 'sidecar' && group.starts.profileInResults && stopped?.cpuProfile !== undefined) {
+        findings.profiles[group.starts.name] = summarizeProfile(stopped.cpuProfile);
+      }
+      await groupSpicedb.stop();
+    },
+  };
+}
+
+async function runGroup(group: ScenarioGroup, sharedRun: Run, findings: Findings): Promise<void> {
+  const scenarios = group.scenarios.filter((scenario) => runs(group, scenario.id));
+  if (scenarios.length === 0) return;
+  let open: OpenGroup;
+  try {
+    open = await openGroup(group, sharedRun, scenarios, findings);
+  } catch (error) {
+    for (const scenario of scenarios) failed(scenario.id, error, findings, firstLines);
+    return;
+  }
   const summaryOf = (scenario: Scenario): ((message: string) => string) => (isDirect(scenario) ? first500 : firstLines);
   try {
     if (group.alternatesRounds) {
       // Through Envoy in turns, then the direct Checks in turns: each kind against its own kind.
-      await measureTakingTurns(scenarios.filter(isThroughEnvoy).map(preparer), findings, firstLines);
-      await measureTakingTurns(scenarios.filter(isDirect).map(preparer), findings, first500);
+      await measureTakingTurns(scenarios.filter(isThroughEnvoy).map(open.preparer), findings, firstLines);
+      await measureTakingTurns(scenarios.filter(isDirect).map(open.preparer), findings, first500);
     }
     for (const scenario of scenarios) {
-      if (isTokenScaling(scenario)) await tokenScaling(scenario, processes, run, findings);
-      else if (!group.alternatesRounds) await measureAlone(scenario.id, preparer(scenario).prepare, findings, summaryOf(scenario));
+      if (isTokenScaling(scenario)) await tokenScaling(scenario, open.processes, open.run, findings);
+      else if (!group.alternatesRounds) await measureAlone(scenario.id, open.preparer(scenario).prepare, findings, summaryOf(scenario));
     }
   } finally {
-    // A start that failed has been reported by the scenario that needed it.
-    await envoy?.then((started) => started.stop(), () => undefined);
-    const stopped = await authorizer?.then(
-      async (started) => {
-        await started.stop();
-        return started;
-      },
-      () => undefined,
-    );
-    if (group.starts.kind === 'sidecar' && group.starts.profileInResults && stopped?.cpuProfile !== undefined) {
-      findings.profiles[group.starts.name] = summarizeProfile(stopped.cpuProfile);
+    await open.close();
+  }
+}
+
+/**
+ * --compare: every group holding a compared scenario opened at once (each its own authorizer on
+ * the authorizer's core, its own Envoy and ports; the idle ones wait), then all compared scenarios
+ * in turns, one round each, in the order --compare names them (reversed every other round). Each
+ * variant's result names its baseline, so the results show the pair side by side.
+ */
+async function runCompared(pairs: ReadonlyArray<readonly [string, string]>, sharedRun: Run, findings: Findings): Promise<void> {
+  const order = [...new Set(pairs.flat())];
+  const opened: OpenGroup[] = [];
+  const preparers = new Map<string, ReturnType<OpenGroup['preparer']>>();
+  try {
+    for (const group of SCENARIO_GROUPS) {
+      const scenarios = group.scenarios.filter((scenario) => compared?.has(scenario.id));
+      if (scenarios.length === 0) continue;
+      try {
+        const open = await openGroup(group, sharedRun, scenarios, findings);
+        opened.push(open);
+        for (const scenario of scenarios.filter(isThroughEnvoy)) preparers.set(scenario.id, open.preparer(scenario));
+      } catch (error) {
+        for (const scenario of scenarios) failed(scenario.id, error, findings, firstLines);
+      }
     }
-    await groupSpicedb.stop();
+    await measureTakingTurns(order.flatMap((id) => preparers.get(id) ?? []), findings, firstLines);
+  } finally {
+    for (const open of opened) await open.close();
+  }
+  for (const [baseline, variant] of pairs) {
+    const index = findings.scenarios.findIndex((result) => result.id === variant);
+    const result = findings.scenarios[index];
+    if (result !== undefined) findings.scenarios[index] = { ...result, comparedWith: baseline };
   }
 }
 
@@ -658,7 +752,8 @@ async function main(): Promise<void> {
   const run: Run = { dir, keys, token: signToken(keys), spicedb, spicedbPid, keyEnv: 'BENCH_SPICEDB_KEY', profile, ports };
 
   const findings: Findings = { scenarios: [], direct: [], scaling: { rules: [], tokens: [], workers: { supported: false, note: '' } }, profiles: {}, failures: [] };
-  for (const group of SCENARIO_GROUPS) await runGroup(group, run, findings);
+  if (comparePairs) await runCompared(comparePairs, run, findings);
+  else for (const group of SCENARIO_GROUPS) await runGroup(group, run, findings);
   findings.scaling.workers = {
     supported: false,
     note: 'jwtauth-sidecar runs one Node.js event loop per process and has no worker mode today; throughput with one worker per core is not measurable. Scaling out today means more sidecar processes behind one Envoy cluster, which this machine (2 cores shared with Envoy and the load generator) cannot show meaningfully.',
@@ -678,7 +773,7 @@ async function main(): Promise<void> {
         cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator + SpiceDB; cpu1: the authorizer (sidecar, OPA-Envoy, the grpc-js or the Go floor). jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
         saturation: `h2load -t1 -c${SATURATION.clients} -m${SATURATION.streams} (uncached: -c${UNCACHED_SATURATION.clients} -m${UNCACHED_SATURATION.streams}), ${budget.rounds} × ${budget.saturationSeconds}s after a ${budget.warmUpSeconds}s warm-up; median reported`,
         latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: a quarter of its saturation throughput; near saturation the figure is queueing, not latency), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
-        turns: `scenarios compared with each other (a group with alternatesRounds: the gRPC message-field pair) take turns (A B, B A, A B …), one round each after its own ${budget.warmUpSeconds}s warm-up; the difference reported is the median of the per-round differences`,
+        turns: `${comparePairs ? `--compare ${comparePairs.map((pair) => pair.join(' vs ')).join(', ')}: those scenarios only, all started at once, ` : ''}scenarios compared with each other (a group with alternatesRounds: the gRPC message-field pair; --compare) take turns (A B, B A, A B …), one round each after its own ${budget.warmUpSeconds}s warm-up; the difference reported is the median of the per-round differences`,
         noise: `a round is rerun (up to ${budget.maxReruns}×) when processes outside the benchmark used more than ${budget.noisyCores} cores; other engineers run tests on this machine concurrently`,
         spicedb: `real \`spicedb serve\` (pinned build from scripts/install-tools.sh), plaintext gRPC on loopback; memory datastore, except the uncached scenario's SpiceDB of its own on PostgreSQL ${versionOf(join(TOOLS_BIN, 'postgres'), ['--version'], /\(PostgreSQL\) (\S+)/)} (a throwaway cluster beside SpiceDB${PIN ? ' on cpu0' : ''}, durability off: the load only reads)`,
         sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',

@@ -31,9 +31,11 @@ export type Authorizer =
    * An ext_authz server answering OK without deciding: `grpcjs` is the sidecar's own gRPC listener
    * (bench/null-authorizer.ts), `go` a grpc-go server (bench/go-null-authorizer).
    */
-  | { readonly kind: 'grpc-floor'; readonly stack: 'grpcjs' | 'go' }
+  | { readonly kind: 'grpc-floor'; readonly stack: 'grpcjs' | 'go'; readonly nodeArgs?: readonly string[] }
   | {
       readonly kind: 'sidecar';
+      /** Node's own flags, before the script (BENCH_SIDECAR_NODE_ARGS and --profile add theirs). */
+      readonly nodeArgs?: readonly string[];
       /** Names its CPU profile (--profile) and its kept output (BENCH_SIDECAR_OUTPUT). */
       readonly name: string;
       readonly variant: SidecarVariant;
@@ -168,6 +170,11 @@ export interface ScenarioGroup {
    * cluster, the datastore users run, for the group whose every Check reaches SpiceDB.
    */
   readonly spicedbDatastore?: 'postgres';
+  /**
+   * Left out of a run unless `--only` or `--compare` names one of its scenario ids exactly: the
+   * Node flag variants, measured against their defaults on request (`--compare`), not in every run.
+   */
+  readonly onlyWhenNamed?: boolean;
 }
 
 const INGRESS_INBOUND: Listener = { name: 'ingress', port: 'ingress', filter: { kind: 'ext_authz', direction: 'inbound' } };
@@ -192,6 +199,35 @@ const OTHER_CLOUD = 'cl1';
 const BY_HEADER: GrpcCall = { method: 'CreateByHeaders', messageCloud: CALLER_CLOUD };
 const BY_MESSAGE: GrpcCall = { method: 'CreateByMessage', messageCloud: CALLER_CLOUD };
 const DECISION_CACHE_HITS = { decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}' };
+
+const FLOOR_GRPCJS: ThroughEnvoy = {
+  id: 'floor_grpcjs',
+  expects: [{ port: 'ingress', withToken: false, status: 200, what: 'null authorizer', eventually: true }],
+  load: CACHED_PATH,
+  reports: { label: "ext_authz floor: the sidecar's gRPC listener answering OK without deciding", authorizer: 'grpc-js, no decision' },
+};
+const SIDECAR_LISTENERS: readonly Listener[] = [INGRESS_INBOUND, { name: 'egress', port: 'egress', filter: { kind: 'ext_authz', direction: 'outbound' } }];
+const SIDECAR_INBOUND_CACHED: ThroughEnvoy = {
+  id: 'sidecar_inbound_cached',
+  expects: [refuses(401, 'sidecar'), admits('sidecar with the token', true)],
+  load: { ...CACHED_PATH, watchesSpicedb: true },
+  reports: { label: 'sidecar inbound, verified token + cached SpiceDB decision', authorizer: 'jwtauth-sidecar', counts: DECISION_CACHE_HITS },
+};
+
+/**
+ * Node flag variants (`onlyWhenNamed`): the grpc-js floor and the cached inbound sidecar, each in a
+ * group of its own started with extra Node flags, its id the default's plus the suffix. Compare
+ * with `--compare=floor_grpcjs,floor_grpcjs_stgc` (docs/benchmarks.md).
+ */
+const NODE_FLAG_VARIANTS: ReadonlyArray<{ readonly suffix: string; readonly nodeArgs: readonly string[] }> = [
+  // V8's parallel GC helper threads share the authorizer's one core with the main thread.
+  { suffix: 'stgc', nodeArgs: ['--single-threaded-gc'] },
+];
+
+function nodeFlagVariant(scenario: ThroughEnvoy, suffix: string, nodeArgs: readonly string[]): ThroughEnvoy {
+  const { label } = scenario.reports;
+  return { ...scenario, id: `${scenario.id}_${suffix}`, reports: { ...scenario.reports, label: `${label}, node ${nodeArgs.join(' ')}` } };
+}
 
 export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   // The floor: Envoy answering by itself.
@@ -244,14 +280,7 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   {
     starts: { kind: 'grpc-floor', stack: 'grpcjs' },
     envoy: [INGRESS_INBOUND],
-    scenarios: [
-      {
-        id: 'floor_grpcjs',
-        expects: [{ port: 'ingress', withToken: false, status: 200, what: 'null authorizer', eventually: true }],
-        load: CACHED_PATH,
-        reports: { label: "ext_authz floor: the sidecar's gRPC listener answering OK without deciding", authorizer: 'grpc-js, no decision' },
-      },
-    ],
+    scenarios: [FLOOR_GRPCJS],
   },
   // The same floor in Go (grpc-go, go-control-plane's types): what the round trip costs with a
   // compiled gRPC stack, the ratio the results give beside OPA-Envoy's.
@@ -270,18 +299,9 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   // The sidecar, inbound and outbound, through one Envoy with both listeners.
   {
     starts: { kind: 'sidecar', name: 'main', variant: {}, profileInResults: true },
-    envoy: [INGRESS_INBOUND, { name: 'egress', port: 'egress', filter: { kind: 'ext_authz', direction: 'outbound' } }],
+    envoy: SIDECAR_LISTENERS,
     scenarios: [
-      {
-        id: 'sidecar_inbound_cached',
-        expects: [refuses(401, 'sidecar'), admits('sidecar with the token', true)],
-        load: { ...CACHED_PATH, watchesSpicedb: true },
-        reports: {
-          label: 'sidecar inbound, verified token + cached SpiceDB decision',
-          authorizer: 'jwtauth-sidecar',
-          counts: DECISION_CACHE_HITS,
-        },
-      },
+      SIDECAR_INBOUND_CACHED,
       {
         id: 'sidecar_outbound',
         expects: [{ port: 'egress', withToken: false, status: 200, what: 'sidecar outbound' }],
@@ -425,4 +445,13 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
       ],
     }),
   ),
+  ...NODE_FLAG_VARIANTS.flatMap(({ suffix, nodeArgs }): ScenarioGroup[] => [
+    { starts: { kind: 'grpc-floor', stack: 'grpcjs', nodeArgs }, envoy: [INGRESS_INBOUND], scenarios: [nodeFlagVariant(FLOOR_GRPCJS, suffix, nodeArgs)], onlyWhenNamed: true },
+    {
+      starts: { kind: 'sidecar', name: `main-${suffix}`, variant: {}, nodeArgs },
+      envoy: SIDECAR_LISTENERS,
+      scenarios: [nodeFlagVariant(SIDECAR_INBOUND_CACHED, suffix, nodeArgs)],
+      onlyWhenNamed: true,
+    },
+  ]),
 ];
