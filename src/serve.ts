@@ -127,7 +127,7 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   teardown.add('adapters', () => generations.close());
   // The embedded schema was checked by preflight; a server's is read now, in the background.
   const schemaCheckFor = (loaded: LoadedConfig, known: SchemaConformance | undefined): SchemaCheck => new SchemaCheck(loaded, deps, known);
-  let schemaCheck = schemaCheckFor(options.loaded, checked.schema && { state: 'conforms', origin: checked.schema.origin });
+  let schemaCheck = schemaCheckFor(options.loaded, checked.schemaOrigin === undefined ? undefined : { state: 'conforms', origin: checked.schemaOrigin });
   teardown.add('schema check', () => Promise.resolve(schemaCheck.close()));
   const live = (): LoadedConfig => generations.current.loaded;
   metrics.setConfigHash(live().hash);
@@ -207,7 +207,7 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
       const nextChecked = await preflight(next, { env });
       // A server that answers and contradicts the rules refuses the reload; one that does not
       // answer leaves the check to the retries of the new SchemaCheck.
-      known = nextChecked.schema ? { state: 'conforms', origin: nextChecked.schema.origin } : await checkAgainstServerSchema(next);
+      known = nextChecked.schemaOrigin !== undefined ? { state: 'conforms', origin: nextChecked.schemaOrigin } : await checkAgainstServerSchema(next);
       if (known.state === 'mismatch') throw new ConfigError(next.origin, known.problems);
       generation = await openGeneration(next, deps, generations.current.adapters);
     } catch (error) {

@@ -33,7 +33,7 @@ Exit codes: 0 valid, 1 invalid, 2 usage error.`,
     let checkedAgainst: string | undefined;
     try {
       const result = await preflight(loaded, { env: io.env, ...(values.schema ? { schemaFile: resolve(values.schema) } : {}) });
-      checkedAgainst = result.schema?.origin;
+      checkedAgainst = result.schemaOrigin;
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       io.err(error.message);

@@ -38,8 +38,14 @@ export interface PreflightOptions {
 }
 
 export interface PreflightResult {
-  /** The schema the rules were checked against, when one was available offline. */
-  readonly schema: { readonly origin: string; readonly model: SchemaModel } | undefined;
+  /** The schema file the rules were checked against, when one was available offline. */
+  readonly schemaOrigin: string | undefined;
+}
+
+/** A schema file read and parsed. */
+interface LocalSchema {
+  readonly origin: string;
+  readonly model: SchemaModel;
 }
 
 /** Ports that are never called: compiling the pipeline only stores them. */
@@ -92,7 +98,7 @@ function checkJwksFiles(config: Config, baseDir: string, problems: string[]): vo
   });
 }
 
-function checkSpicedb(config: Config, baseDir: string, env: NodeJS.ProcessEnv, schemaFile: string | undefined, problems: string[]): PreflightResult['schema'] {
+function checkSpicedb(config: Config, baseDir: string, env: NodeJS.ProcessEnv, schemaFile: string | undefined, problems: string[]): LocalSchema | undefined {
   const { spicedb } = config;
   if (spicedb.endpoint !== undefined) {
     if (spicedb.presharedKey !== undefined) {
@@ -128,7 +134,7 @@ function checkSpicedb(config: Config, baseDir: string, env: NodeJS.ProcessEnv, s
   return schema;
 }
 
-function readSchema(schemaOrigin: string | undefined, schemaKey: string, problems: string[]): PreflightResult['schema'] {
+function readSchema(schemaOrigin: string | undefined, schemaKey: string, problems: string[]): LocalSchema | undefined {
   if (schemaOrigin === undefined) return undefined;
   const schemaText = readText(schemaOrigin, schemaKey, problems);
   if (schemaText === undefined) return undefined;
@@ -188,5 +194,5 @@ export async function preflight(loaded: LoadedConfig, options: PreflightOptions 
   }
   if (schema !== undefined) problems.push(...checkConfigAgainstSchema(config, schema.model, schema.origin));
   if (problems.length > 0) throw new ConfigError(loaded.origin, problems);
-  return { schema };
+  return { schemaOrigin: schema?.origin };
 }

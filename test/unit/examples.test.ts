@@ -234,7 +234,7 @@ describe('the gateway pod is wired so that it becomes Ready', () => {
     writeFileSync(join(dir, 'secrets', 'spicedb-ca.pem'), readFileSync(createTestPki([]).caFile));
     const loaded = loadConfigFile(join(dir, 'config', 'jwtauth.yaml'));
     const result = await preflight(loaded, { schemaFile: join(EXAMPLES, 'schema.zed') });
-    expect(result.schema?.origin).toBe(join(EXAMPLES, 'schema.zed'));
+    expect(result.schemaOrigin).toBe(join(EXAMPLES, 'schema.zed'));
   });
 
   it('carries the demo’s vmcontroller.proto unchanged, so {body.cloud_id} reads the real message', () => {
