@@ -18,6 +18,7 @@ import type { Stack } from '../support/hardening/stack.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import type { OAuthServer } from '../support/oauth-server.js';
 import { waitFor } from '../../dev/processes.js';
+import { exchangeSource } from '../support/exchange-source.js';
 
 const TOKEN_TTL_S = 6;
 const SKEW_S = 2;
@@ -29,21 +30,14 @@ let stack: Stack;
 beforeAll(async () => {
   pki = createTestPki(['gwadmin']);
   issuer = await startOAuthServer({ pki, clients: ['gwadmin'], audiences: ['vmcontroller'], accessTokenTtlSeconds: TOKEN_TTL_S });
-  const client = pki.clients.gwadmin!;
   stack = await startStack({
     overrides: {
       tokens: {
-        source: {
-          kind: 'exchange',
-          tokenEndpoint: issuer.tokenEndpoint,
-          clientCertFile: client.certFile,
-          clientKey: { file: client.keyFile },
-          caFile: pki.caFile,
-          audienceParameter: 'resource',
-          // Generous: the first exchange must succeed even when the whole suite loads the machine
-          // (it once took over 500 ms in CI). The outage below is a stopped server, refused at once.
-          timeoutMs: 3000,
-        },
+        source: exchangeSource(pki, issuer.tokenEndpoint, {
+          // Generous timeout: the first exchange must succeed even when the whole suite loads the
+          // machine (it once took over 500 ms in CI). The outage below is a stopped server, refused at once.
+          extra: { audienceParameter: 'resource', timeoutMs: 3000 },
+        }),
         clockSkewSeconds: SKEW_S,
         cache: { retrySeconds: 0.5 },
       },

@@ -45,6 +45,7 @@ import { http1, receivedIds } from '../support/hardening/stack.js';
 import { startSpicedb } from '../../dev/spicedb.js';
 import type { SpicedbServer } from '../../dev/spicedb.js';
 import { waitFor } from '../../dev/processes.js';
+import { exchangeSource } from '../support/exchange-source.js';
 
 /** alice may view cl0..cl{CLOUDS-1}; requests cycle through them so concurrent checks rarely coalesce. */
 const CLOUDS = 64;
@@ -112,7 +113,6 @@ beforeAll(async () => {
   // issuer as external to accept such a token outbound and ask for the exchange.
   const publicJwksFile = join(pki.dir, 'token-service-public-jwks.json');
   writeFileSync(publicJwksFile, JSON.stringify(await tokenService.externalJwks()));
-  const client = pki.clients.gwadmin!;
   const keyEnv = `RELOAD_STORM_SPICEDB_KEY_${process.pid}`;
   configFor = (k) => {
     const config = sidecarConfig({
@@ -131,14 +131,7 @@ beforeAll(async () => {
           decisionCache: { ttlMs: 0, maxEntries: 1000 },
         },
         tokens: {
-          source: {
-            kind: 'exchange',
-            tokenEndpoint: tokenService.tokenEndpoint,
-            clientCertFile: client.certFile,
-            clientKey: { file: client.keyFile },
-            caFile: pki.caFile,
-            audienceParameter: 'resource',
-          },
+          source: exchangeSource(pki, tokenService.tokenEndpoint, { extra: { audienceParameter: 'resource' } }),
           // Changes on every reload: a new token source (new mTLS agent) each time. The exchange
           // source does not use it, but it is part of the section the sidecar fingerprints.
           lifetimeSeconds: BASE_LIFETIME_S + k,

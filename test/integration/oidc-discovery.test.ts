@@ -11,7 +11,6 @@ import { issuersSchema } from '../../src/identity/config.js';
 import { createTokenVerifier } from '../../src/identity/token-verifier.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { tokensSchema } from '../../src/tokens/config.js';
 import { createTokenSource } from '../../src/tokens/token-source.js';
 import type { OutboundTokenSource } from '../../src/tokens/token-source.js';
 import { createTestPki } from '../support/certs.js';
@@ -19,6 +18,7 @@ import type { TestPki } from '../support/certs.js';
 import { makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import type { OAuthServer } from '../support/oauth-server.js';
+import { exchangeTokensConfig } from '../support/exchange-source.js';
 
 const DISCOVERY_PATH = '/.well-known/openid-configuration';
 let pki: TestPki;
@@ -29,20 +29,7 @@ const closers: (() => Promise<void> | void)[] = [];
 beforeAll(async () => {
   pki = createTestPki(['gwadmin']);
   server = await startOAuthServer({ pki, clients: ['gwadmin'], audiences: ['vmcontroller'] });
-  const client = pki.clients.gwadmin;
-  if (!client) throw new Error('no client certificate');
-  const config = tokensSchema.parse({
-    source: {
-      kind: 'exchange',
-      tokenEndpoint: server.tokenEndpoint,
-      clientCertFile: client.certFile,
-      clientKey: { file: client.keyFile },
-      caFile: pki.caFile,
-      audienceParameter: 'resource',
-    },
-  });
-  if (!config) throw new Error('config');
-  tokens = await createTokenSource(config, {
+  tokens = await createTokenSource(exchangeTokensConfig(pki, server.tokenEndpoint, { extra: { audienceParameter: 'resource' } }), {
     serviceName: 'gwadmin',
     metrics: new Metrics({ processMetrics: false }),
     logger: createLogger({ level: 'silent' }),

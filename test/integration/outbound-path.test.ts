@@ -22,6 +22,7 @@ import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import type { OAuthServer } from '../support/oauth-server.js';
+import { exchangeTokensConfig } from '../support/exchange-source.js';
 
 const logger = pino({ level: 'silent' });
 const NO_CHECKS: PermissionChecker = {
@@ -98,19 +99,7 @@ describe('outbound path with the token service', () => {
       { name: 'mesh', issuer: server.issuer, audience: 'gwadmin', kind: 'internal', subjectType: 'service', typ: 'at+jwt', jwks: { file: 'internal-jwks.json' } },
       { name: 'public', issuer: server.externalIssuer, audience: 'public-api', kind: 'external', jwks: { file: 'external-jwks.json' } },
     ]);
-    const client = pki.clients.gwadmin;
-    if (!client) throw new Error('no client cert');
-    const tokensConfig = tokensSchema.parse({
-      source: {
-        kind: 'exchange',
-        tokenEndpoint: server.tokenEndpoint,
-        clientCertFile: client.certFile,
-        clientKey: { file: client.keyFile },
-        caFile: pki.caFile,
-        audienceParameter: 'resource',
-      },
-    });
-    if (!tokensConfig) throw new Error('tokens config');
+    const tokensConfig = exchangeTokensConfig(pki, server.tokenEndpoint, { extra: { audienceParameter: 'resource' } });
     const tokens = await createTokenSource(tokensConfig, { serviceName: 'gwadmin', metrics: new Metrics({ processMetrics: false }), logger, baseDir: pki.dir });
     closers.push(() => tokens.close());
     outbound = authorizer(verifier, tokens);

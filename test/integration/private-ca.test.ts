@@ -23,13 +23,13 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { spicedbSchema } from '../../src/spicedb/config.js';
 import { createPermissionChecker } from '../../src/spicedb/permission-checker.js';
-import { tokensSchema } from '../../src/tokens/config.js';
 import { createTokenSource } from '../../src/tokens/token-source.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
 import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
 import type { SigningKey } from '../support/jwt-fixtures.js';
 import { startOAuthServer } from '../support/oauth-server.js';
+import { exchangeTokensConfig } from '../support/exchange-source.js';
 
 const ISS = 'https://corp.test';
 const silent = pino({ level: 'silent' });
@@ -220,11 +220,7 @@ describe('token service over a private CA', () => {
   it('an exchange source trusting another CA fails with token_source_tls_error naming the cause', async () => {
     const server = await startOAuthServer({ pki, clients: ['gwadmin'], audiences: ['vmcontroller'], accessTokenTtlSeconds: 300 });
     closers.push(() => server.close());
-    const client = pki.clients.gwadmin!;
-    const config = tokensSchema.parse({
-      source: { kind: 'exchange', tokenEndpoint: server.tokenEndpoint, clientCertFile: client.certFile, clientKey: { file: client.keyFile }, caFile: pki.otherCaFile },
-    });
-    if (!config) throw new Error('no tokens config');
+    const config = exchangeTokensConfig(pki, server.tokenEndpoint, { caFile: pki.otherCaFile });
     const source = await createTokenSource(config, { serviceName: 'gwadmin', metrics: new Metrics({ processMetrics: false }), logger: silent, baseDir: pki.dir, uncached: true });
     closers.push(() => source.close());
     const before = server.requests;

@@ -6,7 +6,6 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import { pino } from 'pino';
 import type { TokenResult } from '../../src/core/ports.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { tokensSchema } from '../../src/tokens/config.js';
 import type { TokensConfig } from '../../src/tokens/config.js';
 import { createTokenSource } from '../../src/tokens/token-source.js';
 import type { OutboundTokenSource } from '../../src/tokens/token-source.js';
@@ -14,6 +13,7 @@ import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import type { OAuthServer } from '../support/oauth-server.js';
+import { exchangeTokensConfig } from '../support/exchange-source.js';
 
 let pki: TestPki;
 let server: OAuthServer;
@@ -30,21 +30,11 @@ afterAll(async () => {
 });
 
 function config(overrides: { client?: string; caFile?: string; timeoutMs?: number } = {}): NonNullable<TokensConfig> {
-  const client = pki.clients[overrides.client ?? 'gwadmin'];
-  if (!client) throw new Error('no such client');
-  const parsed = tokensSchema.parse({
-    source: {
-      kind: 'exchange',
-      tokenEndpoint: server.tokenEndpoint,
-      clientCertFile: client.certFile,
-      clientKey: { file: client.keyFile },
-      caFile: overrides.caFile ?? pki.caFile,
-      audienceParameter: 'resource',
-      timeoutMs: overrides.timeoutMs ?? 2000,
-    },
+  return exchangeTokensConfig(pki, server.tokenEndpoint, {
+    ...(overrides.client ? { client: overrides.client } : {}),
+    ...(overrides.caFile ? { caFile: overrides.caFile } : {}),
+    extra: { audienceParameter: 'resource', timeoutMs: overrides.timeoutMs ?? 2000 },
   });
-  if (!parsed) throw new Error('config');
-  return parsed;
 }
 
 async function source(

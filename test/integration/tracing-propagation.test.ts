@@ -15,12 +15,12 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/observability/metrics.js';
 import { Tracing, inChildSpan, runInSpan } from '../../src/observability/tracing.js';
-import { tokensSchema } from '../../src/tokens/config.js';
 import { createTokenSource } from '../../src/tokens/token-source.js';
 import type { OutboundTokenSource } from '../../src/tokens/token-source.js';
 import { TracingTokenSource } from '../../src/tokens/tracing-token-source.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
+import { exchangeTokensConfig } from '../support/exchange-source.js';
 
 let pki: TestPki;
 let server: Server;
@@ -38,16 +38,7 @@ beforeAll(async () => {
     },
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const config = tokensSchema.parse({
-    source: {
-      kind: 'exchange',
-      tokenEndpoint: `https://127.0.0.1:${(server.address() as AddressInfo).port}/token`,
-      clientCertFile: pki.clients.gwadmin?.certFile,
-      clientKey: { file: pki.clients.gwadmin?.keyFile },
-      caFile: pki.caFile,
-    },
-  });
-  if (!config) throw new Error('tokens config');
+  const config = exchangeTokensConfig(pki, `https://127.0.0.1:${(server.address() as AddressInfo).port}/token`);
   source = await createTokenSource(config, { serviceName: 'gwadmin', metrics: new Metrics({ processMetrics: false }), logger: pino({ level: 'silent' }), baseDir: pki.dir, uncached: true });
 });
 
