@@ -38,6 +38,7 @@ import { waitFor } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 import { scrapeMetrics } from '../../dev/prometheus.js';
 import { launchSidecar } from '../../dev/sidecar.js';
+import { closeNewestFirst } from '../support/closers.js';
 
 /** alice may view cl0..cl{CLOUDS-1} (the stack's default); the load cycles through them. */
 const CLOUDS = 64;
@@ -80,13 +81,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  for (const close of closers.reverse()) {
-    try {
-      await close();
-    } catch {
-      // best effort: the next closer still runs
-    }
-  }
+  await closeNewestFirst(closers);
 });
 
 const markerPath = (version: number): string => `/marker/v${version}`;

@@ -46,6 +46,7 @@ import { startSpicedb } from '../../dev/spicedb.js';
 import type { SpicedbServer } from '../../dev/spicedb.js';
 import { waitFor } from '../../dev/processes.js';
 import { exchangeSource } from '../support/exchange-source.js';
+import { closeNewestFirst } from '../support/closers.js';
 
 /** alice may view cl0..cl{CLOUDS-1}; requests cycle through them so concurrent checks rarely coalesce. */
 const CLOUDS = 64;
@@ -168,13 +169,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  for (const close of closers.reverse()) {
-    try {
-      await close();
-    } catch {
-      // best effort: the next closer still runs
-    }
-  }
+  await closeNewestFirst(closers);
 });
 
 /** Replaces the config file the way a config-management tool should: never a half-written file. */
