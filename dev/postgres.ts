@@ -12,7 +12,7 @@
  * that Debian's package creates (scripts/install-tools.sh), otherwise as the current user.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -21,8 +21,17 @@ import { atExit, GiveUp, startProcess, TOOLS_BIN, waitFor } from './processes.js
 import type { ManagedProcess } from './processes.js';
 import type { SpicedbDatastore } from './spicedb.js';
 
-const INITDB_BIN = join(TOOLS_BIN, 'initdb');
-const POSTGRES_BIN = join(TOOLS_BIN, 'postgres');
+const INITDB_LINK = join(TOOLS_BIN, 'initdb');
+const POSTGRES_LINK = join(TOOLS_BIN, 'postgres');
+
+/**
+ * The binary a .tools/bin link points at. As root, initdb and the server run as the postgres user,
+ * who may not traverse the checkout (a clone under a 0700 temporary directory, as CI makes): exec
+ * the packaged binary itself, never the link inside the checkout.
+ */
+function packagedBinary(link: string): string {
+  return realpathSync(link);
+}
 const SUPERUSER = 'postgres';
 
 export interface PostgresOptions {
@@ -67,7 +76,7 @@ function releaseSharedMemory(dataDir: string): void {
 }
 
 export async function startPostgres(options: PostgresOptions = {}): Promise<PostgresCluster> {
-  for (const bin of [INITDB_BIN, POSTGRES_BIN]) {
+  for (const bin of [INITDB_LINK, POSTGRES_LINK]) {
     if (!existsSync(bin)) throw new Error(`${bin} is missing: run bash scripts/install-tools.sh postgres`);
   }
   const name = options.name ?? 'postgres';
@@ -86,7 +95,10 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   });
   // Only what initdb and the server need: PG* variables of the caller's shell would redirect them.
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' };
-  const runAs = account ?? {};
+  // The cluster's own directory as cwd: the caller's may not be open to the postgres user.
+  const runAs = account ? { ...account, cwd: dir } : {};
+  const initdb = packagedBinary(INITDB_LINK);
+  const postgres = packagedBinary(POSTGRES_LINK);
   let server: ManagedProcess | undefined;
   const stop = async (): Promise<void> => {
     // Immediate shutdown: nothing in the cluster is kept, so there is nothing to checkpoint.
@@ -97,9 +109,9 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
 
   try {
     if (account) chownSync(dir, account.uid, account.gid);
-    await promisify(execFile)(INITDB_BIN, ['-D', dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'], { env, ...runAs }).catch(
+    await promisify(execFile)(initdb, ['-D', dataDir, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'], { env, ...runAs }).catch(
       (error: Error & { stderr?: string }) => {
-        throw new Error(`${name}: initdb failed: ${error.stderr ?? error.message}`, { cause: error });
+        throw new Error(`${name}: initdb failed: ${error.stderr || error.message}`, { cause: error });
       },
     );
     // Replaces initdb's file, which also trusts the Unix socket and replication connections.
@@ -120,7 +132,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     };
     const serverArgs = ['-D', dataDir, '-p', String(port), ...Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`])];
     // taskset execs the server, so the pid stays the postmaster's, and every process it forks inherits the CPU list.
-    const [command, args] = options.cpus === undefined ? [POSTGRES_BIN, serverArgs] : ['taskset', ['-c', options.cpus, POSTGRES_BIN, ...serverArgs]];
+    const [command, args] = options.cpus === undefined ? [postgres, serverArgs] : ['taskset', ['-c', options.cpus, postgres, ...serverArgs]];
     const current = startProcess(command, args, { name, env, ...runAs });
     server = current;
     await waitFor(
