@@ -12,21 +12,30 @@
  * permission_backend_timeout without being sent, and a call's deadline is its earliest item's, so
  * no check ever waits past its own (a later one in the same call may end a little early; the
  * spread is at most one call's wait in the queue).
+ *
+ * Each check may carry an `origin` the batcher only hands on: the caller's trace, so the call's
+ * span can link every Check whose check it carried (tracing-interceptor.ts).
  */
 import type { Consistency, PermissionAnswer, PermissionQuery } from '../core/ports.js';
 import { failure, thrown } from '../core/result.js';
 
-/** One CheckBulkPermissions call: an answer per query, in order; never rejects. */
-export type BulkCheck = (queries: readonly PermissionQuery[], consistency: Consistency, deadline: number) => Promise<readonly PermissionAnswer[]>;
+/** One CheckBulkPermissions call: an answer per query, in order; never rejects. `origins[i]` came with `queries[i]`. */
+export type BulkCheck<Origin> = (
+  queries: readonly PermissionQuery[],
+  consistency: Consistency,
+  deadline: number,
+  origins: readonly (Origin | undefined)[],
+) => Promise<readonly PermissionAnswer[]>;
 
 export interface BatchLimits {
   readonly maxItems: number;
   readonly maxConcurrentCalls: number;
 }
 
-interface Pending {
+interface Pending<Origin> {
   readonly query: PermissionQuery;
   readonly deadline: number;
+  readonly origin: Origin | undefined;
   readonly resolve: (answer: PermissionAnswer) => void;
 }
 
@@ -37,20 +46,20 @@ function sameConsistency(a: Consistency, b: Consistency): boolean {
   return a.kind !== 'at_least_as_fresh' || a.zedToken === (b as typeof a).zedToken;
 }
 
-export class CheckBatcher {
-  private queue: Pending[] = [];
+export class CheckBatcher<Origin = never> {
+  private queue: Pending<Origin>[] = [];
   private callsInFlight = 0;
   private flushScheduled = false;
 
   constructor(
-    private readonly bulkCheck: BulkCheck,
+    private readonly bulkCheck: BulkCheck<Origin>,
     private readonly limits: BatchLimits,
     private readonly now: () => number = Date.now,
   ) {}
 
-  check(query: PermissionQuery, deadline: number): Promise<PermissionAnswer> {
+  check(query: PermissionQuery, deadline: number, origin?: Origin): Promise<PermissionAnswer> {
     return new Promise((resolve) => {
-      this.queue.push({ query, deadline, resolve });
+      this.queue.push({ query, deadline, origin, resolve });
       if (!this.flushScheduled && this.callsInFlight < this.limits.maxConcurrentCalls) {
         this.flushScheduled = true;
         // After this turn's I/O, so checks decoded from the same read leave together.
@@ -75,10 +84,10 @@ export class CheckBatcher {
   }
 
   /** The oldest live check and up to maxItems - 1 later ones with the same consistency. */
-  private takeBatch(): Pending[] | undefined {
+  private takeBatch(): Pending<Origin>[] | undefined {
     const now = this.now();
-    const batch: Pending[] = [];
-    const rest: Pending[] = [];
+    const batch: Pending<Origin>[] = [];
+    const rest: Pending<Origin>[] = [];
     for (const pending of this.queue) {
       if (pending.deadline <= now) pending.resolve(EXPIRED_IN_QUEUE);
       else if (batch.length < this.limits.maxItems && (batch.length === 0 || sameConsistency(batch[0]!.query.consistency, pending.query.consistency))) {
@@ -89,7 +98,7 @@ export class CheckBatcher {
     return batch.length > 0 ? batch : undefined;
   }
 
-  private async send(batch: readonly Pending[]): Promise<void> {
+  private async send(batch: readonly Pending<Origin>[]): Promise<void> {
     let deadline = Number.POSITIVE_INFINITY;
     for (const pending of batch) deadline = Math.min(deadline, pending.deadline);
     let answers: readonly PermissionAnswer[];
@@ -98,6 +107,7 @@ export class CheckBatcher {
         batch.map((pending) => pending.query),
         batch[0]!.query.consistency,
         deadline,
+        batch.map((pending) => pending.origin),
       );
     } catch (error) {
       // BulkCheck maps every failure to answers; this is a bug, and still never an allow.

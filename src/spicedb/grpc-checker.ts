@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Metadata, status } from '@grpc/grpc-js';
-import type { ServiceError } from '@grpc/grpc-js';
+import type { CallOptions, ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import type { Closable, Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
 import { failure } from '../core/result.js';
@@ -16,6 +16,8 @@ import { CheckBatcher } from './check-batcher.js';
 import type { BatchLimits } from './check-batcher.js';
 import { answerFor, consistencyMessage, toBulkItem } from './check-request.js';
 import { spicedbCallOptions } from './tracing-interceptor.js';
+import { activeTrace } from '../observability/tracing.js';
+import type { ActiveTrace } from '../observability/tracing.js';
 import { resolveConfigPath } from '../config/paths.js';
 
 export interface GrpcCheckerOptions {
@@ -101,11 +103,12 @@ export function createSpicedbClient(options: SpicedbClientOptions): v1.ZedClient
 
 export class GrpcChecker implements PermissionChecker, Closable {
   private readonly client: v1.ZedClientInterface;
-  private readonly batcher: CheckBatcher;
+  /** Each check carries the trace of the Check that asked it (undefined when untraced). */
+  private readonly batcher: CheckBatcher<ActiveTrace>;
   private lastCallReachedServer = true;
 
   constructor(private readonly options: GrpcCheckerOptions) {
-    this.batcher = new CheckBatcher((queries, consistency, deadline) => this.bulkCheck(queries, consistency, deadline), options.batch);
+    this.batcher = new CheckBatcher<ActiveTrace>((queries, consistency, deadline, traces) => this.bulkCheck(queries, consistency, deadline, traces), options.batch);
     this.client = createSpicedbClient(options);
   }
 
@@ -114,14 +117,20 @@ export class GrpcChecker implements PermissionChecker, Closable {
   }
 
   check(query: PermissionQuery): Promise<PermissionAnswer> {
-    return this.batcher.check(query, Date.now() + this.options.deadlineMs);
+    return this.batcher.check(query, Date.now() + this.options.deadlineMs, activeTrace());
   }
 
-  private async bulkCheck(queries: readonly PermissionQuery[], consistency: Consistency, deadline: number): Promise<readonly PermissionAnswer[]> {
+  private async bulkCheck(
+    queries: readonly PermissionQuery[],
+    consistency: Consistency,
+    deadline: number,
+    traces: readonly (ActiveTrace | undefined)[],
+  ): Promise<readonly PermissionAnswer[]> {
     this.options.onCall?.(queries.length);
     const request = v1.CheckBulkPermissionsRequest.create({ consistency: consistencyMessage(consistency), items: queries.map(toBulkItem) });
-    let outcome = await this.call(request, deadline);
-    if (outcome.retryable && Date.now() < deadline - 1) outcome = await this.call(request, deadline);
+    const callOptions = (): CallOptions => spicedbCallOptions(deadline, this.options.endpoint, traces);
+    let outcome = await this.call(request, callOptions());
+    if (outcome.retryable && Date.now() < deadline - 1) outcome = await this.call(request, callOptions());
     this.lastCallReachedServer = outcome.reachedServer;
     if ('error' in outcome) return queries.map(() => outcome.error);
     return answersFrom(outcome.response, queries);
@@ -130,10 +139,10 @@ export class GrpcChecker implements PermissionChecker, Closable {
   /** Checks are idempotent, so only UNAVAILABLE (the call never reached SpiceDB's logic) is retried. */
   private call(
     request: v1.CheckBulkPermissionsRequest,
-    deadline: number,
+    callOptions: CallOptions,
   ): Promise<{ response: v1.CheckBulkPermissionsResponse; reachedServer: true; retryable: false } | { error: Failure; reachedServer: boolean; retryable: boolean }> {
     return new Promise((resolvePromise) => {
-      this.client.checkBulkPermissions(request, new Metadata(), spicedbCallOptions(deadline, this.options.endpoint), (error, response) => {
+      this.client.checkBulkPermissions(request, new Metadata(), callOptions, (error, response) => {
         if (response && !error) {
           resolvePromise({ response, reachedServer: true, retryable: false });
           return;

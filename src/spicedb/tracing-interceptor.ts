@@ -5,13 +5,15 @@
  * with tracing off nothing is intercepted.
  *
  * A CheckBulkPermissions call carries the checks of every Check that queued while the previous
- * call was in flight (check-batcher.ts). Its span sits in the trace of the Check whose permission
- * check sent it, and says how many checks it carried; the other Checks' permission-check spans
- * show the wait without a link to it.
+ * call was in flight (check-batcher.ts). Its span sits in the trace of the first traced Check it
+ * carries, says how many checks it carried, and links the permission-check span of every other
+ * traced Check in it (OpenTelemetry's pattern for batched work), so a Check that waited for a call
+ * started by another can be followed to it.
  */
 import { InterceptingCall, status as GrpcStatus } from '@grpc/grpc-js';
 import type { CallOptions, Interceptor, Metadata, StatusObject } from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Link } from '@opentelemetry/api';
 import {
   ATTR_RPC_METHOD,
   ATTR_RPC_STATUS_CODE,
@@ -20,7 +22,7 @@ import {
   ATTR_SERVER_PORT,
   RPC_SYSTEM_NAME_VALUE_GRPC,
 } from '@opentelemetry/semantic-conventions';
-import { activeTrace, injectContextInto } from '../observability/tracing.js';
+import { injectContextInto } from '../observability/tracing.js';
 import type { ActiveTrace } from '../observability/tracing.js';
 
 const STATUS_NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(GrpcStatus).map(([name, code]) => [code, name]));
@@ -30,14 +32,14 @@ function checksIn(message: unknown): number | undefined {
   return Array.isArray(items) ? items.length : undefined;
 }
 
-function tracingInterceptor(active: ActiveTrace, endpoint: string): Interceptor {
+function tracingInterceptor(active: ActiveTrace, links: Link[], endpoint: string): Interceptor {
   const colon = endpoint.lastIndexOf(':');
   const address = { [ATTR_SERVER_ADDRESS]: endpoint.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), [ATTR_SERVER_PORT]: Number(endpoint.slice(colon + 1)) };
   return (options, nextCall) => {
     const method = options.method_definition.path.replace(/^\//, '');
     const span = active.tracer.startSpan(
       method,
-      { kind: SpanKind.CLIENT, attributes: { [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC, [ATTR_RPC_METHOD]: method, ...address } },
+      { kind: SpanKind.CLIENT, links, attributes: { [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC, [ATTR_RPC_METHOD]: method, ...address } },
       active.context,
     );
     const context = trace.setSpan(active.context, span);
@@ -63,8 +65,20 @@ function tracingInterceptor(active: ActiveTrace, endpoint: string): Interceptor 
   };
 }
 
-/** Options for one SpiceDB call: with the tracing interceptor when it is made for a traced Check. */
-export function spicedbCallOptions(deadline: number, endpoint: string): CallOptions {
-  const active = activeTrace();
-  return active === undefined ? { deadline } : { deadline, interceptors: [tracingInterceptor(active, endpoint)] };
+/**
+ * Options for one SpiceDB call: with the tracing interceptor when it carries a traced Check's
+ * check. `traces` are those of the checks it carries (a batched call), else the caller's.
+ */
+export function spicedbCallOptions(deadline: number, endpoint: string, traces: readonly (ActiveTrace | undefined)[]): CallOptions {
+  let parent: ActiveTrace | undefined;
+  const links: Link[] = [];
+  for (const traced of traces) {
+    if (traced === undefined) continue;
+    if (parent === undefined) parent = traced;
+    else {
+      const context = trace.getSpanContext(traced.context);
+      if (context !== undefined) links.push({ context });
+    }
+  }
+  return parent === undefined ? { deadline } : { deadline, interceptors: [tracingInterceptor(parent, links, endpoint)] };
 }
