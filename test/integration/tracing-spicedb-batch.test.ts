@@ -55,9 +55,8 @@ describe('the span of a batched SpiceDB call', () => {
       decisionCache: { ttlMs: 0 },
       batch: { maxConcurrentCalls: 1, maxItems: 10 },
     });
-    const checker = new TracingChecker(
-      await createPermissionChecker(config, { metrics: new Metrics({ processMetrics: false }), logger: createLogger({ level: 'silent' }), baseDir: mkdtempSync(join(tmpdir(), 'batch-')) }),
-    );
+    const backend = await createPermissionChecker(config, { metrics: new Metrics({ processMetrics: false }), logger: createLogger({ level: 'silent' }), baseDir: mkdtempSync(join(tmpdir(), 'batch-')) });
+    const checker = new TracingChecker(backend);
     const exporter = new InMemorySpanExporter();
     const tracing = new Tracing({ endpoint: 'http://127.0.0.1:1', sampler: 'always_on', ratio: 1, serviceName: 'test' }, { exporter });
     try {
@@ -88,7 +87,7 @@ describe('the span of a batched SpiceDB call', () => {
       expect(call.links[0]!.context.traceId).toBe(third.span.spanContext().traceId);
       expect(third.span.spanContext().traceId).not.toBe(first.span.spanContext().traceId);
     } finally {
-      await checker.close?.();
+      await backend.close();
       await tracing.close();
     }
   });
