@@ -33,9 +33,27 @@ import { TracingTokenSource } from './tokens/tracing-token-source.js';
 import type { PipelinePorts } from './lifecycle/pipeline.js';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
+/** What a worker reports to the primary that serves the admin listener for it (workers/). */
+export interface SidecarStatus {
+  readonly ready: boolean;
+  readonly detail: ReadinessDetail;
+  /** The configuration serving now. */
+  readonly hash: string;
+  /** What the admin listener publishes when this sidecar mints tokens. */
+  readonly publicKeys: { readonly jwks: { keys: object[] }; readonly openidConfiguration: object } | undefined;
+}
+
+interface ReadinessDetail {
+  readonly keys: boolean;
+  readonly permissions: boolean;
+  readonly schema: SchemaConformance['state'];
+  readonly draining: boolean;
+}
+
 export interface RunningSidecar {
   readonly grpcPort: number;
-  readonly adminPort: number;
+  /** Undefined for a worker (`admin: false`): its primary serves the admin listener. */
+  readonly adminPort: number | undefined;
   /** The `server.listeners` as bound (useful when a configured port is 0), in configuration order. */
   readonly listenerPorts: readonly { readonly direction: Direction; readonly port: number }[];
   readonly metrics: Metrics;
@@ -62,6 +80,10 @@ export interface ServeOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** With `tracing.enabled`, spans go here instead of OTLP (tests). */
   readonly spanExporter?: SpanExporter;
+  /** False for a worker process: its primary serves /healthz, /readyz, /metrics and the JWKS. */
+  readonly admin?: boolean;
+  /** Called with the status at start and whenever it changes (readiness, its detail, a reload). */
+  readonly onStatus?: (status: SidecarStatus) => void;
 }
 
 /** Closes the adapters of `adapters` that `previous` does not share: a generation that never served. */
@@ -133,7 +155,7 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   metrics.setConfigHash(live().hash);
   let draining = false;
 
-  const readiness = () => {
+  const readiness = (): { ready: boolean; detail: ReadinessDetail } => {
     const { verifier, checker } = generations.current.adapters;
     const detail = { keys: verifier.ready(), permissions: checker.ready(), schema: schemaCheck.status.state, draining };
     return { ready: detail.keys && detail.permissions && detail.schema !== 'mismatch' && !draining, detail };
@@ -146,18 +168,21 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
     onUnexpectedError: (error) => logger.error({ err: error }, 'unexpected error while deciding; denied'),
   };
 
-  let ports: { grpc: number; admin: number; listeners: RunningSidecar['listenerPorts'] };
+  let ports: { grpc: number; admin: number | undefined; listeners: RunningSidecar['listenerPorts'] };
   const grpcListeners: GrpcListener[] = [];
   const setServing = (serving: boolean): void => {
     for (const listener of grpcListeners) listener.setServing(serving);
   };
   try {
-    const admin = await startAdminListener(options.adminAddress ?? live().config.server.adminAddress, {
-      registry: metrics.registry,
-      ready: readiness,
-      publicKeys: () => generations.current.adapters.tokens?.publicKeys,
-    });
-    teardown.add('admin listener', () => admin.close());
+    const admin =
+      options.admin === false
+        ? undefined
+        : await startAdminListener(options.adminAddress ?? live().config.server.adminAddress, {
+            metrics: metrics.exposition,
+            ready: readiness,
+            publicKeys: () => generations.current.adapters.tokens?.publicKeys,
+          });
+    if (admin) teardown.add('admin listener', () => admin.close());
     // One step for every gRPC listener, registered before the first starts: all stop taking
     // checks at once and let those in flight answer before the adapters close.
     teardown.add('gRPC listeners', async () => {
@@ -172,15 +197,26 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
       grpcListeners.push(listener);
       listeners.push({ direction, port: listener.port });
     }
-    ports = { grpc: grpc.port, admin: admin.port, listeners };
+    ports = { grpc: grpc.port, admin: admin?.port, listeners };
   } catch (error) {
     await teardown.close();
     throw error;
   }
 
   let lastReady: boolean | undefined;
+  let lastStatus = '';
+  const reportStatus = (ready: boolean, detail: ReadinessDetail): void => {
+    if (!options.onStatus) return;
+    const hash = live().hash;
+    const key = `${ready} ${detail.keys} ${detail.permissions} ${detail.schema} ${detail.draining} ${hash}`;
+    if (key === lastStatus) return;
+    lastStatus = key;
+    const keys = generations.current.adapters.tokens?.publicKeys;
+    options.onStatus({ ready, detail, hash, publicKeys: keys && { jwks: keys.jwks(), openidConfiguration: keys.openidConfiguration() } });
+  };
   const updateReadiness = (): void => {
     const { ready, detail } = readiness();
+    reportStatus(ready, detail);
     if (ready === lastReady) return;
     lastReady = ready;
     setServing(ready);

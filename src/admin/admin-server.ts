@@ -5,14 +5,16 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
 import type { PublicKeyDocuments } from '../core/ports.js';
 import { parseListenAddress } from '../listen-address.js';
 
+/** One Prometheus scrape: this process's registry, or its workers' aggregated (workers/primary.ts). */
+type MetricsExposition = () => Promise<{ readonly contentType: string; readonly body: string }>;
+
 export interface AdminState {
   /** Ready to decide: config loaded, keys present, permission backend reachable, rules fit the schema, not draining. */
-  ready(): { ready: boolean; detail: Record<string, boolean | string> };
-  readonly registry: Registry;
+  ready(): { ready: boolean; detail: object };
+  readonly metrics: MetricsExposition;
   /** Read per request, so a reload that changes keys is served at once. */
   publicKeys(): PublicKeyDocuments | undefined;
 }
@@ -46,9 +48,11 @@ export async function startAdminListener(address: string, state: AdminState): Pr
         send(response, ready ? 200 : 503, 'application/json', `${JSON.stringify({ ready, ...detail })}\n`);
         return;
       }
-      case '/metrics':
-        send(response, 200, state.registry.contentType, await state.registry.metrics());
+      case '/metrics': {
+        const { contentType, body } = await state.metrics();
+        send(response, 200, contentType, body);
         return;
+      }
       case '/.well-known/jwks.json': {
         const keys = state.publicKeys();
         if (!keys) break;

@@ -1,11 +1,14 @@
+import cluster from 'node:cluster';
 import { watchConfig } from '../config/config-watcher.js';
 import type { ConfigWatch } from '../config/config-watcher.js';
 import { ConfigError } from '../config/load.js';
 import { EMBEDDED_ORIGIN } from '../config/resolve.js';
 import { listenAddressSchema } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
+import { preflight } from '../lifecycle/preflight.js';
 import { serve } from '../serve.js';
-import type { RunningSidecar } from '../serve.js';
+import { startPrimary } from '../workers/primary.js';
+import { startWorker } from '../workers/worker.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
 
@@ -39,6 +42,7 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
       config: { type: 'string', short: 'c' },
       'grpc-address': { type: 'string' },
       'admin-address': { type: 'string' },
+      workers: { type: 'string' },
     });
     for (const flag of ['grpc-address', 'admin-address'] as const) {
       const value = values[flag];
@@ -46,10 +50,20 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
         throw new UsageError(`--${flag}: got ${JSON.stringify(value)}; expected host:port`);
       }
     }
+    const workersFlag = values.workers === undefined ? undefined : Number(values.workers);
+    if (workersFlag !== undefined && !(Number.isInteger(workersFlag) && workersFlag >= 1 && workersFlag <= 64)) {
+      throw new UsageError(`--workers: got ${JSON.stringify(values.workers)}; expected a whole number from 1 to 64`);
+    }
     // The embedded defaults trust this sidecar's own JWKS, so they follow --admin-address.
     const loaded = loadConfigOrReport(values.config, io, values['admin-address']);
     if (!loaded) return 1;
-    const logger = createLogger({ level: loaded.config.log.level });
+    const worker = cluster.isWorker ? cluster.worker?.id : undefined;
+    const workers = worker === undefined ? (workersFlag ?? loaded.config.server.workers) : 1;
+    if (workers > 1 && loaded.origin === EMBEDDED_ORIGIN) {
+      // Each worker would generate its own signing key and hold its own in-memory SpiceDB.
+      throw new UsageError('--workers above 1 needs a configuration file (--config or JWTAUTH_CONFIG); the embedded defaults are one process');
+    }
+    const logger = createLogger({ level: loaded.config.log.level, ...(worker === undefined ? {} : { worker }) });
     if (loaded.origin === EMBEDDED_ORIGIN) {
       logger.warn(
         '!!! RUNNING ON EMBEDDED DEVELOPMENT DEFAULTS: a locally generated signing key and an in-memory SpiceDB. ' +
@@ -57,28 +71,28 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
       );
     }
     // Signal handlers come first: SIGHUP's default action terminates the process, and /readyz
-    // can answer before serve() returns, so a reload signal must never find them missing.
-    let sidecar: RunningSidecar | undefined;
+    // can answer before the listeners are all up, so a reload signal must never find them missing.
+    let running: { reload(why: string): unknown; drain(): Promise<void> } | undefined;
     let stopping = false;
     let configWatch: ConfigWatch | undefined;
     const reload = (why: string): void => {
-      if (sidecar && !stopping) void sidecar.reload(why);
+      if (running && !stopping) void running.reload(why);
     };
 
-    const stop = (signal: NodeJS.Signals): void => {
+    const stop = (why: string): void => {
       if (stopping) return;
       stopping = true;
-      logger.info({ signal }, 'shutting down');
+      logger.info({ why }, 'shutting down');
       configWatch?.close();
       const finished = (code: number) => () => {
         logger.flush();
         process.exit(code);
       };
-      if (!sidecar) {
+      if (!running) {
         finished(0)();
         return;
       }
-      sidecar.drain().then(
+      running.drain().then(
         () => {
           logger.info('stopped');
           finished(0)();
@@ -89,22 +103,46 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
         },
       );
     };
-    // Through the file watch's debounce: a SIGHUP sent for an edit the watch also saw is one reload.
-    // Before the watch exists (or with no file to watch) there is nothing to reload.
+    // A worker's reloads come from its primary, which watches the file and takes SIGHUP. Elsewhere
+    // SIGHUP goes through the file watch's debounce, so a SIGHUP sent for an edit the watch also
+    // saw is one reload. Before the watch exists (or with no file to watch) there is nothing to reload.
     process.on('SIGHUP', () => configWatch?.trigger('SIGHUP'));
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
     process.on('uncaughtException', (error) => logger.fatal({ err: error }, 'uncaught exception'));
     process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
 
+    const serveOptions = {
+      loaded,
+      logger,
+      env: io.env,
+      ...(values['grpc-address'] ? { grpcAddress: values['grpc-address'] } : {}),
+      ...(values['admin-address'] ? { adminAddress: values['admin-address'] } : {}),
+    };
     try {
-      sidecar = await serve({
-        loaded,
-        logger,
-        env: io.env,
-        ...(values['grpc-address'] ? { grpcAddress: values['grpc-address'] } : {}),
-        ...(values['admin-address'] ? { adminAddress: values['admin-address'] } : {}),
-      });
+      if (worker !== undefined) {
+        running = await startWorker(serveOptions, {
+          onDrain: () => stop('primary asked to drain'),
+          onOrphaned: () => {
+            logger.error('the primary process is gone; exiting');
+            logger.flush();
+            process.exit(1);
+          },
+        });
+        return -1;
+      }
+      if (workers > 1) {
+        // Refused here with validate's problems, before any worker starts (each runs it again).
+        await preflight(loaded, { env: io.env });
+        running = await startPrimary({
+          workers,
+          adminAddress: values['admin-address'] ?? loaded.config.server.adminAddress,
+          drainSeconds: loaded.config.server.drainSeconds,
+          logger,
+        });
+      } else {
+        running = await serve(serveOptions);
+      }
     } catch (error) {
       // Preflight refused the file: the same problems, and the same exit code, as `validate`.
       if (!(error instanceof ConfigError)) throw error;

@@ -34,6 +34,12 @@ const serverSchema = z
     listeners: z.array(directionalListenerSchema).max(8).optional().describe('more ext_authz listeners, each serving one direction'),
     adminAddress: listenAddressSchema.default(DEFAULT_ADMIN_ADDRESS).describe('/healthz, /readyz, /metrics, JWKS'),
     drainSeconds: z.number().min(0).max(300).default(5).describe('NOT_SERVING period before exit on SIGTERM'),
+    workers: z
+      .int()
+      .min(1)
+      .max(64)
+      .default(1)
+      .describe('processes serving the gRPC listeners (one core each); above 1 a primary process runs the admin listener for them. Read at start'),
   })
   .superRefine((server, ctx) => {
     // Two listeners on one port would fail at start-up with EADDRINUSE; say which keys collide

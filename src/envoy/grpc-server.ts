@@ -47,12 +47,14 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
   // Nagle's algorithm on for server sockets, so a small response written while an earlier one is
   // unacknowledged waits for Envoy's delayed ACK (up to 40 ms). And no SO_REUSEPORT (grpc-js sets
   // it): a second process on this port must fail with EADDRINUSE, not silently take half the checks.
+  // In worker mode (workers/primary.ts) the workers share the primary's socket instead: not
+  // `exclusive`, so node:cluster hands each accepted connection to one worker in turn.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
   const { host, port: requested } = parseListenAddress(address);
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
-    listener.listen({ host, port: requested, exclusive: true }, () => {
+    listener.listen({ host, port: requested, exclusive: false }, () => {
       listener.off('error', reject);
       resolve();
     });

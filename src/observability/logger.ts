@@ -24,14 +24,25 @@ const REDACTED_PATHS = [
   '*.privateKey',
 ];
 
-export function createLogger(options: { level: string; destination?: pino.DestinationStream }): Logger {
+export interface LoggerOptions {
+  readonly level: string;
+  readonly destination?: pino.DestinationStream;
+  /**
+   * A worker's number (worker mode): every line says which worker wrote it, and each line is one
+   * write(2) of its own, so the workers' lines on the shared stderr never interleave mid-line (a
+   * batched write may exceed PIPE_BUF, where the kernel stops keeping writers apart).
+   */
+  readonly worker?: number;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
   return pino(
     {
       level: options.level,
-      base: { service: 'jwtauth-sidecar' },
+      base: options.worker === undefined ? { service: 'jwtauth-sidecar' } : { service: 'jwtauth-sidecar', worker: options.worker },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    options.destination ?? pino.destination({ fd: 2, sync: false }),
+    options.destination ?? pino.destination({ fd: 2, sync: options.worker !== undefined }),
   );
 }

@@ -2,6 +2,11 @@
  * Every Prometheus metric the sidecar exports, in one place so the names, labels and the table in
  * docs/metrics.md stay in step. Labels are bounded sets (direction, decision, reason, source,
  * issuer name, result); a subject, token, path or resource id is never a label.
+ *
+ * In worker mode (workers/) the primary's scrape aggregates its workers' registries: counters and
+ * histograms are summed, and a metric whose sum would not describe one sidecar names its
+ * `aggregator` (the readiness of all workers is their minimum; a reload every worker counts is
+ * counted once; a config hash any worker serves shows as 1).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -46,6 +51,7 @@ export class Metrics {
   readonly tokenCacheSoonestExpiry = new Gauge({
     name: 'jwtauth_token_cache_soonest_expiry_seconds',
     help: 'Seconds until the soonest-expiring cached outbound token expires (absent when the cache is empty).',
+    aggregator: 'min',
     registers: [this.registry],
   });
   readonly verifiedTokenCache = new Counter({
@@ -64,6 +70,7 @@ export class Metrics {
     name: 'jwtauth_jwks_keys',
     help: 'Keys currently usable per configured issuer.',
     labelNames: ['issuer'] as const,
+    aggregator: 'min',
     registers: [this.registry],
   });
   readonly spicedbChecks = new Counter({
@@ -99,23 +106,27 @@ export class Metrics {
     name: 'jwtauth_config_reloads_total',
     help: 'Configuration reload attempts by result (success|failure).',
     labelNames: ['result'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly configInfo = new Gauge({
     name: 'jwtauth_config_info',
     help: 'Always 1; the hash label identifies the loaded configuration.',
     labelNames: ['hash'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly schemaConformance = new Gauge({
     name: 'jwtauth_schema_conformance',
     help: 'Whether the rules name only types, permissions, relations and caveat parameters the SpiceDB schema has: 1 for the current state (conforms|mismatch|unchecked), 0 for the others.',
     labelNames: ['state'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly ready = new Gauge({
     name: 'jwtauth_ready',
     help: '1 when the sidecar is ready to decide (config, keys and permission backend), else 0.',
+    aggregator: 'min',
     registers: [this.registry],
   });
   readonly introspections = new Counter({
@@ -129,8 +140,31 @@ export class Metrics {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 
+  /** One scrape of this process's registry, for the admin listener. */
+  readonly exposition = async (): Promise<{ contentType: string; body: string }> => ({ contentType: this.registry.contentType, body: await this.registry.metrics() });
+
   setConfigHash(hash: string): void {
     this.configInfo.reset();
     this.configInfo.set({ hash }, 1);
   }
+}
+
+/**
+ * The primary's own series in worker mode (workers/primary.ts), exported after its workers'
+ * aggregated ones. A crash-looping worker shows here while the pod stays up.
+ */
+export class PrimaryMetrics {
+  readonly registry = new Registry();
+
+  readonly workerRestarts = new Counter({
+    name: 'jwtauth_worker_restarts_total',
+    help: 'Workers that exited unexpectedly and were replaced (worker mode).',
+    registers: [this.registry],
+  });
+  readonly workers = new Gauge({
+    name: 'jwtauth_workers',
+    help: 'Worker processes (worker mode): configured (server.workers) and running.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
 }

@@ -18,16 +18,21 @@ export interface SidecarClient {
 interface HealthClient extends grpc.Client {
   Check(request: { service: string }, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response?: { status: string }) => void): void;
 }
-type HealthClientConstructor = new (address: string, credentials: grpc.ChannelCredentials) => HealthClient;
+type HealthClientConstructor = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => HealthClient;
 const healthPackage = grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, { enums: String })) as unknown as {
   grpc: { health: { v1: { Health: HealthClientConstructor } } };
 };
 const HealthClient = healthPackage.grpc.health.v1.Health;
 
-export function sidecarClient(port: number): SidecarClient {
+/**
+ * `ownConnection`: a connection of this client's own, as each Envoy worker thread has. Otherwise
+ * grpc-js shares one connection among the clients of an address (its global subchannel pool).
+ */
+export function sidecarClient(port: number, options: { ownConnection?: boolean } = {}): SidecarClient {
   const address = `127.0.0.1:${port}`;
-  const auth = new (envoyAuthProto().envoy.service.auth.v3.Authorization)(address, grpc.credentials.createInsecure());
-  const health = new HealthClient(address, grpc.credentials.createInsecure());
+  const channelOptions: grpc.ChannelOptions = options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {};
+  const auth = new (envoyAuthProto().envoy.service.auth.v3.Authorization)(address, grpc.credentials.createInsecure(), channelOptions);
+  const health = new HealthClient(address, grpc.credentials.createInsecure(), channelOptions);
   return {
     check: (request) =>
       new Promise((resolve, reject) => {

@@ -64,7 +64,8 @@ interface ListenerStatus {
   local_address?: { socket_address?: { port_value?: number } };
 }
 
-export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = DEPLOYED_ENVOY_YAML): Promise<RunningEnvoy> {
+/** `concurrency`: Envoy's worker threads (default 1); each keeps its own connection to the sidecar. */
+export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = DEPLOYED_ENVOY_YAML, options: { concurrency?: number } = {}): Promise<RunningEnvoy> {
   const ports = {} as EnvoyPorts;
   for (const role of Object.keys(ENVOY_YAML_PORTS) as (keyof EnvoyPorts)[]) {
     ports[role] = overrides[role] ?? ((OWN_PORTS as readonly string[]).includes(role) ? 0 : await freePort());
@@ -78,7 +79,7 @@ export async function startEnvoy(overrides: Partial<EnvoyPorts>, configFile = DE
     '--admin-address-path', adminPath,
     '--base-id', String(Math.floor(Math.random() * 1_000_000)),
     '--log-level', 'warn',
-    '--concurrency', '1',
+    '--concurrency', String(options.concurrency ?? 1),
     '--disable-hot-restart',
   ]);
   let admin = '';

@@ -51,6 +51,8 @@ export interface PodOptions {
   readonly relationships: string;
   /** Extra top-level config merged over the defaults (shallow per section). */
   readonly config?: Record<string, unknown>;
+  /** Envoy's worker threads, each with its own connection to the sidecar (default 1). */
+  readonly envoyConcurrency?: number;
 }
 
 export async function startPod(options: PodOptions): Promise<Pod> {
@@ -116,7 +118,7 @@ export async function startPod(options: PodOptions): Promise<Pod> {
     ...options.config,
   };
   const sidecar = await startSidecar(config, { env: { SPICEDB_KEY: spicedb.presharedKey } });
-  const envoy = await startEnvoy({ app: app.port, vmcontroller: vmcontroller.port, sidecar: sidecar.grpcPort });
+  const envoy = await startEnvoy({ app: app.port, vmcontroller: vmcontroller.port, sidecar: sidecar.grpcPort }, undefined, { concurrency: options.envoyConcurrency ?? 1 });
 
   return {
     spicedb,

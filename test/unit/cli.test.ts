@@ -40,6 +40,18 @@ describe('jwtauth-sidecar CLI', () => {
     expect(bad.err).toMatch(/--colour/);
   });
 
+  it('serve: refuses a --workers count it cannot run, and worker mode on the embedded defaults, before anything starts', async () => {
+    for (const count of ['0', '1.5', 'many', '65']) {
+      const result = await run('serve', '--workers', count);
+      expect(result.code).toBe(2);
+      expect(result.err).toContain('--workers: got');
+    }
+    // Each worker would generate its own signing key and hold its own in-memory SpiceDB.
+    const embedded = await run('serve', '--workers', '2');
+    expect(embedded.code).toBe(2);
+    expect(embedded.err).toContain('needs a configuration file');
+  });
+
   it('validate: exit 0 for a valid file, 1 with every problem for a bad one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jwtauth-cli-'));
     writeFileSync(join(dir, 'good.yaml'), 'dryRun: true\ninbound: {}\n');

@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ALLOW_REASONS, DENY_REASONS } from '../../src/core/decision.js';
-import { Metrics } from '../../src/observability/metrics.js';
+import { Metrics, PrimaryMetrics } from '../../src/observability/metrics.js';
 
 const docs = (name: string) => readFileSync(new URL(`../../docs/${name}`, import.meta.url), 'utf8');
 
 async function exportedNames(): Promise<Set<string>> {
-  const metrics = new Metrics({ processMetrics: false });
-  return new Set((await metrics.registry.getMetricsAsJSON()).map((m) => m.name));
+  // A sidecar's own, and the worker-mode primary's.
+  const registries = [new Metrics({ processMetrics: false }).registry, new PrimaryMetrics().registry];
+  return new Set((await Promise.all(registries.map((registry) => registry.getMetricsAsJSON()))).flat().map((m) => m.name));
 }
 
 describe('operator documentation stays true to the code', () => {

@@ -1,0 +1,40 @@
+/**
+ * One worker of worker mode: a whole sidecar (serve.ts) without an admin listener, which reports
+ * its status to the primary and takes reload and drain from it. The primary serves the admin
+ * listener for all workers and aggregates their metrics (primary.ts).
+ */
+import { AggregatorRegistry } from 'prom-client';
+import { Metrics } from '../observability/metrics.js';
+import { serve } from '../serve.js';
+import type { RunningSidecar, ServeOptions } from '../serve.js';
+import { isPrimaryMessage } from './messages.js';
+import type { WorkerMessage } from './messages.js';
+
+function tell(message: WorkerMessage): void {
+  // After the primary is gone there is nobody to tell; the 'disconnect' handler ends this process.
+  if (process.connected) process.send?.(message);
+}
+
+export interface WorkerControls {
+  /** The primary asked this worker to drain and exit (the command's own drain-and-exit). */
+  readonly onDrain: () => void;
+  /** The primary went away: this worker must not serve on alone. */
+  readonly onOrphaned: () => void;
+}
+
+export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatus' | 'metrics'>, controls: WorkerControls): Promise<RunningSidecar> {
+  const metrics = new Metrics();
+  // Constructing an AggregatorRegistry in a worker installs prom-client's answer to the
+  // primary's metric requests; it answers with this sidecar's own registry.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([metrics.registry]);
+  const sidecar = await serve({ ...options, metrics, admin: false, onStatus: (status) => tell({ type: 'jwtauth:status', status }) });
+  process.on('message', (message: unknown) => {
+    if (!isPrimaryMessage(message)) return;
+    if (message.type === 'jwtauth:reload') void sidecar.reload(message.why);
+    else controls.onDrain();
+  });
+  process.once('disconnect', controls.onOrphaned);
+  tell({ type: 'jwtauth:listening', grpcPort: sidecar.grpcPort, listenerPorts: sidecar.listenerPorts });
+  return sidecar;
+}
