@@ -15,7 +15,9 @@ import { PACKAGE_ROOT } from '../src/package-root.js';
 import { opaPolicy, sidecarConfig } from './fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';
 import type { BenchKeys } from './fixtures.js';
-import { AUTHZ_CPUS, pin } from './pinning.js';
+import { AUTHZ_CPUS, FRONT_CPUS, pin } from './pinning.js';
+import { childProcesses } from './proc.js';
+import { SHIPPED_NODE_ARGS } from './node-flags.js';
 import type { Authorizer } from './scenarios.js';
 
 /** What every authorizer of a run shares. */
@@ -74,12 +76,13 @@ async function startOpaEnvoy(rawHeaders: boolean, workspace: Workspace): Promise
 }
 
 /** Either null authorizer; both print "listening <port>" when they accept connections. */
-async function startGrpcFloor(stack: 'grpcjs' | 'go', nodeArgs: readonly string[]): Promise<RunningAuthorizer> {
+async function startGrpcFloor(stack: 'grpcjs' | 'http2' | 'go', nodeArgs: readonly string[]): Promise<RunningAuthorizer> {
   const port = await freePort();
+  const script = stack === 'http2' ? 'null-authorizer-http2.js' : 'null-authorizer.js';
   const floor =
     stack === 'go'
       ? startProcess(join(TOOLS_BIN, 'go-null-authorizer'), [String(port)])
-      : startProcess(process.execPath, [...nodeArgs, join(PACKAGE_ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
+      : startProcess(process.execPath, [...nodeArgs, join(PACKAGE_ROOT, 'dist/bench', script), String(port)]);
   return stopOnFailure(fromProcess(floor, port), async () => {
     pin(floor.child.pid, AUTHZ_CPUS);
     await waitFor(() => floor.output().includes('listening'), 10_000, () => `${stack} null authorizer did not start:\n${floor.output()}`);
@@ -89,7 +92,7 @@ async function startGrpcFloor(stack: 'grpcjs' | 'go', nodeArgs: readonly string[
 async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sidecar' }>, workspace: Workspace): Promise<RunningAuthorizer> {
   const { dir, keys, spicedb, keyEnv } = workspace;
   // BENCH_SIDECAR_NODE_ARGS (e.g. --trace-gc) for investigations; BENCH_SIDECAR_OUTPUT keeps what it printed.
-  const nodeArgs = [...(authorizer.nodeArgs ?? []), ...(process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const nodeArgs = [...(authorizer.nodeArgs ?? SHIPPED_NODE_ARGS), ...(process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   let cpuProfile: string | undefined;
   if (workspace.profile) {
     const profileDir = join(dir, 'profiles');
@@ -120,7 +123,12 @@ async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sideca
     await sidecar.stop();
     await otlpSink?.close();
   };
-  return stopOnFailure({ pid, grpcPort: sidecar.grpcPort, sidecar, cpuProfile, stop }, async () => pin(pid, AUTHZ_CPUS));
+  return stopOnFailure({ pid, grpcPort: sidecar.grpcPort, sidecar, cpuProfile, stop }, async () => {
+    pin(pid, AUTHZ_CPUS);
+    // Worker mode: one worker per core, the first on the authorizer's own, the next sharing the
+    // front core with Envoy and the load generator (this machine has no third).
+    childProcesses(pid ?? -1).forEach((worker, index) => pin(worker, index % 2 === 0 ? AUTHZ_CPUS : (FRONT_CPUS ?? AUTHZ_CPUS)));
+  });
 }
 
 export function startAuthorizer(authorizer: Authorizer, workspace: Workspace): Promise<RunningAuthorizer> {
@@ -130,7 +138,7 @@ export function startAuthorizer(authorizer: Authorizer, workspace: Workspace): P
     case 'opa-envoy':
       return startOpaEnvoy(authorizer.rawHeaders, workspace);
     case 'grpc-floor':
-      return startGrpcFloor(authorizer.stack, authorizer.nodeArgs ?? []);
+      return startGrpcFloor(authorizer.stack, authorizer.nodeArgs ?? SHIPPED_NODE_ARGS);
     case 'sidecar':
       return startBenchSidecar(authorizer, workspace);
   }

@@ -179,12 +179,15 @@ export interface BenchEnvoy {
   stop(): Promise<void>;
 }
 
-/** Envoy with one worker thread (`--concurrency 1`), optionally pinned with taskset. */
-export async function startBenchEnvoy(config: JsonObject, adminPort: number, cpus: string | undefined): Promise<BenchEnvoy> {
+/**
+ * Envoy with `concurrency` worker threads (default 1), optionally pinned with taskset. Each thread
+ * keeps its own connection to the authorizer.
+ */
+export async function startBenchEnvoy(config: JsonObject, adminPort: number, cpus: string | undefined, concurrency = 1): Promise<BenchEnvoy> {
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-envoy-'));
   const configFile = join(dir, 'envoy.json');
   writeFileSync(configFile, JSON.stringify(config, null, 1));
-  const envoyArgs = [join(TOOLS_BIN, 'envoy'), '-c', configFile, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart'];
+  const envoyArgs = [join(TOOLS_BIN, 'envoy'), '-c', configFile, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', String(concurrency), '--disable-hot-restart'];
   const process = cpus ? startProcess('taskset', ['-c', cpus, ...envoyArgs]) : startProcess(envoyArgs[0] as string, envoyArgs.slice(1));
   const admin = `http://127.0.0.1:${adminPort}`;
   await waitFor(async () => (await fetch(`${admin}/ready`)).status === 200, 20_000, () => `Envoy did not become ready:\n${process.output()}`);

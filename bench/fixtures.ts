@@ -74,6 +74,8 @@ export interface SidecarVariant {
   readonly messageRules?: boolean;
   /** Tracing on, sampling this fraction of Checks, exporting to the endpoint the bench gives (bench/otlp-sink.ts). */
   readonly tracing?: { readonly ratio: number };
+  /** Worker mode: `server.workers` (docs/configuration.md#worker-mode). */
+  readonly workers?: number;
 }
 
 /** Where each bench/namespaces.proto method's rule takes the cloud from. */
@@ -108,7 +110,7 @@ export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: 
   });
   if (withMessageRules) rules.push(...messageRules());
   return {
-    server: { drainSeconds: 0 },
+    server: { drainSeconds: 0, ...(variant.workers === undefined ? {} : { workers: variant.workers }) },
     log: { level: 'warn' },
     service: { name: 'bench-client' },
     issuers: [

@@ -56,13 +56,14 @@ export function checkRequestJson(request: CheckedRequest, contextExtensions: Rea
   });
 }
 
-export async function runGhz(port: number, data: string, options: { total: number; concurrency: number; cpus?: string }): Promise<GhzResult> {
+/** `connections`: HTTP/2 connections ghz spreads its calls over (default 1, as one Envoy thread). */
+export async function runGhz(port: number, data: string, options: { total: number; concurrency: number; connections?: number; cpus?: string }): Promise<GhzResult> {
   const deps = join(dirname(createRequire(import.meta.url).resolve('@grpc/grpc-js-xds/package.json')), 'deps');
   const args = [
     '--insecure', '--proto', 'envoy/service/auth/v3/external_auth.proto',
     '-i', ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d)).join(','),
     '--call', 'envoy.service.auth.v3.Authorization.Check',
-    '-d', data, '-n', String(options.total), '-c', String(options.concurrency), '--connections', '1',
+    '-d', data, '-n', String(options.total), '-c', String(options.concurrency), '--connections', String(options.connections ?? 1),
     '--skipFirst', String(Math.min(1000, Math.floor(options.total / 10))), '-O', 'json',
     `127.0.0.1:${port}`,
   ];

@@ -8,7 +8,7 @@
 import { startGrpcListener } from '../src/envoy/grpc-server.js';
 import type { CheckHandler } from '../src/envoy/authorization-service.js';
 
-const allowEverything: CheckHandler = (_call, callback) => callback(null, { status: { code: 0 }, ok_response: {} });
+const allowEverything: CheckHandler = (_request, _metadata, respond) => respond({ status: { code: 0 }, ok_response: {} });
 
 const listener = await startGrpcListener(`127.0.0.1:${process.argv[2] ?? '0'}`, allowEverything);
 listener.setServing(true);

@@ -1,10 +1,10 @@
 /**
- * Process and machine accounting from /proc: CPU time and RSS of one process, and the whole
+ * Process and machine accounting from /proc: CPU time and RSS of one process (with its children), and the whole
  * machine's busy time. The machine figure is what lets a run say how much CPU something *other*
  * than the benchmark used while it ran (other engineers test on this machine concurrently).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 /** Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream kernel build. */
 export const TICKS_PER_SECOND = 100;
@@ -18,19 +18,60 @@ export interface ProcSample {
   readonly threads: number;
 }
 
-export function sampleProcess(pid: number): ProcSample | undefined {
+function readStat(pid: number): { ppid: number; cpuTicks: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // fields[0] is field 3 (state), so field N is fields[N - 3].
-    const cpuTicks = Number(fields[11]) + Number(fields[12]);
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-    return { cpuTicks, rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), threads: kb('Threads') };
+    return { ppid: Number(fields[1]), cpuTicks: Number(fields[11]) + Number(fields[12]) };
   } catch {
     return undefined;
   }
+}
+
+/** The processes `pid` started (worker mode's workers, forked by the sidecar's primary). */
+export function childProcesses(pid: number): number[] {
+  return processTree(pid).filter((member) => member !== pid && readStat(member)?.ppid === pid);
+}
+
+/** `pid` and every process below it. */
+function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const ppid = readStat(Number(entry))?.ppid;
+    if (ppid !== undefined) children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+/**
+ * CPU time, RSS and threads of `pid` and its descendants together: a sidecar in worker mode is a
+ * primary and its workers, and what a pod pays is their sum. Peak RSS (VmHWM) is summed too, which
+ * overstates the peak when the processes peaked at different times. Undefined once `pid` is gone.
+ */
+export function sampleProcess(pid: number): ProcSample | undefined {
+  let total: { cpuTicks: number; rssKb: number; hwmKb: number; threads: number } | undefined;
+  for (const member of processTree(pid)) {
+    const stat = readStat(member);
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${member}/status`, 'utf8');
+    } catch {
+      continue; // ended while we looked
+    }
+    if (stat === undefined) continue;
+    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+    total ??= { cpuTicks: 0, rssKb: 0, hwmKb: 0, threads: 0 };
+    total.cpuTicks += stat.cpuTicks;
+    total.rssKb += kb('VmRSS');
+    total.hwmKb += kb('VmHWM');
+    total.threads += kb('Threads');
+  }
+  return total;
 }
 
 export interface MachineCpu {

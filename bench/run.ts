@@ -46,7 +46,7 @@ const USAGE = `npm run bench [-- FLAGS]   (or node dist/bench/run.js FLAGS after
   --quick            CI smoke: every scenario for a few seconds, results in a temp dir,
                      exit 1 if any scenario produced no numbers
   --only=ID,ID       only scenarios whose id starts with one of these (ids: bench/scenarios.ts);
-                     a Node flag variant (*_stgc) runs only when named here or in --compare exactly
+                     a Node flag variant (*_v8gc) or floor_http2 runs only when named here or in --compare exactly
   --compare=A,B[,C,D…]
                      pairs of scenario ids through Envoy, baseline first: only these run, every
                      authorizer and Envoy started once, their rounds interleaved (A B, B A, …, one
@@ -243,9 +243,9 @@ function benchListener(listener: Listener, run: Run): BenchListener {
   }
 }
 
-async function startEnvoy(listeners: readonly Listener[], authzPort: number | undefined, run: Run): Promise<BenchEnvoy> {
+async function startEnvoy(listeners: readonly Listener[], authzPort: number | undefined, run: Run, concurrency?: number): Promise<BenchEnvoy> {
   const adminPort = await freePort();
-  return startBenchEnvoy(benchEnvoyConfig(listeners.map((l) => benchListener(l, run)), adminPort, authzPort), adminPort, FRONT_CPUS);
+  return startBenchEnvoy(benchEnvoyConfig(listeners.map((l) => benchListener(l, run)), adminPort, authzPort), adminPort, FRONT_CPUS, concurrency);
 }
 
 function failed(id: string, error: unknown, findings: Findings, summary: (message: string) => string): void {
@@ -456,7 +456,8 @@ async function prepareDirectChecks(scenario: DirectChecks, processes: GroupProce
   const data = checkRequestJson(directRequest(run, load.request), { direction: 'inbound' });
   const total = quick ? load.checks.quick : load.checks.full;
   const warmUpBefore = await sidecar?.metrics();
-  await runGhz(grpcPort, data, { total: Math.min(total, 5_000), concurrency: load.concurrency, cpus: FRONT_CPUS });
+  const connections = load.connections ?? 1;
+  await runGhz(grpcPort, data, { total: Math.min(total, 5_000), concurrency: load.concurrency, connections, cpus: FRONT_CPUS });
   // ghz sees an OK call whether the CheckResponse allows or denies: the sidecar's count tells.
   if (sidecar && warmUpBefore) requireNoDenials(growth(warmUpBefore, await sidecar.metrics()));
   const rounds: Array<DirectResult['rounds'][number]> = [];
@@ -465,7 +466,7 @@ async function prepareDirectChecks(scenario: DirectChecks, processes: GroupProce
     async measureRounds(count) {
       for (let round = 0; round < count; round++) {
         const before = sampleProcess(pid);
-        const result = await runGhz(grpcPort, data, { total, concurrency: load.concurrency, cpus: FRONT_CPUS });
+        const result = await runGhz(grpcPort, data, { total, concurrency: load.concurrency, connections, cpus: FRONT_CPUS });
         const after = sampleProcess(pid);
         const cpuUsPerCheck = before && after ? (((after.cpuTicks - before.cpuTicks) / TICKS_PER_SECOND) * 1e6) / total : Number.NaN;
         if (result.okCount < result.count * 0.99) throw new Error(`only ${result.okCount} of ${result.count} Checks answered OK`);
@@ -613,7 +614,7 @@ async function openGroup(group: ScenarioGroup, sharedRun: Run, scenarios: readon
   let envoy: Promise<BenchEnvoy> | undefined;
   const processes: GroupProcesses = {
     authorizer: () => (authorizer ??= startAuthorizer(group.starts, run)),
-    envoy: () => (envoy ??= processes.authorizer().then((started) => startEnvoy(group.envoy, started.grpcPort, run))),
+    envoy: () => (envoy ??= processes.authorizer().then((started) => startEnvoy(group.envoy, started.grpcPort, run, group.envoyConcurrency))),
   };
   return {
     processes,

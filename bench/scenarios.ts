@@ -31,10 +31,10 @@ export type Authorizer =
    * An ext_authz server answering OK without deciding: `grpcjs` is the sidecar's own gRPC listener
    * (bench/null-authorizer.ts), `go` a grpc-go server (bench/go-null-authorizer).
    */
-  | { readonly kind: 'grpc-floor'; readonly stack: 'grpcjs' | 'go'; readonly nodeArgs?: readonly string[] }
+  | { readonly kind: 'grpc-floor'; readonly stack: 'grpcjs' | 'http2' | 'go'; /** Node's flags for grpcjs and http2; default SHIPPED_NODE_ARGS. */ readonly nodeArgs?: readonly string[] }
   | {
       readonly kind: 'sidecar';
-      /** Node's own flags, before the script (BENCH_SIDECAR_NODE_ARGS and --profile add theirs). */
+      /** Node's own flags, before the script; default SHIPPED_NODE_ARGS (BENCH_SIDECAR_NODE_ARGS and --profile add theirs). */
       readonly nodeArgs?: readonly string[];
       /** Names its CPU profile (--profile) and its kept output (BENCH_SIDECAR_OUTPUT). */
       readonly name: string;
@@ -137,6 +137,8 @@ export interface DirectChecks {
     readonly kind: 'direct-checks';
     readonly checks: { readonly quick: number; readonly full: number };
     readonly concurrency: number;
+    /** ghz's HTTP/2 connections (default 1, as one Envoy thread); worker mode needs one per worker. */
+    readonly connections?: number;
     /** The Check Envoy sends for this call instead of the ingress GET; with the framed message as raw_body when its route buffers it. */
     readonly request?: { readonly call: GrpcCall; readonly bodyInCheck: boolean };
   };
@@ -157,6 +159,8 @@ export interface ScenarioGroup {
   readonly starts: Authorizer;
   /** Started before the first scenario that goes through Envoy, and kept until the group ends. */
   readonly envoy: readonly Listener[];
+  /** Envoy's worker threads (default 1), each with its own connection to the authorizer. */
+  readonly envoyConcurrency?: number;
   readonly scenarios: readonly Scenario[];
   /**
    * Its scenarios take turns, one round each (A B, B A, A B …; those through Envoy among
@@ -216,17 +220,18 @@ const SIDECAR_INBOUND_CACHED: ThroughEnvoy = {
 
 /**
  * Node flag variants (`onlyWhenNamed`): the grpc-js floor and the cached inbound sidecar, each in a
- * group of its own started with extra Node flags, its id the default's plus the suffix. Compare
- * with `--compare=floor_grpcjs,floor_grpcjs_stgc` (docs/benchmarks.md).
+ * group of its own started with other Node flags than the shipped ones, its id the default's plus
+ * the suffix. Compare with `--compare=floor_grpcjs,floor_grpcjs_v8gc` (docs/benchmarks.md).
  */
 const NODE_FLAG_VARIANTS: ReadonlyArray<{ readonly suffix: string; readonly nodeArgs: readonly string[] }> = [
-  // V8's parallel GC helper threads share the authorizer's one core with the main thread.
-  { suffix: 'stgc', nodeArgs: ['--single-threaded-gc'] },
+  // V8's defaults: parallel GC helper threads that share the authorizer's one core with the main thread.
+  { suffix: 'v8gc', nodeArgs: [] },
 ];
 
 function nodeFlagVariant(scenario: ThroughEnvoy, suffix: string, nodeArgs: readonly string[]): ThroughEnvoy {
   const { label } = scenario.reports;
-  return { ...scenario, id: `${scenario.id}_${suffix}`, reports: { ...scenario.reports, label: `${label}, node ${nodeArgs.join(' ')}` } };
+  const flags = nodeArgs.length === 0 ? "V8's default flags" : `node ${nodeArgs.join(' ')}`;
+  return { ...scenario, id: `${scenario.id}_${suffix}`, reports: { ...scenario.reports, label: `${label}, ${flags}`, comparedWith: scenario.id } };
 }
 
 export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
@@ -309,6 +314,23 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
         reports: { label: `sidecar outbound, service token for ${UPSTREAM} from a warm cache`, authorizer: 'jwtauth-sidecar' },
       },
       { id: 'direct_sidecar', load: DIRECT_CHECKS, reports: { direct: 'jwtauth-sidecar' } },
+    ],
+  },
+  // Worker mode (docs/configuration.md#worker-mode): two workers, the first on the authorizer's
+  // core and the second on the front core beside Envoy and the load generator, since this machine
+  // has no third. Envoy runs two threads, so it keeps two connections, one per worker; ghz opens
+  // two. Compared with the one-process rows above, whose load has one connection.
+  {
+    starts: { kind: 'sidecar', name: 'workers-2', variant: { workers: 2 } },
+    envoy: [INGRESS_INBOUND],
+    envoyConcurrency: 2,
+    scenarios: [
+      {
+        ...SIDECAR_INBOUND_CACHED,
+        id: 'sidecar_inbound_cached_w2',
+        reports: { ...SIDECAR_INBOUND_CACHED.reports, label: `${SIDECAR_INBOUND_CACHED.reports.label}, 2 workers (Envoy with 2 threads)`, comparedWith: 'sidecar_inbound_cached' },
+      },
+      { id: 'direct_sidecar_w2', load: { ...DIRECT_CHECKS, connections: 2 }, reports: { direct: 'jwtauth-sidecar, 2 workers, 2 connections', comparedWith: 'direct_sidecar' } },
     ],
   },
   // The decision cache off, so every Check asks the real SpiceDB; every request names another
@@ -445,6 +467,14 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
       ],
     }),
   ),
+  // node:http2 without grpc-js, answering a pre-encoded OK (bench/null-authorizer-http2.ts): how
+  // much of the grpc-js floor a lean transport could save at most.
+  {
+    starts: { kind: 'grpc-floor', stack: 'http2' },
+    envoy: [INGRESS_INBOUND],
+    scenarios: [{ ...FLOOR_GRPCJS, id: 'floor_http2', reports: { label: 'ext_authz floor on node:http2 alone, no grpc-js, pre-encoded OK', authorizer: 'node:http2, no decision', comparedWith: 'floor_grpcjs' } }],
+    onlyWhenNamed: true,
+  },
   ...NODE_FLAG_VARIANTS.flatMap(({ suffix, nodeArgs }): ScenarioGroup[] => [
     { starts: { kind: 'grpc-floor', stack: 'grpcjs', nodeArgs }, envoy: [INGRESS_INBOUND], scenarios: [nodeFlagVariant(FLOOR_GRPCJS, suffix, nodeArgs)], onlyWhenNamed: true },
     {

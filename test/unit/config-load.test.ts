@@ -10,7 +10,7 @@ import { loadConfigFile, parseConfigText } from '../../src/config/load.js';
 describe('configuration loading', () => {
   it('applies defaults to a file that names only its section', () => {
     const { config } = parseConfigText('inbound: {}', 'test.yaml', '/tmp');
-    expect(config.server).toEqual({ grpcAddress: '127.0.0.1:9191', adminAddress: '127.0.0.1:9190', drainSeconds: 5 });
+    expect(config.server).toEqual({ grpcAddress: '127.0.0.1:9191', adminAddress: '127.0.0.1:9190', drainSeconds: 5, workers: 1 });
     expect(config.dryRun).toBe(false);
     expect(config.limits.maxTokenBytes).toBe(8192);
   });

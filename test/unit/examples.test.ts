@@ -20,6 +20,7 @@ import type { Config } from '../../src/config/schema.js';
 import { preflight } from '../../src/lifecycle/preflight.js';
 import { PACKAGE_ROOT } from '../../src/package-root.js';
 import { createTestPki } from '../support/certs.js';
+import { SHIPPED_NODE_ARGS } from '../../bench/node-flags.js';
 
 const EXAMPLES = join(PACKAGE_ROOT, 'examples');
 
@@ -239,5 +240,17 @@ describe('the gateway pod is wired so that it becomes Ready', () => {
 
   it('carries the demo’s vmcontroller.proto unchanged, so {body.cloud_id} reads the real message', () => {
     expect(configMap.data['vmcontroller.proto']).toBe(readFileSync(join(EXAMPLES, 'demo', 'vmcontroller.proto'), 'utf8'));
+  });
+});
+
+describe('the Node flags the sidecar ships with', () => {
+  it('are the same in the image, in npm start and in every Node authorizer the bench measures', () => {
+    const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
+    const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
+    const imageFlags = entrypoint.slice(1, entrypoint.findIndex((arg) => arg.endsWith('cli.js')));
+    const start = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    const startFlags = /node ((?:--\S+ )*)dist\/src\/cli\.js/.exec(start)?.[1]?.trim().split(' ') ?? [];
+    expect(imageFlags).toEqual([...SHIPPED_NODE_ARGS]);
+    expect(startFlags).toEqual([...SHIPPED_NODE_ARGS]);
   });
 });
