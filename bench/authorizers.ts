@@ -76,13 +76,12 @@ async function startOpaEnvoy(rawHeaders: boolean, workspace: Workspace): Promise
 }
 
 /** Either null authorizer; both print "listening <port>" when they accept connections. */
-async function startGrpcFloor(stack: 'grpcjs' | 'http2' | 'go', nodeArgs: readonly string[]): Promise<RunningAuthorizer> {
+async function startGrpcFloor(stack: 'node' | 'go', nodeArgs: readonly string[]): Promise<RunningAuthorizer> {
   const port = await freePort();
-  const script = stack === 'http2' ? 'null-authorizer-http2.js' : 'null-authorizer.js';
   const floor =
     stack === 'go'
       ? startProcess(join(TOOLS_BIN, 'go-null-authorizer'), [String(port)])
-      : startProcess(process.execPath, [...nodeArgs, join(PACKAGE_ROOT, 'dist/bench', script), String(port)]);
+      : startProcess(process.execPath, [...nodeArgs, join(PACKAGE_ROOT, 'dist/bench/null-authorizer.js'), String(port)]);
   return stopOnFailure(fromProcess(floor, port), async () => {
     pin(floor.child.pid, AUTHZ_CPUS);
     await waitFor(() => floor.output().includes('listening'), 10_000, () => `${stack} null authorizer did not start:\n${floor.output()}`);

@@ -1,8 +1,9 @@
 /**
- * The transport floor for the sidecar: its own gRPC listener (src/envoy/grpc-server.ts, the same
- * grpc-js options, socket handling and response encoding) answering every Check with OK without
- * looking at it. What the `floor_grpcjs` scenario adds over bare Envoy is the ext_authz round trip
- * through Envoy, grpc-js and node:http2; what the sidecar adds over this floor is its decision.
+ * The transport floor for the sidecar: its own gRPC listener (src/envoy/grpc-server.ts: node:http2,
+ * the same socket handling, CheckRequest decoding and response encoding) answering every Check
+ * with OK without looking at it. What the `floor_node` scenario adds over bare Envoy is the
+ * ext_authz round trip through Envoy and node:http2; what the sidecar adds over this floor is its
+ * decision.
  * Usage: node dist/bench/null-authorizer.js <port>; prints "listening <port>" when ready.
  */
 import { startGrpcListener } from '../src/envoy/grpc-server.js';

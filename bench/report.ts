@@ -71,7 +71,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   const byId = new Map(results.scenarios.map((s) => [s.id, s]));
   const bare = byId.get('bare')?.measurement;
   const opa = byId.get('opa_envoy')?.measurement;
-  const floor = byId.get('floor_grpcjs')?.measurement;
+  const floor = byId.get('floor_node')?.measurement;
   const floorGo = byId.get('floor_go')?.measurement;
   const m = results.machine;
   const lines: string[] = [];
@@ -79,7 +79,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   lines.push('');
   lines.push(`${m.cpuModel}, ${m.cores} cores, ${Math.round(m.ramMb / 1024)} GiB; Node ${m.node}, Envoy ${m.envoy}, OPA-Envoy ${m.opaEnvoy}, SpiceDB ${m.spicedb}, h2load ${m.h2load}, vegeta ${m.vegeta}. ${results.method.cores ?? ''}`);
   lines.push('');
-  lines.push('| Scenario | Throughput at saturation (req/s) | × bare Envoy | × OPA-Envoy | × Go floor | p50 ms | p90 ms | p99 ms | p99 added over bare (ms) | p99 added over the grpc-js floor (ms) | p99 added over the Go floor (ms) | Authorizer CPU (cores) saturated / at 1k req/s | Authorizer CPU µs per request | Authorizer RSS (MB) |');
+  lines.push('| Scenario | Throughput at saturation (req/s) | × bare Envoy | × OPA-Envoy | × Go floor | p50 ms | p90 ms | p99 ms | p99 added over bare (ms) | p99 added over the Node floor (ms) | p99 added over the Go floor (ms) | Authorizer CPU (cores) saturated / at 1k req/s | Authorizer CPU µs per request | Authorizer RSS (MB) |');
   lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const s of results.scenarios) {
     const x = s.measurement;
@@ -105,7 +105,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   }
   lines.push('');
   const capped = results.scenarios.filter((s) => s.measurement.offeredRps !== 1000).map((s) => `\`${s.id}\` ${s.measurement.offeredRps} req/s`);
-  lines.push('Latency columns: 1,000 req/s offered by vegeta, open-loop and evenly spaced' + (capped.length ? `, except where that is more than a quarter of a scenario's own saturation throughput: then that quarter (${capped.join(', ')})` : '') + '. "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core. `floor_grpcjs` is the sidecar\'s own gRPC listener answering OK without deciding: what any Node.js ext_authz server pays for the round trip here. `floor_go` is the same in Go (grpc-go, go-control-plane): what a compiled ext_authz server pays; "× Go floor" is the share of that floor\'s throughput a scenario keeps.');
+  lines.push('Latency columns: 1,000 req/s offered by vegeta, open-loop and evenly spaced' + (capped.length ? `, except where that is more than a quarter of a scenario's own saturation throughput: then that quarter (${capped.join(', ')})` : '') + '. "Authorizer" is the ext_authz server (OPA-Envoy or the sidecar; Envoy itself for jwt_authn, shown as –). jwt_authn runs inside Envoy on core 0 and gets no second core. `floor_node` is the sidecar\'s own gRPC listener (node:http2) answering OK without deciding: what the round trip costs a Node.js ext_authz server here. `floor_go` is the same in Go (grpc-go, go-control-plane): what a compiled ext_authz server pays; "× Go floor" is the share of that floor\'s throughput a scenario keeps.');
   const extras = results.scenarios.filter((s) => s.extra);
   if (extras.length > 0) {
     lines.push('');
@@ -117,7 +117,7 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
   }
   if (results.direct.length > 0) {
     lines.push('');
-    lines.push('**Direct Check calls** (ghz → the authorizer\'s gRPC port, no Envoy; one connection, 32 in flight; the same CheckRequest Envoy sends with the deployed filter settings):');
+    lines.push('**Direct Check calls** (ghz → the authorizer\'s gRPC port, no Envoy; 32 in flight on one connection, or one per worker where a row says so; the same CheckRequest Envoy sends with the deployed filter settings):');
     lines.push('');
     lines.push('| Authorizer | Checks/s | p50 ms | p99 ms | CPU µs per Check |');
     lines.push('|---|--:|--:|--:|--:|');

@@ -771,7 +771,7 @@ async function main(): Promise<void> {
       machine,
       method: {
         envoy: 'one Envoy per scenario, --concurrency 1, routes answered by direct_response; ext_authz filter, HCM settings and authorizer cluster read from envoy/envoy.yaml',
-        cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator + SpiceDB; cpu1: the authorizer (sidecar, OPA-Envoy, the grpc-js or the Go floor). jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
+        cores: PIN ? 'cpu0: Envoy + load generator (h2load or vegeta) + orchestrator + SpiceDB; cpu1: the authorizer (sidecar, OPA-Envoy, the Node or the Go floor). jwt_authn and bare Envoy use cpu0 only.' : 'not pinned',
         saturation: `h2load -t1 -c${SATURATION.clients} -m${SATURATION.streams} (uncached: -c${UNCACHED_SATURATION.clients} -m${UNCACHED_SATURATION.streams}), ${budget.rounds} × ${budget.saturationSeconds}s after a ${budget.warmUpSeconds}s warm-up; median reported`,
         latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: a quarter of its saturation throughput; near saturation the figure is queueing, not latency), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
         turns: `${comparePairs ? `--compare ${comparePairs.map((pair) => pair.join(' vs ')).join(', ')}: those scenarios only, all started at once, ` : ''}scenarios compared with each other (a group with alternatesRounds: the gRPC message-field pair; --compare) take turns (A B, B A, A B …), one round each after its own ${budget.warmUpSeconds}s warm-up; the difference reported is the median of the per-round differences`,

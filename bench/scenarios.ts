@@ -28,10 +28,10 @@ export type Authorizer =
   | { readonly kind: 'none' }
   | { readonly kind: 'opa-envoy'; readonly rawHeaders: boolean }
   /**
-   * An ext_authz server answering OK without deciding: `grpcjs` is the sidecar's own gRPC listener
+   * An ext_authz server answering OK without deciding: `node` is the sidecar's own gRPC listener
    * (bench/null-authorizer.ts), `go` a grpc-go server (bench/go-null-authorizer).
    */
-  | { readonly kind: 'grpc-floor'; readonly stack: 'grpcjs' | 'http2' | 'go'; /** Node's flags for grpcjs and http2; default SHIPPED_NODE_ARGS. */ readonly nodeArgs?: readonly string[] }
+  | { readonly kind: 'grpc-floor'; readonly stack: 'node' | 'go'; /** Node's flags for `node`; default SHIPPED_NODE_ARGS. */ readonly nodeArgs?: readonly string[] }
   | {
       readonly kind: 'sidecar';
       /** Node's own flags, before the script; default SHIPPED_NODE_ARGS (BENCH_SIDECAR_NODE_ARGS and --profile add theirs). */
@@ -204,11 +204,11 @@ const BY_HEADER: GrpcCall = { method: 'CreateByHeaders', messageCloud: CALLER_CL
 const BY_MESSAGE: GrpcCall = { method: 'CreateByMessage', messageCloud: CALLER_CLOUD };
 const DECISION_CACHE_HITS = { decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}' };
 
-const FLOOR_GRPCJS: ThroughEnvoy = {
-  id: 'floor_grpcjs',
+const FLOOR_NODE: ThroughEnvoy = {
+  id: 'floor_node',
   expects: [{ port: 'ingress', withToken: false, status: 200, what: 'null authorizer', eventually: true }],
   load: CACHED_PATH,
-  reports: { label: "ext_authz floor: the sidecar's gRPC listener answering OK without deciding", authorizer: 'grpc-js, no decision' },
+  reports: { label: "ext_authz floor: the sidecar's gRPC listener answering OK without deciding", authorizer: 'node:http2, no decision' },
 };
 const SIDECAR_LISTENERS: readonly Listener[] = [INGRESS_INBOUND, { name: 'egress', port: 'egress', filter: { kind: 'ext_authz', direction: 'outbound' } }];
 const SIDECAR_INBOUND_CACHED: ThroughEnvoy = {
@@ -219,9 +219,9 @@ const SIDECAR_INBOUND_CACHED: ThroughEnvoy = {
 };
 
 /**
- * Node flag variants (`onlyWhenNamed`): the grpc-js floor and the cached inbound sidecar, each in a
+ * Node flag variants (`onlyWhenNamed`): the Node floor and the cached inbound sidecar, each in a
  * group of its own started with other Node flags than the shipped ones, its id the default's plus
- * the suffix. Compare with `--compare=floor_grpcjs,floor_grpcjs_v8gc` (docs/benchmarks.md).
+ * the suffix. Compare with `--compare=floor_node,floor_node_v8gc` (docs/benchmarks.md).
  */
 const NODE_FLAG_VARIANTS: ReadonlyArray<{ readonly suffix: string; readonly nodeArgs: readonly string[] }> = [
   // V8's defaults: parallel GC helper threads that share the authorizer's one core with the main thread.
@@ -283,9 +283,9 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   },
   // The transport floor: the sidecar's own gRPC listener answering OK without deciding.
   {
-    starts: { kind: 'grpc-floor', stack: 'grpcjs' },
+    starts: { kind: 'grpc-floor', stack: 'node' },
     envoy: [INGRESS_INBOUND],
-    scenarios: [FLOOR_GRPCJS],
+    scenarios: [FLOOR_NODE],
   },
   // The same floor in Go (grpc-go, go-control-plane's types): what the round trip costs with a
   // compiled gRPC stack, the ratio the results give beside OPA-Envoy's.
@@ -467,16 +467,8 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
       ],
     }),
   ),
-  // node:http2 without grpc-js, answering a pre-encoded OK (bench/null-authorizer-http2.ts): how
-  // much of the grpc-js floor a lean transport could save at most.
-  {
-    starts: { kind: 'grpc-floor', stack: 'http2' },
-    envoy: [INGRESS_INBOUND],
-    scenarios: [{ ...FLOOR_GRPCJS, id: 'floor_http2', reports: { label: 'ext_authz floor on node:http2 alone, no grpc-js, pre-encoded OK', authorizer: 'node:http2, no decision', comparedWith: 'floor_grpcjs' } }],
-    onlyWhenNamed: true,
-  },
   ...NODE_FLAG_VARIANTS.flatMap(({ suffix, nodeArgs }): ScenarioGroup[] => [
-    { starts: { kind: 'grpc-floor', stack: 'grpcjs', nodeArgs }, envoy: [INGRESS_INBOUND], scenarios: [nodeFlagVariant(FLOOR_GRPCJS, suffix, nodeArgs)], onlyWhenNamed: true },
+    { starts: { kind: 'grpc-floor', stack: 'node', nodeArgs }, envoy: [INGRESS_INBOUND], scenarios: [nodeFlagVariant(FLOOR_NODE, suffix, nodeArgs)], onlyWhenNamed: true },
     {
       starts: { kind: 'sidecar', name: `main-${suffix}`, variant: {}, nodeArgs },
       envoy: SIDECAR_LISTENERS,

@@ -3,7 +3,7 @@
  * throws and never answers with a gRPC error for bad input (Envoy would turn that into
  * status_on_error and lose the reason); unexpected failures become an `internal_error` denial.
  */
-import type * as grpc from '@grpc/grpc-js';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { deny } from '../core/decision.js';
 import type { Decision } from '../core/decision.js';
 import type { DecisionObserver } from '../core/decision-event.js';
@@ -45,11 +45,16 @@ export interface CheckHandlerOptions {
   readonly listenerDirection?: Direction;
 }
 
-export type CheckHandler = grpc.handleUnaryCall<CheckRequest__Output, CheckResponse>;
+/**
+ * One Check as the listener (grpc-server.ts) hands it over: the decoded request, the call's gRPC
+ * metadata (its HTTP/2 request headers, where Envoy puts its own trace context), and where the
+ * answer goes. `respond` is called exactly once.
+ */
+export type CheckHandler = (request: CheckRequest__Output, metadata: IncomingHttpHeaders, respond: (response: CheckResponse) => void) => void;
 
 export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
   const { observe, onUnexpectedError, listenerDirection } = options;
-  return (call, callback) => {
+  return (checkRequest, metadata, respond) => {
     // performance.now(): a double, where hrtime.bigint() allocates two BigInts per Check.
     const started = performance.now();
     let request: RequestContext | undefined;
@@ -70,7 +75,7 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
       } catch (error) {
         onUnexpectedError(error);
       }
-      callback(null, renderCheckResponse(decision, decisionId));
+      respond(renderCheckResponse(decision, decisionId));
     };
     const failed = (error: unknown): void => {
       onUnexpectedError(error);
@@ -80,8 +85,8 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
     try {
       lease = options.acquire();
       const pipeline = lease.pipeline;
-      const parsed = parseCheckRequest(call.request, pipeline.limits, listenerDirection);
-      if (pipeline.tracing !== undefined) span = startCheckSpan(pipeline.tracing, call.metadata, parsed.ok ? parsed.request : undefined, started);
+      const parsed = parseCheckRequest(checkRequest, pipeline.limits, listenerDirection);
+      if (pipeline.tracing !== undefined) span = startCheckSpan(pipeline.tracing, metadata, parsed.ok ? parsed.request : undefined, started);
       if (!parsed.ok) {
         direction = parsed.direction ?? 'unknown';
         finish(deny(parsed.reason, { detail: parsed.detail }));

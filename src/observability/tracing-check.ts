@@ -12,7 +12,7 @@
  */
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { Attributes, Context, Span } from '@opentelemetry/api';
-import type { Metadata } from '@grpc/grpc-js';
+import type { IncomingHttpHeaders } from 'node:http2';
 import {
   ATTR_HTTP_REQUEST_METHOD,
   ATTR_RPC_METHOD,
@@ -38,13 +38,13 @@ export interface CheckSpan {
   end(event: DecisionEvent): void;
 }
 
-function firstText(metadata: Metadata, name: string): string | undefined {
-  const value = metadata.get(name)[0];
-  return typeof value === 'string' ? value : undefined;
+function firstText(metadata: IncomingHttpHeaders, name: string): string | undefined {
+  const value = metadata[name];
+  return typeof value === 'string' ? value : value?.[0];
 }
 
-function parentOf(metadata: Metadata, request: RequestContext | undefined): Context {
-  if (metadata.get('traceparent').length > 0) return extractContext((name) => firstText(metadata, name));
+function parentOf(metadata: IncomingHttpHeaders, request: RequestContext | undefined): Context {
+  if (metadata.traceparent !== undefined) return extractContext((name) => firstText(metadata, name));
   const headers = request?.headers;
   return extractContext((name) => headers?.get(name));
 }
@@ -87,7 +87,7 @@ function decisionAttributes(event: DecisionEvent, span: Span): void {
  * Starts the span of a Check whose request was read at `startedAt` (performance.now() time) and
  * parsed into `request` (undefined when it could not be).
  */
-export function startCheckSpan(tracing: Tracing, metadata: Metadata, request: RequestContext | undefined, startedAt: number): CheckSpan {
+export function startCheckSpan(tracing: Tracing, metadata: IncomingHttpHeaders, request: RequestContext | undefined, startedAt: number): CheckSpan {
   // No sampler here reads attributes, so they are built only for a span that records.
   const span = tracing.tracer.startSpan(CHECK_METHOD, { kind: SpanKind.SERVER, startTime: performance.timeOrigin + startedAt }, parentOf(metadata, request));
   const recording = span.isRecording();

@@ -5,8 +5,7 @@
  * over fake ports. Through a real Envoy and OTLP receiver: test/e2e/tracing-envoy.test.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { Metadata } from '@grpc/grpc-js';
-import type * as grpc from '@grpc/grpc-js';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -53,10 +52,9 @@ function handlerFor(authorizer: Authorizer, options: { tracing?: Tracing; events
       throw error;
     },
   });
-  return (request: CheckRequest__Output, metadata = new Metadata()): Promise<CheckResponse> =>
+  return (request: CheckRequest__Output, metadata: IncomingHttpHeaders = {}): Promise<CheckResponse> =>
     new Promise((resolve, reject) => {
-      const call = { request, metadata } as grpc.ServerUnaryCall<CheckRequest__Output, CheckResponse>;
-      handler(call, (error, response) => (error || !response ? reject(error ?? new Error('no response')) : resolve(response)));
+      handler(request, metadata, (response) => (response ? resolve(response) : reject(new Error('no response'))));
     });
 }
 
@@ -156,8 +154,8 @@ describe('Check tracing', () => {
 
   it("is a child of Envoy's ext_authz span from the call metadata, before the client's traceparent", async () => {
     start();
-    const metadata = new Metadata();
-    metadata.set('traceparent', ENVOY_PARENT);
+    // gRPC metadata: the Check call's HTTP/2 request headers.
+    const metadata: IncomingHttpHeaders = { traceparent: ENVOY_PARENT };
     const response = await handlerFor(denying, { tracing })(checkRequest({ traceparent: CLIENT_PARENT }), metadata);
     const [span] = checkSpans();
     expect(span?.spanContext().traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
