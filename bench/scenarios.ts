@@ -336,7 +336,7 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   // The decision cache off, so every Check asks the real SpiceDB; every request names another
   // resource, so SpiceDB's own cache answers only when a run wraps around its slice.
   {
-    starts: { kind: 'sidecar', name: 'uncached', variant: { decisionCacheTtlMs: 0 } },
+    starts: { kind: 'sidecar', name: 'uncached', variant: { decisionCacheTtlMs: 0 }, profileInResults: true },
     envoy: [INGRESS_INBOUND],
     spicedbDatastore: 'postgres',
     scenarios: [

@@ -2,8 +2,9 @@
  * One trace for one request through a real Envoy with its OpenTelemetry tracer on: Envoy's spans,
  * the sidecar's Check span and its children, and SpiceDB's own spans, all under one trace id,
  * which is also the decision id the app and the caller see. Envoy, the sidecar and SpiceDB all
- * export over OTLP gRPC to Jaeger v2 when scripts/install-tools.sh jaeger built it, else to a
- * stand-in receiver (test/support/otlp-receiver.ts says why).
+ * export over OTLP gRPC to Jaeger v2, which scripts/install-tools.sh builds, and the trace is read
+ * back from Jaeger's query API. Only where that build failed does a stand-in receiver take its
+ * place, and the run says so (test/support/otlp-receiver.ts).
  *
  * Envoy runs a variant of envoy/envoy.yaml reduced to the ingress listener, with
  * `envoy.tracers.opentelemetry` added; the sidecar, SpiceDB and the app are the usual test pod.
@@ -121,6 +122,7 @@ const savedEnv = { ...process.env };
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
+  if (receiver.kind === 'stand-in') console.warn('tracing-envoy: Jaeger is not installed (its build failed in scripts/install-tools.sh); the stand-in OTLP receiver is used');
   // Read by the processes startPod launches (they inherit this environment): SpiceDB exports
   // every span it makes to the receiver, and both SDKs export within 100 ms instead of 5 s.
   Object.assign(process.env, {

@@ -1,11 +1,11 @@
 /**
  * An OTLP/gRPC trace receiver for the tracing test, and a way to read back one trace.
  *
- * Jaeger v2 (all-in-one, memory store, on ports of its own) when scripts/install-tools.sh jaeger
- * has built it; otherwise a stand-in that accepts
+ * Jaeger v2 (all-in-one, memory store, on ports of its own), which scripts/install-tools.sh builds;
+ * only where that build failed, a stand-in that accepts
  * opentelemetry.proto.collector.trace.v1.TraceService/Export and keeps every span in memory. The
- * stand-in exists because Jaeger is an optional tool here: its v2 tags are not Go module versions
- * and its build takes many minutes on 2 cores, so `npm test` cannot count on it. The stand-in
+ * stand-in exists because the build depends on the Go module proxy and takes minutes, and one
+ * failure there should not cost the whole suite its tracing test. The stand-in
  * declares only the fields the test reads (protobuf skips the rest); field numbers from
  * opentelemetry-proto (opentelemetry/proto/trace/v1/trace.proto, common/v1/common.proto).
  */
