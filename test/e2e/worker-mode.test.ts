@@ -186,9 +186,29 @@ describe('worker mode', () => {
       expect(await pod.sidecar.process.exited).toBe(0);
       // drainSeconds (1 s) and the close, well within the pod's grace period.
       expect(Date.now() - started).toBeLessThan(8_000);
-      for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+      for (const pid of pids) expect(isRunning(pid)).toBe(false);
     } finally {
       client.close();
     }
   });
 });
+
+describe('worker mode when the primary dies', () => {
+  it('takes its workers with it, so none serves on without readiness or reload', async () => {
+    await pod.sidecar.restart();
+    const pids = workerPids();
+    expect(pids).toHaveLength(2);
+    pod.sidecar.process.child.kill('SIGKILL');
+    // Each worker sees its channel to the primary close and exits.
+    await waitFor(() => pids.every((pid) => !isRunning(pid)), 5_000, () => 'a worker outlived its primary');
+  });
+});
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
