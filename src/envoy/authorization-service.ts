@@ -9,7 +9,7 @@ import type { Decision } from '../core/decision.js';
 import type { DecisionObserver } from '../core/decision-event.js';
 import type { Authorizer } from '../core/ports.js';
 import type { Direction, RequestContext } from '../core/request-context.js';
-import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckRequestView } from './check-request-decoder.js';
 import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
 import type { Tracing } from '../observability/tracing.js';
 import { startCheckSpan } from '../observability/tracing-check.js';
@@ -50,7 +50,7 @@ export interface CheckHandlerOptions {
  * metadata (its HTTP/2 request headers, where Envoy puts its own trace context), and where the
  * answer goes. `respond` is called exactly once.
  */
-export type CheckHandler = (request: CheckRequest__Output, metadata: IncomingHttpHeaders, respond: (response: CheckResponse) => void) => void;
+export type CheckHandler = (request: CheckRequestView, metadata: IncomingHttpHeaders, respond: (response: CheckResponse) => void) => void;
 
 export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
   const { observe, onUnexpectedError, listenerDirection } = options;

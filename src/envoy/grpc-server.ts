@@ -18,8 +18,10 @@ import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { CheckHandler } from './authorization-service.js';
+import type { CheckRequestView } from './check-request-decoder.js';
 import { parseListenAddress } from '../listen-address.js';
 import { GrpcStatus, OK_TRAILERS, RESPONSE_HEADERS, RequestBody, frameMessage, trailersOnly, unaryMessage } from './grpc-wire.js';
+import { decodeCheckRequest } from './check-request-decoder.js';
 import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, HealthService } from './health-service.js';
 import { envoyAuthProto } from './protos.js';
 import { memoizeResponseSerializer } from './response-serializer.js';
@@ -51,14 +53,13 @@ function answerStatus(stream: ServerHttp2Stream, status: GrpcStatus, message: st
 
 export async function startGrpcListener(address: string, check: CheckHandler): Promise<GrpcListener> {
   const method = envoyAuthProto().envoy.service.auth.v3.Authorization.service.Check;
-  const decodeCheckRequest = method.requestDeserialize;
   // Identical answers (one caller's cached allow, a cached service token, a denial reason) are
   // encoded once: see response-serializer.ts.
   const encodeCheckResponse = memoizeResponseSerializer(method.responseSerialize);
   const health = new HealthService();
 
   const answerCheck = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, message: Buffer): void => {
-    let request;
+    let request: CheckRequestView;
     try {
       request = decodeCheckRequest(message);
     } catch {

@@ -20,7 +20,7 @@ export const GrpcStatus = {
 export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 /** grpc-js's default largest message a server receives: what Envoy was able to send before. */
-export const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024;
+const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 const PREFIX_BYTES = 5;
 

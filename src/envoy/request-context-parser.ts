@@ -4,7 +4,7 @@
  */
 import type { DenyReason } from '../core/decision.js';
 import type { Direction, GrpcCall, RequestBody, RequestContext } from '../core/request-context.js';
-import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckRequestView } from './check-request-decoder.js';
 import type { HeaderValue__Output } from '../generated/envoy/config/core/v3/HeaderValue.js';
 
 export interface ParserLimits {
@@ -40,7 +40,7 @@ function headerValue(entry: HeaderValue__Output): string {
  * listener's direction but never name the other one: a listener reachable from outside the pod
  * (Envoy Gateway's backendRef, Istio's provider through a Service) must never mint tokens.
  */
-export function parseCheckRequest(check: CheckRequest__Output, limits: ParserLimits, listenerDirection?: Direction): ParseResult {
+export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits, listenerDirection?: Direction): ParseResult {
   const attributes = check.attributes;
   const contextExtensions = attributes?.context_extensions ?? EMPTY;
   const routeDirection = contextExtensions.direction;
