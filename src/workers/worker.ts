@@ -28,13 +28,16 @@ export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatu
   // primary's metric requests; it answers with this sidecar's own registry.
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([metrics.registry]);
-  const sidecar = await serve({ ...options, metrics, admin: false, onStatus: (status) => tell({ type: 'jwtauth:status', status }) });
+  // Listening before start-up finishes: a drain asked meanwhile must not wait for a SIGKILL. A
+  // reload asked meanwhile needs nothing: this worker is reading the file as it is now.
+  let sidecar: RunningSidecar | undefined;
   process.on('message', (message: unknown) => {
     if (!isPrimaryMessage(message)) return;
-    if (message.type === 'jwtauth:reload') void sidecar.reload(message.why);
-    else controls.onDrain();
+    if (message.type === 'jwtauth:drain') controls.onDrain();
+    else void sidecar?.reload(message.why);
   });
   process.once('disconnect', controls.onOrphaned);
+  sidecar = await serve({ ...options, metrics, admin: false, onStatus: (status) => tell({ type: 'jwtauth:status', status }) });
   tell({ type: 'jwtauth:listening', grpcPort: sidecar.grpcPort, listenerPorts: sidecar.listenerPorts });
   return sidecar;
 }
