@@ -4,9 +4,10 @@
  * one process does, spread connections over its workers, look like one sidecar to a scrape and a
  * probe, reload and drain every worker, and replace a worker that dies.
  */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { childProcesses } from '../../bench/proc.js';
 import { waitFor } from '../../dev/processes.js';
 import { sidecarClient } from '../support/check-client.js';
 import type { SidecarClient } from '../support/check-client.js';
@@ -37,23 +38,8 @@ function createNamespace(token: string): Promise<Response> {
   });
 }
 
-/** The worker processes: children of the primary, read from /proc. */
-function workerPids(): number[] {
-  const primary = pod.sidecar.process.child.pid;
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // Fields after the command name (which is in parentheses and may hold spaces): state, ppid, ...
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === primary) children.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return children;
-}
+/** The worker processes: children of the primary. */
+const workerPids = (): number[] => childProcesses(pod.sidecar.process.child.pid ?? -1);
 
 /** The `worker` of each decision log line written so far, by decision id. */
 function decidingWorkers(): Map<string, number> {
