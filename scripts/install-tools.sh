@@ -20,6 +20,10 @@ VEGETA_REF="${VEGETA_REF:-v12.13.0}"
 # pin is the last v1.x module version, v1.76.0 = Jaeger v2.13.0, built as a dependency (which also
 # sidesteps the go.mod `replace` that stops `go install pkg@v1.76.0`).
 JAEGER_REF="${JAEGER_REF:-v1.76.0}"
+JAEGER_PACKAGE=github.com/jaegertracing/jaeger/cmd/jaeger
+OPA_ENVOY_PACKAGE=github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
+GHZ_PACKAGE=github.com/bojand/ghz/cmd/ghz
+VEGETA_PACKAGE=github.com/tsenart/vegeta/v12
 
 CACHE="${JWTAUTH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwtauth-sidecar}"
 
@@ -69,6 +73,18 @@ install_go_tool() {
     log "$name $ref: cached"
   fi
   ln -sf "$home/$name" "$TOOLS/bin/$name"
+}
+
+# Starts downloading a Go tool's modules in the background, so the download (waiting on the
+# network) overlaps another tool's compile (busy on the CPUs); install_go_tool's own `go get` then
+# finds them in the module cache (Go locks it, so the two never corrupt it). Nothing when cached, and
+# a failed prefetch only means install_go_tool downloads and reports. $1 name, $2 ref, $3 package.
+prefetch_go_tool() {
+  local name=$1 ref=$2 package=$3
+  [[ -f "$CACHE/$name-$ref/ok" ]] && return 0
+  local work
+  work=$(mktemp -d)
+  ( cd "$work" && go mod init jwtauth-prefetch >/dev/null 2>&1 && go get "$package@$ref" >/dev/null 2>&1; rm -rf "$work" ) &
 }
 
 # The Go ext_authz floor (bench/go-null-authorizer, the `floor_go` scenario): built from this
@@ -154,7 +170,7 @@ install_postgres() {
 # (a ~120 MB binary, then cached). A failed build (the module proxy unreachable, say) is reported
 # and leaves that one test on its stand-in receiver, saying so; it never fails the install.
 install_jaeger() {
-  if ! (install_go_tool jaeger "$JAEGER_REF" github.com/jaegertracing/jaeger/cmd/jaeger); then
+  if ! (install_go_tool jaeger "$JAEGER_REF" "$JAEGER_PACKAGE"); then
     log "jaeger $JAEGER_REF: build failed; test/e2e/tracing-envoy.test.ts falls back to its stand-in OTLP receiver"
   fi
 }
@@ -167,12 +183,18 @@ case "$what" in
   postgres) install_postgres ;;
   jaeger) install_jaeger ;;
   go-null-authorizer) install_go_null_authorizer ;;
-  all) install_envoy; install_spicedb; install_h2load; install_postgres; install_jaeger ;;
+  all)
+    prefetch_go_tool jaeger "$JAEGER_REF" "$JAEGER_PACKAGE"
+    install_envoy; install_spicedb; install_h2load; install_postgres; install_jaeger
+    ;;
   bench)
+    prefetch_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" "$OPA_ENVOY_PACKAGE"
+    prefetch_go_tool ghz "$GHZ_REF" "$GHZ_PACKAGE"
+    prefetch_go_tool vegeta "$VEGETA_REF" "$VEGETA_PACKAGE"
     install_envoy; install_spicedb; install_h2load; install_postgres
-    install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
-    install_go_tool ghz "$GHZ_REF" github.com/bojand/ghz/cmd/ghz
-    install_go_tool vegeta "$VEGETA_REF" github.com/tsenart/vegeta/v12
+    install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" "$OPA_ENVOY_PACKAGE"
+    install_go_tool ghz "$GHZ_REF" "$GHZ_PACKAGE"
+    install_go_tool vegeta "$VEGETA_REF" "$VEGETA_PACKAGE"
     install_go_null_authorizer
     ;;
   *) echo "usage: $0 [all|envoy|spicedb|h2load|postgres|jaeger|go-null-authorizer|bench]" >&2; exit 2 ;;
