@@ -187,7 +187,7 @@ function roundValues(m: ScenarioMeasurement, figure: RoundFigure): number[] {
  */
 function sideBySide(baseline: ScenarioResult, scenario: ScenarioResult): string[] {
   const lines = [
-    `**\`${scenario.id}\` against \`${baseline.id}\`** (medians of rounds; difference = median of the per-round differences, rounds taken in turns; spread = their min–max):`,
+    `**\`${scenario.id}\` against \`${baseline.id}\`** (medians of rounds; difference = median of the differences between their rounds paired in order, which took turns in a group whose scenarios alternate and under --compare, and otherwise ran one scenario after the other; spread = their min–max):`,
     '',
     `| Figure | \`${baseline.id}\` | \`${scenario.id}\` | difference | spread | per round |`,
     '|---|--:|--:|--:|--:|---|',

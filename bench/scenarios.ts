@@ -239,6 +239,10 @@ function nodeFlagVariant(scenario: ThroughEnvoy, suffix: string, nodeArgs: reado
   return { ...scenario, id: `${scenario.id}_${suffix}`, reports: { ...scenario.reports, label: `${label}, ${flags}`, comparedWith: scenario.id } };
 }
 
+/** What the worker-mode rows can and cannot show on this machine, for the results. */
+export const WORKER_ROWS_NOTE =
+  'worker mode (server.workers, docs/configuration.md#worker-mode): the `_w2` rows run 2 workers, one on the authorizer core and one on the front core beside Envoy and the load generator, since this machine has no third core. They show what a Check costs in worker mode, not how it scales; scaling with cores is the per-core cost times the cores given (docs/benchmarks.md).';
+
 export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   // The floor: Envoy answering by itself.
   {
