@@ -22,6 +22,8 @@ export function createDecisionObserver(metrics: Metrics, logger: Logger, options
       const { allowSampleRate, random = Math.random } = options();
       if (allowSampleRate < 1 && random() >= allowSampleRate) return;
     }
+    // Below `info` (log.level warn or quieter) the line is never written: do not build it either.
+    if (!logger.isLevelEnabled('info')) return;
     const facts = decision.facts;
     logger.info(
       {
