@@ -15,7 +15,7 @@ import type { Command } from './command.js';
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'run the ext_authz gRPC server and the admin HTTP server',
-  help: `Usage: jwtauth-sidecar serve [--config FILE] [--grpc-address HOST:PORT] [--admin-address HOST:PORT]
+  help: `Usage: jwtauth-sidecar serve [--config FILE] [--grpc-address HOST:PORT] [--admin-address HOST:PORT] [--workers N]
 
 Runs the sidecar. The configuration comes from --config, else $JWTAUTH_CONFIG, else the
 embedded development defaults (a generated signing key and an in-process SpiceDB with the
@@ -27,6 +27,10 @@ example schema; never use those in production).
                              with a direction of their own (Istio, Envoy Gateway) are
                              server.listeners in the configuration (docs/integrations.md)
   --admin-address HOST:PORT  /healthz, /readyz, /metrics, JWKS (default 127.0.0.1:9190)
+  --workers N                N processes answer Checks on the same addresses, one core each
+                             (default server.workers, else 1); the primary serves the admin
+                             listener for all. Needs a configuration file
+                             (docs/configuration.md#worker-mode)
 
 A configuration that \`validate\` refuses is refused here with the same problems: exit 1, before
 any listener opens.
