@@ -10,6 +10,7 @@ import type { SidecarVariant } from './fixtures.js';
 import { CALLER_CLOUD } from './grpc-call.js';
 import type { NamespacesMethod } from './grpc-call.js';
 import type { ShapeSpec } from './measure.js';
+import { SHIPPED_NODE_ARGS } from './node-flags.js';
 
 export const SATURATION: ShapeSpec = { clients: 8, streams: 16 };
 /** h2load clients each walk `-i` lists from the top, so "every request distinct" needs one client. */
@@ -231,6 +232,10 @@ const SIDECAR_INBOUND_CACHED: ThroughEnvoy = {
 const NODE_FLAG_VARIANTS: ReadonlyArray<{ readonly suffix: string; readonly nodeArgs: readonly string[] }> = [
   // V8's defaults: parallel GC helper threads that share the authorizer's one core with the main thread.
   { suffix: 'v8gc', nodeArgs: [] },
+  // A smaller young generation: scavenges more often, each shorter (their cost follows what was
+  // allocated since the last one), against more promotion into the old generation.
+  { suffix: 'semi4', nodeArgs: [...SHIPPED_NODE_ARGS, '--max-semi-space-size=4'] },
+  { suffix: 'semi8', nodeArgs: [...SHIPPED_NODE_ARGS, '--max-semi-space-size=8'] },
 ];
 
 function nodeFlagVariant(scenario: ThroughEnvoy, suffix: string, nodeArgs: readonly string[]): ThroughEnvoy {

@@ -54,8 +54,8 @@ function answerStatus(stream: ServerHttp2Stream, status: GrpcStatus, message: st
 export async function startGrpcListener(address: string, check: CheckHandler): Promise<GrpcListener> {
   const method = envoyAuthProto().envoy.service.auth.v3.Authorization.service.Check;
   // Identical answers (one caller's cached allow, a cached service token, a denial reason) are
-  // encoded once: see response-serializer.ts.
-  const encodeCheckResponse = memoizeResponseSerializer(method.responseSerialize);
+  // encoded and framed once: see response-serializer.ts.
+  const encodeCheckResponse = memoizeResponseSerializer((response) => frameMessage(method.responseSerialize(response)));
   const health = new HealthService();
 
   const answerCheck = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, message: Buffer): void => {
@@ -71,7 +71,7 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
       if (stream.destroyed || stream.closed) return;
       stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
       stream.once('wantTrailers', sendOkTrailers);
-      stream.end(frameMessage(encodeCheckResponse(response)));
+      stream.end(encodeCheckResponse(response));
     });
   };
 

@@ -5,8 +5,8 @@
  * protobufjs `fromObject` (a tree of message objects) and `encode` for each; the profile of the
  * cached inbound path showed that as ~4 % of the sidecar's busy time plus its garbage. Here a
  * compact, unambiguous key of the fields this sidecar renders picks the bytes encoded last time.
- * grpc-js copies the returned buffer into its frame (server-interceptors serializeMessage), so
- * sharing one buffer between calls is safe.
+ * The listener memoizes the framed message (grpc-server.ts), so an answer is either those shared
+ * bytes, never written to again, or one copy with its decision id: no second copy to frame it.
  */
 import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
 import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
