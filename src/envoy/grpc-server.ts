@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import type { CheckHandler } from './authorization-service.js';
 import type { CheckRequestView } from './check-request-decoder.js';
 import { parseListenAddress } from '../listen-address.js';
-import { GrpcStatus, OK_TRAILERS, RESPONSE_HEADERS, RequestBody, frameMessage, trailersOnly, unaryMessage } from './grpc-wire.js';
+import { GrpcStatus, RequestBody, answerMessage, answerStatus, frameMessage, unaryMessage } from './grpc-wire.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
 import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, HealthService } from './health-service.js';
 import { envoyAuthProto } from './protos.js';
@@ -36,19 +36,8 @@ export interface GrpcListener {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** A 'wantTrailers' listener shared by every call: `this` is the stream. */
-function sendOkTrailers(this: ServerHttp2Stream): void {
-  this.sendTrailers(OK_TRAILERS);
-}
-
 function ignoreError(): void {
   // A stream or session reset by the peer: nothing to answer, and nothing else holds it.
-}
-
-/** Answers `stream` with a status alone, unless it is already answered or gone. */
-function answerStatus(stream: ServerHttp2Stream, status: GrpcStatus, message: string): void {
-  if (stream.headersSent || stream.destroyed || stream.closed) return;
-  stream.respond(trailersOnly(status, message), { endStream: true });
 }
 
 export async function startGrpcListener(address: string, check: CheckHandler): Promise<GrpcListener> {
@@ -69,9 +58,7 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
     check(request, headers, (response) => {
       // Envoy gave up on this Check (its timeout) or the connection went: nobody to tell.
       if (stream.destroyed || stream.closed) return;
-      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-      stream.once('wantTrailers', sendOkTrailers);
-      stream.end(encodeCheckResponse(response));
+      answerMessage(stream, encodeCheckResponse(response));
     });
   };
 

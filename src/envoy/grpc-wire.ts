@@ -5,7 +5,7 @@
  * compresses a CheckRequest, and the sidecar advertises `grpc-accept-encoding: identity`.
  */
 import { constants } from 'node:http2';
-import type { OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 
 /** The gRPC status codes this listener answers with. */
 export const GrpcStatus = {
@@ -31,14 +31,28 @@ export const RESPONSE_HEADERS: OutgoingHttpHeaders = Object.freeze({
   'grpc-accept-encoding': 'identity',
 });
 
-export const OK_TRAILERS: OutgoingHttpHeaders = Object.freeze({ 'grpc-status': String(GrpcStatus.OK) });
+const OK_TRAILERS: OutgoingHttpHeaders = Object.freeze({ 'grpc-status': String(GrpcStatus.OK) });
+
+/** A 'wantTrailers' listener shared by every call: `this` is the stream. */
+function sendOkTrailers(this: ServerHttp2Stream): void {
+  this.sendTrailers(OK_TRAILERS);
+}
+
+/** Answers a unary call: headers, its one framed message, then grpc-status 0. */
+export function answerMessage(stream: ServerHttp2Stream, framed: Buffer): void {
+  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  stream.once('wantTrailers', sendOkTrailers);
+  stream.end(framed);
+}
 
 /**
- * A call answered by its status alone, in one HEADERS frame that ends the stream. `message` is
- * ours, never the caller's input, and is percent-encoded as the protocol asks.
+ * Answers `stream` with a status alone, in one HEADERS frame that ends the stream, unless it is
+ * already answered or gone. `message` is ours, never the caller's input, and is percent-encoded
+ * as the protocol asks.
  */
-export function trailersOnly(status: GrpcStatus, message: string): OutgoingHttpHeaders {
-  return { ...RESPONSE_HEADERS, 'grpc-status': String(status), 'grpc-message': encodeURIComponent(message) };
+export function answerStatus(stream: ServerHttp2Stream, status: GrpcStatus, message: string): void {
+  if (stream.headersSent || stream.destroyed || stream.closed) return;
+  stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(status), 'grpc-message': encodeURIComponent(message) }, { endStream: true });
 }
 
 /** `message` with its 5-byte prefix: not compressed, then its length. */

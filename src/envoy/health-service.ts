@@ -7,7 +7,7 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath } from 'grpc-health-check';
-import { GrpcStatus, OK_TRAILERS, RESPONSE_HEADERS, frameMessage, trailersOnly } from './grpc-wire.js';
+import { GrpcStatus, RESPONSE_HEADERS, answerMessage, answerStatus, frameMessage } from './grpc-wire.js';
 
 export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 export const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
@@ -57,20 +57,16 @@ export class HealthService {
   /** Unary Check: the status, or NOT_FOUND for a service this listener does not serve. */
   check(stream: ServerHttp2Stream, message: Buffer): void {
     const service = requestedService(message);
-    if (service === undefined) stream.respond(trailersOnly(GrpcStatus.INTERNAL, 'the HealthCheckRequest does not decode'), { endStream: true });
-    else if (!SERVICE_NAMES.has(service)) stream.respond(trailersOnly(GrpcStatus.NOT_FOUND, `unknown service ${service}`), { endStream: true });
-    else {
-      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-      stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-      stream.end(this.#framed());
-    }
+    if (service === undefined) answerStatus(stream, GrpcStatus.INTERNAL, 'the HealthCheckRequest does not decode');
+    else if (!SERVICE_NAMES.has(service)) answerStatus(stream, GrpcStatus.NOT_FOUND, `unknown service ${service}`);
+    else answerMessage(stream, this.#framed());
   }
 
   /** Server-streaming Watch: the status now, then every change; SERVICE_UNKNOWN for another service. */
   watch(stream: ServerHttp2Stream, message: Buffer): void {
     const service = requestedService(message);
     if (service === undefined) {
-      stream.respond(trailersOnly(GrpcStatus.INTERNAL, 'the HealthCheckRequest does not decode'), { endStream: true });
+      answerStatus(stream, GrpcStatus.INTERNAL, 'the HealthCheckRequest does not decode');
       return;
     }
     stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
