@@ -30,19 +30,25 @@ function readStat(pid: number): { ppid: number; cpuTicks: number } | undefined {
   }
 }
 
-/** The processes `pid` started (worker mode's workers, forked by the sidecar's primary). */
-export function childProcesses(pid: number): number[] {
-  return processTree(pid).filter((member) => member !== pid && readStat(member)?.ppid === pid);
-}
-
-/** `pid` and every process below it. */
-function processTree(pid: number): number[] {
+/** Every process's children, by parent pid: one pass over /proc. */
+function childrenByParent(): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const ppid = readStat(Number(entry))?.ppid;
     if (ppid !== undefined) children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
   }
+  return children;
+}
+
+/** The processes `pid` started (worker mode's workers, forked by the sidecar's primary). */
+export function childProcesses(pid: number): number[] {
+  return childrenByParent().get(pid) ?? [];
+}
+
+/** `pid` and every process below it. */
+function processTree(pid: number): number[] {
+  const children = childrenByParent();
   const tree = [pid];
   for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
   return tree;
