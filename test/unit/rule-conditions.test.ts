@@ -213,19 +213,22 @@ describe('require.scopes on a rule', () => {
   });
 });
 
+/** The conditions of rule all-operators, as the facts name them, in order. */
+const EVERY_CONDITION = [
+  'scope profile',
+  'claim org.tier oneOf ["gold","silver"]',
+  'claim groups contains "admins"',
+  'claim amr contains "mfa"',
+  'claim email_verified equals true',
+  'claim level equals 3',
+  'claim acr present',
+];
+
 describe('require.claims on a rule', () => {
   it('allows when every operator is met; the facts list each condition', async () => {
     const { decision } = await decide('/v1/all', ALL_MET);
     expect(decision).toMatchObject({ kind: 'allow', reason: 'allowed' });
-    expect(decision.facts.conditions?.map((c) => c.condition)).toEqual([
-      'scope profile',
-      'claim org.tier oneOf ["gold","silver"]',
-      'claim groups contains "admins"',
-      'claim amr contains "mfa"',
-      'claim email_verified equals true',
-      'claim level equals 3',
-      'claim acr present',
-    ]);
+    expect(decision.facts.conditions?.map((c) => c.condition)).toEqual(EVERY_CONDITION);
   });
 
   const failures: Array<[string, Record<string, unknown>, string]> = [
@@ -258,15 +261,7 @@ describe('require.claims on a rule', () => {
     const { decision } = await decide('/v1/all', { groups: [] });
     expect(decision.reason).toBe('insufficient_scope');
     expect(decision.kind === 'deny' && decision.headers[0]?.[1]).toBe('Bearer realm="jwtauth", error="insufficient_scope", scope="profile"');
-    expect(decision.facts.conditions?.filter((c) => !c.met).map((c) => c.condition)).toEqual([
-      'scope profile',
-      'claim org.tier oneOf ["gold","silver"]',
-      'claim groups contains "admins"',
-      'claim amr contains "mfa"',
-      'claim email_verified equals true',
-      'claim level equals 3',
-      'claim acr present',
-    ]);
+    expect(decision.facts.conditions?.filter((c) => !c.met).map((c) => c.condition)).toEqual(EVERY_CONDITION);
   });
 
   it('gates the matched rule: a failed condition denies, never falls through to a later rule on the route', async () => {
