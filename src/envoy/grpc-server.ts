@@ -23,6 +23,7 @@ import { parseListenAddress } from '../listen-address.js';
 import { GrpcStatus, RequestBody, answerMessage, answerStatus, frameMessage, unaryMessage } from './grpc-wire.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
 import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, HealthService } from './health-service.js';
+import { ListenerConnections } from './listener-connections.js';
 import { envoyAuthProto } from './protos.js';
 import { memoizeResponseSerializer } from './response-serializer.js';
 
@@ -89,7 +90,7 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
     });
   };
 
-  const sessions = new Set<ServerHttp2Session>();
+  const connections = new ListenerConnections();
   let closing: (() => void) | undefined;
   const http2 = createHttp2Server({
     // Node's default (10 MB of buffered frames per connection) answers a burst of Checks on
@@ -104,10 +105,10 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
       session.close();
       return;
     }
-    sessions.add(session);
+    // Watched until it closes: one nghttp2 has ended is found and destroyed (listener-connections.ts).
+    connections.add(session);
     session.once('close', () => {
-      sessions.delete(session);
-      if (sessions.size === 0) closing?.();
+      if (connections.size === 0) closing?.();
     });
   });
 
@@ -136,7 +137,7 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
       listener.close();
       return new Promise<void>((resolve) => {
         const force = setTimeout(() => {
-          for (const session of sessions) session.destroy();
+          for (const session of connections.sessions()) session.destroy();
           resolve();
         }, graceMs);
         force.unref();
@@ -146,8 +147,8 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
         };
         health.endWatches();
         // GOAWAY: no new calls; each connection closes once its calls in flight have answered.
-        for (const session of sessions) session.close();
-        if (sessions.size === 0) closing();
+        for (const session of connections.sessions()) session.close();
+        if (connections.size === 0) closing();
       });
     },
   };
