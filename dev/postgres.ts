@@ -14,7 +14,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 import { atExit, GiveUp, startProcess, TOOLS_BIN, waitFor } from './processes.js';
@@ -23,6 +23,8 @@ import type { SpicedbDatastore } from './spicedb.js';
 
 const INITDB_LINK = join(TOOLS_BIN, 'initdb');
 const POSTGRES_LINK = join(TOOLS_BIN, 'postgres');
+/** Not linked by install-tools: Debian's postgresql package ships it beside the server (postgresql-client). */
+const PSQL_NAME = 'psql';
 
 /**
  * The binary a .tools/bin link points at. As root, initdb and the server run as the postgres user,
@@ -40,12 +42,22 @@ export interface PostgresOptions {
   /** taskset CPU list for the server and every process it forks (one per connection). Default: not pinned. */
   readonly cpus?: string;
   readonly startTimeoutMs?: number;
+  /**
+   * Server settings (`-c name=value`) added to or replacing the defaults below: the Watch bench
+   * turns track_commit_timestamp off to record what SpiceDB answers without it, and loads
+   * pg_stat_statements to count SpiceDB's queries.
+   */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 export interface PostgresCluster {
   /** The superuser on the `postgres` database; no password (trust), no TLS (loopback). */
   readonly uri: string;
   readonly port: number;
+  /** The postmaster's pid: every backend and background process of the cluster is its child. */
+  readonly pid: number;
+  /** Runs SQL as the superuser with the package's psql (unaligned, tuples only); resolves to its output. */
+  query(sql: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -126,9 +138,14 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
       fsync: 'off',
       synchronous_commit: 'off',
       full_page_writes: 'off',
-      // SpiceDB's Watch API reads commit timestamps; its documentation asks for them to be on.
+      // SpiceDB's Watch needs it: its poll orders new transactions by pg_xact_commit_timestamp().
+      // v1.56.2 runs SHOW track_commit_timestamp once at start (internal/datastore/postgres/
+      // postgres.go); off, the datastore reports Watch unsupported and serve leaves WatchService
+      // unregistered (pkg/cmd/server/server.go), so every Watch call fails UNIMPLEMENTED "unknown
+      // service authzed.api.v1.WatchService" (bench/watch-fleet.ts, part refusal).
       track_commit_timestamp: 'on',
       lc_messages: 'C',
+      ...options.settings,
     };
     const serverArgs = ['-D', dataDir, '-p', String(port), ...Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`])];
     // taskset execs the server, so the pid stays the postmaster's, and every process it forks inherits the CPU list.
@@ -143,7 +160,17 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
       options.startTimeoutMs ?? 30_000,
       () => `${name} on 127.0.0.1:${port} did not come up:\n${current.output()}`,
     );
-    return { uri: `postgres://${SUPERUSER}@127.0.0.1:${port}/postgres?sslmode=disable`, port, stop };
+    const uri = `postgres://${SUPERUSER}@127.0.0.1:${port}/postgres?sslmode=disable`;
+    const psql = join(dirname(postgres), PSQL_NAME);
+    const query = async (sql: string): Promise<string> => {
+      const { stdout } = await promisify(execFile)(psql, ['--no-psqlrc', '--tuples-only', '--no-align', '--set=ON_ERROR_STOP=1', '--command', sql, uri], { env }).catch(
+        (error: Error & { stderr?: string }) => {
+          throw new Error(`${name}: psql failed: ${error.stderr || error.message}`, { cause: error });
+        },
+      );
+      return stdout.trim();
+    };
+    return { uri, port, pid: current.child.pid as number, query, stop };
   } catch (error) {
     await stop();
     throw error;
