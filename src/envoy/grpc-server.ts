@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import type { CheckHandler } from './authorization-service.js';
 import type { CheckRequestView } from './check-request-decoder.js';
 import { parseListenAddress } from '../listen-address.js';
-import { GrpcStatus, RequestBody, answerMessage, answerStatus, frameMessage, unaryMessage } from './grpc-wire.js';
+import { GrpcStatus, RequestBody, answerMessage, answerStatus, frameMessage, isGrpcProtoContentType, unaryMessage } from './grpc-wire.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
 import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, HealthService } from './health-service.js';
 import { ListenerConnections } from './listener-connections.js';
@@ -67,13 +67,14 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
     stream.on('error', ignoreError);
     const path = headers[constants.HTTP2_HEADER_PATH];
     const contentType = headers[constants.HTTP2_HEADER_CONTENT_TYPE];
-    if (headers[constants.HTTP2_HEADER_METHOD] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
-      // Not a gRPC call (the protocol's answer to a wrong content type is HTTP 415).
+    if (headers[constants.HTTP2_HEADER_METHOD] !== 'POST' || typeof contentType !== 'string' || !isGrpcProtoContentType(contentType)) {
+      // Not a gRPC call with protobuf messages (the protocol's answer to a wrong content type is HTTP 415).
       stream.respond({ [constants.HTTP2_HEADER_STATUS]: 415 }, { endStream: true });
       return;
     }
     if (path !== CHECK_PATH && path !== HEALTH_CHECK_PATH && path !== HEALTH_WATCH_PATH) {
-      answerStatus(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${String(path)}`);
+      // The caller's path is not echoed: an answer never carries caller input.
+      answerStatus(stream, GrpcStatus.UNIMPLEMENTED, 'unknown method');
       return;
     }
     const body = new RequestBody();

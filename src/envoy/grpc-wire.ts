@@ -24,6 +24,18 @@ const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 const PREFIX_BYTES = 5;
 
+/**
+ * Whether a request's content-type is gRPC with protobuf messages: `application/grpc` or
+ * `application/grpc+proto`, parameters allowed. Any other subtype (`+json`, ...) would be decoded
+ * as something it is not.
+ */
+export function isGrpcProtoContentType(contentType: string): boolean {
+  if (contentType === 'application/grpc') return true;
+  const parameters = contentType.indexOf(';');
+  const type = (parameters === -1 ? contentType : contentType.slice(0, parameters)).trim().toLowerCase();
+  return type === 'application/grpc' || type === 'application/grpc+proto';
+}
+
 /** The response headers of every call answered with messages (its status comes as trailers). */
 export const RESPONSE_HEADERS: OutgoingHttpHeaders = Object.freeze({
   [constants.HTTP2_HEADER_STATUS]: 200,

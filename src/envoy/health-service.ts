@@ -54,11 +54,14 @@ export class HealthService {
     return FRAMED[this.#serving ? 'SERVING' : 'NOT_SERVING'];
   }
 
-  /** Unary Check: the status, or NOT_FOUND for a service this listener does not serve. */
+  /**
+   * Unary Check: the status, or NOT_FOUND for a service this listener does not serve. The answer
+   * never repeats the service asked for: what a caller sends is not echoed back to it.
+   */
   check(stream: ServerHttp2Stream, message: Buffer): void {
     const service = requestedService(message);
     if (service === undefined) answerStatus(stream, GrpcStatus.INTERNAL, 'the HealthCheckRequest does not decode');
-    else if (!SERVICE_NAMES.has(service)) answerStatus(stream, GrpcStatus.NOT_FOUND, `unknown service ${service}`);
+    else if (!SERVICE_NAMES.has(service)) answerStatus(stream, GrpcStatus.NOT_FOUND, 'unknown service');
     else answerMessage(stream, this.#framed());
   }
 

@@ -6,7 +6,11 @@
  * holds the listener to.
  */
 import { readdirSync } from 'node:fs';
+import { connect as connectHttp2 } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { envoyAuthProto } from '../../src/envoy/protos.js';
 import { httpCheck, sidecarClient } from '../support/check-client.js';
 import type { SidecarClient } from '../support/check-client.js';
 import { closeNewestFirst } from '../support/closers.js';
@@ -15,6 +19,7 @@ import { startSidecar } from '../support/sidecar.js';
 import type { RunningSidecar } from '../support/sidecar.js';
 
 const CHECK = '/envoy.service.auth.v3.Authorization/Check';
+const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
 /** Long enough for any one step on a loaded 2-core machine; an attack that outlives it fails the test. */
 const STEP_MS = 10_000;
 
@@ -110,6 +115,80 @@ describe('connections the server ends itself', () => {
     } finally {
       answers.reset();
       deaf.reset();
+    }
+  });
+});
+
+/** A node:http2 client connection, to send calls the way a (misbehaving) gRPC client would. */
+function http2Client(): ClientHttp2Session {
+  const session = connectHttp2(`http://127.0.0.1:${sidecar.grpcPort}`);
+  session.on('error', () => undefined);
+  closers.push(() => session.destroy());
+  return session;
+}
+
+interface OpenCall {
+  readonly stream: ClientHttp2Stream;
+  /** The response headers (with grpc-status when the answer is a status alone), once they come. */
+  readonly answered: Promise<IncomingHttpHeaders>;
+}
+
+function openCall(session: ClientHttp2Session, path = CHECK, contentType = 'application/grpc'): OpenCall {
+  const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': contentType, te: 'trailers' });
+  stream.on('error', () => undefined);
+  stream.resume();
+  return { stream, answered: new Promise<IncomingHttpHeaders>((resolve) => stream.once('response', resolve)) };
+}
+
+function messagePrefix(length: number): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(length, 1);
+  return prefix;
+}
+
+const encodeCheckRequest = envoyAuthProto().envoy.service.auth.v3.Authorization.service.Check.requestSerialize;
+
+describe('answers', () => {
+  it('a call with any content-type but gRPC with protobuf (application/grpc+json) gets HTTP 415', async () => {
+    const session = http2Client();
+    try {
+      for (const contentType of ['application/grpc+json', 'application/grpc+thrift', 'application/json']) {
+        const call = openCall(session, CHECK, contentType);
+        call.stream.end(Buffer.concat([messagePrefix(2), Buffer.from('{}')]));
+        expect((await call.answered)[':status'], contentType).toBe(415);
+      }
+      for (const contentType of ['application/grpc', 'application/grpc+proto', 'application/grpc; charset=utf-8']) {
+        const call = openCall(session, CHECK, contentType);
+        const message = encodeCheckRequest(httpCheck('GET', '/public', {}));
+        call.stream.end(Buffer.concat([messagePrefix(message.length), message]));
+        expect((await call.answered)[':status'], contentType).toBe(200);
+      }
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('no answer echoes what the caller sent: an unknown health service, an unknown method', async () => {
+    const marker = '<script>alert(1)</script>';
+    const error = await legit.health(marker).then(
+      () => undefined,
+      (caught: grpc.ServiceError) => caught,
+    );
+    expect(error?.code).toBe(grpc.status.NOT_FOUND);
+    expect(error?.details).toBe('unknown service');
+    const session = http2Client();
+    try {
+      const call = openCall(session, `/${marker}/Check`);
+      call.stream.end(messagePrefix(0));
+      const answer = await call.answered;
+      expect(answer['grpc-status']).toBe('12');
+      expect(decodeURIComponent(String(answer['grpc-message']))).toBe('unknown method');
+      // A health Check of a known service still answers.
+      const health = openCall(session, HEALTH_CHECK);
+      health.stream.end(messagePrefix(0));
+      expect((await health.answered)[':status']).toBe(200);
+    } finally {
+      session.destroy();
     }
   });
 });
