@@ -11,7 +11,7 @@ import { EMBEDDED_ORIGIN, resolveConfig } from './config/resolve.js';
 import { startAdminListener } from './admin/admin-server.js';
 import { createCheckHandler } from './envoy/authorization-service.js';
 import type { CheckHandlerOptions, CheckPipeline } from './envoy/authorization-service.js';
-import { startGrpcListener } from './envoy/grpc-server.js';
+import { listenerOptions, startGrpcListener } from './envoy/grpc-server.js';
 import type { GrpcListener } from './envoy/grpc-server.js';
 import type { Direction } from './core/request-context.js';
 import { buildAdapters, closablesOf } from './lifecycle/adapters.js';
@@ -188,12 +188,14 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
     teardown.add('gRPC listeners', async () => {
       await Promise.all(grpcListeners.map((listener) => listener.shutdown(2_000)));
     });
-    const grpc = await startGrpcListener(options.grpcAddress ?? live().config.server.grpcAddress, createCheckHandler(handlerOptions));
+    // limits.* of the listeners are read here, at start; every listener shares one request memory.
+    const listening = listenerOptions(live().config.limits, (cause) => metrics.listenerRefusals.inc({ cause }));
+    const grpc = await startGrpcListener(options.grpcAddress ?? live().config.server.grpcAddress, createCheckHandler(handlerOptions), listening);
     grpcListeners.push(grpc);
     const listeners: { direction: Direction; port: number }[] = [];
     for (const { address, direction } of live().config.server.listeners ?? []) {
       // The direction is bound into this listener's handler here, not looked up per Check.
-      const listener = await startGrpcListener(address, createCheckHandler({ ...handlerOptions, listenerDirection: direction }));
+      const listener = await startGrpcListener(address, createCheckHandler({ ...handlerOptions, listenerDirection: direction }), listening);
       grpcListeners.push(listener);
       listeners.push({ direction, port: listener.port });
     }

@@ -10,6 +10,8 @@ import { outboundSchema } from '../outbound/config.js';
 import { spicedbSchema } from '../spicedb/config.js';
 import { tokensSchema } from '../tokens/config.js';
 import { tracingSchema } from '../observability/tracing-config.js';
+import { listenerLimitsShape } from '../envoy/listener-limits.js';
+import { CALL_STATE_BYTES } from '../envoy/listener-memory.js';
 
 /** `host:port`, with an IPv4/IPv6 literal or a name. Port 0 asks the OS for a free port (tests). */
 export const listenAddressSchema = z
@@ -64,6 +66,14 @@ const limitsSchema = z
     maxTokenBytes: z.int().min(256).max(1 << 16).default(8192),
     verifiedTokenCacheEntries: z.int().min(1).max(10_000_000).default(10_000).describe('verified tokens kept (by hash) until exp'),
     jwksFetchTimeoutMs: z.int().min(100).max(60_000).default(5000).describe('deadline for one JWKS fetch'),
+    // The gRPC listeners' limits live beside the listener (envoy/listener-limits.ts).
+    ...listenerLimitsShape,
+  })
+  .superRefine((limits, ctx) => {
+    // Otherwise a message of the largest size could never be received.
+    if (limits.maxRequestMemoryBytes < limits.maxMessageBytes + CALL_STATE_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['maxRequestMemoryBytes'], message: `expected at least limits.maxMessageBytes + ${CALL_STATE_BYTES} (one call with a message of the largest size)` });
+    }
   })
   .prefault({});
 

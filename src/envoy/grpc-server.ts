@@ -20,14 +20,35 @@ import type { AddressInfo } from 'node:net';
 import type { CheckHandler } from './authorization-service.js';
 import type { CheckRequestView } from './check-request-decoder.js';
 import { parseListenAddress } from '../listen-address.js';
-import { GrpcStatus, RequestBody, answerMessage, answerStatus, frameMessage, isGrpcProtoContentType, unaryMessage } from './grpc-wire.js';
+import { GrpcStatus, RequestBody, answerMessage, answerStatus, frameMessage, isGrpcProtoContentType } from './grpc-wire.js';
+import type { BodyRefusal } from './grpc-wire.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
 import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, HealthService } from './health-service.js';
 import { ListenerConnections } from './listener-connections.js';
+import type { ConnectionRefusal, ListenerConnection } from './listener-connections.js';
+import { ReceiveDeadlines } from './listener-deadlines.js';
+import { DEFAULT_LISTENER_LIMITS } from './listener-limits.js';
+import type { ListenerLimits } from './listener-limits.js';
+import { CALL_STATE_BYTES, RequestMemory } from './listener-memory.js';
 import { envoyAuthProto } from './protos.js';
 import { memoizeResponseSerializer } from './response-serializer.js';
 
 const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+
+/** Why the listener refused a connection or a call for one of its limits (the values of the refusals metric). */
+export type ListenerRefusal = ConnectionRefusal | 'connection_limit' | 'request_timeout' | 'message_too_large' | 'request_memory';
+
+export interface ListenerOptions {
+  readonly limits: ListenerLimits;
+  /** Shared by every listener of the process: `limits.maxRequestMemoryBytes` bounds them together. */
+  readonly memory: RequestMemory;
+  readonly onRefusal: (cause: ListenerRefusal) => void;
+}
+
+/** Options for every gRPC listener of one process, sharing one request memory. */
+export function listenerOptions(limits: ListenerLimits, onRefusal: (cause: ListenerRefusal) => void = ignoreRefusal): ListenerOptions {
+  return { limits, memory: new RequestMemory(limits.maxRequestMemoryBytes), onRefusal };
+}
 
 export interface GrpcListener {
   /** The bound port (useful when the configured port is 0). */
@@ -41,12 +62,24 @@ function ignoreError(): void {
   // A stream or session reset by the peer: nothing to answer, and nothing else holds it.
 }
 
-export async function startGrpcListener(address: string, check: CheckHandler): Promise<GrpcListener> {
+function ignoreRefusal(): void {
+  // A listener started without metrics (tests, the bench's floor).
+}
+
+export async function startGrpcListener(address: string, check: CheckHandler, options: ListenerOptions = listenerOptions(DEFAULT_LISTENER_LIMITS)): Promise<GrpcListener> {
+  const { limits, memory, onRefusal } = options;
   const method = envoyAuthProto().envoy.service.auth.v3.Authorization.service.Check;
   // Identical answers (one caller's cached allow, a cached service token, a denial reason) are
   // encoded and framed once: see response-serializer.ts.
   const encodeCheckResponse = memoizeResponseSerializer((response) => frameMessage(method.responseSerialize(response)));
   const health = new HealthService();
+  const deadlineReason = `the request message did not arrive within ${limits.requestTimeoutMs} ms`;
+  const deadlines = new ReceiveDeadlines(limits.requestTimeoutMs, (stream) => {
+    onRefusal('request_timeout');
+    answerStatus(stream, GrpcStatus.DEADLINE_EXCEEDED, deadlineReason);
+    // RST_STREAM NO_ERROR after the answer: stop sending, the call is over.
+    stream.close(constants.NGHTTP2_NO_ERROR);
+  });
 
   const answerCheck = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, message: Buffer): void => {
     let request: CheckRequestView;
@@ -63,8 +96,35 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
     });
   };
 
-  const onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
+  const refuseBody = (stream: ServerHttp2Stream, refusal: BodyRefusal): void => {
+    deadlines.stop(stream);
+    if (refusal.kind === 'memory') {
+      onRefusal('request_memory');
+      stream.close(constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    if (refusal.tooLarge) onRefusal('message_too_large');
+    answerStatus(stream, refusal.status, refusal.reason);
+    stream.close(constants.NGHTTP2_NO_ERROR);
+  };
+
+  const onStream = (connection: ListenerConnection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
     stream.on('error', ignoreError);
+    // Past the request memory, a new call is refused before anything is read: REFUSED_STREAM
+    // tells the client (Envoy retries it, envoy/envoy.yaml) that nothing of it was processed.
+    if (!memory.tryReserve(CALL_STATE_BYTES)) {
+      onRefusal('request_memory');
+      stream.close(constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    connection.callOpened();
+    const body = new RequestBody(limits.maxMessageBytes, memory);
+    stream.once('close', () => {
+      connection.callClosed();
+      deadlines.stop(stream);
+      body.release();
+      memory.release(CALL_STATE_BYTES);
+    });
     const path = headers[constants.HTTP2_HEADER_PATH];
     const contentType = headers[constants.HTTP2_HEADER_CONTENT_TYPE];
     if (headers[constants.HTTP2_HEADER_METHOD] !== 'POST' || typeof contentType !== 'string' || !isGrpcProtoContentType(contentType)) {
@@ -77,13 +137,15 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
       answerStatus(stream, GrpcStatus.UNIMPLEMENTED, 'unknown method');
       return;
     }
-    const body = new RequestBody();
+    deadlines.start(stream);
     stream.on('data', (chunk: Buffer) => {
-      if (!body.add(chunk)) answerStatus(stream, GrpcStatus.RESOURCE_EXHAUSTED, 'request message too large');
+      const refusal = body.add(chunk);
+      if (refusal !== undefined) refuseBody(stream, refusal);
     });
     stream.once('end', () => {
-      if (stream.headersSent) return;
-      const message = unaryMessage(body.whole());
+      deadlines.stop(stream);
+      if (body.refused || stream.headersSent || stream.destroyed) return;
+      const message = body.end();
       if (!message.ok) answerStatus(stream, message.status, message.reason);
       else if (path === CHECK_PATH) answerCheck(stream, headers, message.message);
       else if (path === HEALTH_CHECK_PATH) health.check(stream, message.message);
@@ -91,14 +153,18 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
     });
   };
 
-  const connections = new ListenerConnections();
   let closing: (() => void) | undefined;
+  const connections = new ListenerConnections(limits, onRefusal);
   const http2 = createHttp2Server({
-    // Node's default (10 MB of buffered frames per connection) answers a burst of Checks on
-    // Envoy's one connection with ENHANCE_YOUR_CALM, failing them all; grpc-js lifts it as well.
-    maxSessionMemory: Number.MAX_SAFE_INTEGER,
+    // Advertised, so Envoy opens another connection rather than send more; nghttp2 refuses any
+    // call over it.
+    settings: { maxConcurrentStreams: limits.maxConcurrentStreams },
+    // Node's default (10 MB) was lifted to Number.MAX_SAFE_INTEGER, as grpc-js does, after a burst
+    // of Checks on Envoy's one connection got ENHANCE_YOUR_CALM. With calls per connection
+    // capped above, a bound holds again; the request messages themselves are not counted here but
+    // in the request memory.
+    maxSessionMemory: limits.maxConnectionMemoryMB,
   });
-  http2.on('stream', onStream);
   http2.on('session', (session: ServerHttp2Session) => {
     session.on('error', ignoreError);
     // A connection accepted while shutting down gets GOAWAY at once.
@@ -106,8 +172,9 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
       session.close();
       return;
     }
-    // Watched until it closes: one nghttp2 has ended is found and destroyed (listener-connections.ts).
-    connections.add(session);
+    // Watched until it closes: its handshake, idleness and liveness (listener-connections.ts).
+    const connection = connections.add(session);
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => onStream(connection, stream, headers));
     session.once('close', () => {
       if (connections.size === 0) closing?.();
     });
@@ -119,6 +186,9 @@ export async function startGrpcListener(address: string, check: CheckHandler): P
   // socket: not `exclusive`, so node:cluster hands each accepted connection to one worker in turn.
   // Outside worker mode a second process on this port fails with EADDRINUSE.
   const listener = createServer({ noDelay: true }, (socket) => http2.emit('connection', socket));
+  // Past it, node:net closes each new connection at once.
+  listener.maxConnections = limits.maxConnections;
+  listener.on('drop', () => onRefusal('connection_limit'));
   const { host, port: requested } = parseListenAddress(address);
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);

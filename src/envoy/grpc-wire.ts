@@ -11,6 +11,7 @@ import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 export const GrpcStatus = {
   OK: 0,
   INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   RESOURCE_EXHAUSTED: 8,
   UNIMPLEMENTED: 12,
@@ -18,9 +19,6 @@ export const GrpcStatus = {
   UNAVAILABLE: 14,
 } as const;
 export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
-
-/** grpc-js's default largest message a server receives: what Envoy was able to send before. */
-const MAX_REQUEST_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 const PREFIX_BYTES = 5;
 
@@ -78,42 +76,118 @@ export function frameMessage(message: Uint8Array): Buffer {
 
 export type UnaryMessage = { readonly ok: true; readonly message: Buffer } | { readonly ok: false; readonly status: GrpcStatus; readonly reason: string };
 
-/** The one message of a unary request's DATA, whole; or why there is not exactly one. */
-export function unaryMessage(data: Buffer): UnaryMessage {
-  if (data.length < PREFIX_BYTES) return { ok: false, status: GrpcStatus.INTERNAL, reason: data.length === 0 ? 'no request message' : 'a truncated message prefix' };
-  if (data[0] !== 0) return { ok: false, status: GrpcStatus.UNIMPLEMENTED, reason: 'compressed messages are not accepted (grpc-accept-encoding: identity)' };
-  const length = data.readUInt32BE(1);
-  if (length > MAX_REQUEST_MESSAGE_BYTES) return { ok: false, status: GrpcStatus.RESOURCE_EXHAUSTED, reason: `a request message over ${MAX_REQUEST_MESSAGE_BYTES} bytes` };
-  const end = PREFIX_BYTES + length;
-  if (data.length < end) return { ok: false, status: GrpcStatus.INTERNAL, reason: 'a truncated request message' };
-  if (data.length > end) return { ok: false, status: GrpcStatus.UNIMPLEMENTED, reason: 'more than one request message in a unary call' };
-  return { ok: true, message: data.subarray(PREFIX_BYTES, end) };
+/** Why a request's DATA is refused before it ends: answered with a gRPC status, or (`memory`) reset as REFUSED_STREAM. */
+export type BodyRefusal =
+  | { readonly kind: 'status'; readonly status: GrpcStatus; readonly reason: string; readonly tooLarge: boolean }
+  | { readonly kind: 'memory' };
+
+/** Reserves request memory, and gives it back (listener-memory.ts). */
+export interface MemoryReservations {
+  tryReserve(bytes: number): boolean;
+  release(bytes: number): void;
 }
 
 /**
- * Collects a request's DATA up to one maximal message (and its prefix); past that, `onTooLarge`
- * runs once and the rest is dropped, so a caller cannot make the listener buffer without bound.
+ * The one message of a unary request's DATA, checked as it arrives: its prefix is read as soon as
+ * its 5 bytes are in, so a message that is compressed, longer than `maxMessageBytes` or beyond the
+ * request memory left is refused at once, before the rest is sent; and so is a second message.
+ * The message's length is reserved in the request memory until `release()`.
+ *
+ * A message that arrives in one chunk (Envoy's usual CheckRequest) is that chunk, not copied.
+ * Otherwise each chunk is copied into one buffer of the declared length: keeping the chunks would
+ * keep the socket reads they are slices of, which for a message sent in tiny DATA frames is many
+ * times its size.
  */
 export class RequestBody {
-  #chunks: Buffer[] = [];
-  #bytes = 0;
-  #overflowed = false;
+  readonly #maxMessageBytes: number;
+  readonly #memory: MemoryReservations;
+  /** Prefix bytes so far, when a chunk ends inside the prefix. */
+  #prefix: Buffer | undefined;
+  #prefixBytes = 0;
+  /** The message: the chunk that held it all, or a buffer being filled. */
+  #message: Buffer | undefined;
+  #filled = 0;
+  #reserved = 0;
+  #refused = false;
 
-  /** False once the body has grown past one maximal message. */
-  add(chunk: Buffer): boolean {
-    if (this.#overflowed) return false;
-    this.#bytes += chunk.length;
-    if (this.#bytes > PREFIX_BYTES + MAX_REQUEST_MESSAGE_BYTES) {
-      this.#overflowed = true;
-      this.#chunks = [];
-      return false;
-    }
-    this.#chunks.push(chunk);
-    return true;
+  constructor(maxMessageBytes: number, memory: MemoryReservations) {
+    this.#maxMessageBytes = maxMessageBytes;
+    this.#memory = memory;
   }
 
-  /** Everything received; a single chunk (the usual case) is not copied. */
-  whole(): Buffer {
-    return this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#bytes);
+  /** Takes the next chunk of DATA; a refusal (once), after which every chunk is dropped. */
+  add(chunk: Buffer): BodyRefusal | undefined {
+    if (this.#refused) return undefined;
+    let at = 0;
+    if (this.#message === undefined) {
+      if (this.#prefixBytes === 0 && chunk.length >= PREFIX_BYTES) {
+        const refusal = this.#begin(chunk);
+        if (refusal) return this.#refuse(refusal);
+        const length = chunk.readUInt32BE(1);
+        if (chunk.length === PREFIX_BYTES + length) {
+          this.#message = chunk.subarray(PREFIX_BYTES);
+          this.#filled = length;
+          return undefined;
+        }
+        this.#message = Buffer.allocUnsafe(length);
+        at = PREFIX_BYTES;
+      } else {
+        this.#prefix ??= Buffer.alloc(PREFIX_BYTES);
+        const taken = Math.min(PREFIX_BYTES - this.#prefixBytes, chunk.length);
+        chunk.copy(this.#prefix, this.#prefixBytes, 0, taken);
+        this.#prefixBytes += taken;
+        if (this.#prefixBytes < PREFIX_BYTES) return undefined;
+        const refusal = this.#begin(this.#prefix);
+        if (refusal) return this.#refuse(refusal);
+        this.#message = Buffer.allocUnsafe(this.#prefix.readUInt32BE(1));
+        at = taken;
+      }
+    }
+    const room = this.#message.length - this.#filled;
+    const rest = chunk.length - at;
+    if (rest > room) return this.#refuse({ kind: 'status', status: GrpcStatus.UNIMPLEMENTED, reason: 'more than one request message in a unary call', tooLarge: false });
+    if (rest > 0) {
+      chunk.copy(this.#message, this.#filled, at);
+      this.#filled += rest;
+    }
+    return undefined;
+  }
+
+  /** Checks a complete prefix and reserves the message it declares. */
+  #begin(prefix: Buffer): BodyRefusal | undefined {
+    if (prefix[0] !== 0) return { kind: 'status', status: GrpcStatus.UNIMPLEMENTED, reason: 'compressed messages are not accepted (grpc-accept-encoding: identity)', tooLarge: false };
+    const length = prefix.readUInt32BE(1);
+    if (length > this.#maxMessageBytes) return { kind: 'status', status: GrpcStatus.RESOURCE_EXHAUSTED, reason: `a request message over ${this.#maxMessageBytes} bytes`, tooLarge: true };
+    if (!this.#memory.tryReserve(length)) return { kind: 'memory' };
+    this.#reserved = length;
+    return undefined;
+  }
+
+  #refuse(refusal: BodyRefusal): BodyRefusal {
+    this.#refused = true;
+    this.#message = undefined;
+    this.#prefix = undefined;
+    this.release();
+    return refusal;
+  }
+
+  /** Once the DATA has ended: the whole message, or why there is not exactly one. */
+  end(): UnaryMessage {
+    if (this.#message === undefined) {
+      return { ok: false, status: GrpcStatus.INTERNAL, reason: this.#prefixBytes === 0 ? 'no request message' : 'a truncated message prefix' };
+    }
+    if (this.#filled < this.#message.length) return { ok: false, status: GrpcStatus.INTERNAL, reason: 'a truncated request message' };
+    return { ok: true, message: this.#message };
+  }
+
+  /** Whether a refusal has been returned. */
+  get refused(): boolean {
+    return this.#refused;
+  }
+
+  /** Gives the message's reservation back (when the call closes, or is refused). */
+  release(): void {
+    this.#memory.release(this.#reserved);
+    this.#reserved = 0;
   }
 }

@@ -135,6 +135,12 @@ export class Metrics {
     labelNames: ['issuer', 'result'] as const,
     registers: [this.registry],
   });
+  readonly listenerRefusals = new Counter({
+    name: 'jwtauth_listener_refusals_total',
+    help: 'Connections and calls the gRPC listeners refused or closed for one of their limits, by cause (connection_limit|handshake_timeout|unresponsive|request_timeout|message_too_large|request_memory).',
+    labelNames: ['cause'] as const,
+    registers: [this.registry],
+  });
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });

@@ -1,30 +1,39 @@
 /**
  * The gRPC listener (src/envoy/grpc-server.ts, node:http2) under abuse, against the built sidecar:
- * raw HTTP/2 frames and clients that misbehave on purpose (test/support/hardening/raw-http2.ts).
- * Each attack is bounded in count and time, and during each one a legitimate Check on a connection
- * of its own must keep being answered. docs/security.md, "Listener limits", lists what each test
- * holds the listener to.
+ * raw HTTP/2 frames (test/support/hardening/raw-http2.ts) and node:http2 clients that misbehave on
+ * purpose. Each attack is bounded in count and time, and during each one a legitimate Check on a
+ * connection of its own keeps being answered. docs/security.md, "Listener limits", lists the limits
+ * these tests hold the listener to; the limits here are lowered so each attack stays small.
+ *
+ * Two sidecars: `timing` with short timeouts (handshake, request, PING, idle), `capacity` with
+ * small connection, call and memory limits and long timeouts, so no timeout ends an attack that a
+ * capacity test is measuring.
  */
 import { readdirSync } from 'node:fs';
-import { connect as connectHttp2 } from 'node:http2';
+import { connect as connectHttp2, constants } from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
+import { sampleProcess } from '../../bench/proc.js';
 import { envoyAuthProto } from '../../src/envoy/protos.js';
 import { httpCheck, sidecarClient } from '../support/check-client.js';
 import type { SidecarClient } from '../support/check-client.js';
 import { closeNewestFirst } from '../support/closers.js';
-import { encodeFrame, encodeHeaderBlock, ErrorCode, FrameType, grpcRequestHeaders, RawHttp2Connection } from '../support/hardening/raw-http2.js';
+import { encodeFrame, encodeHeaderBlock, ErrorCode, FrameType, grpcRequestHeaders, messagePrefix, RawHttp2Connection, Setting } from '../support/hardening/raw-http2.js';
 import { startSidecar } from '../support/sidecar.js';
 import type { RunningSidecar } from '../support/sidecar.js';
 
 const CHECK = '/envoy.service.auth.v3.Authorization/Check';
 const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
+const MiB = 1024 * 1024;
 /** Long enough for any one step on a loaded 2-core machine; an attack that outlives it fails the test. */
-const STEP_MS = 10_000;
+const STEP_MS = 15_000;
+
+const TIMING_LIMITS = { handshakeTimeoutMs: 500, requestTimeoutMs: 1000, pingAfterSilenceMs: 1000, pingTimeoutMs: 1000, idleConnectionTimeoutMs: 6000 };
+const CAPACITY_LIMITS = { maxConnections: 40, maxConcurrentStreams: 20, maxRequestMemoryBytes: 24 * MiB, requestTimeoutMs: 120_000 };
 
 /** A sidecar that decides without SpiceDB or keys: one public route, everything else denied. */
-function listenerConfig(limits: Record<string, number> = {}): Record<string, unknown> {
+function listenerConfig(limits: Record<string, number>): Record<string, unknown> {
   return {
     server: { drainSeconds: 0 },
     log: { level: 'warn' },
@@ -33,26 +42,39 @@ function listenerConfig(limits: Record<string, number> = {}): Record<string, unk
   };
 }
 
-const openDescriptors = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
+interface Target {
+  readonly sidecar: RunningSidecar;
+  /** A legitimate caller with a connection of its own, as one Envoy worker thread has. */
+  readonly legit: SidecarClient;
+}
 
-let sidecar: RunningSidecar;
-/** A legitimate caller with a connection of its own, as one Envoy worker thread has. */
-let legit: SidecarClient;
+let timing: Target;
+let capacity: Target;
 const closers: Array<() => Promise<unknown> | unknown> = [];
 
-beforeAll(async () => {
-  sidecar = await startSidecar(listenerConfig());
+async function startTarget(limits: Record<string, number>): Promise<Target> {
+  const sidecar = await startSidecar(listenerConfig(limits));
   closers.push(() => sidecar.stop());
-  legit = sidecarClient(sidecar.grpcPort, { ownConnection: true });
+  const legit = sidecarClient(sidecar.grpcPort, { ownConnection: true });
   closers.push(() => legit.close());
+  return { sidecar, legit };
+}
+
+beforeAll(async () => {
+  [timing, capacity] = await Promise.all([startTarget(TIMING_LIMITS), startTarget(CAPACITY_LIMITS)]);
 });
 afterAll(() => closeNewestFirst(closers));
 
 /** A Check Envoy would send for a public route: it must be allowed, whatever else the listener is going through. */
-async function expectLegitCheckAllowed(): Promise<void> {
-  const response = await legit.check(httpCheck('GET', '/public', {}));
+async function expectLegitCheckAllowed(target: Target): Promise<void> {
+  const response = await target.legit.check(httpCheck('GET', '/public', {}));
   expect(response.status?.code).toBe(0);
 }
+
+const refusals = (target: Target, cause: string): Promise<number> => target.sidecar.metric(`jwtauth_listener_refusals_total{cause="${cause}"}`);
+const pidOf = (target: Target): number => target.sidecar.process.child.pid!;
+const openDescriptors = (target: Target): number => readdirSync(`/proc/${pidOf(target)}/fd`).length;
+const rssBytes = (target: Target): number => (sampleProcess(pidOf(target))?.rssKb ?? Number.NaN) * 1024;
 
 /** Runs `count` attacks, `inFlight` at a time. */
 async function inBatches(count: number, inFlight: number, attack: (index: number) => Promise<void>): Promise<void> {
@@ -61,67 +83,9 @@ async function inBatches(count: number, inFlight: number, attack: (index: number
   }
 }
 
-describe('connections the server ends itself', () => {
-  it('a connection nghttp2 ends with GOAWAY (bad HPACK, rapid reset) and the client resets holds no descriptor afterwards', async () => {
-    await expectLegitCheckAllowed();
-    const pid = sidecar.process.child.pid!;
-    const baseline = openDescriptors(pid);
-    const goawayCodes = new Map<number, number>();
-    const endedByServer = async (send: (connection: RawHttp2Connection) => void): Promise<void> => {
-      const connection = await RawHttp2Connection.handshake(sidecar.grpcPort);
-      send(connection);
-      const goaway = await connection.goaway(STEP_MS);
-      // The server itself must have ended it: otherwise this would test nothing.
-      expect(goaway).toBeDefined();
-      goawayCodes.set(goaway!.errorCode, (goawayCodes.get(goaway!.errorCode) ?? 0) + 1);
-      connection.reset();
-    };
-    // An index HPACK does not have (0): a COMPRESSION_ERROR for the whole connection.
-    const badHpack = (connection: RawHttp2Connection): void => connection.send(encodeFrame(FrameType.HEADERS, 0x5, 1, Buffer.from([0x80])));
-    // HEADERS then RST_STREAM, over and over: nghttp2's rapid-reset guard ends the connection.
-    const rapidReset = (connection: RawHttp2Connection): void => {
-      const block = encodeHeaderBlock(grpcRequestHeaders(CHECK));
-      for (let stream = 1; stream < 2 * 1500; stream += 2) {
-        connection.headers(stream, block);
-        connection.rstStream(stream, ErrorCode.CANCEL);
-      }
-    };
-    await inBatches(490, 49, () => endedByServer(badHpack));
-    await expectLegitCheckAllowed();
-    await inBatches(10, 2, () => endedByServer(rapidReset));
-    // nghttp2 ends the first kind with COMPRESSION_ERROR; node:http2 ends the second with an error of its own.
-    expect(goawayCodes.get(ErrorCode.COMPRESSION_ERROR)).toBe(490);
-    expect([...goawayCodes.values()].reduce((sum, count) => sum + count)).toBe(500);
-    expect(goawayCodes.has(ErrorCode.NO_ERROR)).toBe(false);
-    await expectLegitCheckAllowed();
-    // Back to where it was (a few more while the last connections close), not one per connection.
-    await expect.poll(() => openDescriptors(pid), { timeout: STEP_MS, interval: 250 }).toBeLessThanOrEqual(baseline + 2);
-    await expectLegitCheckAllowed();
-  });
-
-  it('a quiet connection that answers PINGs stays open; one that answers nothing is closed', async () => {
-    const [answers, deaf] = await Promise.all([
-      RawHttp2Connection.handshake(sidecar.grpcPort),
-      RawHttp2Connection.handshake(sidecar.grpcPort, { answerPings: false }),
-    ]);
-    try {
-      expect(await deaf.closedWithin(STEP_MS)).toBe(true);
-      // The deaf one was pinged before it was closed. The other answered its PING, and a second
-      // one comes only to a connection that has outlived the wait for the first answer.
-      expect(deaf.frames.some((frame) => frame.type === FrameType.PING)).toBe(true);
-      await expect.poll(() => answers.frames.filter((frame) => frame.type === FrameType.PING).length, { timeout: STEP_MS }).toBeGreaterThanOrEqual(2);
-      expect(answers.closedByServer).toBe(false);
-      await expectLegitCheckAllowed();
-    } finally {
-      answers.reset();
-      deaf.reset();
-    }
-  });
-});
-
 /** A node:http2 client connection, to send calls the way a (misbehaving) gRPC client would. */
-function http2Client(): ClientHttp2Session {
-  const session = connectHttp2(`http://127.0.0.1:${sidecar.grpcPort}`);
+function http2Client(target: Target): ClientHttp2Session {
+  const session = connectHttp2(`http://127.0.0.1:${target.sidecar.grpcPort}`, { maxSessionMemory: 1000 });
   session.on('error', () => undefined);
   closers.push(() => session.destroy());
   return session;
@@ -131,26 +95,283 @@ interface OpenCall {
   readonly stream: ClientHttp2Stream;
   /** The response headers (with grpc-status when the answer is a status alone), once they come. */
   readonly answered: Promise<IncomingHttpHeaders>;
+  /** The RST_STREAM code, or NO_ERROR, once the call has closed. */
+  readonly closed: Promise<number>;
 }
 
+/** Opens a call; the caller writes its DATA (or not) and decides when, if ever, to end it. */
 function openCall(session: ClientHttp2Session, path = CHECK, contentType = 'application/grpc'): OpenCall {
   const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': contentType, te: 'trailers' });
   stream.on('error', () => undefined);
   stream.resume();
-  return { stream, answered: new Promise<IncomingHttpHeaders>((resolve) => stream.once('response', resolve)) };
-}
-
-function messagePrefix(length: number): Buffer {
-  const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(length, 1);
-  return prefix;
+  const answered = new Promise<IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
+  const closed = new Promise<number>((resolve) => stream.once('close', () => resolve(stream.rstCode ?? constants.NGHTTP2_NO_ERROR)));
+  return { stream, answered, closed };
 }
 
 const encodeCheckRequest = envoyAuthProto().envoy.service.auth.v3.Authorization.service.Check.requestSerialize;
 
+describe('connections', () => {
+  it('a connection nghttp2 ends with GOAWAY (bad HPACK, rapid reset) and the client resets holds no descriptor afterwards', async () => {
+    await expectLegitCheckAllowed(timing);
+    const baseline = openDescriptors(timing);
+    const goawayCodes = new Map<number, number>();
+    const endedByServer = async (send: (connection: RawHttp2Connection) => void): Promise<void> => {
+      const connection = await RawHttp2Connection.handshake(timing.sidecar.grpcPort);
+      send(connection);
+      const goaway = await connection.goaway(STEP_MS);
+      // The server itself must have ended it: otherwise this would test nothing.
+      expect(goaway).toBeDefined();
+      goawayCodes.set(goaway!.errorCode, (goawayCodes.get(goaway!.errorCode) ?? 0) + 1);
+      connection.reset();
+    };
+    // An index HPACK does not have (0): a COMPRESSION_ERROR for the whole connection.
+    const badHpack = (connection: RawHttp2Connection): void => connection.send(encodeFrame(FrameType.HEADERS, 0x5, 1, Buffer.from([0x80])));
+    // HEADERS then RST_STREAM, over and over: the rapid-reset guard ends the connection.
+    const rapidReset = (connection: RawHttp2Connection): void => {
+      const block = encodeHeaderBlock(grpcRequestHeaders(CHECK));
+      for (let stream = 1; stream < 2 * 1500; stream += 2) {
+        connection.headers(stream, block);
+        connection.rstStream(stream, ErrorCode.CANCEL);
+      }
+    };
+    await inBatches(490, 49, () => endedByServer(badHpack));
+    await expectLegitCheckAllowed(timing);
+    await inBatches(10, 2, () => endedByServer(rapidReset));
+    // nghttp2 ends the first kind with COMPRESSION_ERROR; node:http2 ends the second with an error of its own.
+    expect(goawayCodes.get(ErrorCode.COMPRESSION_ERROR)).toBe(490);
+    expect([...goawayCodes.values()].reduce((sum, count) => sum + count)).toBe(500);
+    expect(goawayCodes.has(ErrorCode.NO_ERROR)).toBe(false);
+    await expectLegitCheckAllowed(timing);
+    // Back to where it was (a few more while the last connections close), not one per connection.
+    await expect.poll(() => openDescriptors(timing), { timeout: STEP_MS, interval: 250 }).toBeLessThanOrEqual(baseline + 2);
+    await expectLegitCheckAllowed(timing);
+  });
+
+  it('a quiet connection that answers PINGs stays open; one that answers nothing is closed as unresponsive', async () => {
+    const before = await refusals(timing, 'unresponsive');
+    const [answers, deaf] = await Promise.all([
+      RawHttp2Connection.handshake(timing.sidecar.grpcPort),
+      RawHttp2Connection.handshake(timing.sidecar.grpcPort, { answerPings: false }),
+    ]);
+    try {
+      expect(await deaf.closedWithin(STEP_MS)).toBe(true);
+      // The deaf one was pinged before it was closed. The other answered its PING, and a second
+      // one comes only to a connection that has outlived the wait for the first answer.
+      expect(deaf.frames.some((frame) => frame.type === FrameType.PING)).toBe(true);
+      await expect.poll(() => answers.frames.filter((frame) => frame.type === FrameType.PING).length, { timeout: STEP_MS }).toBeGreaterThanOrEqual(2);
+      expect(answers.closedByServer).toBe(false);
+      expect(await refusals(timing, 'unresponsive')).toBeGreaterThanOrEqual(before + 1);
+      await expectLegitCheckAllowed(timing);
+    } finally {
+      answers.reset();
+      deaf.reset();
+    }
+  });
+
+  it('TCP connections that never send the HTTP/2 preface are closed at the handshake timeout', async () => {
+    const before = await refusals(timing, 'handshake_timeout');
+    const silent = await Promise.all(Array.from({ length: 50 }, () => RawHttp2Connection.open(timing.sidecar.grpcPort)));
+    try {
+      await expectLegitCheckAllowed(timing);
+      const closed = await Promise.all(silent.map((connection) => connection.closedWithin(STEP_MS)));
+      expect(closed.every(Boolean)).toBe(true);
+      expect((await refusals(timing, 'handshake_timeout')) - before).toBe(50);
+      await expectLegitCheckAllowed(timing);
+    } finally {
+      for (const connection of silent) connection.reset();
+    }
+  });
+
+  it('HTTP/2 connections with no call open are closed with GOAWAY (NO_ERROR) at the idle timeout', async () => {
+    const idle = await Promise.all(Array.from({ length: 20 }, () => RawHttp2Connection.handshake(timing.sidecar.grpcPort)));
+    try {
+      await expectLegitCheckAllowed(timing);
+      const goaways = await Promise.all(idle.map((connection) => connection.goaway(STEP_MS)));
+      expect(goaways.map((goaway) => goaway?.errorCode)).toEqual(idle.map(() => ErrorCode.NO_ERROR));
+      const closed = await Promise.all(idle.map((connection) => connection.closedWithin(STEP_MS)));
+      expect(closed.every(Boolean)).toBe(true);
+      await expectLegitCheckAllowed(timing);
+    } finally {
+      for (const connection of idle) connection.reset();
+    }
+  });
+
+  it('past limits.maxConnections a new connection is closed at once; those open keep working, and room comes back', async () => {
+    await expectLegitCheckAllowed(capacity);
+    const before = await refusals(capacity, 'connection_limit');
+    // The legitimate client holds one connection already: 39 more fill the listener, 10 are too many.
+    const held = await Promise.all(Array.from({ length: 49 }, () => RawHttp2Connection.handshake(capacity.sidecar.grpcPort)));
+    try {
+      // A connection is accepted or dropped in the order it arrived; ask each one.
+      const dropped = (await Promise.all(held.map((connection) => connection.closedWithin(2000)))).filter(Boolean).length;
+      expect(dropped).toBe(10);
+      expect((await refusals(capacity, 'connection_limit')) - before).toBe(10);
+      await expectLegitCheckAllowed(capacity);
+    } finally {
+      for (const connection of held) connection.reset();
+    }
+    // Once they have gone, a new connection is served.
+    await expect
+      .poll(
+        async () => {
+          const fresh = sidecarClient(capacity.sidecar.grpcPort, { ownConnection: true });
+          try {
+            return (await fresh.check(httpCheck('GET', '/public', {}))).status?.code;
+          } catch {
+            return undefined;
+          } finally {
+            fresh.close();
+          }
+        },
+        { timeout: STEP_MS, interval: 250 },
+      )
+      .toBe(0);
+  });
+});
+
+describe('calls', () => {
+  it('SETTINGS_MAX_CONCURRENT_STREAMS is advertised; idle calls over it are refused, and a client that ignores it loses the connection', async () => {
+    const limit = CAPACITY_LIMITS.maxConcurrentStreams;
+    const block = encodeHeaderBlock(grpcRequestHeaders(CHECK));
+    // HEADERS without END_STREAM or DATA: calls that wait, each holding a slot. 10 more than allowed.
+    const streams = Array.from({ length: limit + 10 }, (_, index) => 1 + 2 * index);
+    const [early, late] = await Promise.all([RawHttp2Connection.handshake(capacity.sidecar.grpcPort), RawHttp2Connection.handshake(capacity.sidecar.grpcPort)]);
+    try {
+      // Sent with the preface, before the server's SETTINGS could be read: the calls over the
+      // limit are refused (REFUSED_STREAM: not processed, safe to retry), the others kept.
+      for (const stream of streams) early.headers(stream, block);
+      expect(await early.serverSetting(Setting.MAX_CONCURRENT_STREAMS, STEP_MS)).toBe(limit);
+      const over = streams.slice(limit);
+      expect(await Promise.all(over.map((stream) => early.resetCode(stream, STEP_MS)))).toEqual(over.map(() => ErrorCode.REFUSED_STREAM));
+      const within = new Set(streams.slice(0, limit));
+      expect(early.frames.filter((frame) => frame.type === FrameType.RST_STREAM && within.has(frame.stream))).toEqual([]);
+      expect(early.closedByServer).toBe(false);
+      await expectLegitCheckAllowed(capacity);
+      // After its SETTINGS were acknowledged, a call over the limit breaks the protocol: the
+      // connection is ended (GOAWAY) and closed, with all its calls.
+      expect(await late.serverSetting(Setting.MAX_CONCURRENT_STREAMS, STEP_MS)).toBe(limit);
+      for (const stream of streams.slice(0, limit + 1)) late.headers(stream, block);
+      expect(await late.goaway(STEP_MS)).toBeDefined();
+      expect(await late.closedWithin(STEP_MS)).toBe(true);
+      await expectLegitCheckAllowed(capacity);
+    } finally {
+      early.reset();
+      late.reset();
+    }
+  });
+
+  it('a call whose message trickles in (slowloris) is answered DEADLINE_EXCEEDED and reset at limits.requestTimeoutMs', async () => {
+    const before = await refusals(timing, 'request_timeout');
+    const session = http2Client(timing);
+    const message = encodeCheckRequest(httpCheck('GET', '/public', {}));
+    const calls = Array.from({ length: 10 }, () => openCall(session));
+    // A byte every 100 ms: never idle, never complete before the deadline.
+    const framed = Buffer.concat([messagePrefix(message.length), message]);
+    let sent = 0;
+    const trickle = setInterval(() => {
+      for (const call of calls) if (!call.stream.closed) call.stream.write(framed.subarray(sent, sent + 1));
+      sent++;
+    }, 100);
+    try {
+      await expectLegitCheckAllowed(timing);
+      const answers = await Promise.all(calls.map((call) => call.answered));
+      expect(answers.map((headers) => headers['grpc-status'])).toEqual(calls.map(() => '4'));
+      await Promise.all(calls.map((call) => call.closed));
+      // Reset by the server well before the message could have been complete.
+      expect(sent).toBeLessThan(framed.length);
+      expect((await refusals(timing, 'request_timeout')) - before).toBe(10);
+      await expectLegitCheckAllowed(timing);
+    } finally {
+      clearInterval(trickle);
+      session.destroy();
+    }
+  });
+
+  it('a message longer than limits.maxMessageBytes is refused from its length prefix, before the rest is sent', async () => {
+    const before = await refusals(timing, 'message_too_large');
+    const session = http2Client(timing);
+    try {
+      const call = openCall(session);
+      // The prefix alone, declaring 4 MiB + 1; the call is never ended.
+      call.stream.write(messagePrefix(4 * MiB + 1));
+      const answer = await call.answered;
+      expect(answer['grpc-status']).toBe('8');
+      expect(await call.closed).toBe(constants.NGHTTP2_NO_ERROR);
+      expect((await refusals(timing, 'message_too_large')) - before).toBe(1);
+      await expectLegitCheckAllowed(timing);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('a message sent in 16-byte DATA frames holds about its own size, not the socket reads its frames came in', async () => {
+    const calls = 3;
+    const size = 2 * MiB;
+    const rssBefore = rssBytes(capacity);
+    const session = http2Client(capacity);
+    const held = Array.from({ length: calls }, () => openCall(session));
+    try {
+      for (const call of held) call.stream.write(messagePrefix(size));
+      // One 16-byte write per call per turn of the event loop: each leaves as a DATA frame of its own.
+      for (let sent = 0; sent < size; sent += 16) {
+        for (const call of held) call.stream.write(Buffer.alloc(16, 0x20));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await expectLegitCheckAllowed(capacity);
+      // Every call is still held (not ended, not refused) when memory is measured.
+      expect(held.filter((call) => call.stream.closed)).toEqual([]);
+      const grown = rssBytes(capacity) - rssBefore;
+      // Keeping each frame as a slice of the read it came in grew RSS by ~72 MiB for these three
+      // calls (measured before the fix). Copied into one buffer each: the messages themselves,
+      // and the churn of 393,216 frames (~10 MiB measured).
+      expect(grown).toBeLessThan(calls * size + 24 * MiB);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('held 4 MiB calls cannot grow memory past limits.maxRequestMemoryBytes: the calls over it are refused, the others answered', async () => {
+    const calls = 48;
+    const beforeRefusals = await refusals(capacity, 'request_memory');
+    const rssBefore = rssBytes(capacity);
+    const framed = Buffer.concat([messagePrefix(4 * MiB - 5), Buffer.alloc(4 * MiB - 5, 0x20)]);
+    // Three connections (the stream limit is 20 each), each call's whole message sent but the call
+    // not ended, so the listener must hold every message it accepted.
+    const sessions = [http2Client(capacity), http2Client(capacity), http2Client(capacity)];
+    const held = Array.from({ length: calls }, (_, index) => {
+      const call = openCall(sessions[index % sessions.length]!);
+      call.stream.write(framed);
+      return call;
+    });
+    try {
+      const accepted = Math.floor(CAPACITY_LIMITS.maxRequestMemoryBytes / (4 * MiB + 8 * 1024));
+      // The refused ones are reset REFUSED_STREAM (Envoy retries those); wait for all of them.
+      await expect.poll(async () => (await refusals(capacity, 'request_memory')) - beforeRefusals, { timeout: STEP_MS, interval: 250 }).toBe(calls - accepted);
+      const refusedCodes = await Promise.all(held.map((call) => Promise.race([call.closed, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 2000))])));
+      expect(refusedCodes.filter((code) => code === constants.NGHTTP2_REFUSED_STREAM).length).toBe(calls - accepted);
+      // Without the limit, 48 such calls added ~193 MB. Now: what the limit allows, and the
+      // process's own churn (a young generation, read buffers), far below.
+      const grown = rssBytes(capacity) - rssBefore;
+      expect(grown).toBeLessThan(CAPACITY_LIMITS.maxRequestMemoryBytes + 48 * MiB);
+      await expectLegitCheckAllowed(capacity);
+      // The held calls are answered once they end; their memory is given back.
+      const open = held.filter((call) => !call.stream.closed);
+      expect(open.length).toBe(accepted);
+      for (const call of open) call.stream.end();
+      const answers = await Promise.all(open.map((call) => call.answered));
+      // A message of spaces is no CheckRequest: each is answered with a status, none left held.
+      expect(answers.every((headers) => Number(headers[':status']) === 200 && headers['grpc-status'] !== undefined)).toBe(true);
+      await expectLegitCheckAllowed(capacity);
+    } finally {
+      for (const session of sessions) session.destroy();
+    }
+  });
+});
+
 describe('answers', () => {
   it('a call with any content-type but gRPC with protobuf (application/grpc+json) gets HTTP 415', async () => {
-    const session = http2Client();
+    const session = http2Client(timing);
     try {
       for (const contentType of ['application/grpc+json', 'application/grpc+thrift', 'application/json']) {
         const call = openCall(session, CHECK, contentType);
@@ -170,13 +391,13 @@ describe('answers', () => {
 
   it('no answer echoes what the caller sent: an unknown health service, an unknown method', async () => {
     const marker = '<script>alert(1)</script>';
-    const error = await legit.health(marker).then(
+    const error = await timing.legit.health(marker).then(
       () => undefined,
       (caught: grpc.ServiceError) => caught,
     );
     expect(error?.code).toBe(grpc.status.NOT_FOUND);
     expect(error?.details).toBe('unknown service');
-    const session = http2Client();
+    const session = http2Client(timing);
     try {
       const call = openCall(session, `/${marker}/Check`);
       call.stream.end(messagePrefix(0));

@@ -9,11 +9,11 @@ import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 
 /** Frame types (RFC 9113 §6). */
-export const FrameType = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, WINDOW_UPDATE: 0x8 } as const;
+export const FrameType = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7 } as const;
 /** Error codes (RFC 9113 §7). */
-export const ErrorCode = { NO_ERROR: 0x0, PROTOCOL_ERROR: 0x1, REFUSED_STREAM: 0x7, CANCEL: 0x8, COMPRESSION_ERROR: 0x9, ENHANCE_YOUR_CALM: 0xb } as const;
+export const ErrorCode = { NO_ERROR: 0x0, REFUSED_STREAM: 0x7, CANCEL: 0x8, COMPRESSION_ERROR: 0x9 } as const;
 /** SETTINGS identifiers (RFC 9113 §6.5.2). */
-export const Setting = { MAX_CONCURRENT_STREAMS: 0x3, INITIAL_WINDOW_SIZE: 0x4 } as const;
+export const Setting = { MAX_CONCURRENT_STREAMS: 0x3 } as const;
 
 const FLAG_END_STREAM = 0x1;
 const FLAG_ACK = 0x1;
@@ -100,6 +100,8 @@ export class RawHttp2Connection {
   #pending: Buffer = Buffer.alloc(0);
   readonly #closed: Promise<void>;
   readonly #waiters = new Set<() => void>();
+  /** Whether this client has sent the preface: before it, any frame would be a protocol error of ours. */
+  #prefaceSent = false;
 
   private constructor(socket: Socket, options: RawOptions) {
     this.#socket = socket;
@@ -133,6 +135,7 @@ export class RawHttp2Connection {
   static async handshake(port: number, options: RawOptions = {}): Promise<RawHttp2Connection> {
     const connection = await RawHttp2Connection.open(port, options);
     connection.send(PREFACE, encodeFrame(FrameType.SETTINGS, 0, 0));
+    connection.#prefaceSent = true;
     return connection;
   }
 
@@ -219,6 +222,7 @@ export class RawHttp2Connection {
       };
       this.#pending = this.#pending.subarray(9 + length);
       this.frames.push(frame);
+      if (!this.#prefaceSent) continue;
       if (frame.type === FrameType.SETTINGS && (frame.flags & FLAG_ACK) === 0) this.send(encodeFrame(FrameType.SETTINGS, FLAG_ACK, 0));
       if (frame.type === FrameType.PING && (frame.flags & FLAG_ACK) === 0 && this.#answerPings) this.send(encodeFrame(FrameType.PING, FLAG_ACK, 0, frame.payload));
     }
