@@ -7,14 +7,8 @@
 import type { Config } from '../config/schema.js';
 import { didYouMean } from '../config/closest-name.js';
 import type { CheckSpec } from './check-spec.js';
+import { literalType } from './checked-permissions.js';
 import type { SchemaModel } from '../spicedb/schema-model.js';
-
-/** The type of an object template when it is written out (`cloud` in `cloud:{path.cloud}`), else undefined. */
-function literalType(template: string): string | undefined {
-  const colon = template.indexOf(':');
-  const brace = template.indexOf('{');
-  return colon >= 0 && (brace < 0 || colon < brace) ? template.slice(0, colon) : undefined;
-}
 
 /** The `#relation` of a subject template when it follows every reference (`group:{claim.g}#member`), else undefined. */
 function literalRelation(template: string): string | undefined {
@@ -44,7 +38,7 @@ class SchemaNames {
     const definition = this.model.definitions.get(type);
     if (definition === undefined) return undefined;
     if (definition.relations.has(name) || definition.permissions.has(name)) return undefined;
-    const names = [...definition.relations.keys(), ...definition.permissions];
+    const names = [...definition.relations.keys(), ...definition.permissions.keys()];
     return `"${name}" is not a relation or permission of definition "${type}" in ${this.origin}${didYouMean(name, names)}`;
   }
 

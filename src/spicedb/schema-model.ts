@@ -12,7 +12,7 @@ import type { ParsedSchema, TypeRef, parse as parseFunction } from '@authzed/spi
 
 const parser = createRequire(import.meta.url)('@authzed/spicedb-parser-js') as { readonly parse: typeof parseFunction };
 
-/** One entry of a relation's allowed types: `user`, `user:*`, `group#member`, each maybe `with caveat`. */
+/** One entry of a relation's allowed types: `user`, `user:*`, `group#member`, each maybe `with caveat` or `with expiration`. */
 interface AllowedSubject {
   readonly type: string;
   /** `member` in `group#member`. */
@@ -20,11 +20,24 @@ interface AllowedSubject {
   /** `user:*`: every object of the type. */
   readonly wildcard: boolean;
   readonly caveat?: string;
+  /** `with expiration`: such relationships lapse without a Watch event. */
+  readonly expiring: boolean;
 }
 
-interface DefinitionModel {
+/**
+ * A permission's expression, reduced to what decides which relationships it reads: the set
+ * operator (union, intersection, exclusion) does not change that, so operands are just listed.
+ */
+export type PermissionExpression =
+  | { readonly kind: 'reference'; readonly name: string }
+  /** `tupleset->target`, and the named arrows `tupleset.any(target)` / `tupleset.all(target)`. */
+  | { readonly kind: 'arrow'; readonly tupleset: string; readonly target: string }
+  | { readonly kind: 'operation'; readonly operands: readonly PermissionExpression[] }
+  | { readonly kind: 'nil' };
+
+export interface DefinitionModel {
   readonly relations: ReadonlyMap<string, readonly AllowedSubject[]>;
-  readonly permissions: ReadonlySet<string>;
+  readonly permissions: ReadonlyMap<string, PermissionExpression>;
 }
 
 interface CaveatModel {
@@ -40,6 +53,7 @@ export interface SchemaModel {
 export type SchemaModelResult = { readonly ok: true; readonly model: SchemaModel } | { readonly ok: false; readonly problem: string };
 
 type TopLevel = ParsedSchema['definitions'][number];
+type ParsedExpression = ObjectLike['permissions'][number]['expr'];
 type ObjectLike = Extract<TopLevel, { kind: 'objectDef' | 'partial' }>;
 type CaveatParameterType = Extract<TopLevel, { kind: 'caveatDef' }>['parameters'][number]['type'];
 
@@ -87,13 +101,42 @@ function caveatTypeText(type: CaveatParameterType): string {
   return type.generics.length === 0 ? type.name : `${type.name}<${type.generics.map(caveatTypeText).join(', ')}>`;
 }
 
+/** The expiration trait's name: the parser (1.2.0) reads `with expiration` as a caveat of this name. */
+const EXPIRATION_TRAIT = 'expiration';
+
+/**
+ * Whether `ref` admits `with expiration`. The parser's output differs from its declared types: the
+ * trait comes as a caveat named `expiration`, or, after `with caveat and expiration`, as a
+ * `withExpiration` list on the caveat.
+ */
+function isExpiring(ref: TypeRef): boolean {
+  const caveat = ref.withCaveat as (TypeRef['withCaveat'] & { readonly withExpiration?: readonly unknown[] }) | undefined;
+  return ref.withExpiration !== undefined || caveat?.path === EXPIRATION_TRAIT || (caveat?.withExpiration?.length ?? 0) > 0;
+}
+
 function allowedSubject(ref: TypeRef): AllowedSubject {
+  const caveat = ref.withCaveat?.path;
   return {
     type: ref.path,
     wildcard: ref.wildcard,
     ...(ref.relationName === undefined ? {} : { relation: ref.relationName }),
-    ...(ref.withCaveat === undefined ? {} : { caveat: ref.withCaveat.path }),
+    ...(caveat === undefined || caveat === EXPIRATION_TRAIT ? {} : { caveat }),
+    expiring: isExpiring(ref),
   };
+}
+
+function expressionOf(parsed: ParsedExpression): PermissionExpression {
+  switch (parsed.kind) {
+    case 'relationref':
+      return { kind: 'reference', name: parsed.relationName };
+    case 'arrow':
+    case 'namedarrow':
+      return { kind: 'arrow', tupleset: parsed.sourceRelation.relationName, target: parsed.targetRelationOrPermission };
+    case 'binary':
+      return { kind: 'operation', operands: [expressionOf(parsed.left), expressionOf(parsed.right)] };
+    case 'nil':
+      return { kind: 'nil' };
+  }
 }
 
 function at(origin: string, item: { range: { startIndex: { line: number; column: number } } }): string {
@@ -106,7 +149,7 @@ function at(origin: string, item: { range: { startIndex: { line: number; column:
  */
 function definitionModel(definition: ObjectLike, partials: ReadonlyMap<string, ObjectLike>, origin: string, including: readonly string[] = []): DefinitionModel | string {
   const relations = new Map<string, readonly AllowedSubject[]>();
-  const permissions = new Set<string>();
+  const permissions = new Map<string, PermissionExpression>();
   for (const reference of definition.partialReferences) {
     const partial = partials.get(reference.name);
     if (partial === undefined) return `${at(origin, reference)}: "${definition.name}" uses partial "${reference.name}", which the schema does not define`;
@@ -114,10 +157,10 @@ function definitionModel(definition: ObjectLike, partials: ReadonlyMap<string, O
     const included = definitionModel(partial, partials, origin, [...including, reference.name]);
     if (typeof included === 'string') return included;
     for (const [name, subjects] of included.relations) relations.set(name, subjects);
-    for (const name of included.permissions) permissions.add(name);
+    for (const [name, expression] of included.permissions) permissions.set(name, expression);
   }
   for (const relation of definition.relations) relations.set(relation.name, relation.allowedTypes.types.map(allowedSubject));
-  for (const permission of definition.permissions) permissions.add(permission.name);
+  for (const permission of definition.permissions) permissions.set(permission.name, expressionOf(permission.expr));
   return { relations, permissions };
 }
 

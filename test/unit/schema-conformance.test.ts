@@ -60,16 +60,16 @@ describe('SpiceDB schema model', () => {
     expect([...model.definitions.keys()]).toEqual(['user', 'service', 'group', 'project']);
     const project = model.definitions.get('project')!;
     expect(project.relations.get('viewer')).toEqual([
-      { type: 'user', wildcard: false },
-      { type: 'user', wildcard: true },
-      { type: 'group', relation: 'member', wildcard: false, caveat: 'in_region' },
+      { type: 'user', wildcard: false, expiring: false },
+      { type: 'user', wildcard: true, expiring: false },
+      { type: 'group', relation: 'member', wildcard: false, caveat: 'in_region', expiring: false },
     ]);
     // `...ownable` brings the partial's names into the definition.
     expect([...project.relations.keys()]).toEqual(['owner', 'viewer', 'deployer']);
-    expect([...project.permissions]).toEqual(['manage', 'view']);
+    expect([...project.permissions.keys()]).toEqual(['manage', 'view']);
     expect(model.definitions.get('group')!.relations.get('member')).toEqual([
-      { type: 'user', wildcard: false },
-      { type: 'group', relation: 'member', wildcard: false },
+      { type: 'user', wildcard: false, expiring: false },
+      { type: 'group', relation: 'member', wildcard: false, expiring: false },
     ]);
     expect(model.caveats.get('in_region')?.parameters).toEqual(
       new Map([
@@ -81,8 +81,10 @@ describe('SpiceDB schema model', () => {
 
   it('reads the packaged schema', () => {
     const cloud = packagedModel().definitions.get('cloud')!;
-    expect([...cloud.permissions]).toEqual(['view', 'create_saga', 'create_namespace', 'write_namespace', 'act_for_users']);
-    expect(cloud.relations.get('delegate')).toEqual([{ type: 'service', wildcard: false }]);
+    expect([...cloud.permissions.keys()]).toEqual(['view', 'create_saga', 'create_namespace', 'write_namespace', 'act_for_users']);
+    expect(cloud.permissions.get('create_saga')).toEqual({ kind: 'operation', operands: [{ kind: 'reference', name: 'saga_creator' }, { kind: 'reference', name: 'admin' }] });
+    expect(packagedModel().definitions.get('namespace')!.permissions.get('view')).toEqual({ kind: 'arrow', tupleset: 'cloud', target: 'view' });
+    expect(cloud.relations.get('delegate')).toEqual([{ type: 'service', wildcard: false, expiring: false }]);
   });
 
   it('reports a parse error as one readable line with line, column, what was expected and what was found', () => {
