@@ -13,6 +13,8 @@ import type { Metrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing.js';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { resolveTracingSettings } from '../observability/tracing-config.js';
+import { checkedPermissions } from '../rules/checked-permissions.js';
+import type { ChangeFeed } from '../spicedb/change-feed.js';
 import { createPermissionChecker } from '../spicedb/permission-checker.js';
 import { createTokenSource } from '../tokens/token-source.js';
 import type { OutboundTokenSource } from '../tokens/token-source.js';
@@ -35,7 +37,8 @@ function sectionsOf(config: Config, env: NodeJS.ProcessEnv): Required<Sections> 
     // Settings as resolved, OTEL_* variables included: the provider is rebuilt only when they differ.
     tracing: JSON.stringify(resolveTracingSettings(config.tracing, env) ?? null),
     verifier: JSON.stringify([config.issuers, config.limits.verifiedTokenCacheEntries, config.limits.jwksFetchTimeoutMs]),
-    checker: JSON.stringify(config.spicedb),
+    // The checked permissions decide what the Watch follows: rules that check others need a new one.
+    checker: JSON.stringify([config.spicedb, config.spicedb.decisionCache.freshness === 'watch' ? checkedPermissions(config) ?? null : null]),
     tokens: JSON.stringify([config.tokens, config.service]),
   };
 }
@@ -47,6 +50,8 @@ export interface AdapterDeps {
   readonly env?: NodeJS.ProcessEnv;
   /** Spans go here instead of OTLP (tests and the bench). */
   readonly spanExporter?: SpanExporter;
+  /** In a worker: the SpiceDB changes its primary relays, so the workers share one Watch. */
+  readonly changeFeed?: ChangeFeed;
 }
 
 /** Adapters plus what they were built from. */
@@ -88,7 +93,9 @@ export async function buildAdapters(loaded: LoadedConfig, deps: AdapterDeps, pre
           fetchTimeoutMs: config.limits.jwksFetchTimeoutMs,
         }),
       );
-    const checker = reuse('checker') ?? track(await createPermissionChecker(config.spicedb, shared));
+    const checker =
+      reuse('checker') ??
+      track(await createPermissionChecker(config.spicedb, { ...shared, checkedPermissions: checkedPermissions(config), ...(deps.changeFeed ? { changeFeed: deps.changeFeed } : {}) }));
     let tokens = reuse('tokens');
     if (tokens === undefined && config.tokens) {
       tokens = track(await createTokenSource(config.tokens, { ...shared, serviceName: serviceIdentityOf(config).name }));

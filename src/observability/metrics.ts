@@ -93,8 +93,28 @@ export class Metrics {
   });
   readonly decisionCache = new Counter({
     name: 'jwtauth_decision_cache_events_total',
-    help: 'Permission decision cache lookups: hit, miss, coalesced (joined an identical call in flight).',
+    help: 'Permission decision cache lookups: hit, miss, coalesced (joined an identical call in flight), refresh (a hit that also re-asks SpiceDB ahead of expiry).',
     labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly decisionCacheInvalidations = new Counter({
+    name: 'jwtauth_decision_cache_invalidations_total',
+    help: 'Cached permission answers dropped because SpiceDB changed (watch mode), by scope: change (a relationship change could affect them) or all (the Watch started over: start-up, an expired cursor, a schema change).',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+  readonly spicedbWatch = new Gauge({
+    name: 'jwtauth_spicedb_watch',
+    help: 'The SpiceDB Watch stream behind the decision cache (watch mode): 1 for its current state (connecting|live|down), 0 for the others. Not live: cached answers fall back to decisionCache.ttlMs.',
+    labelNames: ['state'] as const,
+    aggregator: 'max',
+    registers: [this.registry],
+  });
+  readonly spicedbWatchUpdates = new Counter({
+    name: 'jwtauth_spicedb_watch_updates_total',
+    help: 'Relationship updates received on the SpiceDB Watch stream (watch mode).',
+    // In worker mode every worker receives each update the primary relays.
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly spicedbInflightChecks = new Gauge({

@@ -33,7 +33,24 @@ export const spicedbSchema = z
       .prefault({}),
     decisionCache: z
       .strictObject({
-        ttlMs: z.int().min(0).max(60_000).default(3000).describe('0 disables; keep at or below the quantization window (5 s)'),
+        freshness: z
+          .enum(['watch', 'ttl'])
+          .default('watch')
+          .describe('watch: SpiceDB Watch evicts what a change could affect, and answers live for watchTtlMs; ttl: answers live for ttlMs'),
+        ttlMs: z
+          .int()
+          .min(0)
+          .max(60_000)
+          .default(3000)
+          .describe('lifetime in ttl mode, and in watch mode while the Watch is not live; 0 disables caching'),
+        watchTtlMs: z.int().min(1000).max(3_600_000).default(60_000).describe('lifetime while the Watch is live'),
+        quantizationWindowMs: z
+          .int()
+          .min(0)
+          .max(600_000)
+          .default(5500)
+          .describe("how old SpiceDB's minimize_latency snapshots can be (its quantization interval plus max staleness): for this long after a change, misses ask at_least_as_fresh it"),
+        requireWatch: z.boolean().default(false).describe('watch mode: not ready while the Watch is not live'),
         maxEntries: z.int().min(1).max(10_000_000).default(50_000),
       })
       .prefault({}),

@@ -2,7 +2,8 @@
  * Assembles the permission stack: a raw client (remote SpiceDB over gRPC, or the embedded one)
  * wrapped by metrics, then the in-flight bound, then the decision cache with coalescing. The
  * cache sits outermost so hits and joined calls never take an in-flight slot; metrics sit
- * innermost so they count only calls that reach SpiceDB.
+ * innermost so they count only calls that reach SpiceDB. In watch mode the cache follows a change
+ * feed: the Watch stream this stack opens, or the one a worker's primary relays.
  */
 import { join } from 'node:path';
 import { resolveConfigPath } from '../config/paths.js';
@@ -13,10 +14,14 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { SpicedbConfig } from './config.js';
 import { CachingChecker } from './decision-cache.js';
+import { UNCHANGING } from './change-feed.js';
+import type { ChangeFeed } from './change-feed.js';
 import { EmbeddedChecker } from './embedded-checker.js';
 import { GrpcChecker } from './grpc-checker.js';
 import { InflightLimit } from './inflight-limit.js';
 import { MeteredChecker } from './metered-checker.js';
+import { SpicedbWatchFeed } from './watch-feed.js';
+import type { CheckedPermissions } from './watch-feed.js';
 
 /** The packaged examples/ folder holds the default schema and relationships. */
 function packagedExample(name: string): string {
@@ -52,14 +57,38 @@ async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logge
   return EmbeddedChecker.start({ schemaFile, relationshipsFile, deadlineMs: config.deadlineMs });
 }
 
-export function decorate(raw: PermissionChecker & Closable, config: SpicedbConfig, metrics: Metrics): PermissionChecker & Closable {
-  const limited = new InflightLimit(new MeteredChecker(raw, metrics), config.maxInflight, metrics);
-  return new CachingChecker(limited, config.decisionCache, metrics);
+export interface PermissionCheckerDeps {
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly baseDir: string;
+  /** The permissions the rules check (`type#permission`), for the Watch filter; absent or undefined: watch every type. */
+  readonly checkedPermissions?: CheckedPermissions;
+  /** In a worker: the feed its primary relays, used instead of a Watch of its own. */
+  readonly changeFeed?: ChangeFeed;
 }
 
-export async function createPermissionChecker(
-  config: SpicedbConfig,
-  deps: { metrics: Metrics; logger: Logger; baseDir: string },
-): Promise<PermissionChecker & Closable> {
-  return decorate(await rawChecker(config, deps), config, deps.metrics);
+/** The Watch this stack opens for itself, if it needs one: watch mode, a remote SpiceDB, and no relayed feed. */
+function ownWatch(config: SpicedbConfig, deps: PermissionCheckerDeps): SpicedbWatchFeed | undefined {
+  if (config.decisionCache.freshness !== 'watch' || deps.changeFeed !== undefined || config.endpoint === undefined || config.presharedKey === undefined) return undefined;
+  return new SpicedbWatchFeed({
+    endpoint: config.endpoint,
+    presharedKey: resolveSecret(config.presharedKey, deps.baseDir),
+    tls: config.tls,
+    baseDir: deps.baseDir,
+    checkedPermissions: deps.checkedPermissions,
+    logger: deps.logger,
+  });
+}
+
+/** The cache outermost, then the in-flight bound, then metrics. Watch mode needs `feed`; `owned` closes with the stack. */
+export function decorate(raw: PermissionChecker & Closable, config: SpicedbConfig, metrics: Metrics, feed?: ChangeFeed, owned?: Closable): PermissionChecker & Closable {
+  const limited = new InflightLimit(new MeteredChecker(raw, metrics), config.maxInflight, metrics);
+  return new CachingChecker(limited, config.decisionCache, metrics, feed, owned);
+}
+
+export async function createPermissionChecker(config: SpicedbConfig, deps: PermissionCheckerDeps): Promise<PermissionChecker & Closable> {
+  const raw = await rawChecker(config, deps);
+  const watch = ownWatch(config, deps);
+  // The embedded store never changes after loading: nothing to watch.
+  return decorate(raw, config, deps.metrics, deps.changeFeed ?? watch ?? UNCHANGING, watch);
 }

@@ -41,10 +41,12 @@ async function counter(metrics: Metrics, name: string, labels: Record<string, st
   return metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
 }
 
-function stack(overrides: Record<string, unknown> = {}) {
+/** The ttl freshness mode: these tests are about lifetimes and coalescing (watch mode: decision-cache-watch.test.ts). */
+function stack(overrides: { decisionCache?: Record<string, unknown>; maxInflight?: number } = {}) {
   const backend = new ControlledBackend();
   const metrics = new Metrics({ processMetrics: false });
-  const checker = decorate(backend, spicedbSchema.parse({ decisionCache: { ttlMs: 200 }, ...overrides }), metrics);
+  const { decisionCache, ...rest } = overrides;
+  const checker = decorate(backend, spicedbSchema.parse({ decisionCache: { freshness: 'ttl', ttlMs: 200, ...decisionCache }, ...rest }), metrics);
   return { backend, metrics, checker };
 }
 

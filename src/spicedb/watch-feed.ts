@@ -1,0 +1,235 @@
+/**
+ * The change feed of a SpiceDB server: one WatchService.Watch stream, kept open.
+ *
+ * Start: ReadSchema gives the schema and the revision it was read at; the watch starts from that
+ * revision, so nothing after it is missed, and subscribers reset (their answers predate it). The
+ * stream is filtered to the object types the checked permissions can depend on
+ * (permission-dependencies.ts), or not at all when some checked permission is not known up front.
+ *
+ * Resume: when the stream ends or fails, it reopens from the last revision it delivered, with
+ * backoff; subscribers keep their answers, because every change since is still delivered. When
+ * SpiceDB refuses that cursor (garbage-collected, or from another datastore: a memory SpiceDB that
+ * restarted), the feed starts over, and subscribers drop everything. A schema change also starts
+ * over: what a permission depends on may have changed.
+ *
+ * SpiceDB sends nothing on a healthy watch while nothing changes (memory datastore), so the
+ * stream counts as live once it has stayed open for LIVE_AFTER_MS without an error; a refused
+ * cursor comes back well within that.
+ */
+import { Metadata, status } from '@grpc/grpc-js';
+import type { ClientReadableStream, ServiceError } from '@grpc/grpc-js';
+import { v1 } from '@authzed/authzed-node';
+import type { Closable } from '../core/ports.js';
+import type { Logger } from '../observability/logger.js';
+import { FeedReplay } from './change-feed.js';
+import type { ChangeFeed, ChangeListener, RelationshipChange, ResetCause } from './change-feed.js';
+import { createSpicedbClient } from './grpc-checker.js';
+import type { SpicedbClientOptions } from './grpc-checker.js';
+import { SchemaDependencies } from './permission-dependencies.js';
+
+/** A permission the rules check, as `type#permission`; undefined in the list when not known up front. */
+export type CheckedPermissions = readonly string[] | undefined;
+
+export interface WatchFeedOptions extends SpicedbClientOptions {
+  /** Filters the stream to what these can depend on; undefined watches every type. */
+  readonly checkedPermissions: CheckedPermissions;
+  readonly logger: Logger;
+}
+
+const LIVE_AFTER_MS = 300;
+const READ_SCHEMA_TIMEOUT_MS = 5_000;
+const RETRY_MS = { first: 100, max: 5_000 };
+const UPDATE_KINDS = [v1.WatchKind.INCLUDE_RELATIONSHIP_UPDATES, v1.WatchKind.INCLUDE_SCHEMA_UPDATES, v1.WatchKind.INCLUDE_CHECKPOINTS];
+
+function isServiceError(error: unknown): error is ServiceError {
+  return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number';
+}
+
+/** SpiceDB's codes for a start cursor it cannot resume from: OUT_OF_RANGE (stale), INVALID_ARGUMENT (another datastore, undecodable). */
+function cursorRefused(error: ServiceError): boolean {
+  return error.code === status.OUT_OF_RANGE || error.code === status.INVALID_ARGUMENT;
+}
+
+/** What an operator needs to hear about a failed watch: the cause and, where there is one, the fix. */
+function explain(error: unknown): string {
+  if (!isServiceError(error)) return error instanceof Error ? error.message : String(error);
+  const name = status[error.code] ?? String(error.code);
+  if (/track_commit_timestamp/i.test(error.details)) {
+    return `${name}: SpiceDB's Postgres datastore cannot watch without track_commit_timestamp = on in postgresql.conf (${error.details})`;
+  }
+  if (error.code === status.UNAUTHENTICATED || error.code === status.PERMISSION_DENIED) return `${name}: SpiceDB refused the preshared key (spicedb.presharedKey)`;
+  if (error.code === status.UNIMPLEMENTED) return `${name}: this SpiceDB does not serve Watch (started with --datastore-disable-watch-support?): ${error.details}`;
+  return `${name}: ${error.details}`;
+}
+
+export function relationshipChange(update: v1.RelationshipUpdate): RelationshipChange | undefined {
+  const relationship = update.relationship;
+  const resource = relationship?.resource;
+  const subject = relationship?.subject?.object;
+  if (relationship === undefined || resource === undefined || subject === undefined) return undefined;
+  return {
+    resourceType: resource.objectType,
+    resourceId: resource.objectId,
+    relation: relationship.relation,
+    subjectType: subject.objectType,
+    subjectId: subject.objectId,
+    subjectRelation: relationship.subject?.optionalRelation ?? '',
+  };
+}
+
+export class SpicedbWatchFeed implements ChangeFeed, Closable {
+  readonly #replay = new FeedReplay();
+  readonly #client: v1.ZedClientInterface;
+  readonly #logger: Logger;
+  readonly #checkedPermissions: CheckedPermissions;
+  /** Where a resumed stream starts; undefined: start over. */
+  #cursor: string | undefined;
+  #stream: ClientReadableStream<v1.WatchResponse> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #retryMs = RETRY_MS.first;
+  #closed = false;
+
+  constructor(options: WatchFeedOptions) {
+    this.#client = createSpicedbClient(options);
+    this.#logger = options.logger;
+    this.#checkedPermissions = options.checkedPermissions;
+    void this.#open();
+  }
+
+  subscribe(listener: ChangeListener): () => void {
+    return this.#replay.subscribe(listener);
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#stream?.cancel();
+    this.#client.close();
+    return Promise.resolve();
+  }
+
+  /** A fresh start reads the schema and its revision first; a resume goes straight to the watch. */
+  async #open(why: ResetCause = 'start'): Promise<void> {
+    let types: readonly string[] = [];
+    if (this.#cursor === undefined) {
+      let schema: v1.ReadSchemaResponse;
+      try {
+        schema = await this.#client.promises.readSchema(v1.ReadSchemaRequest.create({}), new Metadata(), { deadline: Date.now() + READ_SCHEMA_TIMEOUT_MS });
+      } catch (error) {
+        this.#failed(error);
+        return;
+      }
+      if (this.#closed) return;
+      const revision = schema.readAt?.token;
+      if (revision === undefined || revision === '') {
+        this.#failed(new Error('SpiceDB answered ReadSchema without a revision'));
+        return;
+      }
+      types = this.#watchedTypes(schema.schemaText);
+      this.#cursor = revision;
+      this.#replay.publish({ kind: 'reset', why, revision, schemaText: schema.schemaText, receivedAt: Date.now() });
+    }
+    this.#watch(types);
+  }
+
+  /** The object types to watch; empty means all. */
+  #watchedTypes(schemaText: string): readonly string[] {
+    if (this.#checkedPermissions === undefined) return [];
+    const dependencies = new SchemaDependencies();
+    const problem = dependencies.load(schemaText);
+    if (problem !== undefined) {
+      this.#logger.warn({ problem }, 'cannot read the SpiceDB schema: the Watch takes every object type, and every change drops every cached answer');
+      return [];
+    }
+    const types = new Set<string>();
+    for (const permission of this.#checkedPermissions) {
+      const of = dependencies.of(permission);
+      if (of === undefined) return [];
+      for (const type of of.types) types.add(type);
+    }
+    return [...types].sort();
+  }
+
+  #watch(types: readonly string[]): void {
+    const stream = this.#client.watch(
+      v1.WatchRequest.create({ optionalObjectTypes: [...types], optionalStartCursor: v1.ZedToken.create({ token: this.#cursor! }), optionalUpdateKinds: UPDATE_KINDS }),
+    );
+    this.#stream = stream;
+    const live = (): void => {
+      clearTimeout(liveTimer);
+      if (this.#stream !== stream || this.#replay.state === 'live') return;
+      this.#retryMs = RETRY_MS.first;
+      this.#replay.publish({ kind: 'state', state: 'live' });
+      this.#logger.info({ types: types.length === 0 ? 'all' : types }, 'SpiceDB Watch is live: cached answers follow its changes');
+    };
+    const liveTimer = setTimeout(live, LIVE_AFTER_MS);
+    liveTimer.unref();
+    stream.on('data', (response: v1.WatchResponse) => {
+      if (this.#stream !== stream) return;
+      live();
+      const revision = response.changesThrough?.token;
+      if (response.schemaUpdated) {
+        // Start over: the schema says what each permission depends on, and which types to watch.
+        this.#restart('schema_changed');
+        return;
+      }
+      const changes: RelationshipChange[] = [];
+      for (const update of response.updates) {
+        const change = relationshipChange(update);
+        if (change !== undefined) changes.push(change);
+      }
+      if (revision !== undefined && revision !== '') {
+        this.#cursor = revision;
+        if (changes.length > 0) this.#replay.publish({ kind: 'changes', revision, changes, receivedAt: Date.now() });
+      }
+    });
+    stream.on('error', (error: unknown) => {
+      clearTimeout(liveTimer);
+      if (this.#stream !== stream || this.#closed) return;
+      this.#stream = undefined;
+      if (isServiceError(error) && cursorRefused(error)) {
+        this.#logger.warn({ why: explain(error) }, 'SpiceDB refused the Watch cursor: starting over, every cached answer is dropped');
+        this.#cursor = undefined;
+        this.#down();
+        this.#retry('cursor_expired');
+        return;
+      }
+      this.#failed(error);
+    });
+    stream.on('end', () => {
+      clearTimeout(liveTimer);
+      if (this.#stream !== stream || this.#closed) return;
+      // The server ended the stream (a restart, a recycled connection): resume where it stopped.
+      this.#stream = undefined;
+      this.#down();
+      this.#retry('start');
+    });
+  }
+
+  #restart(why: ResetCause): void {
+    this.#stream?.cancel();
+    this.#stream = undefined;
+    this.#cursor = undefined;
+    this.#down();
+    void this.#open(why);
+  }
+
+  #failed(error: unknown): void {
+    if (this.#closed) return;
+    this.#logger.warn({ why: explain(error), retryInMs: this.#retryMs }, 'SpiceDB Watch is down: cached answers fall back to decisionCache.ttlMs until it is back');
+    this.#down();
+    this.#retry('start');
+  }
+
+  #down(): void {
+    this.#replay.publish({ kind: 'state', state: 'down' });
+  }
+
+  /** Opens again after the backoff: a resume when a cursor is kept, else a fresh start for `why`. */
+  #retry(why: ResetCause): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => void this.#open(why), this.#retryMs);
+    this.#timer.unref();
+    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MS.max);
+  }
+}

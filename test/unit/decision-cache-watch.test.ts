@@ -1,0 +1,248 @@
+/**
+ * The decision cache in watch mode, driven by a change feed the test publishes to by hand (the
+ * real Watch is tested against a real SpiceDB in test/integration/decision-cache-watch.test.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import type { Closable, PermissionAnswer, PermissionChecker, PermissionQuery } from '../../src/core/ports.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { FeedReplay } from '../../src/spicedb/change-feed.js';
+import type { RelationshipChange } from '../../src/spicedb/change-feed.js';
+import { spicedbSchema } from '../../src/spicedb/config.js';
+import { affects, cachedDecision } from '../../src/spicedb/invalidation.js';
+import { permissionDependencies, SchemaDependencies } from '../../src/spicedb/permission-dependencies.js';
+import { parseSchemaModel } from '../../src/spicedb/schema-model.js';
+import { decorate } from '../../src/spicedb/permission-checker.js';
+
+const SCHEMA = `
+use expiration
+
+definition user {}
+definition group {
+    relation member: user | group#member
+}
+definition folder {
+    relation parent: folder
+    relation viewer: user | group#member
+    permission view = viewer + parent->view
+}
+definition doc {
+    relation folder: folder
+    relation viewer: user | user:* | group#member
+    relation banned: user
+    relation temp: user with expiration
+    permission view = (viewer - banned) + folder->view
+    permission read_once = temp
+    permission own = viewer
+}
+`;
+
+function model() {
+  const parsed = parseSchemaModel(SCHEMA, 'test.zed');
+  if (!parsed.ok) throw new Error(parsed.problem);
+  return parsed.model;
+}
+
+const change = (text: string): RelationshipChange => {
+  const match = /^(\w+):([\w*]+)#(\w+)@(\w+):([\w*]+)(?:#(\w+))?$/.exec(text);
+  if (!match) throw new Error(`bad change ${text}`);
+  const [, resourceType, resourceId, relation, subjectType, subjectId, subjectRelation] = match;
+  return { resourceType: resourceType!, resourceId: resourceId!, relation: relation!, subjectType: subjectType!, subjectId: subjectId!, subjectRelation: subjectRelation ?? '' };
+};
+
+const query = (text: string): PermissionQuery => {
+  const match = /^(\w+):(\w+)#(\w+)@(\w+):(\w+)(?:#(\w+))?$/.exec(text);
+  if (!match) throw new Error(`bad query ${text}`);
+  const [, rt, rid, permission, st, sid, srel] = match;
+  return { resource: { type: rt!, id: rid! }, permission: permission!, subject: { type: st!, id: sid!, ...(srel ? { relation: srel } : {}) }, consistency: { kind: 'minimize_latency' } };
+};
+
+describe('what a permission depends on', () => {
+  it('reads relations locally, through arrows (tuplesets, remote) and through subject sets (remote)', () => {
+    const dependencies = permissionDependencies(model(), 'doc', 'view')!;
+    expect(dependencies.reads.get('doc#viewer')).toEqual({ memberLocal: true, memberRemote: false, tuplesetLocal: false, tuplesetRemote: false });
+    expect(dependencies.reads.get('doc#folder')).toEqual({ memberLocal: false, memberRemote: false, tuplesetLocal: true, tuplesetRemote: false });
+    // folder->view reaches folder#parent, itself followed as a tupleset on the folders reached.
+    expect(dependencies.reads.get('folder#parent')).toMatchObject({ tuplesetRemote: true });
+    expect(dependencies.reads.get('group#member')).toMatchObject({ memberRemote: true });
+    expect([...dependencies.types].sort()).toEqual(['doc', 'folder', 'group']);
+    expect(dependencies.expiring).toBe(false);
+    expect(permissionDependencies(model(), 'doc', 'read_once')!.expiring).toBe(true);
+  });
+
+  it('is unknown for what the schema does not define', () => {
+    expect(permissionDependencies(model(), 'doc', 'nope')).toBeUndefined();
+    expect(permissionDependencies(model(), 'nope', 'view')).toBeUndefined();
+    expect(new SchemaDependencies().of('doc#view')).toBeUndefined();
+  });
+});
+
+describe('which cached answers a change could affect', () => {
+  const dependencies = new SchemaDependencies();
+  dependencies.load(SCHEMA);
+  const lookup = (permission: string) => dependencies.of(permission);
+  const affected = (changeText: string, queryText: string) => affects(change(changeText), cachedDecision(queryText, query(queryText)), lookup);
+
+  it('a direct relation: the changed resource only', () => {
+    expect(affected('doc:d1#viewer@user:alice', 'doc:d1#view@user:alice')).toBe(true);
+    expect(affected('doc:d1#viewer@user:alice', 'doc:d1#view@user:bob')).toBe(true);
+    expect(affected('doc:d1#viewer@user:alice', 'doc:d2#view@user:alice')).toBe(false);
+    expect(affected('doc:d1#banned@user:alice', 'doc:d1#view@user:alice')).toBe(true);
+  });
+
+  it('a relation the permission does not read: nothing', () => {
+    expect(affected('doc:d1#banned@user:alice', 'doc:d1#own@user:alice')).toBe(false);
+    expect(affected('group:eng#member@user:alice', 'doc:d1#read_once@user:alice')).toBe(false);
+  });
+
+  it('a group membership: that subject everywhere, and every subject-set answer', () => {
+    expect(affected('group:eng#member@user:alice', 'doc:d7#view@user:alice')).toBe(true);
+    expect(affected('group:eng#member@user:alice', 'doc:d7#view@user:bob')).toBe(false);
+    expect(affected('group:eng#member@user:alice', 'doc:d7#view@group:ops#member')).toBe(true);
+    // A nested group brings all its members: every answer of a dependent permission.
+    expect(affected('group:eng#member@group:sub#member', 'doc:d7#view@user:bob')).toBe(true);
+  });
+
+  it('an arrow: every answer that may walk through the changed object', () => {
+    expect(affected('folder:f1#parent@folder:f0', 'doc:d1#view@user:bob')).toBe(true);
+    expect(affected('doc:d1#folder@folder:f1', 'doc:d1#view@user:bob')).toBe(true);
+    // doc#folder is read only on the checked doc itself.
+    expect(affected('doc:d1#folder@folder:f1', 'doc:d2#view@user:bob')).toBe(false);
+    // folder#viewer on a folder reached through doc#folder: that subject's answers.
+    expect(affected('folder:f1#viewer@user:alice', 'doc:d2#view@user:alice')).toBe(true);
+    expect(affected('folder:f1#viewer@user:alice', 'doc:d2#view@user:bob')).toBe(false);
+  });
+
+  it('a wildcard: every subject of its type', () => {
+    expect(affected('doc:d1#viewer@user:*', 'doc:d1#view@user:bob')).toBe(true);
+    expect(affected('doc:d1#viewer@user:*', 'doc:d2#view@user:bob')).toBe(false);
+  });
+
+  it('a permission the schema does not know: everything', () => {
+    expect(affected('group:eng#member@user:alice', 'doc:d1#unknown@user:bob')).toBe(true);
+  });
+});
+
+class CountingBackend implements PermissionChecker, Closable {
+  readonly calls: PermissionQuery[] = [];
+  permissionship: 'allowed' | 'denied' = 'allowed';
+  check(query: PermissionQuery): Promise<PermissionAnswer> {
+    this.calls.push(query);
+    return Promise.resolve({ ok: true, value: { permissionship: this.permissionship, cached: false } });
+  }
+  ready(): boolean {
+    return true;
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function watchStack(decisionCache: Record<string, unknown> = {}) {
+  const backend = new CountingBackend();
+  const feed = new FeedReplay();
+  const config = spicedbSchema.parse({ decisionCache: { ttlMs: 100, watchTtlMs: 60_000, quantizationWindowMs: 1000, ...decisionCache } });
+  const checker = decorate(backend, config, new Metrics({ processMetrics: false }), feed);
+  const start = (revision = 'r0') => {
+    feed.publish({ kind: 'reset', why: 'start', revision, schemaText: SCHEMA, receivedAt: Date.now() });
+    feed.publish({ kind: 'state', state: 'live' });
+  };
+  const changed = (revision: string, ...changes: string[]) => feed.publish({ kind: 'changes', revision, changes: changes.map(change), receivedAt: Date.now() });
+  return { backend, feed, checker, start, changed };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('the decision cache in watch mode', () => {
+  it('keeps answers past ttlMs while the Watch is live, and drops what a change affects', async () => {
+    const { backend, checker, start, changed } = watchStack({ quantizationWindowMs: 0 });
+    start();
+    await checker.check(query('doc:d1#view@user:alice'));
+    await checker.check(query('doc:d2#view@user:alice'));
+    await sleep(150);
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: true } });
+    changed('r1', 'doc:d1#banned@user:alice');
+    backend.permissionship = 'denied';
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toEqual({ ok: true, value: { permissionship: 'denied', cached: false } });
+    expect(await checker.check(query('doc:d2#view@user:alice'))).toMatchObject({ value: { permissionship: 'allowed', cached: true } });
+    expect(backend.calls).toHaveLength(3);
+  });
+
+  it('after a change, misses ask at_least_as_fresh it for the quantization window', async () => {
+    const { backend, checker, start, changed } = watchStack({ quantizationWindowMs: 200 });
+    start('r0');
+    await checker.check(query('doc:d1#view@user:alice'));
+    expect(backend.calls.at(-1)!.consistency).toEqual({ kind: 'at_least_as_fresh', zedToken: 'r0' });
+    changed('r1', 'doc:d1#viewer@user:alice');
+    await checker.check(query('doc:d1#view@user:alice'));
+    expect(backend.calls.at(-1)!.consistency).toEqual({ kind: 'at_least_as_fresh', zedToken: 'r1' });
+    await sleep(250);
+    await checker.check(query('doc:d3#view@user:alice'));
+    expect(backend.calls.at(-1)!.consistency).toEqual({ kind: 'minimize_latency' });
+  });
+
+  it('falls back to ttlMs while the Watch is down, and a resume keeps the answers', async () => {
+    const { backend, checker, feed, start } = watchStack();
+    start();
+    await checker.check(query('doc:d1#view@user:alice'));
+    feed.publish({ kind: 'state', state: 'down' });
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: true } });
+    await sleep(150);
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: false } });
+    feed.publish({ kind: 'state', state: 'live' });
+    await sleep(150);
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: true } });
+    expect(backend.calls).toHaveLength(2);
+  });
+
+  it('never keeps an answer that may rest on an expiring relationship past ttlMs', async () => {
+    const { checker, start } = watchStack();
+    start();
+    await checker.check(query('doc:d1#read_once@user:alice'));
+    expect(await checker.check(query('doc:d1#read_once@user:alice'))).toMatchObject({ value: { cached: true } });
+    await sleep(150);
+    expect(await checker.check(query('doc:d1#read_once@user:alice'))).toMatchObject({ value: { cached: false } });
+  });
+
+  it('drops everything on a reset', async () => {
+    const { backend, checker, start } = watchStack();
+    start();
+    await checker.check(query('doc:d1#view@user:alice'));
+    start('r9');
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: false } });
+    expect(backend.calls).toHaveLength(2);
+  });
+
+  it('a call in flight when a change arrives is not cached, and later checks do not join it', async () => {
+    const backend = new CountingBackend();
+    let release: (() => void) | undefined;
+    const slow: PermissionChecker & Closable = {
+      check: (q) => new Promise((resolve) => (release = () => void backend.check(q).then(resolve))),
+      ready: () => true,
+      close: () => Promise.resolve(),
+    };
+    const feed = new FeedReplay();
+    const checker = decorate(slow, spicedbSchema.parse({ decisionCache: { quantizationWindowMs: 0 } }), new Metrics({ processMetrics: false }), feed);
+    feed.publish({ kind: 'reset', why: 'start', revision: 'r0', schemaText: SCHEMA, receivedAt: Date.now() });
+    feed.publish({ kind: 'state', state: 'live' });
+    const before = checker.check(query('doc:d1#view@user:alice'));
+    feed.publish({ kind: 'changes', revision: 'r1', changes: [change('doc:d1#banned@user:alice')], receivedAt: Date.now() });
+    const releaseFirst = release!;
+    const after = checker.check(query('doc:d1#view@user:alice'));
+    releaseFirst();
+    await before;
+    backend.permissionship = 'denied';
+    release!();
+    expect(await after).toMatchObject({ value: { permissionship: 'denied', cached: false } });
+    // The first answer was read before the change: never cached, so this asks again.
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { permissionship: 'denied', cached: true } });
+  });
+
+  it('requireWatch: not ready until the Watch is live', () => {
+    const { checker, feed, start } = watchStack({ requireWatch: true });
+    expect(checker.ready()).toBe(false);
+    start();
+    expect(checker.ready()).toBe(true);
+    feed.publish({ kind: 'state', state: 'down' });
+    expect(checker.ready()).toBe(false);
+  });
+});
