@@ -19,7 +19,9 @@ import { envoyAuthProto } from '../../src/envoy/protos.js';
 import { httpCheck, sidecarClient } from '../support/check-client.js';
 import type { SidecarClient } from '../support/check-client.js';
 import { closeNewestFirst } from '../support/closers.js';
-import { encodeFrame, encodeHeaderBlock, ErrorCode, FrameType, grpcRequestHeaders, messagePrefix, RawHttp2Connection, Setting } from '../support/hardening/raw-http2.js';
+import { connect as connectTcp } from 'node:net';
+import fc from 'fast-check';
+import { encodeFrame, encodeHeaderBlock, ErrorCode, FrameType, grpcRequestHeaders, hpackBomb, messagePrefix, RawHttp2Connection, Setting } from '../support/hardening/raw-http2.js';
 import { startSidecar } from '../support/sidecar.js';
 import type { RunningSidecar } from '../support/sidecar.js';
 
@@ -88,6 +90,13 @@ function http2Client(target: Target): ClientHttp2Session {
   const session = connectHttp2(`http://127.0.0.1:${target.sidecar.grpcPort}`, { maxSessionMemory: 1000 });
   session.on('error', () => undefined);
   closers.push(() => session.destroy());
+  return session;
+}
+
+/** A node:http2 client connection that has the server's SETTINGS, so it keeps to its call limit. */
+async function settledHttp2Client(target: Target): Promise<ClientHttp2Session> {
+  const session = http2Client(target);
+  await new Promise((resolve) => session.once('remoteSettings', resolve));
   return session;
 }
 
@@ -292,13 +301,22 @@ describe('calls', () => {
     const before = await refusals(timing, 'message_too_large');
     const session = http2Client(timing);
     try {
+      // Prefixes alone, declaring 4 MiB + 1 and 4 GiB - 1; the calls are never ended.
+      for (const declared of [4 * MiB + 1, 2 ** 32 - 1]) {
+        const call = openCall(session);
+        call.stream.write(messagePrefix(declared));
+        expect((await call.answered)['grpc-status']).toBe('8');
+        expect(await call.closed).toBe(constants.NGHTTP2_NO_ERROR);
+      }
+      // 5 MiB in 1 KiB writes: refused at its prefix; what follows is dropped, not kept.
       const call = openCall(session);
-      // The prefix alone, declaring 4 MiB + 1; the call is never ended.
-      call.stream.write(messagePrefix(4 * MiB + 1));
-      const answer = await call.answered;
-      expect(answer['grpc-status']).toBe('8');
-      expect(await call.closed).toBe(constants.NGHTTP2_NO_ERROR);
-      expect((await refusals(timing, 'message_too_large')) - before).toBe(1);
+      call.stream.write(messagePrefix(5 * MiB));
+      for (let sent = 0; sent < 5 * MiB && !call.stream.closed; sent += 1024) {
+        call.stream.write(Buffer.alloc(1024));
+        if (sent % (64 * 1024) === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect((await call.answered)['grpc-status']).toBe('8');
+      expect((await refusals(timing, 'message_too_large')) - before).toBe(3);
       await expectLegitCheckAllowed(timing);
     } finally {
       session.destroy();
@@ -411,5 +429,149 @@ describe('answers', () => {
     } finally {
       session.destroy();
     }
+  });
+});
+
+/**
+ * What the adversarial run found already holding, kept holding: the sidecar answers or refuses
+ * each, never allows one, never crashes, and the connections it ends do not keep descriptors.
+ */
+describe('what already held', () => {
+  const decodeCheckResponse = envoyAuthProto().envoy.service.auth.v3.Authorization.service.Check.responseDeserialize;
+
+  /** One call with `body` as its DATA: the gRPC status, and whether a CheckResponse allowed it. */
+  async function callWith(session: ClientHttp2Session, body: Buffer, path = CHECK, contentType = 'application/grpc'): Promise<{ status: string | undefined; allowed: boolean }> {
+    const call = openCall(session, path, contentType);
+    const chunks: Buffer[] = [];
+    call.stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    let trailers: IncomingHttpHeaders = {};
+    call.stream.once('trailers', (received: IncomingHttpHeaders) => (trailers = received));
+    call.stream.end(body);
+    // A call reset without an answer resolves `closed` alone.
+    const headers = await Promise.race([call.answered, call.closed.then((code) => ({ reset: String(code) }) as IncomingHttpHeaders)]);
+    await call.closed;
+    const status = (headers['grpc-status'] ?? trailers['grpc-status'] ?? (headers.reset === undefined ? String(headers[':status']) : `reset ${String(headers.reset)}`)) as string;
+    const data = Buffer.concat(chunks);
+    const allowed = status === '0' && data.length > 5 && decodeCheckResponse(data.subarray(5)).status?.code === 0;
+    return { status, allowed };
+  }
+
+  it('malformed calls get their own gRPC status (or 415), and the sidecar keeps deciding', async () => {
+    const session = http2Client(capacity);
+    const message = encodeCheckRequest(httpCheck('GET', '/v1/private', {}));
+    const framed = (bytes: Buffer, flags = 0): Buffer => Buffer.concat([Buffer.from([flags]), messagePrefix(bytes.length).subarray(1), bytes]);
+    try {
+      const cases: Array<[string, Buffer, string, string]> = [
+        ['compressed flag', framed(message, 1), CHECK, '12'],
+        ['flag 0x80', framed(message, 0x80), CHECK, '12'],
+        ['two messages', Buffer.concat([framed(message), framed(message)]), CHECK, '12'],
+        ['a truncated prefix', Buffer.from([0, 0, 0]), CHECK, '13'],
+        ['a truncated message', framed(message).subarray(0, 20), CHECK, '13'],
+        ['no message', Buffer.alloc(0), CHECK, '13'],
+        ['an unknown path', framed(message), '/envoy.service.auth.v2.Authorization/Check', '12'],
+      ];
+      for (const [what, body, path, status] of cases) expect((await callWith(session, body, path)).status, what).toBe(status);
+      // A zero-length message is an empty CheckRequest: decided, and denied.
+      expect(await callWith(session, framed(Buffer.alloc(0)))).toEqual({ status: '0', allowed: false });
+      await expectLegitCheckAllowed(capacity);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('1,000 random CheckRequests and byte strings: each answered, none allowed', async () => {
+    const session = await settledHttp2Client(capacity);
+    const token = fc.string({ minLength: 1, maxLength: 40 });
+    const requests = fc.sample(
+      fc.record({ method: fc.constantFrom('GET', 'POST', 'DELETE', 'PATCH'), path: token.map((text) => `/v1/${encodeURIComponent(text)}`), headers: fc.dictionary(token.map((text) => `x-${encodeURIComponent(text).toLowerCase()}`), token, { maxKeys: 8 }) }),
+      { numRuns: 500, seed: 28 },
+    ).map(({ method, path, headers }) => encodeCheckRequest(httpCheck(method, path, headers)));
+    const bytes = fc.sample(fc.uint8Array({ maxLength: 2000 }), { numRuns: 500, seed: 28 }).map((array) => Buffer.from(array));
+    try {
+      const answers: Array<{ status: string | undefined; allowed: boolean }> = [];
+      await inBatches(1000, 50, async (index) => {
+        const message = index < 500 ? requests[index]! : bytes[index - 500]!;
+        answers.push(await callWith(session, Buffer.concat([messagePrefix(message.length), message])));
+      });
+      expect(answers.length).toBe(1000);
+      expect(answers.filter((answer) => answer.allowed)).toEqual([]);
+      // The structured ones were decided (grpc-status 0 with a denial); the bytes answered somehow.
+      expect(answers.slice(0, 500).every((answer) => answer.status === '0')).toBe(true);
+      await expectLegitCheckAllowed(capacity);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('unknown groups nested a million deep: the CheckRequest does not decode, and nothing overflows', async () => {
+    const session = http2Client(capacity);
+    // Field 1000, wire type 3 (start group), a million times: 2 MB.
+    const nested = Buffer.alloc(2_000_000);
+    for (let at = 0; at < nested.length; at += 2) nested.set([0xc3, 0x3e], at);
+    try {
+      expect((await callWith(session, Buffer.concat([messagePrefix(nested.length), nested]))).status).toBe('13');
+      await expectLegitCheckAllowed(capacity);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('10,000 headers, a 1 MiB header value and an HPACK bomb are refused without ending the sidecar', async () => {
+    const baseline = openDescriptors(capacity);
+    const call = grpcRequestHeaders(CHECK);
+    const attacks: Array<[string, Buffer]> = [
+      ['10,000 headers', encodeHeaderBlock([...call, ...Array.from({ length: 10_000 }, (_, index) => [`x-h${index}`, 'v'] as const)])],
+      ['a 1 MiB header value', encodeHeaderBlock([...call, ['x-big', 'b'.repeat(MiB)]])],
+      // ~7 KB on the wire that decodes to 3,000 × 4,000 bytes of headers.
+      ['an HPACK bomb', Buffer.concat([encodeHeaderBlock(call), hpackBomb(4000, 3000)])],
+    ];
+    const connections = await Promise.all(attacks.map(() => RawHttp2Connection.handshake(capacity.sidecar.grpcPort)));
+    try {
+      attacks.forEach(([, block], index) => connections[index]!.headers(1, block, true));
+      for (const [index, [what]] of attacks.entries()) {
+        const connection = connections[index]!;
+        // Refused: the call reset, or the whole connection ended. Never answered as a call.
+        const reset = await connection.resetCode(1, STEP_MS);
+        const goaway = connection.frames.find((frame) => frame.type === FrameType.GOAWAY);
+        expect(reset !== undefined || goaway !== undefined, what).toBe(true);
+        expect(connection.frames.filter((frame) => frame.type === FrameType.HEADERS), what).toEqual([]);
+      }
+      await expectLegitCheckAllowed(capacity);
+    } finally {
+      for (const connection of connections) connection.reset();
+    }
+    await expect.poll(() => openDescriptors(capacity), { timeout: STEP_MS, interval: 250 }).toBeLessThanOrEqual(baseline + 2);
+  });
+
+  it('HTTP/1.1 and TLS bytes on the h2c port, SETTINGS and PING floods: each connection is closed, its descriptor freed', async () => {
+    const baseline = openDescriptors(capacity);
+    const closedAfter = (bytes: Buffer): Promise<boolean> =>
+      new Promise((resolve) => {
+        const socket = connectTcp(capacity.sidecar.grpcPort, '127.0.0.1', () => socket.write(bytes));
+        socket.on('data', () => undefined);
+        socket.on('error', () => undefined);
+        const timer = setTimeout(() => {
+          socket.destroy();
+          resolve(false);
+        }, STEP_MS);
+        socket.once('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    expect(await closedAfter(Buffer.from('GET / HTTP/1.1\r\nHost: sidecar\r\n\r\n'))).toBe(true);
+    // The start of a TLS ClientHello.
+    expect(await closedAfter(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]))).toBe(true);
+    for (const flood of [encodeFrame(FrameType.SETTINGS, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100])), encodeFrame(FrameType.PING, 0, 0, Buffer.alloc(8))]) {
+      const connection = await RawHttp2Connection.handshake(capacity.sidecar.grpcPort);
+      try {
+        connection.send(...Array.from({ length: 20_000 }, () => flood));
+        expect(await connection.closedWithin(STEP_MS)).toBe(true);
+      } finally {
+        connection.reset();
+      }
+      await expectLegitCheckAllowed(capacity);
+    }
+    await expect.poll(() => openDescriptors(capacity), { timeout: STEP_MS, interval: 250 }).toBeLessThanOrEqual(baseline + 2);
   });
 });

@@ -9,9 +9,9 @@ import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 
 /** Frame types (RFC 9113 §6). */
-export const FrameType = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7 } as const;
+export const FrameType = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, CONTINUATION: 0x9 } as const;
 /** Error codes (RFC 9113 §7). */
-export const ErrorCode = { NO_ERROR: 0x0, REFUSED_STREAM: 0x7, CANCEL: 0x8, COMPRESSION_ERROR: 0x9 } as const;
+export const ErrorCode = { NO_ERROR: 0x0, REFUSED_STREAM: 0x7, CANCEL: 0x8, COMPRESSION_ERROR: 0x9, ENHANCE_YOUR_CALM: 0xb } as const;
 /** SETTINGS identifiers (RFC 9113 §6.5.2). */
 export const Setting = { MAX_CONCURRENT_STREAMS: 0x3 } as const;
 
@@ -19,6 +19,8 @@ const FLAG_END_STREAM = 0x1;
 const FLAG_ACK = 0x1;
 const FLAG_END_HEADERS = 0x4;
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** SETTINGS_MAX_FRAME_SIZE's initial value: what a peer accepts before it says otherwise. */
+const MAX_FRAME_BYTES = 16_384;
 
 export interface Frame {
   readonly type: number;
@@ -56,15 +58,25 @@ function hpackInteger(value: number, prefixBits: number, first = 0): number[] {
  * §6.2.2): valid HPACK that leaves the server's dynamic table alone.
  */
 export function encodeHeaderBlock(headers: ReadonlyArray<readonly [string, string]>): Buffer {
-  const bytes: number[] = [];
+  const parts: Buffer[] = [];
   for (const [name, value] of headers) {
-    bytes.push(0x00);
+    parts.push(Buffer.from([0x00]));
     for (const text of [name, value]) {
       const raw = Buffer.from(text, 'latin1');
-      bytes.push(...hpackInteger(raw.length, 7), ...raw);
+      parts.push(Buffer.from(hpackInteger(raw.length, 7)), raw);
     }
   }
-  return Buffer.from(bytes);
+  return Buffer.concat(parts);
+}
+
+/**
+ * An HPACK bomb: one header of `valueBytes` added to the server's dynamic table (literal with
+ * incremental indexing), then referenced `references` times by its index (62, the first dynamic
+ * entry): a few KB on the wire that decode to `references` × `valueBytes` of headers.
+ */
+export function hpackBomb(valueBytes: number, references: number): Buffer {
+  const value = Buffer.alloc(valueBytes, 0x61);
+  return Buffer.concat([Buffer.from([0x40, 0x01, 0x78]), Buffer.from(hpackInteger(value.length, 7)), value, Buffer.alloc(references, 0x80 | 62)]);
 }
 
 /** The request headers of a gRPC call to `path`. */
@@ -143,8 +155,15 @@ export class RawHttp2Connection {
     if (!this.#socket.destroyed) this.#socket.write(Buffer.concat(bytes));
   }
 
+  /** A header block: one HEADERS frame, or HEADERS and CONTINUATION frames when it is longer than a frame may be. */
   headers(stream: number, block: Buffer, endStream = false): void {
-    this.send(encodeFrame(FrameType.HEADERS, FLAG_END_HEADERS | (endStream ? FLAG_END_STREAM : 0), stream, block));
+    const frames: Buffer[] = [];
+    for (let at = 0; at === 0 || at < block.length; at += MAX_FRAME_BYTES) {
+      const last = at + MAX_FRAME_BYTES >= block.length;
+      const flags = (last ? FLAG_END_HEADERS : 0) | (at === 0 && endStream ? FLAG_END_STREAM : 0);
+      frames.push(encodeFrame(at === 0 ? FrameType.HEADERS : FrameType.CONTINUATION, flags, stream, block.subarray(at, at + MAX_FRAME_BYTES)));
+    }
+    this.send(...frames);
   }
 
   data(stream: number, payload: Buffer, endStream = false): void {
