@@ -125,10 +125,11 @@ export class ListenerConnections {
     const now = performance.now();
     const limits = this.#limits;
     let unanswered: ListenerConnection[] | undefined;
+    let notHandshaken: ListenerConnection[] | undefined;
     for (const connection of this.#connections.values()) {
       if (connection.session.destroyed) continue;
       if (!connection.handshaken) {
-        if (now - connection.openedAt >= limits.handshakeTimeoutMs) this.#refuse(connection, 'handshake_timeout');
+        if (now - connection.openedAt >= limits.handshakeTimeoutMs) (notHandshaken ??= []).push(connection);
         continue;
       }
       if (connection.heard()) {
@@ -148,12 +149,15 @@ export class ListenerConnections {
       }
     }
     // Timers run before the event loop reads sockets: after a long pause (a GC, a busy machine)
-    // an answer may be waiting unread. Look again once this turn's reads are done.
-    if (unanswered) setImmediate(() => this.#refuseUnanswered(unanswered));
+    // a preface or a PING's answer may be waiting unread. Look again once this turn's reads are done.
+    if (unanswered || notHandshaken) setImmediate(() => this.#refuseLate(unanswered ?? [], notHandshaken ?? []));
   }
 
-  #refuseUnanswered(connections: readonly ListenerConnection[]): void {
-    for (const connection of connections) {
+  #refuseLate(unanswered: readonly ListenerConnection[], notHandshaken: readonly ListenerConnection[]): void {
+    for (const connection of notHandshaken) {
+      if (!connection.session.destroyed && !connection.handshaken) this.#refuse(connection, 'handshake_timeout');
+    }
+    for (const connection of unanswered) {
       if (connection.session.destroyed) continue;
       if (connection.heard()) {
         connection.heardAt = performance.now();

@@ -31,7 +31,7 @@ const MiB = 1024 * 1024;
 /** Long enough for any one step on a loaded 2-core machine; an attack that outlives it fails the test. */
 const STEP_MS = 15_000;
 
-const TIMING_LIMITS = { handshakeTimeoutMs: 500, requestTimeoutMs: 1000, pingAfterSilenceMs: 1000, pingTimeoutMs: 1000, idleConnectionTimeoutMs: 6000 };
+const TIMING_LIMITS = { handshakeTimeoutMs: 1000, requestTimeoutMs: 1000, pingAfterSilenceMs: 1000, pingTimeoutMs: 3000, idleConnectionTimeoutMs: 8000 };
 const CAPACITY_LIMITS = { maxConnections: 40, maxConcurrentStreams: 20, maxRequestMemoryBytes: 24 * MiB, requestTimeoutMs: 120_000 };
 
 /** A sidecar that decides without SpiceDB or keys: one public route, everything else denied. */
