@@ -82,8 +82,9 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
   readonly #client: v1.ZedClientInterface;
   readonly #logger: Logger;
   readonly #checkedPermissions: CheckedPermissions;
-  /** Where a resumed stream starts; undefined: start over. */
+  /** Where a resumed stream starts; undefined: start over, for `#startOver`. */
   #cursor: string | undefined;
+  #startOver: ResetCause = 'start';
   #stream: ClientReadableStream<v1.WatchResponse> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #retryMs = RETRY_MS.first;
@@ -109,7 +110,7 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
   }
 
   /** A fresh start reads the schema and its revision first; a resume goes straight to the watch. */
-  async #open(why: ResetCause = 'start'): Promise<void> {
+  async #open(): Promise<void> {
     let types: readonly string[] = [];
     if (this.#cursor === undefined) {
       let schema: v1.ReadSchemaResponse;
@@ -127,7 +128,7 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
       }
       types = this.#watchedTypes(schema.schemaText);
       this.#cursor = revision;
-      this.#replay.publish({ kind: 'reset', why, revision, schemaText: schema.schemaText, receivedAt: Date.now() });
+      this.#replay.publish({ kind: 'reset', why: this.#startOver, revision, schemaText: schema.schemaText, receivedAt: Date.now() });
     }
     this.#watch(types);
   }
@@ -189,9 +190,9 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
       this.#stream = undefined;
       if (isServiceError(error) && cursorRefused(error)) {
         this.#logger.warn({ why: explain(error) }, 'SpiceDB refused the Watch cursor: starting over, every cached answer is dropped');
-        this.#cursor = undefined;
+        this.#forgetCursor('cursor_expired');
         this.#down();
-        this.#retry('cursor_expired');
+        this.#retry();
         return;
       }
       this.#failed(error);
@@ -202,33 +203,38 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
       // The server ended the stream (a restart, a recycled connection): resume where it stopped.
       this.#stream = undefined;
       this.#down();
-      this.#retry('start');
+      this.#retry();
     });
+  }
+
+  #forgetCursor(why: ResetCause): void {
+    this.#cursor = undefined;
+    this.#startOver = why;
   }
 
   #restart(why: ResetCause): void {
     this.#stream?.cancel();
     this.#stream = undefined;
-    this.#cursor = undefined;
+    this.#forgetCursor(why);
     this.#down();
-    void this.#open(why);
+    void this.#open();
   }
 
   #failed(error: unknown): void {
     if (this.#closed) return;
     this.#logger.warn({ why: explain(error), retryInMs: this.#retryMs }, 'SpiceDB Watch is down: cached answers fall back to decisionCache.ttlMs until it is back');
     this.#down();
-    this.#retry('start');
+    this.#retry();
   }
 
   #down(): void {
     this.#replay.publish({ kind: 'state', state: 'down' });
   }
 
-  /** Opens again after the backoff: a resume when a cursor is kept, else a fresh start for `why`. */
-  #retry(why: ResetCause): void {
+  /** Opens again after the backoff: a resume when a cursor is kept, else a fresh start. */
+  #retry(): void {
     if (this.#closed) return;
-    this.#timer = setTimeout(() => void this.#open(why), this.#retryMs);
+    this.#timer = setTimeout(() => void this.#open(), this.#retryMs);
     this.#timer.unref();
     this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MS.max);
   }

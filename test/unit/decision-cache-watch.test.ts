@@ -213,10 +213,10 @@ describe('the decision cache in watch mode', () => {
   });
 
   it('a call in flight when a change arrives is not cached, and later checks do not join it', async () => {
-    const backend = new CountingBackend();
-    let release: (() => void) | undefined;
+    // Each call waits until the test releases it with an answer.
+    const releases: Array<(permissionship: 'allowed' | 'denied') => void> = [];
     const slow: PermissionChecker & Closable = {
-      check: (q) => new Promise((resolve) => (release = () => void backend.check(q).then(resolve))),
+      check: () => new Promise((resolve) => releases.push((permissionship) => resolve({ ok: true, value: { permissionship, cached: false } }))),
       ready: () => true,
       close: () => Promise.resolve(),
     };
@@ -226,14 +226,13 @@ describe('the decision cache in watch mode', () => {
     feed.publish({ kind: 'state', state: 'live' });
     const before = checker.check(query('doc:d1#view@user:alice'));
     feed.publish({ kind: 'changes', revision: 'r1', changes: [change('doc:d1#banned@user:alice')], receivedAt: Date.now() });
-    const releaseFirst = release!;
     const after = checker.check(query('doc:d1#view@user:alice'));
-    releaseFirst();
-    await before;
-    backend.permissionship = 'denied';
-    release!();
+    expect(releases).toHaveLength(2);
+    // The answer read after the change lands first; the one read before it must not overwrite it.
+    releases[1]!('denied');
     expect(await after).toMatchObject({ value: { permissionship: 'denied', cached: false } });
-    // The first answer was read before the change: never cached, so this asks again.
+    releases[0]!('allowed');
+    expect(await before).toMatchObject({ value: { permissionship: 'allowed' } });
     expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { permissionship: 'denied', cached: true } });
   });
 
