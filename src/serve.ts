@@ -32,6 +32,7 @@ import { TracingChecker } from './spicedb/tracing-checker.js';
 import { TracingTokenSource } from './tokens/tracing-token-source.js';
 import type { PipelinePorts } from './lifecycle/pipeline.js';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { ChangeFeed } from './spicedb/change-feed.js';
 
 /** What a worker reports to the primary that serves the admin listener for it (workers/). */
 export interface SidecarStatus {
@@ -84,6 +85,8 @@ export interface ServeOptions {
   readonly admin?: boolean;
   /** Called with the status at start and whenever it changes (readiness, its detail, a reload). */
   readonly onStatus?: (status: SidecarStatus) => void;
+  /** A worker's: the SpiceDB changes its primary relays (workers/watch-relay.ts). */
+  readonly changeFeed?: ChangeFeed;
 }
 
 /** Closes the adapters of `adapters` that `previous` does not share: a generation that never served. */
@@ -141,7 +144,13 @@ export async function serve(options: ServeOptions): Promise<RunningSidecar> {
   const { logger } = options;
   const metrics = options.metrics ?? new Metrics();
   const env = options.env ?? process.env;
-  const deps: AdapterDeps = { metrics, logger, env, ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}) };
+  const deps: AdapterDeps = {
+    metrics,
+    logger,
+    env,
+    ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}),
+    ...(options.changeFeed ? { changeFeed: options.changeFeed } : {}),
+  };
   // Refuses the configuration with every problem before anything starts; throws a ConfigError.
   const checked = await preflight(options.loaded, { env });
   const teardown = new Teardown((name, error) => logger.error({ err: error, part: name }, 'error while closing'));

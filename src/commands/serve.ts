@@ -2,12 +2,13 @@ import cluster from 'node:cluster';
 import { watchConfig } from '../config/config-watcher.js';
 import type { ConfigWatch } from '../config/config-watcher.js';
 import { ConfigError } from '../config/load.js';
-import { EMBEDDED_ORIGIN } from '../config/resolve.js';
+import { EMBEDDED_ORIGIN, resolveConfig } from '../config/resolve.js';
 import { listenAddressSchema } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
 import { preflight } from '../lifecycle/preflight.js';
 import { serve } from '../serve.js';
 import { startPrimary } from '../workers/primary.js';
+import { PrimaryWatchRelay } from '../workers/watch-relay.js';
 import { startWorker } from '../workers/worker.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
@@ -138,12 +139,27 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
       if (workers > 1) {
         // Refused here with validate's problems, before any worker starts (each runs it again).
         await preflight(loaded, { env: io.env });
-        running = await startPrimary({
+        // One SpiceDB Watch for the pod, relayed to the workers; a reload re-reads what it watches.
+        const watchRelay = new PrimaryWatchRelay(logger);
+        watchRelay.follow(loaded);
+        const primary = await startPrimary({
           workers,
           adminAddress: values['admin-address'] ?? loaded.config.server.adminAddress,
           drainSeconds: loaded.config.server.drainSeconds,
           logger,
+          watchRelay,
         });
+        running = {
+          reload(why) {
+            try {
+              watchRelay.follow(resolveConfig(loaded.origin, io.env));
+            } catch {
+              // The workers read the same file and report why it does not load.
+            }
+            primary.reload(why);
+          },
+          drain: () => primary.drain(),
+        };
       } else {
         running = await serve(serveOptions);
       }

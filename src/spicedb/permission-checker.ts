@@ -63,13 +63,16 @@ export interface PermissionCheckerDeps {
   readonly baseDir: string;
   /** The permissions the rules check (`type#permission`), for the Watch filter; absent or undefined: watch every type. */
   readonly checkedPermissions?: CheckedPermissions;
-  /** In a worker: the feed its primary relays, used instead of a Watch of its own. */
+  /** In a worker: the feed its primary relays, used instead of a Watch of its own (a remote SpiceDB in watch mode). */
   readonly changeFeed?: ChangeFeed;
 }
 
-/** The Watch this stack opens for itself, if it needs one: watch mode, a remote SpiceDB, and no relayed feed. */
-function ownWatch(config: SpicedbConfig, deps: PermissionCheckerDeps): SpicedbWatchFeed | undefined {
-  if (config.decisionCache.freshness !== 'watch' || deps.changeFeed !== undefined || config.endpoint === undefined || config.presharedKey === undefined) return undefined;
+/**
+ * The Watch a stack on `config` follows: a remote SpiceDB in watch mode has one. Opened by the
+ * stack itself, or in worker mode by the primary, which relays it.
+ */
+export function openWatchFeed(config: SpicedbConfig, deps: Pick<PermissionCheckerDeps, 'baseDir' | 'logger' | 'checkedPermissions'>): SpicedbWatchFeed | undefined {
+  if (config.decisionCache.freshness !== 'watch' || config.endpoint === undefined || config.presharedKey === undefined) return undefined;
   return new SpicedbWatchFeed({
     endpoint: config.endpoint,
     presharedKey: resolveSecret(config.presharedKey, deps.baseDir),
@@ -88,7 +91,10 @@ export function decorate(raw: PermissionChecker & Closable, config: SpicedbConfi
 
 export async function createPermissionChecker(config: SpicedbConfig, deps: PermissionCheckerDeps): Promise<PermissionChecker & Closable> {
   const raw = await rawChecker(config, deps);
-  const watch = ownWatch(config, deps);
+  if (config.decisionCache.freshness !== 'watch') return decorate(raw, config, deps.metrics);
   // The embedded store never changes after loading: nothing to watch.
-  return decorate(raw, config, deps.metrics, deps.changeFeed ?? watch ?? UNCHANGING, watch);
+  if (config.endpoint === undefined) return decorate(raw, config, deps.metrics, UNCHANGING);
+  if (deps.changeFeed !== undefined) return decorate(raw, config, deps.metrics, deps.changeFeed);
+  const watch = openWatchFeed(config, deps);
+  return decorate(raw, config, deps.metrics, watch, watch);
 }

@@ -62,7 +62,7 @@ function explain(error: unknown): string {
   return `${name}: ${error.details}`;
 }
 
-export function relationshipChange(update: v1.RelationshipUpdate): RelationshipChange | undefined {
+function relationshipChange(update: v1.RelationshipUpdate): RelationshipChange | undefined {
   const relationship = update.relationship;
   const resource = relationship?.resource;
   const subject = relationship?.subject?.object;

@@ -5,6 +5,7 @@
  */
 import type { Direction } from '../core/request-context.js';
 import type { SidecarStatus } from '../serve.js';
+import type { WatchEventMessage, WatchSubscribeMessage } from './watch-relay.js';
 
 /** Worker to primary: the gRPC listeners are open. */
 export interface ListeningMessage {
@@ -19,7 +20,7 @@ interface StatusMessage {
   readonly status: SidecarStatus;
 }
 
-export type WorkerMessage = ListeningMessage | StatusMessage;
+export type WorkerMessage = ListeningMessage | StatusMessage | WatchSubscribeMessage;
 
 /** Primary to worker: re-read the configuration (the primary watches the file and takes SIGHUP). */
 interface ReloadMessage {
@@ -32,7 +33,7 @@ interface DrainMessage {
   readonly type: 'jwtauth:drain';
 }
 
-export type PrimaryMessage = ReloadMessage | DrainMessage;
+export type PrimaryMessage = ReloadMessage | DrainMessage | WatchEventMessage;
 
 function typeOf(message: unknown): unknown {
   return typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
@@ -40,10 +41,10 @@ function typeOf(message: unknown): unknown {
 
 export function isWorkerMessage(message: unknown): message is WorkerMessage {
   const type = typeOf(message);
-  return type === 'jwtauth:listening' || type === 'jwtauth:status';
+  return type === 'jwtauth:listening' || type === 'jwtauth:status' || type === 'jwtauth:watch-subscribe';
 }
 
 export function isPrimaryMessage(message: unknown): message is PrimaryMessage {
   const type = typeOf(message);
-  return type === 'jwtauth:reload' || type === 'jwtauth:drain';
+  return type === 'jwtauth:reload' || type === 'jwtauth:drain' || type === 'jwtauth:watch';
 }

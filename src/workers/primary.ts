@@ -9,6 +9,7 @@
  *   workers' registries (prom-client's AggregatorRegistry) plus the primary's own, and the JWKS
  *   is the one the workers report (they load the same keys);
  * - reload: the file watch and SIGHUP are the command's, and reach every worker as a message;
+ * - the SpiceDB Watch behind the decision caches (watch-relay.ts): one stream, relayed to every worker;
  * - drain: every worker drains at once, and the primary exits when they have;
  * - a worker that dies is logged, counted and replaced (backing off while it keeps dying young),
  *   and the sidecar is unready until it is back.
@@ -24,6 +25,7 @@ import type { SidecarStatus } from '../serve.js';
 import { combineReadiness } from './combined-status.js';
 import { isWorkerMessage } from './messages.js';
 import type { ListeningMessage, PrimaryMessage } from './messages.js';
+import type { PrimaryWatchRelay } from './watch-relay.js';
 
 export interface PrimaryOptions {
   readonly workers: number;
@@ -31,6 +33,8 @@ export interface PrimaryOptions {
   /** Each worker's drain takes this long before its listeners close; the primary waits a little more. */
   readonly drainSeconds: number;
   readonly logger: Logger;
+  /** The pod's SpiceDB Watch, relayed to every worker; closed when the primary stops. */
+  readonly watchRelay?: PrimaryWatchRelay;
 }
 
 export interface RunningPrimary {
@@ -102,15 +106,23 @@ export async function startPrimary(options: PrimaryOptions): Promise<RunningPrim
     worker.on('message', (message: unknown) => {
       const state = states.get(worker);
       if (!state || !isWorkerMessage(message)) return;
-      if (message.type === 'jwtauth:status') state.status = message.status;
-      else {
-        state.listening = message;
-        if ([...states.values()].every((each) => each.listening !== undefined) && states.size === options.workers) allListening(message);
+      switch (message.type) {
+        case 'jwtauth:status':
+          state.status = message.status;
+          break;
+        case 'jwtauth:watch-subscribe':
+          options.watchRelay?.subscribe(worker);
+          break;
+        case 'jwtauth:listening':
+          state.listening = message;
+          if ([...states.values()].every((each) => each.listening !== undefined) && states.size === options.workers) allListening(message);
+          break;
       }
     });
     worker.on('exit', (code, signal) => {
       const state = states.get(worker);
       states.delete(worker);
+      options.watchRelay?.unsubscribe(worker);
       if (draining) return;
       if (startingUp) {
         // A worker that cannot start (a port in use, say) will not start on a second try either.
@@ -138,6 +150,7 @@ export async function startPrimary(options: PrimaryOptions): Promise<RunningPrim
     }, options.drainSeconds * 1000 + EXIT_GRACE_MS);
     await Promise.all(exits);
     clearTimeout(force);
+    await options.watchRelay?.close();
     await admin.close();
   };
 

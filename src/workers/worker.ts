@@ -9,6 +9,7 @@ import { serve } from '../serve.js';
 import type { RunningSidecar, ServeOptions } from '../serve.js';
 import { isPrimaryMessage } from './messages.js';
 import type { WorkerMessage } from './messages.js';
+import { RelayedFeed } from './watch-relay.js';
 
 function tell(message: WorkerMessage): void {
   // After the primary is gone there is nobody to tell; the 'disconnect' handler ends this process.
@@ -22,7 +23,7 @@ export interface WorkerControls {
   readonly onOrphaned: () => void;
 }
 
-export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatus' | 'metrics'>, controls: WorkerControls): Promise<RunningSidecar> {
+export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatus' | 'metrics' | 'changeFeed'>, controls: WorkerControls): Promise<RunningSidecar> {
   const metrics = new Metrics();
   // Constructing an AggregatorRegistry in a worker installs prom-client's answer to the
   // primary's metric requests; it answers with this sidecar's own registry.
@@ -31,13 +32,25 @@ export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatu
   // Listening before start-up finishes: a drain asked meanwhile must not wait for a SIGKILL. A
   // reload asked meanwhile needs nothing: this worker is reading the file as it is now.
   let sidecar: RunningSidecar | undefined;
+  // The pod's one SpiceDB Watch runs in the primary; its events arrive here.
+  const changeFeed = new RelayedFeed();
   process.on('message', (message: unknown) => {
     if (!isPrimaryMessage(message)) return;
-    if (message.type === 'jwtauth:drain') controls.onDrain();
-    else void sidecar?.reload(message.why);
+    switch (message.type) {
+      case 'jwtauth:drain':
+        controls.onDrain();
+        break;
+      case 'jwtauth:reload':
+        void sidecar?.reload(message.why);
+        break;
+      case 'jwtauth:watch':
+        changeFeed.receive(message.event);
+        break;
+    }
   });
   process.once('disconnect', controls.onOrphaned);
-  sidecar = await serve({ ...options, metrics, admin: false, onStatus: (status) => tell({ type: 'jwtauth:status', status }) });
+  tell({ type: 'jwtauth:watch-subscribe' });
+  sidecar = await serve({ ...options, metrics, admin: false, changeFeed, onStatus: (status) => tell({ type: 'jwtauth:status', status }) });
   tell({ type: 'jwtauth:listening', grpcPort: sidecar.grpcPort, listenerPorts: sidecar.listenerPorts });
   return sidecar;
 }

@@ -114,6 +114,36 @@ describe('worker mode', () => {
     expect(jwks.keys).toHaveLength(1);
   });
 
+  it('runs one SpiceDB Watch, in the primary, and every worker drops what a change affects', async () => {
+    const clients = [sidecarClient(pod.sidecar.grpcPort, { ownConnection: true }), sidecarClient(pod.sidecar.grpcPort, { ownConnection: true })];
+    const sumOf = (scrape: Map<string, number>, prefix: string): number => [...scrape].filter(([name]) => name.startsWith(prefix)).reduce((sum, [, value]) => sum + value, 0);
+    try {
+      await waitFor(async () => (await pod.sidecar.metric('jwtauth_spicedb_watch{state="live"}')) === 1, 10_000, () => 'the Watch never went live');
+      // The primary's log, not a worker's (their lines carry `worker`), says the Watch is live, once.
+      const watchLines = pod.sidecar.process.output().split('\n').filter((line) => line.includes('SpiceDB Watch is live'));
+      expect(watchLines).toHaveLength(1);
+      expect(JSON.parse(watchLines[0]!)).not.toHaveProperty('worker');
+
+      const request = httpCheck('POST', '/v1/clouds/cl0/namespaces', { authorization: `Bearer ${await pod.userToken('carol')}` });
+      const answers = async (): Promise<CheckResponse__Output[]> => Promise.all(clients.map((client) => client.check(request)));
+      const denied = await answers();
+      for (const response of denied) expect(response.status?.code).toBe(7);
+      expect((await workersThatDecided(denied)).size).toBe(2);
+      const before = await pod.sidecar.scrape();
+
+      await pod.spicedb.write('cloud:cl0#admin@user:carol');
+      await waitFor(async () => (await answers()).every((response) => response.status?.code === 0), 10_000, () => 'a worker kept the cached deny');
+      const granted = await pod.sidecar.scrape();
+      // Each worker dropped its own cached deny when the relayed change arrived.
+      expect(sumOf(granted, 'jwtauth_decision_cache_invalidations_total{scope="change"}') - sumOf(before, 'jwtauth_decision_cache_invalidations_total{scope="change"}')).toBeGreaterThanOrEqual(2);
+
+      await pod.spicedb.write('cloud:cl0#admin@user:carol', 'delete');
+      await waitFor(async () => (await answers()).every((response) => response.status?.code === 7), 10_000, () => 'a worker kept the cached allow after the revocation');
+    } finally {
+      for (const client of clients) client.close();
+    }
+  });
+
   it('reloads every worker when the file changes', async () => {
     const config = parse(readFileSync(pod.sidecar.configFile, 'utf8')) as { inbound: { rules: Array<{ name: string; checks?: Array<{ permission: string }> }> } };
     const rule = config.inbound.rules.find((each) => each.name === 'create-namespace')!;
