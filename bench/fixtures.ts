@@ -76,6 +76,8 @@ export interface SidecarVariant {
   readonly tracing?: { readonly ratio: number };
   /** Worker mode: `server.workers` (docs/configuration.md#worker-mode). */
   readonly workers?: number;
+  /** The decision cache's freshness mode (default: the sidecar's, watch). */
+  readonly freshness?: 'watch' | 'ttl';
 }
 
 /** Where each bench/namespaces.proto method's rule takes the cloud from. */
@@ -93,7 +95,7 @@ function messageRules(): Array<Record<string, unknown>> {
 }
 
 export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, variant: SidecarVariant = {}, otlpEndpoint?: string): Record<string, unknown> {
-  const { fillerRules = 0, decisionCacheTtlMs, messageRules: withMessageRules = false } = variant;
+  const { fillerRules = 0, decisionCacheTtlMs, freshness, messageRules: withMessageRules = false } = variant;
   const rules: Array<Record<string, unknown>> = [];
   // Filler first, so the rule under test is the last one written: no "first rule wins" shortcut.
   for (let i = 0; i < fillerRules; i++) {
@@ -128,7 +130,7 @@ export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: 
       endpoint: spicedbEndpoint,
       tls: false,
       presharedKey: { env: keyEnv },
-      ...(decisionCacheTtlMs === undefined ? {} : { decisionCache: { ttlMs: decisionCacheTtlMs } }),
+      decisionCache: { ...(decisionCacheTtlMs === undefined ? {} : { ttlMs: decisionCacheTtlMs }), ...(freshness === undefined ? {} : { freshness }) },
     },
     tokens: { source: { kind: 'mint', issuer: 'https://sidecar.bench.local', algorithm: 'ES256', keys: [{ file: keys.mintKeyFile }] } },
     // Descriptors for CreateByMessage's rule: loaded once, at start; a call pays only for reading.

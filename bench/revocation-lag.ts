@@ -1,0 +1,286 @@
+/**
+ * How long a revoked (or granted) permission keeps its old answer, and what share of checks the
+ * cache answers, for the decision cache's `ttl` and `watch` freshness modes (issue 22).
+ *
+ * Two built sidecars, one per mode, on one real SpiceDB. Rounds take turns (A B B A …), each
+ * putting a cached inbound load on one sidecar, as Envoy would: `--rate` Checks per second, evenly
+ * spaced, spread over 100 users on 10 clouds (all allowed), and among them a probe Check every 5 ms
+ * for one more user on one cloud. Meanwhile a writer makes `--writes` unrelated writes per second
+ * (other clouds), and a toggler grants and revokes the probe user's membership. The lag of a toggle
+ * is from WriteRelationships returning to the first probe answer, sent after that, that reflects
+ * it. A probe answer that goes back to the old state after reflecting the new one counts as a
+ * relapse (a stale refill). The share of checks answered without SpiceDB is 1 − SpiceDB checks /
+ * Checks, from the sidecar's own metrics over the round.
+ *
+ *   npm run bench:revocation -- [--rounds=4] [--seconds=30] [--rate=1000] [--writes=10] [--datastore=memory|postgres] [--quick] [--out=DIR]
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { throwawayDatastore } from '../dev/postgres.js';
+import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
+import type { SidecarProcess } from '../dev/sidecar.js';
+import { startSpicedb } from '../dev/spicedb.js';
+import type { SpicedbServer } from '../dev/spicedb.js';
+import { envoyAuthProto } from '../src/envoy/protos.js';
+import type { CheckRequest } from '../src/generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckResponse__Output } from '../src/generated/envoy/service/auth/v3/CheckResponse.js';
+import type { AuthorizationClient } from '../src/generated/envoy/service/auth/v3/Authorization.js';
+import { PACKAGE_ROOT } from '../src/package-root.js';
+import { makeKeys, SCHEMA, sidecarConfig, signToken } from './fixtures.js';
+import type { BenchKeys } from './fixtures.js';
+
+const USAGE = `npm run bench:revocation -- [FLAGS]
+
+  --rounds=N        rounds per mode, interleaved (default 4; quick 1)
+  --seconds=S       load per round (default 30; quick 6)
+  --rate=R          Checks per second during a round (default 1000)
+  --writes=W        unrelated relationship writes per second (default 10)
+  --datastore=D     memory (default) or postgres
+  --quick           a short run into a temp dir: does the script still work
+  --out=DIR         results directory (default bench/results)
+`;
+
+const { values: flags } = parseArgs({
+  options: {
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    rate: { type: 'string', default: '1000' },
+    writes: { type: 'string', default: '10' },
+    datastore: { type: 'string', default: 'memory' },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (flags.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const ROUNDS = Number(flags.rounds ?? (flags.quick ? 1 : 4));
+const SECONDS = Number(flags.seconds ?? (flags.quick ? 6 : 30));
+const RATE = Number(flags.rate);
+const WRITES = Number(flags.writes);
+const DATASTORE = flags.datastore === 'postgres' ? 'postgres' : 'memory';
+const PROBE_EVERY_MS = 5;
+/** Longer than the slowest lag expected in the mode, so toggles never overlap. */
+const TOGGLE_EVERY_MS = { watch: 1_000, ttl: 8_000 } as const;
+type Mode = keyof typeof TOGGLE_EVERY_MS;
+
+const USERS = 100;
+const CLOUDS = 10;
+const PROBE = { user: 'probe', cloud: 'c0' };
+
+const log = (message: string): void => void process.stderr.write(`[revocation] ${message}\n`);
+
+function checkRequest(token: string, cloud: string): CheckRequest {
+  return {
+    attributes: {
+      request: { http: { method: 'GET', path: `/v1/clouds/${cloud}/namespaces`, host: 'api.local', scheme: 'http', protocol: 'HTTP/2', headers: { authorization: `Bearer ${token}` } } },
+      context_extensions: { direction: 'inbound' },
+    },
+  };
+}
+
+interface Toggle {
+  readonly grants: boolean;
+  readonly returnedAt: number;
+  reflectedAt?: number;
+  relapses: number;
+}
+
+interface RoundResult {
+  readonly mode: Mode;
+  readonly round: number;
+  readonly lagsMs: number[];
+  /** Toggles whose answer had not changed when the next one was due. */
+  readonly unreflected: number;
+  readonly relapses: number;
+  readonly checks: number;
+  readonly spicedbChecks: number;
+  readonly achievedRate: number;
+  readonly errors: number;
+}
+
+async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spicedb: SpicedbServer, keys: BenchKeys): Promise<RoundResult> {
+  const Authorization = envoyAuthProto().envoy.service.auth.v3.Authorization;
+  const client: AuthorizationClient = new Authorization(`127.0.0.1:${sidecar.grpcPort}`, grpc.credentials.createInsecure());
+  const call = (request: CheckRequest): Promise<CheckResponse__Output | undefined> =>
+    new Promise((resolve) => client.Check(request, { deadline: Date.now() + 2_000 }, (error, response) => resolve(error ? undefined : response)));
+  const load = Array.from({ length: USERS }, (_, i) => checkRequest(signToken(keys, `u${i}`), `c${i % CLOUDS}`));
+  const probe = checkRequest(signToken(keys, PROBE.user), PROBE.cloud);
+  // Start each round from the same state: the probe user is not a member.
+  await spicedb.write(`cloud:${PROBE.cloud}#member@user:${PROBE.user}`, 'delete');
+  let granted = false;
+  await Promise.all(load.map(call));
+
+  const before = await sidecar.metrics();
+  const started = performance.now();
+  const until = started + SECONDS * 1000;
+  let checks = 0;
+  let errors = 0;
+  const toggles: Toggle[] = [];
+  let running = true;
+
+  const loadLoop = (async () => {
+    const interval = 1000 / RATE;
+    const inflight = new Set<Promise<unknown>>();
+    let next = performance.now();
+    let i = 0;
+    let nextProbe = next;
+    while (performance.now() < until) {
+      const now = performance.now();
+      if (now < next) {
+        await sleep(Math.max(0, next - now));
+        continue;
+      }
+      next += interval;
+      const isProbe = now >= nextProbe;
+      if (isProbe) nextProbe += PROBE_EVERY_MS;
+      const sentAt = performance.now();
+      const pending = call(isProbe ? probe : load[i++ % load.length]!).then((response) => {
+        checks++;
+        if (response === undefined) {
+          errors++;
+          return;
+        }
+        if (!isProbe) return;
+        const allowed = response.status?.code === 0;
+        const toggle = toggles.at(-1);
+        if (toggle === undefined || sentAt < toggle.returnedAt) return;
+        if (allowed === toggle.grants) toggle.reflectedAt ??= performance.now();
+        else if (toggle.reflectedAt !== undefined) toggle.relapses++;
+      });
+      inflight.add(pending);
+      void pending.finally(() => inflight.delete(pending));
+    }
+    await Promise.all(inflight);
+  })();
+
+  const writerLoop = (async () => {
+    let n = 0;
+    while (running) {
+      const user = `w${n % 50}`;
+      await spicedb.write(`cloud:x${n % 100}#member@user:${user}`, n % 200 < 100 ? 'touch' : 'delete');
+      n++;
+      await sleep(1000 / WRITES);
+    }
+  })();
+
+  const togglerLoop = (async () => {
+    await sleep(500);
+    while (performance.now() + TOGGLE_EVERY_MS[mode] < until) {
+      granted = !granted;
+      await spicedb.write(`cloud:${PROBE.cloud}#member@user:${PROBE.user}`, granted ? 'touch' : 'delete');
+      toggles.push({ grants: granted, returnedAt: performance.now(), relapses: 0 });
+      await sleep(TOGGLE_EVERY_MS[mode] * (0.8 + Math.random() * 0.4));
+    }
+  })();
+
+  await Promise.all([loadLoop, togglerLoop]);
+  running = false;
+  await writerLoop;
+  const elapsed = (performance.now() - started) / 1000;
+  const after = await sidecar.metrics();
+  client.close();
+  const delta = (name: string): number => (after.total(name) ?? 0) - (before.total(name) ?? 0);
+  const reflected = toggles.filter((toggle) => toggle.reflectedAt !== undefined);
+  return {
+    mode,
+    round,
+    lagsMs: reflected.map((toggle) => toggle.reflectedAt! - toggle.returnedAt),
+    unreflected: toggles.length - reflected.length,
+    relapses: toggles.reduce((sum, toggle) => sum + toggle.relapses, 0),
+    checks: delta('jwtauth_checks_total'),
+    spicedbChecks: delta('jwtauth_spicedb_checks_total'),
+    achievedRate: checks / elapsed,
+    errors,
+  };
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+interface ModeSummary {
+  readonly toggles: number;
+  readonly lagMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly unreflected: number;
+  readonly relapses: number;
+  readonly answeredWithoutSpicedb: number;
+  readonly achievedRate: number;
+}
+
+function summarize(results: readonly RoundResult[]): ModeSummary {
+  const lags = results.flatMap((result) => result.lagsMs).sort((a, b) => a - b);
+  const checks = results.reduce((sum, result) => sum + result.checks, 0);
+  const spicedbChecks = results.reduce((sum, result) => sum + result.spicedbChecks, 0);
+  return {
+    toggles: lags.length + results.reduce((sum, result) => sum + result.unreflected, 0),
+    lagMs: { p50: percentile(lags, 50), p99: percentile(lags, 99), max: lags.at(-1) ?? Number.NaN },
+    unreflected: results.reduce((sum, result) => sum + result.unreflected, 0),
+    relapses: results.reduce((sum, result) => sum + result.relapses, 0),
+    answeredWithoutSpicedb: checks === 0 ? Number.NaN : 1 - spicedbChecks / checks,
+    achievedRate: results.reduce((sum, result) => sum + result.achievedRate, 0) / results.length,
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'jwtauth-revocation-'));
+  const keys = makeKeys(dir);
+  const store = await throwawayDatastore(DATASTORE);
+  const relationships = Array.from({ length: USERS }, (_, i) => `cloud:c${i % CLOUDS}#member@user:u${i}`).join('\n');
+  const spicedb = await startSpicedb({ schema: SCHEMA, relationships, datastore: store.datastore, name: `spicedb-${DATASTORE}` });
+  const sidecars = new Map<Mode, SidecarProcess>();
+  try {
+    for (const mode of ['watch', 'ttl'] as const) {
+      const configFile = writeSidecarConfig(sidecarConfig(keys, spicedb.endpoint, 'SPICEDB_KEY', { freshness: mode }), mkdtempSync(join(dir, `${mode}-`)));
+      sidecars.set(mode, await launchSidecar({ configFile, name: `sidecar-${mode}`, env: { SPICEDB_KEY: spicedb.presharedKey }, nodeArgs: ['--single-threaded-gc'] }));
+    }
+    const results: RoundResult[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      // A B, B A, …: drift on a shared machine falls on both alike.
+      const order: Mode[] = round % 2 === 0 ? ['watch', 'ttl'] : ['ttl', 'watch'];
+      for (const mode of order) {
+        log(`round ${round + 1}/${ROUNDS}: ${mode}, ${SECONDS} s at ${RATE} Checks/s with ${WRITES} unrelated writes/s`);
+        const result = await runRound(mode, round, sidecars.get(mode)!, spicedb, keys);
+        log(`  ${result.lagsMs.length} toggles reflected (${result.unreflected} not), lag max ${Math.round(Math.max(...result.lagsMs, 0))} ms, ${result.relapses} relapses, ${(100 * (1 - result.spicedbChecks / result.checks)).toFixed(2)} % without SpiceDB, ${Math.round(result.achievedRate)} Checks/s, ${result.errors} errors`);
+        results.push(result);
+      }
+    }
+    const summary = { watch: summarize(results.filter((r) => r.mode === 'watch')), ttl: summarize(results.filter((r) => r.mode === 'ttl')) };
+    const stamp = new Date().toISOString().slice(0, 10);
+    const out = flags.out ?? (flags.quick ? mkdtempSync(join(tmpdir(), 'jwtauth-revocation-out-')) : join(PACKAGE_ROOT, 'bench', 'results'));
+    mkdirSync(out, { recursive: true });
+    const name = `${stamp}-${hostname().split('.')[0]}-revocation-lag-${DATASTORE}`;
+    const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}`;
+    writeFileSync(join(out, `${name}.json`), `${JSON.stringify({ machine, datastore: DATASTORE, rounds: ROUNDS, seconds: SECONDS, rate: RATE, writes: WRITES, summary, results }, null, 2)}\n`);
+    const row = (mode: Mode): string => {
+      const s = summary[mode];
+      const ms = (value: number): string => (Number.isNaN(value) ? '–' : `${Math.round(value)}`);
+      return `| ${mode} | ${s.toggles} | ${ms(s.lagMs.p50)} | ${ms(s.lagMs.p99)} | ${ms(s.lagMs.max)} | ${s.unreflected} | ${s.relapses} | ${(100 * s.answeredWithoutSpicedb).toFixed(2)} % | ${Math.round(s.achievedRate)} |`;
+    };
+    const table = [
+      `Revocation lag, SpiceDB on ${DATASTORE}: ${ROUNDS} interleaved rounds per mode of ${SECONDS} s at ${RATE} Checks/s, ${WRITES} unrelated writes/s; ${machine}.`,
+      '',
+      '| freshness | toggles | lag p50 ms | lag p99 ms | lag max ms | not reflected | relapses | answered without SpiceDB | Checks/s |',
+      '|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+      row('watch'),
+      row('ttl'),
+      '',
+    ].join('\n');
+    writeFileSync(join(out, `${name}.md`), `${table}\n`);
+    process.stdout.write(`${table}\nresults: ${join(out, name)}.{json,md}\n`);
+  } finally {
+    await Promise.allSettled([...sidecars.values()].map((sidecar) => sidecar.stop()));
+    await spicedb.stop();
+    await store.stop();
+  }
+}
+
+await main();
