@@ -85,7 +85,7 @@ describe('limits', () => {
 
   it('spicedb.maxInflight: past the bound a check is 503 permission_backend_overloaded at once', async () => {
     const backend = new HeldBackend();
-    const p = await openInProcessPipeline({ spicedb: { maxInflight: 3, decisionCache: { ttlMs: 0, maxEntries: 10 } } }, (config, metrics) =>
+    const p = await openInProcessPipeline({ spicedb: { maxInflight: 3, decisionCache: { freshness: 'ttl', ttlMs: 0, maxEntries: 10 } } }, (config, metrics) =>
       decorate(backend, config.spicedb, metrics),
     );
     try {
@@ -110,7 +110,7 @@ describe('limits', () => {
   it('spicedb.decisionCache: maxEntries bounds it (LRU) and ttlMs expires entries', async () => {
     const backend = new HeldBackend();
     backend.hold = false;
-    const p = await openInProcessPipeline({ spicedb: { decisionCache: { ttlMs: 300, maxEntries: 2 } } }, (config, metrics) => decorate(backend, config.spicedb, metrics));
+    const p = await openInProcessPipeline({ spicedb: { decisionCache: { freshness: 'ttl', ttlMs: 300, maxEntries: 2 } } }, (config, metrics) => decorate(backend, config.spicedb, metrics));
     try {
       const auth: [string, string] = ['authorization', `Bearer ${await userToken(p.externalKey, 'alice')}`];
       const ask = async (cloud: string) => expect(reasonOf(await p.check(inbound(`/v1/clouds/${cloud}/x`, [auth])))).toBe('allowed');
