@@ -65,6 +65,21 @@ describe('permission checker decorators', () => {
     expect(await counter(metrics, 'jwtauth_spicedb_checks_total', { result: 'denied' })).toBe(1);
   });
 
+  it('never serves a cached answer for another resource, subject or subject relation', async () => {
+    const { backend, checker } = stack();
+    const ask = (resourceId: string, subject: PermissionQuery['subject']) =>
+      checker.check({ resource: { type: 'cloud', id: resourceId }, permission: 'view', subject, consistency: { kind: 'minimize_latency' } });
+    expect(await ask('cl0', { type: 'group', id: 'eng', relation: 'member' })).toMatchObject({ value: { permissionship: 'allowed', cached: false } });
+    backend.auto = { ok: true, value: { permissionship: 'denied', cached: false } };
+    // Each differs from the cached check in one part only; each is its own answer.
+    expect(await ask('cl1', { type: 'group', id: 'eng', relation: 'member' })).toMatchObject({ value: { permissionship: 'denied', cached: false } });
+    expect(await ask('cl0', { type: 'group', id: 'eng' })).toMatchObject({ value: { permissionship: 'denied', cached: false } });
+    expect(await ask('cl0', { type: 'group', id: 'ops', relation: 'member' })).toMatchObject({ value: { permissionship: 'denied', cached: false } });
+    expect(await ask('cl0', { type: 'team', id: 'eng', relation: 'member' })).toMatchObject({ value: { permissionship: 'denied', cached: false } });
+    expect(await ask('cl0', { type: 'group', id: 'eng', relation: 'member' })).toMatchObject({ value: { permissionship: 'allowed', cached: true } });
+    expect(backend.calls).toHaveLength(5);
+  });
+
   it('expires entries after the TTL', async () => {
     const { backend, checker } = stack({ decisionCache: { ttlMs: 50 } });
     await checker.check(query());
