@@ -54,11 +54,11 @@ function cursorRefused(error: ServiceError): boolean {
 function explain(error: unknown): string {
   if (!isServiceError(error)) return error instanceof Error ? error.message : String(error);
   const name = status[error.code] ?? String(error.code);
-  if (/track_commit_timestamp/i.test(error.details)) {
-    return `${name}: SpiceDB's Postgres datastore cannot watch without track_commit_timestamp = on in postgresql.conf (${error.details})`;
-  }
   if (error.code === status.UNAUTHENTICATED || error.code === status.PERMISSION_DENIED) return `${name}: SpiceDB refused the preshared key (spicedb.presharedKey)`;
-  if (error.code === status.UNIMPLEMENTED) return `${name}: this SpiceDB does not serve Watch (started with --datastore-disable-watch-support?): ${error.details}`;
+  // SpiceDB leaves WatchService out when its datastore cannot watch (docs/watch-fleet.md).
+  if (error.code === status.UNIMPLEMENTED) {
+    return `${name}: this SpiceDB serves no Watch: on Postgres it needs track_commit_timestamp = on (then restart Postgres, then SpiceDB), or it was started with --datastore-disable-watch-support (${error.details})`;
+  }
   return `${name}: ${error.details}`;
 }
 
