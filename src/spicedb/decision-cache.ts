@@ -25,6 +25,7 @@ import type { ChangeFeed, ChangeFeedEvent, WatchState } from './change-feed.js';
 import { affects, cachedDecision, InvalidationIndex } from './invalidation.js';
 import type { CachedDecision } from './invalidation.js';
 import { SchemaDependencies } from './permission-dependencies.js';
+import type { PermissionDependencies } from './permission-dependencies.js';
 
 const cachedAnswer = (permissionship: Permissionship): PermissionAnswer => Object.freeze(success(Object.freeze({ permissionship, cached: true })));
 const CACHED: Readonly<Record<Permissionship, PermissionAnswer>> = {
@@ -66,11 +67,10 @@ interface Entry {
   readonly expiring: boolean;
 }
 
-/** One SpiceDB call for a key; `superseded` once a change made its answer unfit to cache. */
+/** One SpiceDB call for a key; `superseded` once a change (or a reset) made its answer unfit to cache. */
 interface Fill {
   readonly answer: Promise<PermissionAnswer>;
   readonly decision: CachedDecision;
-  readonly epoch: number;
   superseded: boolean;
 }
 
@@ -79,10 +79,9 @@ export class CachingChecker implements PermissionChecker, Closable {
   readonly #inflight = new Map<string, Fill>();
   readonly #index: InvalidationIndex;
   readonly #dependencies = new SchemaDependencies();
+  readonly #lookup = (permission: string): PermissionDependencies | undefined => this.#dependencies.of(permission);
   readonly #purgeTimer: NodeJS.Timeout | undefined;
   readonly #unsubscribe: (() => void) | undefined;
-  /** Counts resets: a fill started before the latest one is not cached. */
-  #epoch = 0;
   #feedLive = false;
   /** Until `until`, misses ask at least as fresh as the newest change seen. */
   #freshFloor: { readonly consistency: Consistency; readonly until: number } | undefined;
@@ -96,7 +95,7 @@ export class CachingChecker implements PermissionChecker, Closable {
     /** Closed with this cache: the Watch it follows, when the cache's owner opened one for it. */
     private readonly owned?: Closable,
   ) {
-    this.#index = new InvalidationIndex((permission) => this.#dependencies.of(permission));
+    this.#index = new InvalidationIndex(this.#lookup);
     // ttlMs 0 disables caching in both modes: nothing could be served while the feed is down.
     if (options.ttlMs > 0) {
       this.#cache = new LRUCache<string, Entry>({
@@ -157,7 +156,7 @@ export class CachingChecker implements PermissionChecker, Closable {
       (answer) => {
         if (this.#inflight.get(key) === fill) this.#inflight.delete(key);
         // Errors are never cached: the next request should try SpiceDB again.
-        if (answer.ok && !fill.superseded && fill.epoch === this.#epoch && this.#cache !== undefined) {
+        if (answer.ok && !fill.superseded && this.#cache !== undefined) {
           const expiring = this.#dependencies.of(decision.permission)?.expiring ?? false;
           this.#cache.set(key, { answer: CACHED[answer.value.permissionship], decision, filledAt: Date.now(), expiring });
           this.#index.add(decision);
@@ -169,7 +168,7 @@ export class CachingChecker implements PermissionChecker, Closable {
         return thrown(error, 'permission checker');
       },
     );
-    const fill: Fill = { answer, decision, epoch: this.#epoch, superseded: false };
+    const fill: Fill = { answer, decision, superseded: false };
     this.#inflight.set(key, fill);
     return answer;
   }
@@ -181,13 +180,12 @@ export class CachingChecker implements PermissionChecker, Closable {
         for (const state of WATCH_STATES) this.metrics.spicedbWatch.set({ state }, state === event.state ? 1 : 0);
         return;
       case 'reset':
-        this.#epoch++;
         this.#dependencies.load(event.schemaText);
         for (const fill of this.#inflight.values()) fill.superseded = true;
         this.#inflight.clear();
         this.metrics.decisionCacheInvalidations.inc({ scope: 'all' }, this.#cache?.size ?? 0);
+        // Each entry's dispose takes it out of the index.
         this.#cache?.clear();
-        this.#index.clear();
         this.#raiseFloor(event.revision, event.receivedAt);
         return;
       case 'changes':
@@ -197,7 +195,7 @@ export class CachingChecker implements PermissionChecker, Closable {
           for (const decision of affected) this.#cache?.delete(decision.key);
           this.metrics.decisionCacheInvalidations.inc({ scope: 'change' }, affected.size);
           for (const [key, fill] of this.#inflight) {
-            if (!affects(change, fill.decision, (permission) => this.#dependencies.of(permission))) continue;
+            if (!affects(change, fill.decision, this.#lookup)) continue;
             // Checks arriving from now on must not join an answer read before the change.
             fill.superseded = true;
             this.#inflight.delete(key);

@@ -103,13 +103,6 @@ export class InvalidationIndex {
     this.#subjectSets.delete(decision);
   }
 
-  clear(): void {
-    this.#byResource.clear();
-    this.#bySubject.clear();
-    this.#byPermission.clear();
-    this.#subjectSets.clear();
-  }
-
   /** The cached answers `change` could affect. */
   affected(change: RelationshipChange): Set<CachedDecision> {
     const candidates = new Set<CachedDecision>(this.#byResource.get(changedResource(change)));
