@@ -49,7 +49,12 @@ export const listenerLimitsShape = {
     .describe('a connection with no call open for this long is closed with GOAWAY. Read at start'),
   handshakeTimeoutMs: z.int().min(100).max(60_000).default(5000).describe('time for a new connection to send the HTTP/2 preface and SETTINGS; then it is closed. Read at start'),
   pingAfterSilenceMs: z.int().min(100).max(3_600_000).default(2000).describe('a connection that has sent nothing for this long is sent a PING. Read at start'),
-  pingTimeoutMs: z.int().min(100).max(60_000).default(2000).describe('a pinged connection that has sent nothing for this long after is closed. Read at start'),
+  pingTimeoutMs: z
+    .int()
+    .min(100)
+    .max(60_000)
+    .default(5000)
+    .describe('a pinged connection that has sent nothing for this long after is closed (Envoy answers at once: this is room for a stalled peer). Read at start'),
 };
 
 export type ListenerLimits = { readonly [Key in keyof typeof listenerLimitsShape]: number };
