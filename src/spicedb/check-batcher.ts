@@ -14,7 +14,7 @@
  * spread is at most one call's wait in the queue).
  *
  * Each check may carry an `origin` the batcher only hands on: the caller's trace, so the call's
- * span can link every Check whose check it carried (tracing-interceptor.ts).
+ * span can link every Check whose check it carried (bulk-check-span.ts).
  */
 import type { Consistency, PermissionAnswer, PermissionQuery } from '../core/ports.js';
 import { failure, thrown } from '../core/result.js';

@@ -3,19 +3,27 @@
  * which leave together), each call with an explicit deadline and retried once on UNAVAILABLE
  * (SpiceDB recycles connections every ~30 s, so a single UNAVAILABLE is routine). No caching,
  * limits or metrics here: those are decorators (see permission-checker.ts).
+ *
+ * The calls go over the sidecar's own gRPC client on node:http2 (grpc-unary-client.ts), encoded
+ * and decoded by bulk-check-codec.ts: grpc-js with protobuf-ts cost most of an uncached check's
+ * CPU (docs/benchmarks.md, "Uncached checks"). Everything else asks SpiceDB through
+ * @authzed/authzed-node (createSpicedbClient below).
  */
 import { readFileSync } from 'node:fs';
-import { Metadata, status } from '@grpc/grpc-js';
-import type { CallOptions, ServiceError } from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
+import type { Attributes } from '@opentelemetry/api';
 import type { Closable, Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
-import { failure } from '../core/result.js';
-import type { Failure } from '../core/result.js';
+import { failure, thrown } from '../core/result.js';
 import { failureForStatus } from './backend-errors.js';
+import { decodeBulkCheckResponse, encodeBulkCheckRequest } from './bulk-check-codec.js';
+import type { BulkCheckPair } from './bulk-check-codec.js';
+import { callSpanAttributes, startCallSpan } from './bulk-check-span.js';
 import { CheckBatcher } from './check-batcher.js';
 import type { BatchLimits } from './check-batcher.js';
-import { answerFor, consistencyMessage, toBulkItem } from './check-request.js';
-import { spicedbCallOptions } from './tracing-interceptor.js';
+import { answerFor } from './check-request.js';
+import { GrpcUnaryClient } from './grpc-unary-client.js';
+import type { UnaryResult } from './grpc-unary-client.js';
 import { activeTrace } from '../observability/tracing.js';
 import type { ActiveTrace } from '../observability/tracing.js';
 import { resolveConfigPath } from '../config/paths.js';
@@ -31,41 +39,35 @@ export interface GrpcCheckerOptions {
   readonly onCall?: (checks: number) => void;
 }
 
-function isServiceError(error: unknown): error is ServiceError {
-  return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number';
-}
+const CHECK_BULK_PERMISSIONS = 'authzed.api.v1.PermissionsService/CheckBulkPermissions';
+const CHECK_BULK_PERMISSIONS_PATH = `/${CHECK_BULK_PERMISSIONS}`;
 
-function callFailure(error: unknown): Failure {
-  if (!isServiceError(error)) return failure('permission_backend_unavailable', error instanceof Error ? error.message : 'unknown error');
-  return failureForStatus(error.code, error.details);
-}
-
-/** Whether SpiceDB's echo of an item is the check we asked, so no answer is ever misattributed. */
-function echoes(item: v1.CheckBulkPermissionsRequestItem | undefined, query: PermissionQuery): boolean {
+/** Whether SpiceDB's echo of a pair is the check we asked, so no answer is ever misattributed. */
+function echoes(pair: BulkCheckPair, query: PermissionQuery): boolean {
   return (
-    item !== undefined &&
-    item.permission === query.permission &&
-    item.resource?.objectId === query.resource.id &&
-    item.resource.objectType === query.resource.type &&
-    item.subject?.object?.objectId === query.subject.id &&
-    item.subject.object.objectType === query.subject.type
+    pair.permission === query.permission &&
+    pair.resourceId === query.resource.id &&
+    pair.resourceType === query.resource.type &&
+    pair.subjectId === query.subject.id &&
+    pair.subjectType === query.subject.type &&
+    pair.subjectRelation === (query.subject.relation ?? '')
   );
 }
 
-function answersFrom(response: v1.CheckBulkPermissionsResponse, queries: readonly PermissionQuery[]): PermissionAnswer[] {
-  if (response.pairs.length !== queries.length) {
-    const wrong = failure('permission_backend_unavailable', `SpiceDB answered ${response.pairs.length} of ${queries.length} checks`);
+function answersFrom(pairs: readonly BulkCheckPair[], queries: readonly PermissionQuery[]): PermissionAnswer[] {
+  if (pairs.length !== queries.length) {
+    const wrong = failure('permission_backend_unavailable', `SpiceDB answered ${pairs.length} of ${queries.length} checks`);
     return queries.map(() => wrong);
   }
   return queries.map((query, i) => {
-    const pair = response.pairs[i]!;
-    if (!echoes(pair.request, query)) return failure('permission_backend_unavailable', 'SpiceDB answered a different check than asked');
-    switch (pair.response.oneofKind) {
+    const pair = pairs[i]!;
+    if (!echoes(pair, query)) return failure('permission_backend_unavailable', 'SpiceDB answered a different check than asked');
+    switch (pair.answer) {
       case 'item':
-        return answerFor(pair.response.item.permissionship);
+        return answerFor(pair.permissionship);
       case 'error':
-        return failureForStatus(pair.response.error.code, pair.response.error.message);
-      default:
+        return failureForStatus(pair.errorCode, pair.errorMessage);
+      case 'none':
         return failure('permission_backend_unavailable', 'SpiceDB answered a check with neither a result nor an error');
     }
   });
@@ -102,14 +104,22 @@ export function createSpicedbClient(options: SpicedbClientOptions): v1.ZedClient
 }
 
 export class GrpcChecker implements PermissionChecker, Closable {
-  private readonly client: v1.ZedClientInterface;
+  private readonly client: GrpcUnaryClient;
   /** Each check carries the trace of the Check that asked it (undefined when untraced). */
   private readonly batcher: CheckBatcher<ActiveTrace>;
+  private readonly spanAttributes: Attributes;
   private lastCallReachedServer = true;
 
   constructor(private readonly options: GrpcCheckerOptions) {
     this.batcher = new CheckBatcher<ActiveTrace>((queries, consistency, deadline, traces) => this.bulkCheck(queries, consistency, deadline, traces), options.batch);
-    this.client = createSpicedbClient(options);
+    const { tls } = options;
+    this.client = new GrpcUnaryClient({
+      endpoint: options.endpoint,
+      // The CA file is read once, here, as createSpicedbClient does: one that cannot be read fails the start.
+      tls: tls === false ? false : tls === true ? {} : { ca: readFileSync(resolveConfigPath(options.baseDir, tls.caFile)) },
+      headers: { authorization: `Bearer ${options.presharedKey}` },
+    });
+    this.spanAttributes = callSpanAttributes(CHECK_BULK_PERMISSIONS, options.endpoint);
   }
 
   ready(): boolean {
@@ -127,31 +137,40 @@ export class GrpcChecker implements PermissionChecker, Closable {
     traces: readonly (ActiveTrace | undefined)[],
   ): Promise<readonly PermissionAnswer[]> {
     this.options.onCall?.(queries.length);
-    const request = v1.CheckBulkPermissionsRequest.create({ consistency: consistencyMessage(consistency), items: queries.map(toBulkItem) });
-    const callOptions = (): CallOptions => spicedbCallOptions(deadline, this.options.endpoint, traces);
-    let outcome = await this.call(request, callOptions());
-    if (outcome.retryable && Date.now() < deadline - 1) outcome = await this.call(request, callOptions());
-    this.lastCallReachedServer = outcome.reachedServer;
-    if ('error' in outcome) return queries.map(() => outcome.error);
-    return answersFrom(outcome.response, queries);
+    let request: Uint8Array;
+    try {
+      request = encodeBulkCheckRequest(queries, consistency);
+    } catch (error) {
+      // A caveat context with a value JSON has none for: a bug upstream, never an allow.
+      const answer = thrown(error, 'encoding CheckBulkPermissions');
+      return queries.map(() => answer);
+    }
+    // Checks are idempotent, so only UNAVAILABLE (the call never reached SpiceDB's logic) is retried.
+    let result = await this.call(request, deadline, queries.length, traces);
+    if (!result.ok && result.code === GrpcStatus.UNAVAILABLE && Date.now() < deadline - 1) result = await this.call(request, deadline, queries.length, traces);
+    if (!result.ok) {
+      const answer = failureForStatus(result.code, result.details);
+      this.lastCallReachedServer = answer.reason !== 'permission_backend_unavailable';
+      return queries.map(() => answer);
+    }
+    let pairs: BulkCheckPair[];
+    try {
+      pairs = decodeBulkCheckResponse(result.message);
+    } catch (error) {
+      const answer = failure('permission_backend_unavailable', `SpiceDB's CheckBulkPermissions answer does not decode: ${(error as Error).message}`);
+      this.lastCallReachedServer = false;
+      return queries.map(() => answer);
+    }
+    this.lastCallReachedServer = true;
+    return answersFrom(pairs, queries);
   }
 
-  /** Checks are idempotent, so only UNAVAILABLE (the call never reached SpiceDB's logic) is retried. */
-  private call(
-    request: v1.CheckBulkPermissionsRequest,
-    callOptions: CallOptions,
-  ): Promise<{ response: v1.CheckBulkPermissionsResponse; reachedServer: true; retryable: false } | { error: Failure; reachedServer: boolean; retryable: boolean }> {
-    return new Promise((resolvePromise) => {
-      this.client.checkBulkPermissions(request, new Metadata(), callOptions, (error, response) => {
-        if (response && !error) {
-          resolvePromise({ response, reachedServer: true, retryable: false });
-          return;
-        }
-        const answer = callFailure(error ?? new Error('empty response'));
-        const unavailable = isServiceError(error) && error.code === status.UNAVAILABLE;
-        resolvePromise({ error: answer, reachedServer: answer.reason !== 'permission_backend_unavailable', retryable: unavailable });
-      });
-    });
+  /** One attempt, in a span of its own when it carries a traced Check's check. */
+  private async call(request: Uint8Array, deadline: number, checks: number, traces: readonly (ActiveTrace | undefined)[]): Promise<UnaryResult> {
+    const span = startCallSpan(CHECK_BULK_PERMISSIONS, this.spanAttributes, checks, traces);
+    const result = await this.client.call(CHECK_BULK_PERMISSIONS_PATH, request, deadline, span?.headers);
+    span?.end(result.ok ? GrpcStatus.OK : result.code);
+    return result;
   }
 
   close(): Promise<void> {

@@ -206,6 +206,15 @@ describe('SpiceDB over TLS with a private CA', () => {
     expect(await checker.check(query('bob'))).toMatchObject({ ok: true, value: { permissionship: 'denied' } });
   });
 
+  it('with tls: true (the system roots) the private CA is not trusted: every check fails closed, saying TLS failed', async () => {
+    const config = spicedbSchema.parse({ endpoint: spicedb.endpoint, presharedKey: { file: keyFile }, tls: true, deadlineMs: 3000 });
+    const checker = await createPermissionChecker(config, { metrics: new Metrics({ processMetrics: false }), logger: silent, baseDir: pki.dir });
+    closers.push(() => checker.close());
+    const answer = await checker.check(query('alice'));
+    expect(answer).toMatchObject({ ok: false, reason: 'permission_backend_unavailable' });
+    expect(!answer.ok && answer.detail).toMatch(/^TLS to SpiceDB failed: /);
+  });
+
   it('with another CA every check fails closed as permission_backend_unavailable, saying TLS failed and why', async () => {
     const checker = await checkerTrusting(pki.otherCaFile);
     for (const user of ['alice', 'bob']) {

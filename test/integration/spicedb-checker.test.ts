@@ -31,6 +31,10 @@ definition user {}
 
 definition service {}
 
+definition group {
+    relation member: user
+}
+
 definition platform {
     relation relationship_writer: service
     permission write_relationships = relationship_writer
@@ -39,7 +43,7 @@ definition platform {
 definition cloud {
     relation admin: user
     relation saga_creator: user
-    relation viewer: user with in_region
+    relation viewer: user with in_region | group#member
     permission create_saga = saga_creator + admin
     permission view = admin + viewer
 }
@@ -50,6 +54,7 @@ cloud:cl0#admin@user:alice
 cloud:cl0#saga_creator@user:=cloud-teleport-aleksander=2Erykalin
 cloud:cl0#viewer@user:carol[in_region:{"allowed":"eu"}]
 platform:spicedb#relationship_writer@service:vmcontroller
+cloud:cl0#viewer@group:ops#member
 `;
 
 const logger = createLogger({ level: 'silent' });
@@ -92,6 +97,27 @@ describe.each(['memory', 'postgres'] as const)('on SpiceDB with the %s datastore
         expect(await checker.check(q('view', 'carol', { context: { region: 'eu' } }))).toEqual({ ok: true, value: { permissionship: 'allowed', cached: false } });
         expect(await checker.check(q('view', 'carol', { context: { region: 'us' } }))).toEqual({ ok: true, value: { permissionship: 'denied', cached: false } });
         expect(await checker.check(q('no_such_permission', 'alice'))).toMatchObject({ ok: false, reason: 'invalid_check_input' });
+      } finally {
+        await checker.close();
+      }
+    });
+
+    it('answers each check of one call on its own: a subject set, an allow, an error and a deny, in order', async () => {
+      const checker = await createPermissionChecker(config({ decisionCache: { ttlMs: 0 }, batch: { maxConcurrentCalls: 1, maxItems: 10 } }), {
+        metrics: new Metrics({ processMetrics: false }),
+        logger,
+        baseDir: dir,
+      });
+      try {
+        // Asked in one turn of the event loop, so they leave in one CheckBulkPermissions call.
+        const answers = await Promise.all([
+          checker.check(q('view', 'ops', { subject: { type: 'group', id: 'ops', relation: 'member' } })),
+          checker.check(q('view', 'dev', { subject: { type: 'group', id: 'dev', relation: 'member' } })),
+          checker.check(q('create_saga', 'alice')),
+          checker.check(q('no_such_permission', 'alice')),
+          checker.check(q('create_saga', 'bob')),
+        ]);
+        expect(answers.map((a) => (a.ok ? a.value.permissionship : a.reason))).toEqual(['allowed', 'denied', 'allowed', 'invalid_check_input', 'denied']);
       } finally {
         await checker.close();
       }
