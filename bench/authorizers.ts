@@ -88,6 +88,17 @@ async function startGrpcFloor(stack: 'node' | 'go', nodeArgs: readonly string[])
   });
 }
 
+/**
+ * The build the sidecar runs: the baseline build for a scenario that asks for it, else
+ * BENCH_SIDECAR_CLI (another build, e.g. a worktree at an older commit) or this one.
+ */
+function sidecarCli(authorizer: Extract<Authorizer, { kind: 'sidecar' }>): string | undefined {
+  if (authorizer.build !== 'baseline') return process.env.BENCH_SIDECAR_CLI;
+  const baseline = process.env.BENCH_BASELINE_SIDECAR_CLI;
+  if (!baseline) throw new Error(`sidecar ${authorizer.name} runs the baseline build: set BENCH_BASELINE_SIDECAR_CLI to its dist/src/cli.js`);
+  return baseline;
+}
+
 async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sidecar' }>, workspace: Workspace): Promise<RunningAuthorizer> {
   const { dir, keys, spicedb, keyEnv } = workspace;
   // BENCH_SIDECAR_NODE_ARGS (e.g. --trace-gc) for investigations; BENCH_SIDECAR_OUTPUT keeps what it printed.
@@ -106,8 +117,7 @@ async function startBenchSidecar(authorizer: Extract<Authorizer, { kind: 'sideca
       mkdtempSync(join(tmpdir(), 'jwtauth-bench-config-')),
     ),
     name: `sidecar ${authorizer.name}`,
-    // Another build (e.g. a worktree at an older commit) for before/after runs.
-    cli: process.env.BENCH_SIDECAR_CLI,
+    cli: sidecarCli(authorizer),
     nodeArgs,
     env: { [keyEnv]: spicedb.presharedKey },
     cwd: dir,

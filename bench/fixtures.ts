@@ -78,6 +78,8 @@ export interface SidecarVariant {
   readonly workers?: number;
   /** The decision cache's freshness mode (default: the sidecar's, watch). */
   readonly freshness?: 'watch' | 'ttl';
+  /** `spicedb.batch.maxConcurrentCalls`: how many CheckBulkPermissions calls may be in flight. */
+  readonly maxConcurrentCalls?: number;
 }
 
 /** Where each bench/namespaces.proto method's rule takes the cloud from. */
@@ -131,6 +133,7 @@ export function sidecarConfig(keys: BenchKeys, spicedbEndpoint: string, keyEnv: 
       tls: false,
       presharedKey: { env: keyEnv },
       decisionCache: { ...(decisionCacheTtlMs === undefined ? {} : { ttlMs: decisionCacheTtlMs }), ...(freshness === undefined ? {} : { freshness }) },
+      ...(variant.maxConcurrentCalls === undefined ? {} : { batch: { maxConcurrentCalls: variant.maxConcurrentCalls } }),
     },
     tokens: { source: { kind: 'mint', issuer: 'https://sidecar.bench.local', algorithm: 'ES256', keys: [{ file: keys.mintKeyFile }] } },
     // Descriptors for CreateByMessage's rule: loaded once, at start; a call pays only for reading.

@@ -18,7 +18,7 @@ import type { Exposition } from '../dev/prometheus.js';
 import type { SidecarProcess } from '../dev/sidecar.js';
 import { startPostgres } from '../dev/postgres.js';
 import { startSpicedb } from '../dev/spicedb.js';
-import type { SpicedbServer } from '../dev/spicedb.js';
+import type { SpicedbDatastore, SpicedbServer } from '../dev/spicedb.js';
 import { PACKAGE_ROOT } from '../src/package-root.js';
 import { startAuthorizer } from './authorizers.js';
 import type { RunningAuthorizer, Workspace } from './authorizers.js';
@@ -60,7 +60,8 @@ const USAGE = `npm run bench [-- FLAGS]   (or node dist/bench/run.js FLAGS after
                      start; the main sidecar's hottest functions go into the results JSON)
   --help             this text
 
-Environment: BENCH_SIDECAR_CLI (another build of the sidecar), BENCH_SIDECAR_NODE_ARGS,
+Environment: BENCH_SIDECAR_CLI (another build of the sidecar), BENCH_BASELINE_SIDECAR_CLI (the
+build the *_baseline scenarios run, e.g. a worktree at an older commit), BENCH_SIDECAR_NODE_ARGS,
 BENCH_SIDECAR_OUTPUT (keep what the sidecar printed). Method and results: docs/benchmarks.md.
 `;
 
@@ -566,26 +567,39 @@ interface GroupSpicedb {
 }
 
 /**
- * The shared SpiceDB, or (scenarios.ts, `spicedbDatastore`) one of the group's own on a throwaway
- * PostgreSQL cluster. Both run on the front core, as the shared one does, every Postgres process
- * included (they inherit the cluster's CPU list).
+ * The shared SpiceDB, or (scenarios.ts, `spicedbDatastore`) one of the group's own: on the memory
+ * datastore, or on a throwaway PostgreSQL cluster. Each runs on the front core, as the shared one
+ * does, every Postgres process included (they inherit the cluster's CPU list).
  */
 async function startGroupSpicedb(group: ScenarioGroup, run: Run): Promise<GroupSpicedb> {
-  if (group.spicedbDatastore === undefined) return { run, stop: () => Promise.resolve() };
-  log('starting PostgreSQL (a throwaway cluster) and a SpiceDB of its own on it for this group');
-  const postgres = await startPostgres({ name: 'bench-postgres', cpus: FRONT_CPUS });
-  try {
-    const spicedb = await startSpicedb({ schema: SCHEMA, relationships: SEED_RELATIONSHIPS, datastore: { engine: 'postgres', uri: postgres.uri }, name: 'spicedb-postgres' });
-    const spicedbPid = spicedb.process.child.pid;
-    pin(spicedbPid, FRONT_CPUS);
-    const stop = async (): Promise<void> => {
-      await spicedb.stop();
-      await postgres.stop();
-    };
-    return { run: { ...run, spicedb, spicedbPid }, stop };
-  } catch (error) {
-    await postgres.stop();
-    throw error;
+  const own = async (datastore: SpicedbDatastore, name: string): Promise<SpicedbServer> => {
+    const spicedb = await startSpicedb({ schema: SCHEMA, relationships: SEED_RELATIONSHIPS, datastore, name });
+    pin(spicedb.process.child.pid, FRONT_CPUS);
+    return spicedb;
+  };
+  switch (group.spicedbDatastore) {
+    case undefined:
+      return { run, stop: () => Promise.resolve() };
+    case 'memory': {
+      log('starting a SpiceDB of its own on the memory datastore for this group');
+      const spicedb = await own({ engine: 'memory' }, 'spicedb-memory');
+      return { run: { ...run, spicedb, spicedbPid: spicedb.process.child.pid }, stop: () => spicedb.stop() };
+    }
+    case 'postgres': {
+      log('starting PostgreSQL (a throwaway cluster) and a SpiceDB of its own on it for this group');
+      const postgres = await startPostgres({ name: 'bench-postgres', cpus: FRONT_CPUS });
+      try {
+        const spicedb = await own({ engine: 'postgres', uri: postgres.uri }, 'spicedb-postgres');
+        const stop = async (): Promise<void> => {
+          await spicedb.stop();
+          await postgres.stop();
+        };
+        return { run: { ...run, spicedb, spicedbPid: spicedb.process.child.pid }, stop };
+      } catch (error) {
+        await postgres.stop();
+        throw error;
+      }
+    }
   }
 }
 
@@ -776,7 +790,7 @@ async function main(): Promise<void> {
         latency: `vegeta attack -h2c, ${budget.offeredRps} req/s offered open-loop and evenly spaced (uncached: a quarter of its saturation throughput; near saturation the figure is queueing, not latency), ${budget.rounds} × ${budget.rateSeconds}s, first second dropped, percentiles per round from every request's sample; median of rounds reported`,
         turns: `${comparePairs ? `--compare ${comparePairs.map((pair) => pair.join(' vs ')).join(', ')}: those scenarios only, all started at once, ` : ''}scenarios compared with each other (a group with alternatesRounds: the gRPC message-field pair; --compare) take turns (A B, B A, A B …), one round each after its own ${budget.warmUpSeconds}s warm-up; the difference reported is the median of the per-round differences`,
         noise: `a round is rerun (up to ${budget.maxReruns}×) when processes outside the benchmark used more than ${budget.noisyCores} cores; other engineers run tests on this machine concurrently`,
-        spicedb: `real \`spicedb serve\` (pinned build from scripts/install-tools.sh), plaintext gRPC on loopback; memory datastore, except the uncached scenario's SpiceDB of its own on PostgreSQL ${versionOf(join(TOOLS_BIN, 'postgres'), ['--version'], /\(PostgreSQL\) (\S+)/)} (a throwaway cluster beside SpiceDB${PIN ? ' on cpu0' : ''}, durability off: the load only reads)`,
+        spicedb: `real \`spicedb serve\` (pinned build from scripts/install-tools.sh), plaintext gRPC on loopback; memory datastore, except the uncached scenario's SpiceDB of its own on PostgreSQL ${versionOf(join(TOOLS_BIN, 'postgres'), ['--version'], /\(PostgreSQL\) (\S+)/)} (a throwaway cluster beside SpiceDB${PIN ? ' on cpu0' : ''}, durability off: the load only reads); its *_memory variants have a SpiceDB of their own on the memory datastore`,
         sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',
       },
       ...findings,

@@ -42,6 +42,11 @@ export type Authorizer =
       readonly variant: SidecarVariant;
       /** Its profile's hottest functions go into the results JSON. */
       readonly profileInResults?: boolean;
+      /**
+       * `baseline`: the build BENCH_BASELINE_SIDECAR_CLI names (a worktree at an older commit)
+       * instead of this one, for a before/after measured in one `--compare` run.
+       */
+      readonly build?: 'baseline';
     };
 
 /** The two listeners every Envoy may have: the request path on `ingress` is /v1/clouds/cl0/items, on `egress` /v1/items. */
@@ -171,10 +176,10 @@ export interface ScenarioGroup {
   readonly alternatesRounds?: boolean;
   /**
    * The SpiceDB its authorizer asks. Default: the run's shared one, on the memory datastore, which
-   * is enough where decisions are cached. `postgres`: one of its own on a throwaway PostgreSQL
-   * cluster, the datastore users run, for the group whose every Check reaches SpiceDB.
+   * is enough where decisions are cached. For groups whose every Check reaches SpiceDB, one of its
+   * own: `postgres` on a throwaway PostgreSQL cluster, the datastore users run, or `memory`.
    */
-  readonly spicedbDatastore?: 'postgres';
+  readonly spicedbDatastore?: 'postgres' | 'memory';
   /**
    * Left out of a run unless `--only` or `--compare` names one of its scenario ids exactly: the
    * Node flag variants, measured against their defaults on request (`--compare`), not in every run.
@@ -243,6 +248,71 @@ function nodeFlagVariant(scenario: ThroughEnvoy, suffix: string, nodeArgs: reado
   const flags = nodeArgs.length === 0 ? "V8's default flags" : `node ${nodeArgs.join(' ')}`;
   return { ...scenario, id: `${scenario.id}_${suffix}`, reports: { ...scenario.reports, label: `${label}, ${flags}`, comparedWith: scenario.id } };
 }
+
+const SIDECAR_INBOUND_UNCACHED: ThroughEnvoy = {
+  id: 'sidecar_inbound_uncached',
+  expects: [{ ...admits('the last uncached relationship visible', true), path: `/v1/clouds/c${DISTINCT_RESOURCES - 1}/items` }],
+  // Near saturation the latency figure is queueing: offer a quarter of its throughput.
+  load: { kind: 'distinct-resources', resources: DISTINCT_RESOURCES, rateCapFraction: 0.25 },
+  reports: {
+    label: 'sidecar inbound, decision cache off, a distinct resource per request → a real SpiceDB check',
+    authorizer: 'jwtauth-sidecar + spicedb',
+    counts: {
+      spicedbChecks: 'jwtauth_spicedb_checks_total{result="allowed"}',
+      spicedbCalls: 'jwtauth_spicedb_checks_per_call_count',
+      decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}',
+    },
+    constants: { distinctResources: DISTINCT_RESOURCES },
+    logsGrowth: { of: ['jwtauth_spicedb_checks_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'], except: ['result="allowed"', '"miss"'] },
+    summary: (extra) =>
+      `SpiceDB checks ${extra.spicedbChecks} in ${extra.spicedbCalls} CheckBulkPermissions calls (${((extra.spicedbChecks ?? 0) / (extra.spicedbCalls ?? NaN)).toFixed(1)} per call), decision cache hits ${extra.decisionCacheHits}`,
+  },
+};
+
+/** The uncached sidecar, asking a SpiceDB of its own on `datastore`. */
+function uncachedGroup(scenario: ThroughEnvoy, datastore: 'postgres' | 'memory', build?: 'baseline', maxConcurrentCalls?: number): ScenarioGroup {
+  return {
+    starts: {
+      kind: 'sidecar',
+      name: scenario.id.replace(/^sidecar_inbound_/, '').replaceAll('_', '-'),
+      variant: { decisionCacheTtlMs: 0, ...(maxConcurrentCalls === undefined ? {} : { maxConcurrentCalls }) },
+      profileInResults: true,
+      ...(build ? { build } : {}),
+    },
+    envoy: [INGRESS_INBOUND],
+    spicedbDatastore: datastore,
+    scenarios: [scenario],
+    ...(scenario.id === SIDECAR_INBOUND_UNCACHED.id ? {} : { onlyWhenNamed: true }),
+  };
+}
+
+/**
+ * The uncached scenario on SpiceDB's memory datastore, both on the baseline build
+ * (BENCH_BASELINE_SIDECAR_CLI), and with fewer CheckBulkPermissions calls in flight (so each
+ * carries more checks): issue #22's CPU per uncached check, before and after, on memory and on
+ * Postgres, and the batching it depends on, each measured against another in one `--compare` run
+ * (docs/benchmarks.md). Only when named.
+ */
+const UNCACHED_VARIANTS: readonly ScenarioGroup[] = (
+  [
+    ['memory', 'memory', undefined, undefined],
+    ['baseline', 'postgres', 'baseline', undefined],
+    ['memory_baseline', 'memory', 'baseline', undefined],
+    ['calls1', 'postgres', undefined, 1],
+    ['calls2', 'postgres', undefined, 2],
+    ['memory_calls1', 'memory', undefined, 1],
+  ] as const
+).map(([suffix, datastore, build, maxConcurrentCalls]) => {
+  const where = datastore === 'memory' ? ', SpiceDB on the memory datastore' : '';
+  const which = build === 'baseline' ? ', baseline build (BENCH_BASELINE_SIDECAR_CLI)' : '';
+  const calls = maxConcurrentCalls === undefined ? '' : `, batch.maxConcurrentCalls ${maxConcurrentCalls}`;
+  const scenario: ThroughEnvoy = {
+    ...SIDECAR_INBOUND_UNCACHED,
+    id: `${SIDECAR_INBOUND_UNCACHED.id}_${suffix}`,
+    reports: { ...SIDECAR_INBOUND_UNCACHED.reports, label: `${SIDECAR_INBOUND_UNCACHED.reports.label}${where}${which}${calls}` },
+  };
+  return uncachedGroup(scenario, datastore, build, maxConcurrentCalls);
+});
 
 /** What the worker-mode rows can and cannot show on this machine, for the results. */
 export const WORKER_ROWS_NOTE =
@@ -349,27 +419,7 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   },
   // The decision cache off, so every Check asks the real SpiceDB; every request names another
   // resource, so SpiceDB's own cache answers only when a run wraps around its slice.
-  {
-    starts: { kind: 'sidecar', name: 'uncached', variant: { decisionCacheTtlMs: 0 }, profileInResults: true },
-    envoy: [INGRESS_INBOUND],
-    spicedbDatastore: 'postgres',
-    scenarios: [
-      {
-        id: 'sidecar_inbound_uncached',
-        expects: [{ ...admits('the last uncached relationship visible', true), path: `/v1/clouds/c${DISTINCT_RESOURCES - 1}/items` }],
-        // Near saturation the latency figure is queueing: offer a quarter of its throughput.
-        load: { kind: 'distinct-resources', resources: DISTINCT_RESOURCES, rateCapFraction: 0.25 },
-        reports: {
-          label: 'sidecar inbound, decision cache off, a distinct resource per request → a real SpiceDB check',
-          authorizer: 'jwtauth-sidecar + spicedb',
-          counts: { spicedbChecks: 'jwtauth_spicedb_checks_total{result="allowed"}', decisionCacheHits: 'jwtauth_decision_cache_events_total{event="hit"}' },
-          constants: { distinctResources: DISTINCT_RESOURCES },
-          logsGrowth: { of: ['jwtauth_spicedb_checks_total', 'jwtauth_decision_cache_events_total', 'jwtauth_checks_total'], except: ['result="allowed"', '"miss"'] },
-          summary: (extra) => `SpiceDB checks ${extra.spicedbChecks}, decision cache hits ${extra.decisionCacheHits}`,
-        },
-      },
-    ],
-  },
+  uncachedGroup(SIDECAR_INBOUND_UNCACHED, 'postgres'),
   // A rule reading a message field against the same rule reading a header: the same ~200-byte
   // unary gRPC call (bench/namespaces.proto), the same caller, the decision cached. Only
   // CreateByMessage's route buffers the body and sends it in the Check, and only its rule decodes
@@ -481,6 +531,7 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
       ],
     }),
   ),
+  ...UNCACHED_VARIANTS,
   ...NODE_FLAG_VARIANTS.flatMap(({ suffix, nodeArgs }): ScenarioGroup[] => [
     { starts: { kind: 'grpc-floor', stack: 'node', nodeArgs }, envoy: [INGRESS_INBOUND], scenarios: [nodeFlagVariant(FLOOR_NODE, suffix, nodeArgs)], onlyWhenNamed: true },
     {
