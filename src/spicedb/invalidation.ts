@@ -3,8 +3,9 @@
  * finds the candidates without scanning the cache. The argument, in docs/inbound.md ("Why an
  * invalidation is safe"), in short: a check asks whether its subject is in a set the schema builds
  * from relationships. A relationship whose subject is a plain object S adds S alone to its set, so
- * it can change the answer for S and for no other subject, except where the walk visits the
- * objects of that set (an arrow's tupleset), or the check's subject is itself a set.
+ * it can change the answer for S and for no other subject, even on the changed resource, except
+ * where the walk visits the objects of that set (an arrow's tupleset), or the check's subject is
+ * itself a set.
  */
 import type { PermissionQuery } from '../core/ports.js';
 import type { RelationshipChange } from './change-feed.js';
@@ -54,13 +55,15 @@ export function affects(change: RelationshipChange, decision: CachedDecision, lo
   const read = readOf(change, lookup(decision.permission));
   if (read === undefined) return false;
   if (read === true) return true;
-  if (decision.resource === changedResource(change)) return true;
-  // Every object of a tupleset is visited: a change there can reach any answer through it.
-  if (read.tuplesetRemote) return true;
-  // A set read only on the checked resource changes only that resource's answers (handled above).
-  if (!read.memberRemote) return false;
+  const sameResource = decision.resource === changedResource(change);
+  // Every object of a tupleset is visited: a change there can reach any answer that walks through it.
+  if (read.tuplesetRemote || (sameResource && read.tuplesetLocal)) return true;
+  // Otherwise the changed relation matters only as a member set: of this resource, or of one reached from it.
+  if (!read.memberRemote && !(sameResource && read.memberLocal)) return false;
+  // A subject set brings all its members; a subject that is a set may hold the changed subject.
   if (change.subjectRelation !== '' || decision.subjectIsSet) return true;
   if (change.subjectId === '*') return decision.subjectType === change.subjectType;
+  // A plain object joins or leaves the set alone: only its own answers can change.
   return decision.subject === `${change.subjectType}:${change.subjectId}`;
 }
 

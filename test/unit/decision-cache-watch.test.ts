@@ -82,11 +82,16 @@ describe('which cached answers a change could affect', () => {
   const lookup = (permission: string) => dependencies.of(permission);
   const affected = (changeText: string, queryText: string) => affects(change(changeText), cachedDecision(queryText, query(queryText)), lookup);
 
-  it('a direct relation: the changed resource only', () => {
+  it('a direct relation with a plain subject: that subject on the changed resource only', () => {
     expect(affected('doc:d1#viewer@user:alice', 'doc:d1#view@user:alice')).toBe(true);
-    expect(affected('doc:d1#viewer@user:alice', 'doc:d1#view@user:bob')).toBe(true);
-    expect(affected('doc:d1#viewer@user:alice', 'doc:d2#view@user:alice')).toBe(false);
     expect(affected('doc:d1#banned@user:alice', 'doc:d1#view@user:alice')).toBe(true);
+    // bob's membership of doc:d1's sets did not change, so a hot resource keeps its other answers.
+    expect(affected('doc:d1#viewer@user:alice', 'doc:d1#view@user:bob')).toBe(false);
+    expect(affected('doc:d1#viewer@user:alice', 'doc:d2#view@user:alice')).toBe(false);
+    // A subject set on the resource brings its members; an answer for a subject set may contain alice.
+    expect(affected('doc:d1#viewer@group:eng#member', 'doc:d1#view@user:bob')).toBe(true);
+    expect(affected('doc:d1#viewer@group:eng#member', 'doc:d2#view@user:bob')).toBe(false);
+    expect(affected('doc:d1#viewer@user:alice', 'doc:d1#view@group:ops#member')).toBe(true);
   });
 
   it('a relation the permission does not read: nothing', () => {
@@ -114,6 +119,7 @@ describe('which cached answers a change could affect', () => {
 
   it('a wildcard: every subject of its type', () => {
     expect(affected('doc:d1#viewer@user:*', 'doc:d1#view@user:bob')).toBe(true);
+    expect(affected('doc:d1#viewer@user:*', 'doc:d1#view@service:bob')).toBe(false);
     expect(affected('doc:d1#viewer@user:*', 'doc:d2#view@user:bob')).toBe(false);
   });
 
