@@ -8,8 +8,9 @@
  * for one more user on one cloud. Meanwhile a writer makes `--writes` unrelated writes per second
  * (other clouds), and a toggler grants and revokes the probe user's membership. The lag of a toggle
  * is from WriteRelationships returning to the first probe answer, sent after that, that reflects
- * it. A probe answer that goes back to the old state after reflecting the new one counts as a
- * relapse (a stale refill). The share of checks answered without SpiceDB is 1 − SpiceDB checks /
+ * it. A probe sent after one that reflected the toggle, and answered with the old state, counts as
+ * a relapse (a stale refill). (A probe sent earlier may still be answered later with the old state:
+ * it reached the cache before the Watch delivered the change.) The share of checks answered without SpiceDB is 1 − SpiceDB checks /
  * Checks, from the sidecar's own metrics over the round.
  *
  *   npm run bench:revocation -- [--rounds=4] [--seconds=30] [--rate=1000] [--writes=10] [--datastore=memory|postgres] [--quick] [--out=DIR]
@@ -93,6 +94,8 @@ interface Toggle {
   readonly grants: boolean;
   readonly returnedAt: number;
   reflectedAt?: number;
+  /** When the first probe that reflected it was sent: one sent later that does not is a relapse. */
+  reflectingSentAt?: number;
   relapses: number;
 }
 
@@ -159,8 +162,12 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
         const allowed = response.status?.code === 0;
         const toggle = toggles.at(-1);
         if (toggle === undefined || sentAt < toggle.returnedAt) return;
-        if (allowed === toggle.grants) toggle.reflectedAt ??= performance.now();
-        else if (toggle.reflectedAt !== undefined) toggle.relapses++;
+        if (allowed === toggle.grants) {
+          if (toggle.reflectedAt === undefined) {
+            toggle.reflectedAt = performance.now();
+            toggle.reflectingSentAt = sentAt;
+          }
+        } else if (toggle.reflectingSentAt !== undefined && sentAt > toggle.reflectingSentAt) toggle.relapses++;
       });
       inflight.add(pending);
       void pending.finally(() => inflight.delete(pending));
