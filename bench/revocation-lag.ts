@@ -105,6 +105,8 @@ interface RoundResult {
   readonly lagsMs: number[];
   /** Toggles whose answer had not changed when the next one was due. */
   readonly unreflected: number;
+  /** When each of those was written, in ms since the round started. */
+  readonly unreflectedAtMs: number[];
   readonly relapses: number;
   readonly checks: number;
   readonly spicedbChecks: number;
@@ -113,6 +115,8 @@ interface RoundResult {
   readonly invalidated: number;
   readonly achievedRate: number;
   readonly achievedWrites: number;
+  /** Wall-clock start, to line the round up with the Watch log. */
+  readonly startedAt: string;
   readonly errors: number;
 }
 
@@ -129,6 +133,7 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
   await Promise.all(load.map(call));
 
   const before = await sidecar.metrics();
+  const startedAt = new Date().toISOString();
   const started = performance.now();
   const until = started + seconds * 1000;
   let checks = 0;
@@ -210,6 +215,7 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
     round,
     lagsMs: reflected.map((toggle) => toggle.reflectedAt! - toggle.returnedAt),
     unreflected: toggles.length - reflected.length,
+    unreflectedAtMs: toggles.filter((toggle) => toggle.reflectedAt === undefined).map((toggle) => Math.round(toggle.returnedAt - started)),
     relapses: toggles.reduce((sum, toggle) => sum + toggle.relapses, 0),
     checks: delta('jwtauth_checks_total'),
     spicedbChecks: delta('jwtauth_spicedb_checks_total'),
@@ -217,6 +223,7 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
     invalidated: (after.series.get('jwtauth_decision_cache_invalidations_total{scope="change"}') ?? 0) - (before.series.get('jwtauth_decision_cache_invalidations_total{scope="change"}') ?? 0),
     achievedRate: checks / elapsed,
     achievedWrites: writes / elapsed,
+    startedAt,
     errors,
   };
 }
@@ -261,10 +268,23 @@ async function main(): Promise<void> {
   const relationships = Array.from({ length: USERS }, (_, i) => `cloud:c${i % CLOUDS}#member@user:u${i}`).join('\n');
   const spicedb = await startSpicedb({ schema: SCHEMA, relationships, datastore: store.datastore, name: `spicedb-${DATASTORE}` });
   const sidecars = new Map<Mode, SidecarProcess>();
+  const watchLog: string[] = [];
   try {
     for (const mode of ['watch', 'ttl'] as const) {
       const configFile = writeSidecarConfig(sidecarConfig(keys, spicedb.endpoint, 'SPICEDB_KEY', { freshness: mode }), mkdtempSync(join(dir, `${mode}-`)));
-      sidecars.set(mode, await launchSidecar({ configFile, name: `sidecar-${mode}`, env: { SPICEDB_KEY: spicedb.presharedKey }, nodeArgs: ['--single-threaded-gc'] }));
+      sidecars.set(
+        mode,
+        await launchSidecar({
+          configFile,
+          name: `sidecar-${mode}`,
+          env: { SPICEDB_KEY: spicedb.presharedKey },
+          nodeArgs: ['--single-threaded-gc'],
+          // Watch state changes, kept with the results: a toggle slow to show may be one of them.
+          onLine: (line) => {
+            if (line.includes('Watch')) watchLog.push(`${mode} ${new Date().toISOString()} ${line}`);
+          },
+        }),
+      );
     }
     // Unmeasured first: a fresh SpiceDB (Postgres above all) and fresh sidecars answer their first
     // seconds of load slowly and with errors, which would land in the first round only.
@@ -287,9 +307,10 @@ async function main(): Promise<void> {
     const stamp = new Date().toISOString().slice(0, 10);
     const out = flags.out ?? (flags.quick ? mkdtempSync(join(tmpdir(), 'jwtauth-revocation-out-')) : join(PACKAGE_ROOT, 'bench', 'results'));
     mkdirSync(out, { recursive: true });
+    const roundStarts = results.map((result) => `${result.mode} round ${result.round}: ${result.startedAt}`);
     const name = `${stamp}-${hostname().split('.')[0]}-revocation-lag-${DATASTORE}${flags.heartbeat ? `-heartbeat-${flags.heartbeat}` : ''}`;
     const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}`;
-    writeFileSync(join(out, `${name}.json`), `${JSON.stringify({ machine, datastore: DATASTORE, watchApiHeartbeat: flags.heartbeat ?? 'default (1s)', rounds: ROUNDS, seconds: SECONDS, rate: RATE, writes: WRITES, summary, results }, null, 2)}\n`);
+    writeFileSync(join(out, `${name}.json`), `${JSON.stringify({ machine, datastore: DATASTORE, watchApiHeartbeat: flags.heartbeat ?? 'default (1s)', rounds: ROUNDS, seconds: SECONDS, rate: RATE, writes: WRITES, summary, results, roundStarts, watchLog }, null, 2)}\n`);
     const row = (mode: Mode): string => {
       const s = summary[mode];
       const ms = (value: number): string => (Number.isNaN(value) ? '–' : `${Math.round(value)}`);
