@@ -99,7 +99,7 @@ export class Metrics {
   });
   readonly decisionCacheInvalidations = new Counter({
     name: 'jwtauth_decision_cache_invalidations_total',
-    help: 'Cached permission answers dropped because SpiceDB changed (watch mode), by scope: change (a relationship change could affect them) or all (the Watch started over: start-up, an expired cursor, a schema change).',
+    help: 'Cached permission answers dropped because SpiceDB changed (watch mode), by scope: change (a relationship change could affect them) or all (the Watch started over after a cursor SpiceDB refused, or a schema change).',
     labelNames: ['scope'] as const,
     registers: [this.registry],
   });

@@ -19,12 +19,12 @@ export interface RelationshipChange {
 
 export type WatchState = 'connecting' | 'live' | 'down';
 
-/** Why the feed starts over: every cached answer is dropped. */
+/** Why the feed starts (over): after `start`, answers asked before are bounded by ttlMs; after the others, every cached answer is dropped. */
 export type ResetCause = 'start' | 'cursor_expired' | 'schema_changed';
 
 export type ChangeFeedEvent =
   | {
-      /** Nothing before `revision` will be delivered: answers cached before it cannot be trusted. */
+      /** Nothing before `revision` will be delivered: answers asked before it cannot be trusted past ttlMs. */
       readonly kind: 'reset';
       readonly why: ResetCause;
       /** A ZedToken: changes after it are delivered. */

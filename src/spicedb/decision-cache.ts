@@ -63,14 +63,20 @@ interface Entry {
   readonly answer: PermissionAnswer;
   readonly decision: CachedDecision;
   readonly filledAt: number;
-  /** May rest on a relationship that can lapse unseen: never outlives ttlMs. */
-  readonly expiring: boolean;
+  /**
+   * Never outlives ttlMs: it may rest on a relationship that can lapse unseen, or it was asked
+   * before the Watch's start revision, so changes between its snapshot and that are not delivered.
+   */
+  readonly shortLived: boolean;
+  /** The feed's start the answer was asked after. */
+  readonly start: number;
 }
 
 /** One SpiceDB call for a key; `superseded` once a change (or a reset) made its answer unfit to cache. */
 interface Fill {
   readonly answer: Promise<PermissionAnswer>;
   readonly decision: CachedDecision;
+  readonly start: number;
   superseded: boolean;
 }
 
@@ -83,6 +89,8 @@ export class CachingChecker implements PermissionChecker, Closable {
   readonly #purgeTimer: NodeJS.Timeout | undefined;
   readonly #unsubscribe: (() => void) | undefined;
   #feedLive = false;
+  /** Counts the feed's starts: an answer asked before the latest is bounded by ttlMs. */
+  #start = 0;
   /** Until `until`, misses ask at least as fresh as the newest change seen. */
   #freshFloor: { readonly consistency: Consistency; readonly until: number } | undefined;
 
@@ -144,7 +152,7 @@ export class CachingChecker implements PermissionChecker, Closable {
   }
 
   #lifetime(entry: Entry): number {
-    return this.#feedLive && !entry.expiring ? this.options.watchTtlMs : this.options.ttlMs;
+    return this.#feedLive && !entry.shortLived && entry.start === this.#start ? this.options.watchTtlMs : this.options.ttlMs;
   }
 
   /** One SpiceDB call for `key`, shared by every identical check until it answers; never rejects. */
@@ -157,8 +165,8 @@ export class CachingChecker implements PermissionChecker, Closable {
         if (this.#inflight.get(key) === fill) this.#inflight.delete(key);
         // Errors are never cached: the next request should try SpiceDB again.
         if (answer.ok && !fill.superseded && this.#cache !== undefined) {
-          const expiring = this.#dependencies.of(decision.permission)?.expiring ?? false;
-          this.#cache.set(key, { answer: CACHED[answer.value.permissionship], decision, filledAt: Date.now(), expiring });
+          const shortLived = this.#dependencies.of(decision.permission)?.expiring ?? false;
+          this.#cache.set(key, { answer: CACHED[answer.value.permissionship], decision, filledAt: Date.now(), shortLived, start: fill.start });
           this.#index.add(decision);
         }
         return answer;
@@ -168,7 +176,7 @@ export class CachingChecker implements PermissionChecker, Closable {
         return thrown(error, 'permission checker');
       },
     );
-    const fill: Fill = { answer, decision, superseded: false };
+    const fill: Fill = { answer, decision, start: this.#start, superseded: false };
     this.#inflight.set(key, fill);
     return answer;
   }
@@ -180,13 +188,18 @@ export class CachingChecker implements PermissionChecker, Closable {
         for (const state of WATCH_STATES) this.metrics.spicedbWatch.set({ state }, state === event.state ? 1 : 0);
         return;
       case 'reset':
+        this.#start++;
         this.#dependencies.load(event.schemaText);
+        this.#raiseFloor(event.revision, event.receivedAt);
+        // At start-up the answers so far were asked while nothing was watched, and are bounded by
+        // ttlMs as in ttl mode (their start is now an old one). After a refused cursor or a schema
+        // change, changes were missed or every dependency may differ: drop everything.
+        if (event.why === 'start') return;
         for (const fill of this.#inflight.values()) fill.superseded = true;
         this.#inflight.clear();
         this.metrics.decisionCacheInvalidations.inc({ scope: 'all' }, this.#cache?.size ?? 0);
         // Each entry's dispose takes it out of the index.
         this.#cache?.clear();
-        this.#raiseFloor(event.revision, event.receivedAt);
         return;
       case 'changes':
         this.metrics.spicedbWatchUpdates.inc(event.changes.length);

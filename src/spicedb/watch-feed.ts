@@ -2,7 +2,8 @@
  * The change feed of a SpiceDB server: one WatchService.Watch stream, kept open.
  *
  * Start: ReadSchema gives the schema and the revision it was read at; the watch starts from that
- * revision, so nothing after it is missed, and subscribers reset (their answers predate it). The
+ * revision, so nothing after it is missed, and subscribers reset (their answers so far predate it,
+ * so they keep them only for ttlMs). The
  * stream is filtered to the object types the checked permissions can depend on
  * (permission-dependencies.ts), or not at all when some checked permission is not known up front.
  *

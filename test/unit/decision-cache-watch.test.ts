@@ -209,12 +209,29 @@ describe('the decision cache in watch mode', () => {
     expect(await checker.check(query('doc:d1#read_once@user:alice'))).toMatchObject({ value: { cached: false } });
   });
 
-  it('drops everything on a reset', async () => {
-    const { backend, checker, start } = watchStack();
+  it('drops everything when the Watch starts over after a refused cursor or a schema change', async () => {
+    const { backend, checker, feed, start } = watchStack();
     start();
+    for (const why of ['cursor_expired', 'schema_changed'] as const) {
+      await checker.check(query('doc:d1#view@user:alice'));
+      feed.publish({ kind: 'reset', why, revision: 'r9', schemaText: SCHEMA, receivedAt: Date.now() });
+      expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: false } });
+    }
+    // The first fill, and one after each reset (the answer refilled after the first was cached).
+    expect(backend.calls).toHaveLength(3);
+  });
+
+  it('keeps answers asked before the Watch started only for ttlMs', async () => {
+    const { backend, checker, start } = watchStack();
     await checker.check(query('doc:d1#view@user:alice'));
-    start('r9');
+    start();
+    // Kept: it is as good as a ttl-mode answer...
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: true } });
+    await sleep(150);
+    // ...but no more: its snapshot may predate the revision the Watch started from.
     expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: false } });
+    await sleep(150);
+    expect(await checker.check(query('doc:d1#view@user:alice'))).toMatchObject({ value: { cached: true } });
     expect(backend.calls).toHaveLength(2);
   });
 
