@@ -62,6 +62,11 @@ export interface BenchResults {
   readonly profiles: Readonly<Record<string, unknown>>;
   readonly failures: readonly string[];
   readonly wallSeconds: number;
+  /**
+   * --compare's pairs, [baseline, variant], in the order named: a scenario may be the variant of
+   * more than one (`comparedWith` holds only the last).
+   */
+  readonly comparisons?: ReadonlyArray<readonly [string, string]>;
 }
 
 const n = (value: number | undefined, digits: number): string => (value === undefined || !Number.isFinite(value) ? '–' : value.toFixed(digits));
@@ -111,9 +116,11 @@ export function renderMarkdown(results: BenchResults, svgName: string): string {
     lines.push('');
     for (const s of extras) lines.push(`- \`${s.id}\`: ${Object.entries(s.extra ?? {}).map(([k, v]) => `${k} ${int(v)}`).join(', ')}`);
   }
-  for (const s of results.scenarios) {
-    const baseline = s.comparedWith === undefined ? undefined : byId.get(s.comparedWith);
-    if (baseline) lines.push('', ...sideBySide(baseline, s));
+  const pairs = results.comparisons ?? results.scenarios.flatMap((s) => (s.comparedWith === undefined ? [] : [[s.comparedWith, s.id] as const]));
+  for (const [baselineId, variantId] of pairs) {
+    const baseline = byId.get(baselineId);
+    const variant = byId.get(variantId);
+    if (baseline && variant) lines.push('', ...sideBySide(baseline, variant));
   }
   if (results.direct.length > 0) {
     lines.push('');

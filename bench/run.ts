@@ -794,6 +794,7 @@ async function main(): Promise<void> {
         sidecarLogging: 'log.level warn (decision logs off), as OPA-Envoy runs with decision_logs.console=false',
       },
       ...findings,
+      ...(comparePairs ? { comparisons: comparePairs } : {}),
       wallSeconds: (Date.now() - started) / 1000,
     },
     outDir,
