@@ -532,6 +532,20 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
     }),
   ),
   ...UNCACHED_VARIANTS,
+  // The cached inbound path on the baseline build (BENCH_BASELINE_SIDECAR_CLI): a change on the
+  // request path measured against the commit before it, in one --compare run. Only when named.
+  {
+    starts: { kind: 'sidecar', name: 'main-baseline', variant: {}, build: 'baseline' },
+    envoy: SIDECAR_LISTENERS,
+    scenarios: [
+      {
+        ...SIDECAR_INBOUND_CACHED,
+        id: `${SIDECAR_INBOUND_CACHED.id}_baseline`,
+        reports: { ...SIDECAR_INBOUND_CACHED.reports, label: `${SIDECAR_INBOUND_CACHED.reports.label}, baseline build (BENCH_BASELINE_SIDECAR_CLI)`, comparedWith: SIDECAR_INBOUND_CACHED.id },
+      },
+    ],
+    onlyWhenNamed: true,
+  },
   ...NODE_FLAG_VARIANTS.flatMap(({ suffix, nodeArgs }): ScenarioGroup[] => [
     { starts: { kind: 'grpc-floor', stack: 'node', nodeArgs }, envoy: [INGRESS_INBOUND], scenarios: [nodeFlagVariant(FLOOR_NODE, suffix, nodeArgs)], onlyWhenNamed: true },
     {
