@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import { v1 } from '@authzed/authzed-node';
 import { throwawayDatastore } from '../dev/postgres.js';
 import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
 import type { SidecarProcess } from '../dev/sidecar.js';
@@ -96,6 +97,8 @@ interface Toggle {
   reflectedAt?: number;
   /** When the first probe that reflected it was sent: one sent later that does not is a relapse. */
   reflectingSentAt?: number;
+  /** When the bench's own Watch stream received it: tells SpiceDB's delivery from the sidecar's cache. */
+  deliveredAt?: number;
   relapses: number;
 }
 
@@ -107,6 +110,10 @@ interface RoundResult {
   readonly unreflected: number;
   /** When each of those was written, in ms since the round started. */
   readonly unreflectedAtMs: number[];
+  /** For each of those, how long the bench's own Watch took to receive it (ms; null: not received). */
+  readonly unreflectedDeliveryMs: Array<number | null>;
+  /** For every toggle, how long the bench's own Watch took to receive it (ms). */
+  readonly deliveryMs: number[];
   readonly relapses: number;
   readonly checks: number;
   readonly spicedbChecks: number;
@@ -192,6 +199,20 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
     }
   })();
 
+  // A Watch of the bench's own on the probe's relationship, beside the sidecar's.
+  const PROBE_RELATIONSHIP = `cloud:${PROBE.cloud}#member@user:${PROBE.user}`;
+  const probeWatch = spicedb.client.watch(v1.WatchRequest.create({ optionalObjectTypes: ['cloud'] }));
+  probeWatch.on('data', (response: v1.WatchResponse) => {
+    for (const update of response.updates) {
+      const r = update.relationship;
+      if (`${r?.resource?.objectType}:${r?.resource?.objectId}#${r?.relation}@${r?.subject?.object?.objectType}:${r?.subject?.object?.objectId}` !== PROBE_RELATIONSHIP) continue;
+      const grants = update.operation !== v1.RelationshipUpdate_Operation.DELETE;
+      const toggle = toggles.findLast((each) => each.grants === grants && each.deliveredAt === undefined);
+      if (toggle !== undefined) toggle.deliveredAt = performance.now();
+    }
+  });
+  probeWatch.on('error', () => undefined);
+
   const togglerLoop = (async () => {
     await sleep(500);
     while (performance.now() + TOGGLE_EVERY_MS[mode] < until) {
@@ -203,6 +224,7 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
   })();
 
   await Promise.all([loadLoop, togglerLoop]);
+  probeWatch.cancel();
   running = false;
   await writerLoop;
   const elapsed = (performance.now() - started) / 1000;
@@ -216,6 +238,8 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
     lagsMs: reflected.map((toggle) => toggle.reflectedAt! - toggle.returnedAt),
     unreflected: toggles.length - reflected.length,
     unreflectedAtMs: toggles.filter((toggle) => toggle.reflectedAt === undefined).map((toggle) => Math.round(toggle.returnedAt - started)),
+    unreflectedDeliveryMs: toggles.filter((toggle) => toggle.reflectedAt === undefined).map((toggle) => (toggle.deliveredAt === undefined ? null : Math.round(toggle.deliveredAt - toggle.returnedAt))),
+    deliveryMs: toggles.flatMap((toggle) => (toggle.deliveredAt === undefined ? [] : [Math.round(toggle.deliveredAt - toggle.returnedAt)])),
     relapses: toggles.reduce((sum, toggle) => sum + toggle.relapses, 0),
     checks: delta('jwtauth_checks_total'),
     spicedbChecks: delta('jwtauth_spicedb_checks_total'),
