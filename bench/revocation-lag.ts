@@ -34,6 +34,7 @@ import type { CheckResponse__Output } from '../src/generated/envoy/service/auth/
 import type { AuthorizationClient } from '../src/generated/envoy/service/auth/v3/Authorization.js';
 import { PACKAGE_ROOT } from '../src/package-root.js';
 import { makeKeys, SCHEMA, sidecarConfig, signToken } from './fixtures.js';
+import { percentile } from './percentiles.js';
 import type { BenchKeys } from './fixtures.js';
 
 const USAGE = `npm run bench:revocation -- [FLAGS]
@@ -252,10 +253,6 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
   };
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 interface ModeSummary {
   readonly toggles: number;

@@ -3,9 +3,15 @@
  * and the embedded SpiceDB (Go code names in the error text) alike.
  */
 import { status } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
 import { failure } from '../core/result.js';
 import { mentionsTlsFailure } from '../network-error.js';
 import type { Failure } from '../core/result.js';
+
+/** Whether `error` is a failed grpc-js call (authzed-node's clients: schema, Watch). */
+export function isServiceError(error: unknown): error is ServiceError {
+  return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number';
+}
 
 /** A gRPC status, of a whole call or of one item of a bulk call, as a failed answer. */
 export function failureForStatus(code: number, message: string): Failure {

@@ -4,10 +4,10 @@
  * own that is closed after; config load only.
  */
 import { Metadata, status } from '@grpc/grpc-js';
-import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import { resolveSecret } from '../config/secret.js';
 import type { SpicedbConfig } from './config.js';
+import { isServiceError } from './backend-errors.js';
 import { createSpicedbClient } from './grpc-checker.js';
 
 /** Why no schema text came back; each has its own fix (config, network, key, `zed schema write`). */
@@ -24,10 +24,6 @@ export type ServerSchemaResult =
 
 function failed(kind: ServerSchemaFailureKind, problem: string): ServerSchemaResult {
   return { ok: false, kind, problem };
-}
-
-function isServiceError(error: unknown): error is ServiceError {
-  return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number';
 }
 
 const OPENSSL_ERROR = /[0-9A-F]+:error:[0-9A-F]+:([^:]+):[^:]*:([^:]+):/;

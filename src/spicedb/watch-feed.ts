@@ -22,6 +22,7 @@ import type { ClientReadableStream, ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import type { Closable } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
+import { isServiceError } from './backend-errors.js';
 import { FeedReplay } from './change-feed.js';
 import type { ChangeFeed, ChangeListener, RelationshipChange, ResetCause } from './change-feed.js';
 import { createSpicedbClient } from './grpc-checker.js';
@@ -41,10 +42,6 @@ const LIVE_AFTER_MS = 300;
 const READ_SCHEMA_TIMEOUT_MS = 5_000;
 const RETRY_MS = { first: 100, max: 5_000 };
 const UPDATE_KINDS = [v1.WatchKind.INCLUDE_RELATIONSHIP_UPDATES, v1.WatchKind.INCLUDE_SCHEMA_UPDATES, v1.WatchKind.INCLUDE_CHECKPOINTS];
-
-function isServiceError(error: unknown): error is ServiceError {
-  return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number';
-}
 
 /** SpiceDB's codes for a start cursor it cannot resume from: OUT_OF_RANGE (stale), INVALID_ARGUMENT (another datastore, undecodable). */
 function cursorRefused(error: ServiceError): boolean {
