@@ -12,8 +12,7 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Closable } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
 import { checkedPermissions } from '../rules/checked-permissions.js';
-import type { ChangeFeed, ChangeFeedEvent, ChangeListener } from '../spicedb/change-feed.js';
-import { FeedReplay } from '../spicedb/change-feed.js';
+import type { ChangeFeed, ChangeFeedEvent } from '../spicedb/change-feed.js';
 import { openWatchFeed } from '../spicedb/permission-checker.js';
 
 /** Primary to worker: one event of the primary's feed. */
@@ -78,19 +77,5 @@ export class PrimaryWatchRelay implements Closable {
     for (const unsubscribe of this.#subscribers.values()) unsubscribe();
     this.#subscribers.clear();
     await this.#feed?.close();
-  }
-}
-
-/** The worker's side: a feed made of what the primary relays. */
-export class RelayedFeed implements ChangeFeed {
-  readonly #replay = new FeedReplay();
-
-  /** Hands a relayed event on to this worker's caches. */
-  receive(event: ChangeFeedEvent): void {
-    this.#replay.publish(event);
-  }
-
-  subscribe(listener: ChangeListener): () => void {
-    return this.#replay.subscribe(listener);
   }
 }

@@ -9,7 +9,7 @@ import { serve } from '../serve.js';
 import type { RunningSidecar, ServeOptions } from '../serve.js';
 import { isPrimaryMessage } from './messages.js';
 import type { WorkerMessage } from './messages.js';
-import { RelayedFeed } from './watch-relay.js';
+import { FeedReplay } from '../spicedb/change-feed.js';
 
 function tell(message: WorkerMessage): void {
   // After the primary is gone there is nobody to tell; the 'disconnect' handler ends this process.
@@ -33,7 +33,8 @@ export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatu
   // reload asked meanwhile needs nothing: this worker is reading the file as it is now.
   let sidecar: RunningSidecar | undefined;
   // The pod's one SpiceDB Watch runs in the primary; its events arrive here.
-  const changeFeed = new RelayedFeed();
+  // A replay, like the primary's own feed: this worker's caches subscribe to it as they are built.
+  const changeFeed = new FeedReplay();
   process.on('message', (message: unknown) => {
     if (!isPrimaryMessage(message)) return;
     switch (message.type) {
@@ -44,7 +45,7 @@ export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatu
         void sidecar?.reload(message.why);
         break;
       case 'jwtauth:watch':
-        changeFeed.receive(message.event);
+        changeFeed.publish(message.event);
         break;
     }
   });
