@@ -8,8 +8,11 @@
  */
 import { startGrpcListener } from '../src/envoy/grpc-server.js';
 import type { CheckHandler } from '../src/envoy/authorization-service.js';
+import { frameCheckResponse } from '../src/envoy/answer-encoder.js';
 
-const allowEverything: CheckHandler = (_request, _metadata, respond) => respond({ status: { code: 0 }, ok_response: {} });
+// Encoded once: the floor answers with the same bytes every time.
+const OK = frameCheckResponse({ status: { code: 0 }, ok_response: {} });
+const allowEverything: CheckHandler = (_request, _metadata, respond) => respond(OK);
 
 const listener = await startGrpcListener(`127.0.0.1:${process.argv[2] ?? '0'}`, allowEverything);
 listener.setServing(true);

@@ -10,12 +10,11 @@ import type { DecisionObserver } from '../core/decision-event.js';
 import type { Authorizer } from '../core/ports.js';
 import type { Direction, RequestContext } from '../core/request-context.js';
 import type { CheckRequestView } from './check-request-decoder.js';
-import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
 import type { Tracing } from '../observability/tracing.js';
 import { startCheckSpan } from '../observability/tracing-check.js';
 import type { CheckSpan } from '../observability/tracing-check.js';
 import { newDecisionId } from '../observability/tracing-ids.js';
-import { renderCheckResponse } from './check-response.js';
+import { AnswerEncoder } from './answer-encoder.js';
 import { parseCheckRequest } from './request-context-parser.js';
 import type { ParserLimits } from './request-context-parser.js';
 
@@ -48,12 +47,13 @@ export interface CheckHandlerOptions {
 /**
  * One Check as the listener (grpc-server.ts) hands it over: the decoded request, the call's gRPC
  * metadata (its HTTP/2 request headers, where Envoy puts its own trace context), and where the
- * answer goes. `respond` is called exactly once.
+ * answer goes: the CheckResponse message, framed. `respond` is called exactly once.
  */
-export type CheckHandler = (request: CheckRequestView, metadata: IncomingHttpHeaders, respond: (response: CheckResponse) => void) => void;
+export type CheckHandler = (request: CheckRequestView, metadata: IncomingHttpHeaders, respond: (framed: Buffer) => void) => void;
 
 export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
   const { observe, onUnexpectedError, listenerDirection } = options;
+  const answers = new AnswerEncoder();
   return (checkRequest, metadata, respond) => {
     // performance.now(): a double, where hrtime.bigint() allocates two BigInts per Check.
     const started = performance.now();
@@ -75,7 +75,7 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
       } catch (error) {
         onUnexpectedError(error);
       }
-      respond(renderCheckResponse(decision, decisionId));
+      respond(answers.encode(decision, decisionId));
     };
     const failed = (error: unknown): void => {
       onUnexpectedError(error);

@@ -18,11 +18,10 @@ import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { CheckHandler } from './authorization-service.js';
-import type { CheckRequestView } from './check-request-decoder.js';
 import { parseListenAddress } from '../listen-address.js';
-import { GrpcStatus, RequestBody, answerMessage, answerStatus, frameMessage, isGrpcProtoContentType } from './grpc-wire.js';
+import { GrpcStatus, RequestBody, answerMessage, answerStatus, isGrpcProtoContentType } from './grpc-wire.js';
 import type { BodyRefusal } from './grpc-wire.js';
-import { decodeCheckRequest } from './check-request-decoder.js';
+import { createCheckExchange } from './check-exchange.js';
 import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, HealthService } from './health-service.js';
 import { ListenerConnections } from './listener-connections.js';
 import type { ConnectionRefusal, ListenerConnection } from './listener-connections.js';
@@ -30,8 +29,6 @@ import { ReceiveDeadlines } from './listener-deadlines.js';
 import { DEFAULT_LISTENER_LIMITS } from './listener-limits.js';
 import type { ListenerLimits } from './listener-limits.js';
 import { CALL_STATE_BYTES, RequestMemory } from './listener-memory.js';
-import { envoyAuthProto } from './protos.js';
-import { memoizeResponseSerializer } from './response-serializer.js';
 
 const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
@@ -68,10 +65,7 @@ function ignoreRefusal(): void {
 
 export async function startGrpcListener(address: string, check: CheckHandler, options: ListenerOptions = listenerOptions(DEFAULT_LISTENER_LIMITS)): Promise<GrpcListener> {
   const { limits, memory, onRefusal } = options;
-  const method = envoyAuthProto().envoy.service.auth.v3.Authorization.service.Check;
-  // Identical answers (one caller's cached allow, a cached service token, a denial reason) are
-  // encoded and framed once: see response-serializer.ts.
-  const encodeCheckResponse = memoizeResponseSerializer((response) => frameMessage(method.responseSerialize(response)));
+  const exchange = createCheckExchange(check);
   const health = new HealthService();
   const deadlineReason = `the request message did not arrive within ${limits.requestTimeoutMs} ms`;
   const deadlines = new ReceiveDeadlines(limits.requestTimeoutMs, (stream) => {
@@ -82,18 +76,16 @@ export async function startGrpcListener(address: string, check: CheckHandler, op
   });
 
   const answerCheck = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, message: Buffer): void => {
-    let request: CheckRequestView;
-    try {
-      request = decodeCheckRequest(message);
-    } catch {
-      answerStatus(stream, GrpcStatus.INTERNAL, 'the CheckRequest does not decode');
-      return;
-    }
-    check(request, headers, (response) => {
-      // Envoy gave up on this Check (its timeout) or the connection went: nobody to tell.
-      if (stream.destroyed || stream.closed) return;
-      answerMessage(stream, encodeCheckResponse(response));
-    });
+    exchange(
+      message,
+      headers,
+      (framed) => {
+        // Envoy gave up on this Check (its timeout) or the connection went: nobody to tell.
+        if (stream.destroyed || stream.closed) return;
+        answerMessage(stream, framed);
+      },
+      (status, reason) => answerStatus(stream, status, reason),
+    );
   };
 
   const refuseBody = (stream: ServerHttp2Stream, refusal: BodyRefusal): void => {

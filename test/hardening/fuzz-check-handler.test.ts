@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckRequest__Output } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
-import type { CheckResponse } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
+import type { CheckResponse__Output } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { serviceToken, userToken } from '../support/hardening/fixtures.js';
 import { malformation, openInProcessPipeline, reasonOf } from '../support/hardening/pipeline.js';
 import type { InProcessPipeline } from '../support/hardening/pipeline.js';
@@ -170,7 +170,7 @@ const requestArb = () => fc
   });
 
 /** What the rules grant; returns a complaint when an allow is not one of them. */
-function unjustifiedAllow(input: { check: CheckRequest__Output; r: { ext: Record<string, string>; entries: Entry[]; method: string; path: string; host: string; drop: string } }, response: CheckResponse): string | undefined {
+function unjustifiedAllow(input: { check: CheckRequest__Output; r: { ext: Record<string, string>; entries: Entry[]; method: string; path: string; host: string; drop: string } }, response: CheckResponse__Output): string | undefined {
   const { r } = input;
   if (r.drop !== 'none' && r.drop !== 'headers') return `allowed a request without ${r.drop}`;
   const entries = r.drop === 'headers' ? [] : r.entries;

@@ -61,7 +61,7 @@ describe('limits', () => {
       expect(reasonOf(at)).toBe('allowed');
       const over = await p.check(inbound('/v1/clouds/cl0/x', [auth, fill(2049 - used)]));
       expect(malformation(over)).toBeUndefined();
-      expect([reasonOf(over), over.denied_response?.status?.code]).toEqual(['headers_too_large', 431]);
+      expect([reasonOf(over), over.denied_response?.status?.code]).toEqual(['headers_too_large', 'RequestHeaderFieldsTooLarge']);
       // A single enormous header is refused the same way, not truncated.
       expect(reasonOf(await p.check(inbound('/public', [['x-big', 'b'.repeat(5_000_000)]])))).toBe('headers_too_large');
     } finally {
@@ -77,7 +77,7 @@ describe('limits', () => {
       expect(reasonOf(await p.check(inbound('/v1/clouds/cl0/x', [['authorization', `Bearer ${small}`]])))).toBe('allowed');
       const big = await userToken(p.externalKey, 'alice', { extra: { pad: 'p'.repeat(400) } });
       const response = await p.check(inbound('/v1/clouds/cl0/x', [['authorization', `Bearer ${big}`]]));
-      expect([reasonOf(response), response.denied_response?.status?.code]).toEqual(['token_too_large', 401]);
+      expect([reasonOf(response), response.denied_response?.status?.code]).toEqual(['token_too_large', 'Unauthorized']);
     } finally {
       await p.close();
     }
@@ -95,7 +95,7 @@ describe('limits', () => {
       await new Promise((r) => setTimeout(r, 20));
       expect(backend.calls).toBe(3);
       const shed = await p.check(inbound('/v1/clouds/c99/x', [auth]));
-      expect([reasonOf(shed), shed.denied_response?.status?.code]).toEqual(['permission_backend_overloaded', 503]);
+      expect([reasonOf(shed), shed.denied_response?.status?.code]).toEqual(['permission_backend_overloaded', 'ServiceUnavailable']);
       expect(backend.calls).toBe(3);
       backend.release();
       for (const response of await Promise.all(pending)) expect(reasonOf(response)).toBe('allowed');

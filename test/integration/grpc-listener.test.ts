@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { CheckHandler } from '../../src/envoy/authorization-service.js';
+import { frameCheckResponse } from '../../src/envoy/answer-encoder.js';
 import { startGrpcListener } from '../../src/envoy/grpc-server.js';
 import type { GrpcListener } from '../../src/envoy/grpc-server.js';
 import { envoyAuthProto } from '../../src/envoy/protos.js';
@@ -25,7 +26,8 @@ afterEach(async () => {
   listener = undefined;
 });
 
-const allowAll: CheckHandler = (_request, _metadata, respond) => respond({ status: { code: 0 }, ok_response: {} });
+const OK = frameCheckResponse({ status: { code: 0 }, ok_response: {} });
+const allowAll: CheckHandler = (_request, _metadata, respond) => respond(OK);
 
 async function listen(handler: CheckHandler = allowAll): Promise<GrpcListener> {
   listener = await startGrpcListener('127.0.0.1:0', handler);
@@ -90,7 +92,7 @@ describe('the gRPC listener', () => {
     let seen: IncomingHttpHeaders | undefined;
     const { port } = await listen((_request, metadata, respond) => {
       seen = metadata;
-      respond({ status: { code: 0 } });
+      respond(OK);
     });
     await rawCall(port, CHECK, frame(aCheckRequest()), { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
     expect(seen?.traceparent).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
@@ -109,7 +111,7 @@ describe('the gRPC listener', () => {
     let called = false;
     const { port } = await listen((_request, _metadata, respond) => {
       called = true;
-      respond({ status: { code: 0 } });
+      respond(OK);
     });
     const answer = await rawCall(port, path, body);
     expect(statusOf(answer)).toBe(status);
@@ -127,8 +129,8 @@ describe('the gRPC listener', () => {
     let answerLater: (() => void) | undefined;
     // The first Check is answered only once its caller has gone; later ones at once.
     const { port } = await listen((_request, _metadata, respond) => {
-      if (answerLater === undefined) answerLater = () => respond({ status: { code: 0 } });
-      else respond({ status: { code: 0 } });
+      if (answerLater === undefined) answerLater = () => respond(OK);
+      else respond(OK);
     });
     const session = connect(`http://127.0.0.1:${port}`);
     opened.push(session);
@@ -148,7 +150,7 @@ describe('the gRPC listener', () => {
   it('lets a Check in flight answer when it shuts down, then refuses new connections', async () => {
     let answerLater: (() => void) | undefined;
     const running = await listen((_request, _metadata, respond) => {
-      answerLater = () => respond({ status: { code: 0 } });
+      answerLater = () => respond(OK);
     });
     const client = sidecarClient(running.port);
     opened.push(client);

@@ -28,12 +28,13 @@ import { createCheckHandler } from '../../src/envoy/authorization-service.js';
 import type { CheckHandler } from '../../src/envoy/authorization-service.js';
 import { parseCheckRequest } from '../../src/envoy/request-context-parser.js';
 import type { CheckRequest__Output } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
-import type { CheckResponse } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
+import type { CheckResponse__Output } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { serve } from '../../src/serve.js';
 import type { RunningSidecar } from '../../src/serve.js';
 import { httpCheck, sidecarClient } from '../support/check-client.js';
 import { jwks, makeSigningKey } from '../support/jwt-fixtures.js';
+import { decodeFramedResponse } from '../support/framed-response.js';
 
 const limits = { maxHeaderBytes: 65536 };
 
@@ -123,9 +124,9 @@ describe('a Check handler built for a listener', () => {
     });
   }
 
-  function call(handler: CheckHandler, request: CheckRequest__Output): Promise<CheckResponse> {
+  function call(handler: CheckHandler, request: CheckRequest__Output): Promise<CheckResponse__Output> {
     return new Promise((resolve, reject) => {
-      handler(request, {}, (response) => (response ? resolve(response) : reject(new Error('no response'))));
+      handler(request, {}, (response) => (response ? resolve(decodeFramedResponse(response)) : reject(new Error('no response'))));
     });
   }
 

@@ -20,7 +20,7 @@ import { createCheckHandler } from '../../src/envoy/authorization-service.js';
 import type { CheckPipeline } from '../../src/envoy/authorization-service.js';
 import { DECISION_ID_HEADER } from '../../src/envoy/check-response.js';
 import type { CheckRequest__Output } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
-import type { CheckResponse } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
+import type { CheckResponse__Output } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { TracingVerifier } from '../../src/identity/tracing-verifier.js';
 import { createDecisionObserver } from '../../src/observability/decision-log.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -30,6 +30,7 @@ import { resolveTracingSettings, tracingSchema } from '../../src/observability/t
 import type { TracingSettings } from '../../src/observability/tracing-config.js';
 import { TracingChecker } from '../../src/spicedb/tracing-checker.js';
 import { TracingTokenSource } from '../../src/tokens/tracing-token-source.js';
+import { decodeFramedResponse } from '../support/framed-response.js';
 
 const limits = { maxHeaderBytes: 65536 };
 const HEX32 = /^[0-9a-f]{32}$/;
@@ -52,9 +53,9 @@ function handlerFor(authorizer: Authorizer, options: { tracing?: Tracing; events
       throw error;
     },
   });
-  return (request: CheckRequest__Output, metadata: IncomingHttpHeaders = {}): Promise<CheckResponse> =>
+  return (request: CheckRequest__Output, metadata: IncomingHttpHeaders = {}): Promise<CheckResponse__Output> =>
     new Promise((resolve, reject) => {
-      handler(request, metadata, (response) => (response ? resolve(response) : reject(new Error('no response'))));
+      handler(request, metadata, (response) => (response ? resolve(decodeFramedResponse(response)) : reject(new Error('no response'))));
     });
 }
 
@@ -62,7 +63,7 @@ const deciding = (decide: (request: RequestContext) => Promise<Decision>): Autho
 const allowing = deciding(() => Promise.resolve(allow('allowed', { rule: 'things' }, [['x-jwtauth-subject', 'alice']], ['x-jwtauth-subject'])));
 const denying = deciding(() => Promise.resolve(deny('permission_denied', { rule: 'things' })));
 
-function headerValues(response: CheckResponse, name: string): string[] {
+function headerValues(response: CheckResponse__Output, name: string): string[] {
   const headers = response.ok_response?.headers ?? response.denied_response?.headers ?? [];
   return headers.filter((option) => option.header?.key === name).map((option) => option.header?.value ?? '');
 }
@@ -94,7 +95,7 @@ describe('the decision id', () => {
     expect(values).toHaveLength(1);
     expect(values[0]).not.toBe(forged);
     expect(response.ok_response?.headers?.find((option) => option.header?.key === DECISION_ID_HEADER)?.append).toEqual({ value: false });
-    expect(response.ok_response?.headers_to_remove).not.toContain(DECISION_ID_HEADER);
+    expect(response.ok_response?.headers_to_remove ?? []).not.toContain(DECISION_ID_HEADER);
     // A decision that lists the header among those to strip still leaves it set.
     const stripping = deciding(() => Promise.resolve(allow('allowed', {}, [], [DECISION_ID_HEADER, 'x-jwtauth-subject'])));
     const stripped = await handlerFor(stripping)(checkRequest({ [DECISION_ID_HEADER]: forged }));

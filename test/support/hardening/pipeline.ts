@@ -14,7 +14,7 @@ import type { PermissionAnswer, PermissionChecker, PermissionQuery } from '../..
 import { createCheckHandler } from '../../../src/envoy/authorization-service.js';
 import type { CheckHandler } from '../../../src/envoy/authorization-service.js';
 import type { CheckRequest__Output } from '../../../src/generated/envoy/service/auth/v3/CheckRequest.js';
-import type { CheckResponse } from '../../../src/generated/envoy/service/auth/v3/CheckResponse.js';
+import type { CheckResponse__Output } from '../../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { createTokenVerifier } from '../../../src/identity/token-verifier.js';
 import { buildPipeline } from '../../../src/lifecycle/pipeline.js';
 import { createLogger } from '../../../src/observability/logger.js';
@@ -23,6 +23,7 @@ import { createTokenSource } from '../../../src/tokens/token-source.js';
 import { jwks, makeSigningKey } from '../jwt-fixtures.js';
 import type { SigningKey } from '../jwt-fixtures.js';
 import { sidecarConfig } from './fixtures.js';
+import { decodeFramedResponse } from '../framed-response.js';
 
 class OracleChecker implements PermissionChecker {
   calls = 0;
@@ -46,7 +47,7 @@ export interface InProcessPipeline {
   readonly checker: OracleChecker;
   readonly unexpectedErrors: unknown[];
   /** Runs one Check through the handler; rejects if the callback is not called exactly once with a response. */
-  check(request: CheckRequest__Output): Promise<CheckResponse>;
+  check(request: CheckRequest__Output): Promise<CheckResponse__Output>;
   close(): Promise<void>;
 }
 
@@ -92,7 +93,7 @@ export async function openInProcessPipeline(
             calls++;
             if (calls > 1) reject(new Error('answered twice'));
             else if (!response) reject(new Error('no response'));
-            else resolve(response);
+            else resolve(decodeFramedResponse(response));
           });
         } catch (error) {
           reject(new Error(`handler threw: ${String(error)}`));
@@ -106,8 +107,11 @@ export async function openInProcessPipeline(
   };
 }
 
+/** The HTTP statuses a denial may carry (400 401 403 413 415 431 500 503), by their StatusCode names. */
+const DENY_STATUS_NAMES = ['BadRequest', 'Unauthorized', 'Forbidden', 'PayloadTooLarge', 'UnsupportedMediaType', 'RequestHeaderFieldsTooLarge', 'InternalServerError', 'ServiceUnavailable'];
+
 /** Well-formedness of a CheckResponse as Envoy reads it; returns the problem, or undefined. */
-export function malformation(response: CheckResponse): string | undefined {
+export function malformation(response: CheckResponse__Output): string | undefined {
   const code = response.status?.code;
   if (code === undefined || code === null) return 'no status.code';
   const headers = code === 0 ? response.ok_response?.headers : response.denied_response?.headers;
@@ -126,14 +130,15 @@ export function malformation(response: CheckResponse): string | undefined {
   if (response.ok_response) return 'deny status with ok_response';
   const denied = response.denied_response;
   if (!denied) return 'deny status without denied_response';
-  const http = Number(denied.status?.code);
-  if (![400, 401, 403, 413, 415, 431, 500, 503].includes(http)) return `denied with HTTP ${http}`;
+  // Decoded from the bytes, the HTTP status is its envoy.type.v3.StatusCode name.
+  const http = denied.status?.code;
+  if (!DENY_STATUS_NAMES.includes(http as string)) return `denied with HTTP ${http}`;
   const reason = denied.headers?.find((h) => h.header?.key === 'x-jwtauth-reason')?.header?.value;
   if (!reason) return 'denial without x-jwtauth-reason';
   if (reason !== response.status?.message) return 'x-jwtauth-reason differs from status.message';
   return undefined;
 }
 
-export function reasonOf(response: CheckResponse): string {
+export function reasonOf(response: CheckResponse__Output): string {
   return response.denied_response?.headers?.find((h) => h.header?.key === 'x-jwtauth-reason')?.header?.value ?? 'allowed';
 }
