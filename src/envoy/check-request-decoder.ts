@@ -28,6 +28,13 @@ export interface CheckRequestView {
   };
 }
 
+/** One entry of `header_map`. */
+export interface HeaderEntryView {
+  readonly key?: string;
+  readonly value?: string;
+  readonly raw_value?: Buffer | string;
+}
+
 interface HttpRequestView {
   readonly id?: string;
   readonly method?: string;
@@ -36,7 +43,12 @@ interface HttpRequestView {
   readonly host?: string;
   readonly body?: string;
   readonly raw_body?: Buffer;
-  readonly header_map?: { readonly headers?: ReadonlyArray<{ readonly key?: string; readonly value?: string; readonly raw_value?: Buffer }> };
+  /**
+   * `raw_value` is a Buffer in protobufjs's objects; this decoder gives its bytes as a latin1
+   * string (one character per byte), which is what the parser makes of them anyway, so no Buffer
+   * is made per header.
+   */
+  readonly header_map?: { readonly headers?: readonly HeaderEntryView[] };
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -83,9 +95,19 @@ type HeaderValueView = Mutable<NonNullable<NonNullable<HttpRequestView['header_m
 function headerValueField(reader: Reader, next: number, into: HeaderValueView): boolean {
   if (next === DELIMITED(1)) into.key = reader.string();
   else if (next === DELIMITED(2)) into.value = reader.string();
-  else if (next === DELIMITED(3)) into.raw_value = reader.bytes() as Buffer;
+  else if (next === DELIMITED(3)) into.raw_value = latin1(reader);
   else return false;
   return true;
+}
+
+/** A bytes field as a latin1 string, read straight from the request's buffer. */
+function latin1(reader: Reader): string {
+  const length = reader.uint32();
+  const start = reader.pos;
+  const end = start + length;
+  if (end > reader.len) throw new RangeError('a bytes field runs past the end of the request');
+  reader.pos = end;
+  return (reader.buf as Buffer).toString('latin1', start, end);
 }
 
 function headerMapField(reader: Reader, next: number, into: HeaderValueView[]): boolean {

@@ -4,8 +4,7 @@
  */
 import type { DenyReason } from '../core/decision.js';
 import type { Direction, GrpcCall, RequestBody, RequestContext } from '../core/request-context.js';
-import type { CheckRequestView } from './check-request-decoder.js';
-import type { HeaderValue__Output } from '../generated/envoy/config/core/v3/HeaderValue.js';
+import type { CheckRequestView, HeaderEntryView } from './check-request-decoder.js';
 
 export interface ParserLimits {
   /** Sum of header name and value lengths considered; more is refused rather than truncated. */
@@ -26,11 +25,54 @@ function fail(reason: DenyReason, direction: Direction | undefined, detail: stri
   return { ok: false, reason, direction, detail };
 }
 
-function headerValue(entry: HeaderValue__Output): string {
+function headerValue(entry: HeaderEntryView): string {
   // With encode_raw_headers Envoy sends bytes in raw_value; latin1 keeps every byte, so invalid
-  // UTF-8 is carried (and later rejected by whatever parses it) instead of throwing here.
-  if (entry.raw_value && entry.raw_value.length > 0) return entry.raw_value.toString('latin1');
-  return entry.value ?? '';
+  // UTF-8 is carried (and later rejected by whatever parses it) instead of throwing here. The
+  // lean decoder has already made that string.
+  const raw = entry.raw_value;
+  if (raw === undefined || raw.length === 0) return entry.value ?? '';
+  return typeof raw === 'string' ? raw : raw.toString('latin1');
+}
+
+/** No header arrived twice: the common case shares this one. */
+const NO_DUPLICATES: ReadonlySet<string> = new Set();
+
+/** The headers of one request as they are read; one object per Check, not a closure. */
+class HeaderReader {
+  readonly headers = new Map<string, string>();
+  duplicates: Set<string> | undefined;
+  path: string | undefined;
+  method: string | undefined;
+  authority: string | undefined;
+  #bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  add(rawName: string, value: string): DenyReason | undefined {
+    const name = rawName.toLowerCase();
+    this.#bytes += name.length + value.length;
+    if (this.#bytes > this.maxBytes) return 'headers_too_large';
+    if (FORBIDDEN_IN_VALUE.test(value)) return 'invalid_header_value';
+    if (name.charCodeAt(0) === 58 /* ':' */) {
+      // The last of each wins, as the Map of pseudo-headers this replaced kept it.
+      if (name === ':path') this.path = value;
+      else if (name === ':method') this.method = value;
+      else if (name === ':authority') this.authority = value;
+      return undefined;
+    }
+    const previous = this.headers.get(name);
+    if (previous === undefined) {
+      this.headers.set(name, value);
+    } else {
+      this.markDuplicate(name);
+      this.headers.set(name, `${previous},${value}`);
+    }
+    return undefined;
+  }
+
+  markDuplicate(name: string): void {
+    (this.duplicates ??= new Set()).add(name);
+  }
 }
 
 /**
@@ -58,39 +100,18 @@ export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits,
   const http = attributes?.request?.http;
   if (!http) return fail('malformed_request', direction, 'CheckRequest has no attributes.request.http');
 
-  const headers = new Map<string, string>();
-  const duplicates = new Set<string>();
-  const pseudo = new Map<string, string>();
-  let headerBytes = 0;
-
-  const add = (rawName: string, value: string): DenyReason | undefined => {
-    const name = rawName.toLowerCase();
-    headerBytes += name.length + value.length;
-    if (headerBytes > limits.maxHeaderBytes) return 'headers_too_large';
-    if (FORBIDDEN_IN_VALUE.test(value)) return 'invalid_header_value';
-    if (name.startsWith(':')) {
-      pseudo.set(name, value);
-      return undefined;
-    }
-    const previous = headers.get(name);
-    if (previous === undefined) {
-      headers.set(name, value);
-    } else {
-      duplicates.add(name);
-      headers.set(name, `${previous},${value}`);
-    }
-    return undefined;
-  };
+  const read = new HeaderReader(limits.maxHeaderBytes);
+  const headers = read.headers;
 
   const raw = http.header_map?.headers;
   if (raw && raw.length > 0) {
     for (const entry of raw) {
-      const problem = add(entry.key ?? '', headerValue(entry));
+      const problem = read.add(entry.key ?? '', headerValue(entry));
       if (problem) return fail(problem, direction, `header ${JSON.stringify((entry.key ?? '').slice(0, 64))} rejected`);
     }
   } else if (http.headers) {
     for (const name in http.headers) {
-      const problem = add(name, http.headers[name] ?? '');
+      const problem = read.add(name, http.headers[name] ?? '');
       if (problem) return fail(problem, direction, `header ${JSON.stringify(name.slice(0, 64))} rejected`);
     }
   }
@@ -98,16 +119,16 @@ export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits,
   // Authorization into one entry joined with ",", so the list shows it once, comma-joined. A JWT
   // never contains a comma. (The on-behalf-of header, whose name is configured, is checked by the
   // outbound authorizer the same way.)
-  if (headers.get('authorization')?.includes(',')) duplicates.add('authorization');
+  if (headers.get('authorization')?.includes(',')) read.markDuplicate('authorization');
 
-  const fullPath = http.path || pseudo.get(':path') || '';
+  const fullPath = http.path || read.path || '';
   if (fullPath === '') return fail('malformed_request', direction, 'request has no path');
   const queryAt = fullPath.indexOf('?');
   const path = queryAt === -1 ? fullPath : fullPath.slice(0, queryAt);
   const query = queryAt === -1 ? '' : fullPath.slice(queryAt + 1);
-  const method = (http.method || pseudo.get(':method') || '').toUpperCase();
+  const method = (http.method || read.method || '').toUpperCase();
   if (method === '') return fail('malformed_request', direction, 'request has no method');
-  const authority = (http.host || pseudo.get(':authority') || headers.get('host') || '').toLowerCase();
+  const authority = (http.host || read.authority || headers.get('host') || '').toLowerCase();
 
   const request: RequestContext = {
     direction,
@@ -118,7 +139,7 @@ export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits,
     query,
     grpc: grpcCall(headers.get('content-type'), path),
     headers,
-    duplicateHeaders: duplicates,
+    duplicateHeaders: read.duplicates ?? NO_DUPLICATES,
     peerPrincipal: attributes?.source?.principal || undefined,
     contextExtensions,
     body: requestBody(http.raw_body, http.body, headers),

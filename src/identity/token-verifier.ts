@@ -45,6 +45,11 @@ interface Issuer {
 
 interface CachedToken {
   readonly token: VerifiedToken;
+  /**
+   * The answer (the token, or wrong_audience) for the issuer's own audience, already settled: a
+   * resolved promise can be handed to every caller, so a hit on the common path allocates nothing.
+   */
+  readonly verified: Promise<VerifyResult>;
   /** Milliseconds since the epoch after which the cached verification no longer holds. */
   readonly validUntilMs: number;
   readonly audience: string;
@@ -124,6 +129,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
     if (cached !== undefined) {
       if (this.deps.now() < cached.validUntilMs && cached.keys.stillHas(cached.key)) {
         this.deps.metrics.verifiedTokenCache.inc({ event: 'hit' });
+        if (expectedAudience === undefined || expectedAudience === cached.audience) return cached.verified;
         return Promise.resolve(checkAudience(cached.token, cached.audience, expectedAudience));
       }
       this.cache.delete(hash);
@@ -177,7 +183,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
       }
 
       const verified = verifiedIdentity(config, { claims: payload, subject: payload.sub, audience: aud, expiresAt: payload.exp, fingerprint: hash });
-      const entry: CachedToken = { token: verified, validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
+      const entry: CachedToken = { token: verified, verified: Promise.resolve(checkAudience(verified, config.audience, undefined)), validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
       const ttl = validUntilMs - nowMs;
       if (ttl > 0) this.cache.set(hash, entry, { ttl });
       return checkAudience(verified, config.audience, expectedAudience);

@@ -50,6 +50,14 @@ export async function runChecks(run: CheckRun): Promise<ChecksVerdict> {
 }
 
 async function decide(run: CheckRun, scope: TemplateScope): Promise<ChecksVerdict> {
+  // Most rules have one check: asked without Promise.all and its arrays.
+  if (run.checks.length === 1) {
+    const built = (run.checks[0] as CompiledCheck).build(scope, run.consistency);
+    if (!built.ok) return built;
+    const query = built.value;
+    const answer = await settled(() => run.checker.check(query), 'permission check');
+    return combine(run, [answer], [recordOf(query, answer)]);
+  }
   const queries: PermissionQuery[] = [];
   for (const check of run.checks) {
     const built = check.build(scope, run.consistency);
@@ -57,7 +65,10 @@ async function decide(run: CheckRun, scope: TemplateScope): Promise<ChecksVerdic
     queries.push(built.value);
   }
   const answers = await Promise.all(queries.map((query) => settled(() => run.checker.check(query), 'permission check')));
-  const checks = answers.map((answer, i) => recordOf(queries[i] as PermissionQuery, answer));
+  return combine(run, answers, answers.map((answer, i) => recordOf(queries[i] as PermissionQuery, answer)));
+}
+
+function combine(run: CheckRun, answers: readonly PermissionAnswer[], checks: readonly CheckRecord[]): ChecksVerdict {
   let conditional: CheckRecord | undefined;
   let failed: ChecksVerdict | undefined;
   for (let i = 0; i < answers.length; i++) {
