@@ -128,7 +128,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
     const cached = this.cache.get(hash);
     if (cached !== undefined) {
       if (this.deps.now() < cached.validUntilMs && cached.keys.stillHas(cached.key)) {
-        this.deps.metrics.verifiedTokenCache.inc({ event: 'hit' });
+        this.deps.metrics.verifiedTokenHits.inc();
         if (expectedAudience === undefined || expectedAudience === cached.audience) return cached.verified;
         return Promise.resolve(checkAudience(cached.token, cached.audience, expectedAudience));
       }

@@ -70,6 +70,7 @@ export function compileRules(rules: readonly InboundRule[], messages: MessageTyp
       checks,
       body,
       dryRun: rule.dryRun,
+      facts: Object.freeze(rule.dryRun ? { rule: rule.name, dryRun: true } : { rule: rule.name }),
       audience: rule.audience,
       issuers: rule.issuers ? new Set(rule.issuers) : undefined,
       issuerKinds: rule.issuerKinds ? new Set(rule.issuerKinds) : undefined,

@@ -54,7 +54,7 @@ class InboundAuthorizer implements Authorizer {
     const match = this.#rules.match(request);
     if (match === undefined) return this.#decideDefault(request);
     const { rule, pathParams } = match;
-    const ruleFacts: DecisionFacts = rule.dryRun ? { rule: rule.name, dryRun: true } : { rule: rule.name };
+    const ruleFacts = rule.facts;
     if (rule.auth === 'none') return allow('public_route', ruleFacts, [], this.strippedHeaders);
 
     const identity = await this.#authenticate(request, rule.audience ?? request.contextExtensions.audience, ruleFacts);
@@ -123,14 +123,29 @@ class InboundAuthorizer implements Authorizer {
   }
 
   #allowWith(reason: AllowReason, token: VerifiedToken, facts: DecisionFacts): Decision {
-    const headers: Array<readonly [string, string]> = [
+    return allow(reason, facts, identityHeaders(token), this.strippedHeaders);
+  }
+}
+
+/**
+ * The identity headers an allow sets for `token`. A verified token is the same object on every hit
+ * of the verifier's cache, so its headers are built once per token, not per Check.
+ */
+const identityHeadersOf = new WeakMap<VerifiedToken, HeaderList>();
+
+function identityHeaders(token: VerifiedToken): HeaderList {
+  let headers = identityHeadersOf.get(token);
+  if (headers === undefined) {
+    const list: Array<readonly [string, string]> = [
       [IDENTITY_HEADERS.subject, token.subject],
       [IDENTITY_HEADERS.subjectType, token.subjectType],
       [IDENTITY_HEADERS.issuer, token.issuer],
     ];
-    if (token.actor !== undefined) headers.push([IDENTITY_HEADERS.actor, token.actor]);
-    return allow(reason, facts, headers, this.strippedHeaders);
+    if (token.actor !== undefined) list.push([IDENTITY_HEADERS.actor, token.actor]);
+    headers = Object.freeze(list);
+    identityHeadersOf.set(token, headers);
   }
+  return headers;
 }
 
 /** Why the rule refuses tokens of this issuer or kind, if it does. */

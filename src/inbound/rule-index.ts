@@ -8,6 +8,7 @@
  * {param}, which beats `**` (with backtracking when the more specific branch has no rule that
  * fits); among rules on the same route the first in the file wins.
  */
+import type { DecisionFacts } from '../core/decision.js';
 import type { CompiledRequirement } from '../rules/conditions.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { BodyReader } from '../body/body-reader.js';
@@ -23,6 +24,8 @@ export interface CompiledRule {
   /** Reads the message fields the checks use; undefined when they read none (the body is never touched). */
   readonly body: BodyReader | undefined;
   readonly dryRun: boolean;
+  /** What every decision of this rule says of it (its name, and dry-run when it is). */
+  readonly facts: DecisionFacts;
   readonly audience: string | undefined;
   readonly issuers: ReadonlySet<string> | undefined;
   readonly issuerKinds: ReadonlySet<string> | undefined;

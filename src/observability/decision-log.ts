@@ -3,7 +3,9 @@
  * logged; allows are sampled. The line holds who, what and why, never a token: `facts` is built
  * by the decision core from verified claims only.
  */
+import type { Decision } from '../core/decision.js';
 import type { DecisionEvent, DecisionObserver } from '../core/decision-event.js';
+import type { CounterCell } from './counter-cells.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
@@ -13,9 +15,18 @@ export interface DecisionLogOptions {
 }
 
 export function createDecisionObserver(metrics: Metrics, logger: Logger, options: () => DecisionLogOptions): DecisionObserver {
+  // One counter cell per (direction, reason), found without building a key (the reason implies the decision).
+  const cells = new Map<string, Map<string, CounterCell<'direction' | 'decision' | 'reason'>>>();
+  const checkCell = (direction: string, decision: Decision): CounterCell<'direction' | 'decision' | 'reason'> => {
+    let byReason = cells.get(direction);
+    if (byReason === undefined) cells.set(direction, (byReason = new Map()));
+    let cell = byReason.get(decision.reason);
+    if (cell === undefined) byReason.set(decision.reason, (cell = metrics.checkCells.cell({ direction, decision: decision.kind, reason: decision.reason })));
+    return cell;
+  };
   return (event: DecisionEvent) => {
     const { decision, decisionId, request, direction, seconds } = event;
-    metrics.checks.inc({ direction, decision: decision.kind, reason: decision.reason });
+    checkCell(direction, decision).inc();
     metrics.checkDuration.observe({ direction, decision: decision.kind }, seconds);
     if (decision.kind === 'allow') {
       if (decision.facts.wouldDeny) metrics.dryRunDenials.inc({ direction, reason: decision.facts.wouldDeny });

@@ -9,6 +9,7 @@
  * counted once; a config hash any worker serves shows as 1).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CounterCells } from './counter-cells.js';
 
 /** Sub-millisecond resolution at the low end: a cached decision takes tens of microseconds. */
 const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -17,11 +18,14 @@ const BACKEND_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 export class Metrics {
   readonly registry = new Registry();
 
+  /** The Check path counts here (counter-cells.ts); a scrape adds the cells into `checks`. */
+  readonly checkCells = new CounterCells<'direction' | 'decision' | 'reason'>();
   readonly checks = new Counter({
     name: 'jwtauth_checks_total',
     help: 'Check calls answered, by direction, decision (allow|deny) and reason.',
     labelNames: ['direction', 'decision', 'reason'] as const,
     registers: [this.registry],
+    collect: this.checkCells.collector(),
   });
   readonly checkDuration = new Histogram({
     name: 'jwtauth_check_duration_seconds',
@@ -54,12 +58,16 @@ export class Metrics {
     aggregator: 'min',
     registers: [this.registry],
   });
+  readonly #verifiedTokenCells = new CounterCells<'event'>();
   readonly verifiedTokenCache = new Counter({
     name: 'jwtauth_verified_token_cache_events_total',
     help: 'Inbound verified-token cache lookups: hit or miss.',
     labelNames: ['event'] as const,
     registers: [this.registry],
+    collect: this.#verifiedTokenCells.collector(),
   });
+  /** Counted on every Check: cells, not `verifiedTokenCache.inc`. */
+  readonly verifiedTokenHits = this.#verifiedTokenCells.cell({ event: 'hit' });
   readonly jwksRefreshes = new Counter({
     name: 'jwtauth_jwks_refreshes_total',
     help: 'JWKS fetches per configured issuer, by result (success|failure).',
@@ -91,12 +99,16 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
     registers: [this.registry],
   });
+  readonly #decisionCacheCells = new CounterCells<'event'>();
   readonly decisionCache = new Counter({
     name: 'jwtauth_decision_cache_events_total',
     help: 'Permission decision cache lookups: hit, miss, coalesced (joined an identical call in flight), refresh (a hit that also re-asks SpiceDB ahead of expiry).',
     labelNames: ['event'] as const,
     registers: [this.registry],
+    collect: this.#decisionCacheCells.collector(),
   });
+  /** Counted on every cached Check: a cell, not `decisionCache.inc`. */
+  readonly decisionCacheHits = this.#decisionCacheCells.cell({ event: 'hit' });
   readonly decisionCacheInvalidations = new Counter({
     name: 'jwtauth_decision_cache_invalidations_total',
     help: 'Cached permission answers dropped because SpiceDB changed (watch mode), by scope: change (a relationship change could affect them) or all (the Watch started over after a cursor SpiceDB refused, or a schema change).',

@@ -133,7 +133,7 @@ export class CachingChecker implements PermissionChecker, Closable {
       const lifetime = this.#lifetime(entry);
       const left = lifetime - (Date.now() - entry.filledAt);
       if (left > 0) {
-        this.metrics.decisionCache.inc({ event: 'hit' });
+        this.metrics.decisionCacheHits.inc();
         if (left < lifetime * REFRESH_AHEAD_FRACTION && !this.#inflight.has(key)) {
           this.metrics.decisionCache.inc({ event: 'refresh' });
           void this.#fill(key, query, entry.decision);
