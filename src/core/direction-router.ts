@@ -1,5 +1,6 @@
 import { deny } from './decision.js';
 import type { Decision } from './decision.js';
+import type { Awaitable } from './awaitable.js';
 import type { Authorizer } from './ports.js';
 import type { RequestContext } from './request-context.js';
 
@@ -14,11 +15,9 @@ export class DirectionRouter implements Authorizer {
     this.strippedHeaders = Object.freeze([...new Set([...(inbound?.strippedHeaders ?? []), ...(outbound?.strippedHeaders ?? [])])]);
   }
 
-  decide(request: RequestContext): Promise<Decision> {
+  decide(request: RequestContext): Awaitable<Decision> {
     const target = request.direction === 'inbound' ? this.inbound : this.outbound;
-    if (!target) {
-      return Promise.resolve(deny('unknown_direction', { detail: `no ${request.direction} configuration` }));
-    }
+    if (!target) return deny('unknown_direction', { detail: `no ${request.direction} configuration` });
     return target.decide(request);
   }
 }

@@ -6,6 +6,8 @@
  */
 import { allow } from './decision.js';
 import type { Decision } from './decision.js';
+import { andThen } from './awaitable.js';
+import type { Awaitable } from './awaitable.js';
 import type { Authorizer } from './ports.js';
 import type { RequestContext } from './request-context.js';
 
@@ -20,9 +22,10 @@ export class DryRunAuthorizer implements Authorizer {
     this.strippedHeaders = inner.strippedHeaders;
   }
 
-  async decide(request: RequestContext): Promise<Decision> {
-    const decision = await this.inner.decide(request);
-    if (decision.kind === 'allow' || !(this.global || decision.facts.dryRun)) return decision;
-    return allow('dry_run', { ...decision.facts, dryRun: true, wouldDeny: decision.reason }, [], this.strippedHeaders);
+  decide(request: RequestContext): Awaitable<Decision> {
+    return andThen(this.inner.decide(request), (decision) => {
+      if (decision.kind === 'allow' || !(this.global || decision.facts.dryRun)) return decision;
+      return allow('dry_run', { ...decision.facts, dryRun: true, wouldDeny: decision.reason }, [], this.strippedHeaders);
+    });
   }
 }

@@ -5,14 +5,16 @@
  */
 import type { Decision } from './decision.js';
 import type { RequestContext } from './request-context.js';
+import type { Awaitable } from './awaitable.js';
 import type { Result } from './result.js';
 
 /**
  * Decides one request. The inbound and outbound authorizers implement this; so do the router and
- * the dry-run layer. May reject only on a bug: the Envoy adapter turns that into internal_error.
+ * the dry-run layer. A decision whose inputs were all cached comes back at once, not as a promise
+ * (awaitable.ts). May throw or reject only on a bug: the Envoy adapter turns that into internal_error.
  */
 export interface Authorizer {
-  decide(request: RequestContext): Promise<Decision>;
+  decide(request: RequestContext): Awaitable<Decision>;
   /** Request headers no decision of this authorizer lets through as sent (identity headers, instructions to the sidecar). */
   readonly strippedHeaders: readonly string[];
 }
@@ -52,7 +54,7 @@ export interface TokenVerifier {
    * Verifies signature, issuer, algorithm, `typ`, time claims and required claims, then checks
    * that `aud` contains `expectedAudience` (or the issuer's configured audience when omitted).
    */
-  verify(token: string, expectedAudience?: string): Promise<VerifyResult>;
+  verify(token: string, expectedAudience?: string): Awaitable<VerifyResult>;
   /** True once every issuer has usable keys. */
   ready(): boolean;
 }
@@ -90,7 +92,8 @@ interface Permission {
 export type PermissionAnswer = Result<Permission>;
 
 export interface PermissionChecker {
-  check(query: PermissionQuery): Promise<PermissionAnswer>;
+  /** A cached answer comes back at once; one SpiceDB gives, as a promise. */
+  check(query: PermissionQuery): Awaitable<PermissionAnswer>;
   ready(): boolean;
 }
 

@@ -3,6 +3,7 @@
  * sources alike. A failure names its deny reason, so it becomes a decision without a mapping
  * table at each call site; `detail` is operator-facing and never reaches the caller.
  */
+import type { Awaitable } from './awaitable.js';
 import type { DenyReason } from './decision.js';
 
 export interface Failure {
@@ -33,10 +34,11 @@ export function thrown(error: unknown, what: string): Failure {
  * Calls a port so that a throw or a rejection becomes `thrown()`: the decision core applies this
  * at every port call, so no port bug can escape as an exception or turn into an allow.
  */
-export function settled<T>(call: () => Promise<Result<T>>, what: string): Promise<Result<T>> {
+export function settled<T>(call: () => Awaitable<Result<T>>, what: string): Awaitable<Result<T>> {
   try {
-    return call().catch((error: unknown) => thrown(error, what));
+    const result = call();
+    return result instanceof Promise ? result.catch((error: unknown) => thrown(error, what)) : result;
   } catch (error) {
-    return Promise.resolve(thrown(error, what));
+    return thrown(error, what);
   }
 }

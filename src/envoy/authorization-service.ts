@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http2';
 import { deny } from '../core/decision.js';
+import type { Awaitable } from '../core/awaitable.js';
 import type { Decision } from '../core/decision.js';
 import type { DecisionObserver } from '../core/decision-event.js';
 import type { Authorizer } from '../core/ports.js';
@@ -82,23 +83,28 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
       finish(deny('internal_error'));
     };
 
+    // Only deciding is guarded: an answer that fails to go out must not be answered twice.
+    let decided: Awaitable<Decision>;
     try {
       lease = options.acquire();
       const pipeline = lease.pipeline;
       const parsed = parseCheckRequest(checkRequest, pipeline.limits, listenerDirection);
       if (pipeline.tracing !== undefined) span = startCheckSpan(pipeline.tracing, metadata, parsed.ok ? parsed.request : undefined, started);
-      if (!parsed.ok) {
+      if (parsed.ok) {
+        const parsedRequest = parsed.request;
+        request = parsedRequest;
+        direction = parsedRequest.direction;
+        decided = span === undefined ? pipeline.authorizer.decide(parsedRequest) : span.run(() => pipeline.authorizer.decide(parsedRequest));
+      } else {
         direction = parsed.direction ?? 'unknown';
-        finish(deny(parsed.reason, { detail: parsed.detail }));
-        return;
+        decided = deny(parsed.reason, { detail: parsed.detail });
       }
-      request = parsed.request;
-      direction = request.direction;
-      const parsedRequest = request;
-      const decided = span === undefined ? pipeline.authorizer.decide(parsedRequest) : span.run(() => pipeline.authorizer.decide(parsedRequest));
-      decided.then(finish, failed);
     } catch (error) {
-      failed(error);
+      onUnexpectedError(error);
+      decided = deny('internal_error');
     }
+    // Decided from cached answers, the decision is here already: answered without a microtask.
+    if (decided instanceof Promise) decided.then(finish, failed);
+    else finish(decided);
   };
 }

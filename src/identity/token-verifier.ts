@@ -9,6 +9,7 @@
  * there is one (the config allows at most one, since an opaque token does not name its issuer),
  * and is otherwise malformed_token.
  */
+import type { Awaitable } from '../core/awaitable.js';
 import { createHash } from 'node:crypto';
 import { errors, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
@@ -45,11 +46,8 @@ interface Issuer {
 
 interface CachedToken {
   readonly token: VerifiedToken;
-  /**
-   * The answer (the token, or wrong_audience) for the issuer's own audience, already settled: a
-   * resolved promise can be handed to every caller, so a hit on the common path allocates nothing.
-   */
-  readonly verified: Promise<VerifyResult>;
+  /** The answer (the token, or wrong_audience) for the issuer's own audience: a hit on the common path allocates nothing. */
+  readonly verified: VerifyResult;
   /** Milliseconds since the epoch after which the cached verification no longer holds. */
   readonly validUntilMs: number;
   readonly audience: string;
@@ -123,14 +121,14 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
     return Promise.resolve();
   }
 
-  verify(token: string, expectedAudience?: string): Promise<VerifyResult> {
+  verify(token: string, expectedAudience?: string): Awaitable<VerifyResult> {
     const hash = createHash('sha256').update(token).digest('base64url');
     const cached = this.cache.get(hash);
     if (cached !== undefined) {
       if (this.deps.now() < cached.validUntilMs && cached.keys.stillHas(cached.key)) {
         this.deps.metrics.verifiedTokenHits.inc();
         if (expectedAudience === undefined || expectedAudience === cached.audience) return cached.verified;
-        return Promise.resolve(checkAudience(cached.token, cached.audience, expectedAudience));
+        return checkAudience(cached.token, cached.audience, expectedAudience);
       }
       this.cache.delete(hash);
     }
@@ -183,7 +181,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
       }
 
       const verified = verifiedIdentity(config, { claims: payload, subject: payload.sub, audience: aud, expiresAt: payload.exp, fingerprint: hash });
-      const entry: CachedToken = { token: verified, verified: Promise.resolve(checkAudience(verified, config.audience, undefined)), validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
+      const entry: CachedToken = { token: verified, verified: checkAudience(verified, config.audience, undefined), validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
       const ttl = validUntilMs - nowMs;
       if (ttl > 0) this.cache.set(hash, entry, { ttl });
       return checkAudience(verified, config.audience, expectedAudience);

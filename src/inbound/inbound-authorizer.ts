@@ -8,7 +8,9 @@ import { readBearer } from '../core/bearer.js';
 import { allow, deny, withDetail } from '../core/decision.js';
 import type { AllowReason, Decision, DecisionFacts, HeaderList } from '../core/decision.js';
 import { IDENTITY_HEADER_NAMES, IDENTITY_HEADERS } from '../core/identity-headers.js';
-import type { Authorizer, Consistency, PermissionChecker, TokenVerifier, VerifiedToken } from '../core/ports.js';
+import { andThen } from '../core/awaitable.js';
+import type { Awaitable } from '../core/awaitable.js';
+import type { Authorizer, Consistency, PermissionChecker, TokenVerifier, VerifiedToken, VerifyResult } from '../core/ports.js';
 import type { RequestContext } from '../core/request-context.js';
 import { failure, settled } from '../core/result.js';
 import type { Failure } from '../core/result.js';
@@ -50,17 +52,20 @@ class InboundAuthorizer implements Authorizer {
     this.#defaultConsistency = config.consistency === 'fully_consistent' ? FULLY_CONSISTENT : MINIMIZE_LATENCY;
   }
 
-  async decide(request: RequestContext): Promise<Decision> {
+  decide(request: RequestContext): Awaitable<Decision> {
     const match = this.#rules.match(request);
     if (match === undefined) return this.#decideDefault(request);
     const { rule, pathParams } = match;
     const ruleFacts = rule.facts;
     if (rule.auth === 'none') return allow('public_route', ruleFacts, [], this.strippedHeaders);
+    return andThen(this.#authenticate(request, rule.audience ?? request.contextExtensions.audience, ruleFacts), (identity) =>
+      identity.ok ? this.#authorize(request, rule, pathParams, identity.token, identity.facts) : identity.decision,
+    );
+  }
 
-    const identity = await this.#authenticate(request, rule.audience ?? request.contextExtensions.audience, ruleFacts);
-    if (!identity.ok) return identity.decision;
-    const { token } = identity;
-    let facts = identity.facts;
+  /** With the caller's token verified: the rule's own refusals, its requirement, then its checks. */
+  #authorize(request: RequestContext, rule: CompiledRule, pathParams: Readonly<Record<string, string>>, token: VerifiedToken, tokenFacts: DecisionFacts): Awaitable<Decision> {
+    let facts = tokenFacts;
     const refused = refusal(rule, token);
     if (refused !== undefined) return deny(refused.reason, withDetail(facts, refused.detail));
     // Before SpiceDB: a token without the scope or claim the route needs costs no check.
@@ -74,7 +79,7 @@ class InboundAuthorizer implements Authorizer {
 
     // After the token: an unauthenticated caller never makes the sidecar decode its message.
     const reader = rule.body;
-    const verdict = await runChecks({
+    const checked = runChecks({
       checks: rule.checks,
       scope: { request, pathParams, token },
       ...(reader === undefined ? {} : { readBody: () => reader.read(request.body) }),
@@ -82,44 +87,37 @@ class InboundAuthorizer implements Authorizer {
       checker: this.ports.checker,
       deniedReason: 'permission_denied',
     });
-    const read = verdict.body === undefined ? facts : { ...facts, body: verdict.body };
-    if (!verdict.ok) {
-      const denied = verdict.checks === undefined ? read : { ...read, checks: verdict.checks };
-      return deny(verdict.reason, withDetail(denied, verdict.detail));
-    }
-    return this.#allowWith('allowed', token, { ...read, checks: verdict.checks });
+    const known = facts;
+    return andThen(checked, (verdict) => {
+      const read = verdict.body === undefined ? known : { ...known, body: verdict.body };
+      if (!verdict.ok) {
+        const denied = verdict.checks === undefined ? read : { ...read, checks: verdict.checks };
+        return deny(verdict.reason, withDetail(denied, verdict.detail));
+      }
+      return this.#allowWith('allowed', token, { ...read, checks: verdict.checks });
+    });
   }
 
-  async #decideDefault(request: RequestContext): Promise<Decision> {
+  #decideDefault(request: RequestContext): Awaitable<Decision> {
     switch (this.config.default) {
       case 'allow':
         return allow('default_allow', {}, [], this.strippedHeaders);
-      case 'token': {
-        const identity = await this.#authenticate(request, request.contextExtensions.audience, {});
-        return identity.ok ? this.#allowWith('default_allow', identity.token, identity.facts) : identity.decision;
-      }
+      case 'token':
+        return andThen(this.#authenticate(request, request.contextExtensions.audience, {}), (identity) =>
+          identity.ok ? this.#allowWith('default_allow', identity.token, identity.facts) : identity.decision,
+        );
       case 'deny':
         return deny('no_matching_rule');
     }
   }
 
-  async #authenticate(request: RequestContext, audience: string | undefined, ruleFacts: DecisionFacts): Promise<Authenticated> {
+  #authenticate(request: RequestContext, audience: string | undefined, ruleFacts: DecisionFacts): Awaitable<Authenticated> {
     const bearer = readBearer(request, this.ports.maxTokenBytes);
     if (!bearer.ok) return { ok: false, decision: deny(bearer.reason, ruleFacts, CHALLENGE_INVALID) };
-    if (bearer.value === undefined) return { ok: false, decision: deny('missing_token', { ...ruleFacts, tokenKind: 'none' }, CHALLENGE_MISSING) };
-    const result = await settled(() => this.ports.verifier.verify(bearer.value as string, audience), 'token verification');
-    const asked = audience === undefined ? ruleFacts : { ...ruleFacts, audience };
-    if (!result.ok) {
-      // Only token problems get a challenge; an outage (keys_unavailable, 503) is not the caller's fault.
-      const denied = deny(result.reason, withDetail(asked, result.detail));
-      return { ok: false, decision: denied.status === 401 ? deny(result.reason, denied.facts, CHALLENGE_INVALID) : denied };
-    }
-    const token = result.value;
-    const facts = { ...asked, ...tokenFacts(token) };
-    if (UNSAFE_HEADER_VALUE.test(token.subject) || (token.actor !== undefined && UNSAFE_HEADER_VALUE.test(token.actor))) {
-      return { ok: false, decision: deny('invalid_claim', { ...facts, detail: 'sub or act.sub has control characters' }, CHALLENGE_INVALID) };
-    }
-    return { ok: true, token, facts };
+    const presented = bearer.value;
+    if (presented === undefined) return { ok: false, decision: deny('missing_token', { ...ruleFacts, tokenKind: 'none' }, CHALLENGE_MISSING) };
+    const verified = settled(() => this.ports.verifier.verify(presented, audience), 'token verification');
+    return andThen(verified, (result) => identityOf(result, audience === undefined ? ruleFacts : { ...ruleFacts, audience }));
   }
 
   #allowWith(reason: AllowReason, token: VerifiedToken, facts: DecisionFacts): Decision {
@@ -146,6 +144,21 @@ function identityHeaders(token: VerifiedToken): HeaderList {
     identityHeadersOf.set(token, headers);
   }
   return headers;
+}
+
+/** The verifier's answer as an identity to authorize, or the denial it amounts to. */
+function identityOf(result: VerifyResult, asked: DecisionFacts): Authenticated {
+  if (!result.ok) {
+    // Only token problems get a challenge; an outage (keys_unavailable, 503) is not the caller's fault.
+    const denied = deny(result.reason, withDetail(asked, result.detail));
+    return { ok: false, decision: denied.status === 401 ? deny(result.reason, denied.facts, CHALLENGE_INVALID) : denied };
+  }
+  const token = result.value;
+  const facts = { ...asked, ...tokenFacts(token) };
+  if (UNSAFE_HEADER_VALUE.test(token.subject) || (token.actor !== undefined && UNSAFE_HEADER_VALUE.test(token.actor))) {
+    return { ok: false, decision: deny('invalid_claim', { ...facts, detail: 'sub or act.sub has control characters' }, CHALLENGE_INVALID) };
+  }
+  return { ok: true, token, facts };
 }
 
 /** Why the rule refuses tokens of this issuer or kind, if it does. */

@@ -9,6 +9,8 @@
 import type { BodyRead } from '../body/body-reader.js';
 import type { CheckRecord, DenyReason } from '../core/decision.js';
 import type { Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
+import { andThen } from '../core/awaitable.js';
+import type { Awaitable } from '../core/awaitable.js';
 import { settled } from '../core/result.js';
 import { formatObject } from './check-spec.js';
 import type { CompiledCheck } from './check-spec.js';
@@ -41,22 +43,21 @@ function recordOf(query: PermissionQuery, answer: PermissionAnswer): CheckRecord
   };
 }
 
-export async function runChecks(run: CheckRun): Promise<ChecksVerdict> {
+export function runChecks(run: CheckRun): Awaitable<ChecksVerdict> {
   if (run.readBody === undefined) return decide(run, run.scope);
   const fields = run.readBody();
   if (!fields.ok) return fields;
-  const verdict = await decide(run, { ...run.scope, body: fields.value });
-  return { ...verdict, body: Object.fromEntries(fields.value) };
+  return andThen(decide(run, { ...run.scope, body: fields.value }), (verdict) => ({ ...verdict, body: Object.fromEntries(fields.value) }));
 }
 
-async function decide(run: CheckRun, scope: TemplateScope): Promise<ChecksVerdict> {
-  // Most rules have one check: asked without Promise.all and its arrays.
+function decide(run: CheckRun, scope: TemplateScope): Awaitable<ChecksVerdict> {
+  // Most rules have one check: asked without Promise.all and its arrays, and a cached answer
+  // decides at once (awaitable.ts).
   if (run.checks.length === 1) {
     const built = (run.checks[0] as CompiledCheck).build(scope, run.consistency);
     if (!built.ok) return built;
     const query = built.value;
-    const answer = await settled(() => run.checker.check(query), 'permission check');
-    return combine(run, [answer], [recordOf(query, answer)]);
+    return andThen(settled(() => run.checker.check(query), 'permission check'), (answer) => combine(run, [answer], [recordOf(query, answer)]));
   }
   const queries: PermissionQuery[] = [];
   for (const check of run.checks) {
@@ -64,8 +65,9 @@ async function decide(run: CheckRun, scope: TemplateScope): Promise<ChecksVerdic
     if (!built.ok) return built;
     queries.push(built.value);
   }
-  const answers = await Promise.all(queries.map((query) => settled(() => run.checker.check(query), 'permission check')));
-  return combine(run, answers, answers.map((answer, i) => recordOf(queries[i] as PermissionQuery, answer)));
+  return Promise.all(queries.map((query) => settled(() => run.checker.check(query), 'permission check'))).then((answers) =>
+    combine(run, answers, answers.map((answer, i) => recordOf(queries[i] as PermissionQuery, answer))),
+  );
 }
 
 function combine(run: CheckRun, answers: readonly PermissionAnswer[], checks: readonly CheckRecord[]): ChecksVerdict {

@@ -18,6 +18,7 @@
  * fails leaves the entry to expire as before.
  */
 import { LRUCache } from 'lru-cache';
+import type { Awaitable } from '../core/awaitable.js';
 import type { Closable, Consistency, PermissionAnswer, PermissionChecker, Permissionship, PermissionQuery } from '../core/ports.js';
 import { success, thrown } from '../core/result.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -125,7 +126,7 @@ export class CachingChecker implements PermissionChecker, Closable {
     return this.inner.ready() && (!this.options.requireWatch || this.options.freshness !== 'watch' || this.#feedLive);
   }
 
-  check(query: PermissionQuery): Promise<PermissionAnswer> {
+  check(query: PermissionQuery): Awaitable<PermissionAnswer> {
     if (query.consistency.kind !== 'minimize_latency') return this.inner.check(query);
     const key = decisionKey(query);
     const entry = this.#cache?.get(key);
@@ -138,7 +139,7 @@ export class CachingChecker implements PermissionChecker, Closable {
           this.metrics.decisionCache.inc({ event: 'refresh' });
           void this.#fill(key, query, entry.decision);
         }
-        return Promise.resolve(entry.answer);
+        return entry.answer;
       }
       this.#cache?.delete(key);
     }
@@ -160,7 +161,7 @@ export class CachingChecker implements PermissionChecker, Closable {
     const floor = this.#freshFloor;
     const consistency = floor !== undefined && Date.now() < floor.until ? floor.consistency : MINIMIZE_LATENCY;
     const asked = consistency === MINIMIZE_LATENCY ? query : { ...query, consistency };
-    const answer = this.inner.check(asked).then(
+    const answer = Promise.resolve(this.inner.check(asked)).then(
       (answer) => {
         if (this.#inflight.get(key) === fill) this.#inflight.delete(key);
         // Errors are never cached: the next request should try SpiceDB again.

@@ -26,7 +26,7 @@ export class InflightLimit implements PermissionChecker, Closable {
     if (this.inflight >= this.maxInflight) return Promise.resolve(OVERLOADED);
     this.inflight++;
     this.metrics.spicedbInflightChecks.set(this.inflight);
-    return this.inner.check(query).finally(() => {
+    return Promise.resolve(this.inner.check(query)).finally(() => {
       this.inflight--;
       this.metrics.spicedbInflightChecks.set(this.inflight);
     });

@@ -135,7 +135,8 @@ export class CachingTokenSource implements TokenSource {
   }
 
   private callInner(request: TokenRequest): Promise<TokenResult> {
-    return settled(() => this.inner.issue(request), 'token source');
+    // A token source always answers with a promise; settled() hands it back as one.
+    return Promise.resolve(settled(() => this.inner.issue(request), 'token source'));
   }
 
   /** Stores a fresh token; returns the success answer, or undefined when it is already unservable. */
