@@ -130,5 +130,6 @@ export type TokenResult = Result<IssuedToken>;
 
 export interface TokenSource {
   readonly name: string;
-  issue(request: TokenRequest): Promise<TokenResult>;
+  /** A cached token comes back at once; a token service's answer as a promise. */
+  issue(request: TokenRequest): Awaitable<TokenResult>;
 }

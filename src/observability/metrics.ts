@@ -46,12 +46,16 @@ export class Metrics {
     labelNames: ['source', 'kind', 'result'] as const,
     registers: [this.registry],
   });
+  readonly #tokenCacheCells = new CounterCells<'event'>();
   readonly tokenCacheEvents = new Counter({
     name: 'jwtauth_token_cache_events_total',
     help: 'Outbound token cache events: hit, miss, refresh, refresh_failure, stale_served.',
     labelNames: ['event'] as const,
     registers: [this.registry],
+    collect: this.#tokenCacheCells.collector(),
   });
+  /** Counted on every outbound Check: a cell, not `tokenCacheEvents.inc`. */
+  readonly tokenCacheHits = this.#tokenCacheCells.cell({ event: 'hit' });
   readonly tokenCacheSoonestExpiry = new Gauge({
     name: 'jwtauth_token_cache_soonest_expiry_seconds',
     help: 'Seconds until the soonest-expiring cached outbound token expires (absent when the cache is empty).',

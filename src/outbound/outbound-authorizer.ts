@@ -13,8 +13,10 @@
 import { readBearer } from '../core/bearer.js';
 import { allow, deny, withDetail } from '../core/decision.js';
 import type { AllowReason, Decision, DecisionFacts, HeaderList } from '../core/decision.js';
-import type { Authorizer, PermissionChecker, TokenRequest, TokenSource, TokenVerifier } from '../core/ports.js';
+import type { Authorizer, IssuedToken, PermissionChecker, TokenRequest, TokenSource, TokenVerifier } from '../core/ports.js';
 import type { RequestContext } from '../core/request-context.js';
+import { andThen } from '../core/awaitable.js';
+import type { Awaitable } from '../core/awaitable.js';
 import { settled } from '../core/result.js';
 import { tokenFacts } from '../core/token-facts.js';
 import type { OutboundConfig } from './config.js';
@@ -37,6 +39,21 @@ export function createOutboundAuthorizer(config: NonNullable<OutboundConfig>, po
 }
 
 const AUTHORIZATION = 'authorization';
+
+/**
+ * The header that carries an issued token. A cached token is the same object on every hit of the
+ * token cache, so its header is made once per token, not per Check, and goes with it.
+ */
+const authorizationHeaders = new WeakMap<IssuedToken, HeaderList>();
+
+function authorizationHeader(issued: IssuedToken): HeaderList {
+  let headers = authorizationHeaders.get(issued);
+  if (headers === undefined) {
+    headers = Object.freeze([Object.freeze([AUTHORIZATION, `Bearer ${issued.token}`] as const)]);
+    authorizationHeaders.set(issued, headers);
+  }
+  return headers;
+}
 const NO_SET: HeaderList = Object.freeze([]) as HeaderList;
 
 class OutboundAuthorizer implements Authorizer {
@@ -55,7 +72,7 @@ class OutboundAuthorizer implements Authorizer {
     this.strippedHeaders = Object.freeze([this.#onBehalfOf.header]);
   }
 
-  async decide(request: RequestContext): Promise<Decision> {
+  decide(request: RequestContext): Awaitable<Decision> {
     const match = this.#upstreams.match(request);
     if (!match.ok) return deny('unknown_upstream', { detail: match.detail, tokenKind: 'none' });
     const audience = match.upstream.audience;
@@ -102,7 +119,7 @@ class OutboundAuthorizer implements Authorizer {
     );
   }
 
-  #serviceToken(audience: string): Promise<Decision> {
+  #serviceToken(audience: string): Awaitable<Decision> {
     return this.#attach({ kind: 'service', audience }, 'service_token_attached', {
       audience,
       tokenKind: 'service',
@@ -125,10 +142,10 @@ class OutboundAuthorizer implements Authorizer {
     return this.#attach({ kind: 'on_behalf_of', audience, user, userType }, 'on_behalf_of_token_attached', { ...facts, checks: verdict.checks });
   }
 
-  async #attach(request: TokenRequest, reason: AllowReason, facts: DecisionFacts): Promise<Decision> {
-    const result = await settled(() => this.ports.tokens.issue(request), 'token source');
-    if (!result.ok) return deny(result.reason, withDetail(facts, result.detail));
-    const headers: HeaderList = [[AUTHORIZATION, `Bearer ${result.value.token}`]];
-    return allow(reason, facts, headers, this.strippedHeaders);
+  #attach(request: TokenRequest, reason: AllowReason, facts: DecisionFacts): Awaitable<Decision> {
+    return andThen(settled(() => this.ports.tokens.issue(request), 'token source'), (result) => {
+      if (!result.ok) return deny(result.reason, withDetail(facts, result.detail));
+      return allow(reason, facts, authorizationHeader(result.value), this.strippedHeaders);
+    });
   }
 }

@@ -14,6 +14,7 @@
  * `exp`, and its fetch() adds a promise chain per hit; the `exp` check here is explicit.
  */
 import { LRUCache } from 'lru-cache';
+import type { Awaitable } from '../core/awaitable.js';
 import type { IssuedToken, TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
 import { failure, settled, success } from '../core/result.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -35,8 +36,8 @@ export interface TokenCacheOptions {
 
 interface Entry {
   readonly token: IssuedToken;
-  /** The settled answer handed to every hit. */
-  readonly answer: Promise<TokenResult>;
+  /** The answer handed to every hit. */
+  readonly answer: TokenResult;
   /** The token is never served at or after this. */
   readonly serveUntilMs: number;
   refreshAtMs: number;
@@ -80,13 +81,14 @@ export class CachingTokenSource implements TokenSource {
     }
   }
 
-  issue(request: TokenRequest): Promise<TokenResult> {
+  issue(request: TokenRequest): Awaitable<TokenResult> {
     const key = cacheKey(this.name, request);
     const now = this.now();
     const entry = this.entries.get(key);
     if (entry !== undefined && now < entry.serveUntilMs) {
       if (now >= entry.refreshAtMs && !this.inflight.has(key)) this.refresh(key, request, entry);
-      this.options.metrics.tokenCacheEvents.inc({ event: entry.failing ? 'stale_served' : 'hit' });
+      if (entry.failing) this.options.metrics.tokenCacheEvents.inc({ event: 'stale_served' });
+      else this.options.metrics.tokenCacheHits.inc();
       return entry.answer;
     }
     const pending = this.inflight.get(key);
@@ -148,7 +150,7 @@ export class CachingTokenSource implements TokenSource {
     const jitter = 1 + this.options.jitterFraction * (2 * this.random() - 1);
     const refreshAtMs = Math.min(now + remaining * this.options.refreshAtFraction * jitter, serveUntilMs);
     const answer: TokenResult = success(token);
-    this.entries.set(key, { token, answer: Promise.resolve(answer), serveUntilMs, refreshAtMs, failing: false });
+    this.entries.set(key, { token, answer, serveUntilMs, refreshAtMs, failing: false });
     return answer;
   }
 

@@ -65,7 +65,7 @@ describe('trace context toward the token service', () => {
   });
 
   it('is absent outside a traced Check', async () => {
-    await inChildSpan('not traced', SpanKind.INTERNAL, {}, () => source.issue({ kind: 'service', audience: 'vmcontroller' }));
+    await inChildSpan('not traced', SpanKind.INTERNAL, {}, async () => source.issue({ kind: 'service', audience: 'vmcontroller' }));
     expect(seen.at(-1)?.traceparent).toBeUndefined();
   });
 });
