@@ -14,9 +14,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../src/config/load.js';
 import { createLogger } from '../src/observability/logger.js';
-import type { CheckRequest } from '../src/generated/envoy/service/auth/v3/CheckRequest.js';
-import { measureAllocation } from '../dev/heap-allocation.js';
-import { encodeCheckRequest, openInProcessSidecar } from '../dev/in-process-sidecar.js';
+import { allocationPerCheck, encodeCheckRequest, envoyShapedCheckRequest, openInProcessSidecar, waitUntilReady } from '../dev/in-process-sidecar.js';
+import type { CheckAllocation } from '../dev/in-process-sidecar.js';
 import type { InProcessSidecar } from '../dev/in-process-sidecar.js';
 import { writeSidecarConfig } from '../dev/sidecar.js';
 import { startSpicedb } from '../dev/spicedb.js';
@@ -30,39 +29,6 @@ const { values: flags } = parseArgs({
   },
 });
 const CHECKS = Number(flags.checks);
-
-/** The shape of the CheckRequest Envoy sends for an HTTP/2 call (headers as the ext_authz filter lists them). */
-function envoyCheckRequest(path: string, headers: Readonly<Record<string, string>>, contextExtensions: Readonly<Record<string, string>>): CheckRequest {
-  const all: Record<string, string> = {
-    ':authority': 'bench.local',
-    ':path': path,
-    ':method': 'GET',
-    ':scheme': 'http',
-    'user-agent': 'h2load nghttp2/1.64.0',
-    'x-forwarded-proto': 'http',
-    'x-request-id': '6f0c1a52-3f4e-4b8e-9d0a-2c1f3e4d5a6b',
-    ...headers,
-  };
-  return {
-    attributes: {
-      source: { address: { socket_address: { address: '127.0.0.1', port_value: 51234 } } },
-      destination: { address: { socket_address: { address: '127.0.0.1', port_value: 10000 } } },
-      request: {
-        time: { seconds: String(Math.floor(Date.now() / 1000)), nanos: 0 },
-        http: {
-          id: '14512862301342457891',
-          method: 'GET',
-          path,
-          host: 'bench.local',
-          scheme: 'http',
-          protocol: 'HTTP/2',
-          header_map: { headers: Object.entries(all).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) },
-        },
-      },
-      context_extensions: contextExtensions,
-    },
-  };
-}
 
 interface Case {
   readonly name: string;
@@ -84,21 +50,16 @@ async function main(): Promise<void> {
   try {
     const token = signToken(keys);
     const cases: Case[] = [
-      { name: 'inbound cached allow', request: encodeCheckRequest(envoyCheckRequest('/v1/clouds/cl0/namespaces', { authorization: `Bearer ${token}` }, { direction: 'inbound' })) },
-      { name: 'outbound cached allow', request: encodeCheckRequest(envoyCheckRequest('/v1/vms', {}, { direction: 'outbound', audience: UPSTREAM })) },
-      { name: 'inbound permission denied', request: encodeCheckRequest(envoyCheckRequest('/v1/clouds/cl1/namespaces', { authorization: `Bearer ${token}` }, { direction: 'inbound' })) },
+      { name: 'inbound cached allow', request: encodeCheckRequest(envoyShapedCheckRequest('/v1/clouds/cl0/namespaces', { authorization: `Bearer ${token}` }, { direction: 'inbound' })) },
+      { name: 'outbound cached allow', request: encodeCheckRequest(envoyShapedCheckRequest('/v1/vms', {}, { direction: 'outbound', audience: UPSTREAM })) },
+      { name: 'inbound permission denied', request: encodeCheckRequest(envoyShapedCheckRequest('/v1/clouds/cl1/namespaces', { authorization: `Bearer ${token}` }, { direction: 'inbound' })) },
     ];
-    const deadline = Date.now() + 20_000;
-    while (!sidecar.ready()) {
-      if (Date.now() > deadline) throw new Error('the in-process sidecar did not become ready');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const results: Record<string, { bytesPerCheck: number; scavengesPer10k: number; markCompactsPer10k: number }> = {};
+    await waitUntilReady(sidecar);
+    const results: Record<string, CheckAllocation> = {};
     for (const { name, request } of cases) {
-      await run(sidecar, request, 2_000); // warm: caches filled, code optimized
-      const sample = await measureAllocation(() => run(sidecar, request, CHECKS));
-      results[name] = { bytesPerCheck: Math.round(sample.bytes / CHECKS), scavengesPer10k: (sample.scavenges * 10_000) / CHECKS, markCompactsPer10k: (sample.markCompacts * 10_000) / CHECKS };
-      process.stderr.write(`[allocation] ${name}: ${results[name]?.bytesPerCheck} bytes per Check, ${results[name]?.scavengesPer10k.toFixed(1)} scavenges per 10k\n`);
+      const result = await allocationPerCheck(sidecar, request, CHECKS);
+      results[name] = result;
+      process.stderr.write(`[allocation] ${name}: ${result.bytesPerCheck} bytes per Check, ${result.scavengesPer10k.toFixed(1)} scavenges and ${result.markCompactsPer10k.toFixed(1)} mark-compacts per 10k\n`);
     }
     if (flags['heap-profile']) {
       const first = cases[0] as Case;
