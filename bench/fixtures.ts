@@ -48,8 +48,10 @@ export function signToken(keys: BenchKeys, subject = SUBJECT): string {
   return `${input}.${signature.toString('base64url')}`;
 }
 
+/** `service` is the type of the sidecar's own identity (service.subjectType): without it the sidecar is never ready (schema check). */
 export const SCHEMA = `
 definition user {}
+definition service {}
 definition cloud {
   relation admin: user
   relation member: user
