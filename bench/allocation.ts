@@ -30,6 +30,8 @@ import type { CheckRequest } from '../src/generated/envoy/service/auth/v3/CheckR
 import { createLogger } from '../src/observability/logger.js';
 import { PACKAGE_ROOT } from '../src/package-root.js';
 import { makeKeys, SCHEMA, sidecarConfig, signToken, UPSTREAM } from './fixtures.js';
+import type { BenchKeys } from './fixtures.js';
+import { startOtlpSink } from './otlp-sink.js';
 import { SHIPPED_NODE_ARGS } from './node-flags.js';
 
 const { values: flags } = parseArgs({
@@ -53,7 +55,8 @@ interface Case {
 const log = (message: string): void => void process.stderr.write(`[allocation] ${message}\n`);
 
 function describe(where: string, name: string, result: CheckAllocation): void {
-  log(`${where}: ${name}: ${result.bytesPerCheck} bytes per Check, ${result.scavengesPer10k.toFixed(1)} scavenges and ${result.markCompactsPer10k.toFixed(1)} mark-compacts per 10k`);
+  const cpu = Number.isNaN(result.cpuMicrosPerCheck) ? '' : `, ${result.cpuMicrosPerCheck.toFixed(1)} µs of CPU`;
+  log(`${where}: ${name}: ${result.bytesPerCheck} bytes per Check${cpu}, ${result.scavengesPer10k.toFixed(1)} scavenges and ${result.markCompactsPer10k.toFixed(1)} mark-compacts per 10k`);
 }
 
 async function inProcess(sidecar: InProcessSidecar, cases: readonly Case[]): Promise<Record<string, CheckAllocation>> {
@@ -85,6 +88,33 @@ async function heapProfile(sidecar: InProcessSidecar, request: Buffer): Promise<
   };
   walk(profile.head, []);
   for (const [site, bytes] of [...sites].sort((a, b) => b[1] - a[1]).slice(0, 60)) log(`${(bytes / CHECKS).toFixed(0).padStart(7)} B/Check  ${site}`);
+}
+
+/**
+ * What tracing adds to a cached inbound allow, in-process: off, on at ratio 0 (every span created
+ * unsampled) and ratio 1 (every span recorded and exported to a sink that discards it).
+ */
+async function withTracing(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, dir: string, inbound: Case): Promise<Record<string, CheckAllocation>> {
+  const sink = await startOtlpSink();
+  const results: Record<string, CheckAllocation> = {};
+  try {
+    for (const ratio of [undefined, 0, 1]) {
+      const name = ratio === undefined ? 'tracing off' : `tracing ratio ${ratio}`;
+      const variant = ratio === undefined ? {} : { tracing: { ratio } };
+      const loaded = loadConfigFile(writeSidecarConfig(sidecarConfig(keys, spicedbEndpoint, keyEnv, variant, sink.endpoint), mkdtempSync(join(dir, 'tracing-'))));
+      const sidecar = await openInProcessSidecar(loaded, createLogger({ level: loaded.config.log.level }));
+      try {
+        await waitUntilReady(sidecar);
+        results[name] = await allocationPerCheck(sidecar, encodeCheckRequest(inbound.request), CHECKS);
+        describe('in-process', `${inbound.name}, ${name}`, results[name]);
+      } finally {
+        await sidecar.close();
+      }
+    }
+  } finally {
+    await sink.close();
+  }
+  return results;
 }
 
 async function inSidecarProcess(configFile: string, env: NodeJS.ProcessEnv, cases: readonly Case[]): Promise<Record<string, CheckAllocation>> {
@@ -133,6 +163,8 @@ async function inSidecarProcess(configFile: string, env: NodeJS.ProcessEnv, case
         bytesPerCheck: Math.round((after.bytes - before.bytes) / CHECKS),
         scavengesPer10k: ((after.scavenges - before.scavenges) * 10_000) / CHECKS,
         markCompactsPer10k: ((after.markCompacts - before.markCompacts) * 10_000) / CHECKS,
+        // The sidecar's CPU is the bench's to read from /proc (bench/proc.ts); not measured here.
+        cpuMicrosPerCheck: Number.NaN,
       };
       describe(`sidecar process${flags.cli === undefined ? '' : ` (${flags.cli})`}`, name, results[name]);
     }
@@ -168,8 +200,9 @@ async function main(): Promise<void> {
     } finally {
       await sidecar.close();
     }
+    const tracing = await withTracing(keys, spicedb.endpoint, keyEnv, dir, cases[0] as Case);
     const processResults = await inSidecarProcess(configFile, env, cases);
-    if (flags.out) writeFileSync(flags.out, `${JSON.stringify({ checks: CHECKS, cli: flags.cli ?? 'this build', inProcess: inProcessResults, sidecarProcess: processResults }, null, 2)}\n`);
+    if (flags.out) writeFileSync(flags.out, `${JSON.stringify({ checks: CHECKS, cli: flags.cli ?? 'this build', inProcess: inProcessResults, tracing, sidecarProcess: processResults }, null, 2)}\n`);
   } finally {
     await spicedb.stop();
   }
