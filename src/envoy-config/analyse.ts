@@ -361,6 +361,7 @@ function checkRoutesAndBody(site: ExtAuthzSite, sidecar: SidecarExpectations, li
       const audience = effective.contextExtensions.audience;
       if (direction === 'outbound' && audience !== undefined && !sidecar.audiences.has(audience)) {
         add({ check: 'audience', severity: 'error', at: routeAt, problem: `context_extensions.audience is ${audience}, which is not in outbound.upstreams (${[...sidecar.audiences].join(', ') || 'none'}): every call on this route is denied unknown_upstream`, fix: `add { audience: ${audience} } to outbound.upstreams, or correct the route’s audience` });
+        return; // every call is denied before its body matters
       }
       const readers =
         direction === 'inbound' ? sidecar.bodyRules.filter((rule) => firstRouteFor(vhost.routes, rule) === index).map((rule) => ({ name: `inbound rule ${rule.name}`, grpc: rule.grpc }))
