@@ -11,7 +11,7 @@ import { extAuthzSchema, healthCheckFilterSchema, httpConnectionManagerSchema } 
 import type { Cluster, EnvoyAddress, ExtAuthz, HttpFilter, RouteConfiguration, StringMatcher } from './envoy-schema.js';
 import { describeMatch, effectiveRoute, firstRouteFor } from './routes.js';
 import type { Direction } from '../core/request-context.js';
-import type { SidecarExpectations, SidecarListener } from './sidecar-expectations.js';
+import type { HeaderNeed, SidecarExpectations, SidecarListener } from './sidecar-expectations.js';
 
 export const ENVOY_CHECKS = [
   'ext-authz-missing',
@@ -268,8 +268,7 @@ function analyseSite(
       });
     }
   }
-  const sendsBodySomewhere = checkRoutesAndBody(site, sidecar, listenerDirection, add);
-  checkHeaders(site, sidecar, sendsBodySomewhere, add);
+  checkHeaders(site, sidecar, checkRoutesAndBody(site, sidecar, listenerDirection, add), add);
   return site.routeConfig?.virtual_hosts.reduce((n, vh) => n + vh.routes.length, 0) ?? 0;
 }
 
@@ -329,26 +328,34 @@ function checkCluster(cluster: Cluster, at: string, view: EnvoyConfigView, sidec
   return direction;
 }
 
+interface RoutesSeen {
+  /** Envoy sends the body on some route of this filter. */
+  readonly sendsBody: boolean;
+  /** Inbound rules whose requests reach a route this filter runs on; undefined when the routes are not in the input. */
+  readonly reachedRules: ReadonlySet<string> | undefined;
+}
+
 /**
  * Per route: the direction the sidecar will see, the audience, and whether the body is sent where
  * a rule reads it (and only there). Returns whether the filter sends a body on any route.
  */
-function checkRoutesAndBody(site: ExtAuthzSite, sidecar: SidecarExpectations, listenerDirection: Direction | undefined | null, add: (finding: EnvoyFinding) => void): boolean {
+function checkRoutesAndBody(site: ExtAuthzSite, sidecar: SidecarExpectations, listenerDirection: Direction | undefined | null, add: (finding: EnvoyFinding) => void): RoutesSeen {
   const filterBody = site.config.with_request_body;
   const routeConfig = site.routeConfig;
   if (routeConfig === undefined) {
     // Only the filter is known: judge it as if it ran on every request.
-    const readers = sidecar.bodyRules.length > 0 || sidecar.outboundReadsBody;
+    const readers = sidecar.rules.some((rule) => rule.readsBody) || sidecar.outboundReadsBody;
     if (readers && filterBody === undefined) {
       add({ check: 'request-body', severity: 'error', at: site.at, problem: 'rules read {body.…} but the filter has no with_request_body: Envoy never sends the body, so those calls are denied body_missing', fix: 'set with_request_body: { max_request_bytes: 65536, allow_partial_message: false, pack_as_bytes: true } on the filter' });
     } else if (readers && filterBody?.pack_as_bytes !== true) {
-      add(packAsBytesFinding(site.at, sidecar.bodyRules.some((rule) => rule.grpc) ? 'error' : 'warning'));
+      add(packAsBytesFinding(site.at, sidecar.rules.some((rule) => rule.readsBody && rule.grpc) ? 'error' : 'warning'));
     } else if (!readers && filterBody !== undefined) {
       add({ check: 'body-buffering', severity: 'warning', at: site.at, problem: 'with_request_body is set but no rule reads {body.…}: Envoy holds every request until its whole body arrived, answers 413 above max_request_bytes, and stalls client-streaming gRPC calls, for nothing', fix: 'remove with_request_body, or opt each route out with check_settings.disable_request_body_buffering: true' });
     }
-    return filterBody !== undefined;
+    return { sendsBody: filterBody !== undefined, reachedRules: undefined };
   }
   let sendsBody = false;
+  const reached = new Set<string>();
   for (const vhost of routeConfig.virtual_hosts) {
     vhost.routes.forEach((route, index) => {
       const effective = effectiveRoute(site.filter, [routeConfig.typed_per_filter_config, vhost.typed_per_filter_config, route.typed_per_filter_config]);
@@ -357,6 +364,9 @@ function checkRoutesAndBody(site: ExtAuthzSite, sidecar: SidecarExpectations, li
       const direction = routeDirection(effective.contextExtensions, listenerDirection, sidecar, routeAt, add);
       const buffered = effective.withRequestBody !== undefined || (filterBody !== undefined && !effective.disableBuffering);
       sendsBody ||= buffered;
+      // The inbound rules whose requests take this route (the first of its virtual host that matches them).
+      const arriving = direction === 'outbound' ? [] : sidecar.rules.filter((rule) => firstRouteFor(vhost.routes, rule) === index);
+      for (const rule of arriving) reached.add(rule.name);
       if (direction === undefined) return;
       const audience = effective.contextExtensions.audience;
       if (direction === 'outbound' && audience !== undefined && !sidecar.audiences.has(audience)) {
@@ -364,7 +374,7 @@ function checkRoutesAndBody(site: ExtAuthzSite, sidecar: SidecarExpectations, li
         return; // every call is denied before its body matters
       }
       const readers =
-        direction === 'inbound' ? sidecar.bodyRules.filter((rule) => firstRouteFor(vhost.routes, rule) === index).map((rule) => ({ name: `inbound rule ${rule.name}`, grpc: rule.grpc }))
+        direction === 'inbound' ? arriving.filter((rule) => rule.readsBody).map((rule) => ({ name: `inbound rule ${rule.name}`, grpc: rule.grpc }))
         : sidecar.outboundReadsBody && audience !== undefined && sidecar.audiences.has(audience) ? [{ name: 'outbound.onBehalfOf.checks', grpc: false }]
         : [];
       if (readers.length > 0 && !buffered) {
@@ -392,7 +402,7 @@ function checkRoutesAndBody(site: ExtAuthzSite, sidecar: SidecarExpectations, li
       }
     });
   }
-  return sendsBody;
+  return { sendsBody, reachedRules: reached };
 }
 
 function packAsBytesFinding(at: string, severity: 'error' | 'warning'): EnvoyFinding {
@@ -428,15 +438,26 @@ function routeDirection(extensions: Readonly<Record<string, string>>, listenerDi
   return direction;
 }
 
-/** allowed_headers / disallowed_headers against every header the sidecar reads. */
-function checkHeaders(site: ExtAuthzSite, sidecar: SidecarExpectations, sendsBody: boolean, add: (finding: EnvoyFinding) => void): void {
+/** allowed_headers / disallowed_headers against every header the sidecar reads from the requests this filter checks. */
+function checkHeaders(site: ExtAuthzSite, sidecar: SidecarExpectations, seen: RoutesSeen, add: (finding: EnvoyFinding) => void): void {
   const allowed = site.config.allowed_headers?.patterns;
   const disallowed = site.config.disallowed_headers?.patterns ?? [];
+  const keptOut = (header: string): 'allowed_headers' | 'disallowed_headers' | undefined =>
+    allowed !== undefined && !allowed.some((m) => stringMatches(m, header)) ? 'allowed_headers'
+    : disallowed.some((m) => stringMatches(m, header)) ? 'disallowed_headers'
+    : undefined;
+  // One finding per header: the need whose loss breaks the most (an error on every call first).
+  const rank = (need: HeaderNeed): number => (need.severity === 'error' ? 4 : 0) + (need.withBody ? 0 : 2) + (need.rule === undefined ? 1 : 0);
+  const worst = new Map<string, HeaderNeed>();
   for (const need of sidecar.headers) {
-    if (need.withBody && !sendsBody) continue;
-    const dropped = (allowed !== undefined && !allowed.some((m) => stringMatches(m, need.header))) || disallowed.some((m) => stringMatches(m, need.header));
-    if (!dropped) continue;
-    const list = allowed !== undefined && !allowed.some((m) => stringMatches(m, need.header)) ? 'allowed_headers' : 'disallowed_headers';
+    if (need.withBody && !seen.sendsBody) continue;
+    if (need.rule !== undefined && seen.reachedRules !== undefined && !seen.reachedRules.has(need.rule.name)) continue;
+    if (keptOut(need.header) === undefined) continue;
+    const held = worst.get(need.header);
+    if (held === undefined || rank(need) > rank(held)) worst.set(need.header, need);
+  }
+  for (const need of worst.values()) {
+    const list = keptOut(need.header);
     add({
       check: 'allowed-headers',
       severity: need.severity,

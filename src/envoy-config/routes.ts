@@ -7,7 +7,7 @@
  */
 import { extAuthzPerRouteSchema } from './envoy-schema.js';
 import type { BufferSettings, HttpFilter, RouteMatch } from './envoy-schema.js';
-import type { BodyReadingRule } from './sidecar-expectations.js';
+import type { RuleRequests } from './sidecar-expectations.js';
 
 const FILTER_CONFIG_TYPE = 'type.googleapis.com/envoy.config.route.v3.FilterConfig';
 
@@ -86,7 +86,7 @@ function methodOf(match: RouteMatch): string | undefined {
  * as matching: the check cannot know a request's headers, and a false "this route" is safer than
  * a missed one (a finding names the route, so a user can tell).
  */
-function routeTakes(match: RouteMatch, rule: BodyReadingRule): boolean {
+function routeTakes(match: RouteMatch, rule: RuleRequests): boolean {
   const path = rule.samplePath;
   let pathMatches: boolean;
   if (match.path !== undefined) pathMatches = match.path === path;
@@ -106,6 +106,6 @@ function routeTakes(match: RouteMatch, rule: BodyReadingRule): boolean {
 }
 
 /** The index of the first route of the virtual host a request of `rule` takes, or -1. */
-export function firstRouteFor(routes: readonly { readonly match: RouteMatch }[], rule: BodyReadingRule): number {
+export function firstRouteFor(routes: readonly { readonly match: RouteMatch }[], rule: RuleRequests): number {
   return routes.findIndex((route) => routeTakes(route.match, rule));
 }

@@ -20,13 +20,15 @@ export interface SidecarListener {
   readonly direction: Direction | undefined;
 }
 
-/** An inbound rule whose checks read `{body.…}`, with a path its requests take, to find their Envoy route. */
-export interface BodyReadingRule {
+/** An inbound rule, with a path its requests take, to find the Envoy route they arrive on. */
+export interface RuleRequests {
   readonly name: string;
   readonly grpc: boolean;
   readonly samplePath: string;
   /** Undefined: any method. */
   readonly methods: readonly string[] | undefined;
+  /** Its checks read `{body.…}`. */
+  readonly readsBody: boolean;
 }
 
 /** A request header the sidecar reads, what reads it and what happens when Envoy does not send it. */
@@ -38,6 +40,8 @@ export interface HeaderNeed {
   readonly severity: 'error' | 'warning';
   /** Read only from requests whose body is sent: matters only where the filter sends bodies. */
   readonly withBody: boolean;
+  /** Read by this inbound rule alone: matters only where its requests arrive. */
+  readonly rule: RuleRequests | undefined;
 }
 
 export interface SidecarExpectations {
@@ -45,7 +49,7 @@ export interface SidecarExpectations {
   readonly sections: ReadonlySet<Direction>;
   readonly deadlineMs: number;
   readonly audiences: ReadonlySet<string>;
-  readonly bodyRules: readonly BodyReadingRule[];
+  readonly rules: readonly RuleRequests[];
   /** True when the on-behalf-of checks read `{body.…}` of outbound calls. */
   readonly outboundReadsBody: boolean;
   readonly headers: readonly HeaderNeed[];
@@ -83,25 +87,31 @@ export function sidecarExpectations(config: Config): SidecarExpectations {
   if (config.outbound) sections.add('outbound');
 
   const headers: HeaderNeed[] = [];
-  const need = (header: string, readBy: string, withoutIt: string, severity: HeaderNeed['severity'] = 'error', withBody = false): void => {
-    headers.push({ header: header.toLowerCase(), readBy, withoutIt, severity, withBody });
+  const need = (header: string, readBy: string, withoutIt: string, severity: HeaderNeed['severity'] = 'error', withBody = false, rule?: RuleRequests): void => {
+    headers.push({ header: header.toLowerCase(), readBy, withoutIt, severity, withBody, rule });
   };
   const tokenRead = (config.inbound?.rules ?? []).some((rule) => rule.auth !== 'none') || config.inbound?.default === 'token' || config.outbound !== undefined;
   if (tokenRead) need('authorization', 'every rule that needs a token (issuers verify the bearer token in it)', 'every such call is denied missing_token');
 
-  const bodyRules: BodyReadingRule[] = [];
+  const rules: RuleRequests[] = [];
   config.inbound?.rules.forEach((rule, i) => {
     const where = `inbound.rules[${i}] (${rule.name})`;
     const references = referencesOf(rule.checks, `inbound.rules[${i}]`);
+    const requests: RuleRequests = {
+      name: rule.name,
+      grpc: rule.match.grpc !== undefined,
+      samplePath: samplePathOf(rule.match),
+      methods: rule.match.grpc ? ['POST'] : rule.match.http?.methods,
+      readsBody: references.some((ref) => ref.source === 'body'),
+    };
+    rules.push(requests);
     for (const ref of references) {
-      if (ref.source === 'header') need(ref.name, `${where} {header.${ref.name}}`, 'its checks cannot be built: every call it matches is denied invalid_check_input');
+      if (ref.source === 'header') need(ref.name, `${where} {header.${ref.name}}`, 'its checks cannot be built: every call it matches is denied invalid_check_input', 'error', false, requests);
     }
-    for (const name of Object.keys(rule.match.headers ?? {})) need(name, `${where} match.headers`, 'the rule never matches: its calls fall to inbound.default');
-    if (rule.match.grpc) need('content-type', `${where} match.grpc (a gRPC call is told by content-type application/grpc)`, 'the rule never matches: its calls fall to inbound.default');
-    if (references.some((ref) => ref.source === 'body')) {
-      bodyRules.push({ name: rule.name, grpc: rule.match.grpc !== undefined, samplePath: samplePathOf(rule.match), methods: rule.match.grpc ? ['POST'] : rule.match.http?.methods });
-    }
+    for (const name of Object.keys(rule.match.headers ?? {})) need(name, `${where} match.headers`, 'the rule never matches: its calls fall to inbound.default', 'error', false, requests);
+    if (rule.match.grpc) need('content-type', `${where} match.grpc (a gRPC call is told by content-type application/grpc)`, 'the rule never matches: its calls fall to inbound.default', 'error', false, requests);
   });
+  const bodyRules = rules.filter((rule) => rule.readsBody);
 
   const obo = config.outbound?.onBehalfOf;
   let outboundReadsBody = false;
@@ -125,20 +135,8 @@ export function sidecarExpectations(config: Config): SidecarExpectations {
     sections,
     deadlineMs: config.spicedb.deadlineMs,
     audiences: new Set(config.outbound?.upstreams.map((upstream) => upstream.audience) ?? []),
-    bodyRules,
+    rules,
     outboundReadsBody,
-    headers: dedupe(headers),
+    headers,
   };
-}
-
-/** One need per header, the one whose loss breaks the most, so the message names what breaks. */
-function dedupe(headers: readonly HeaderNeed[]): HeaderNeed[] {
-  const byHeader = new Map<string, HeaderNeed>();
-  for (const need of headers) {
-    const held = byHeader.get(need.header);
-    // A header a decision needs on every call outranks one needed only for bodies, or only for logs.
-    const rank = (n: HeaderNeed): number => (n.severity === 'error' ? 2 : 0) + (n.withBody ? 0 : 1);
-    if (held === undefined || rank(need) > rank(held)) byHeader.set(need.header, need);
-  }
-  return [...byHeader.values()];
 }
