@@ -99,6 +99,7 @@ export async function runEnvoyCheck(source: EnvoySource, config: Config, configO
     else warnings += 1;
     (finding.severity === 'error' && !accepted ? io.err : io.out)(formatFinding(finding, accepted));
   }
+  for (const note of analysis.notes) io.out(`note: ${note}`);
   const failed = errors > 0 || (options.strict && warnings > 0);
   const summary = `${label}: ${errors} error${errors === 1 ? '' : 's'}, ${warnings} warning${warnings === 1 ? '' : 's'} (${analysis.filters} ext_authz filter${analysis.filters === 1 ? '' : 's'}, ${analysis.routes} routes, checked against ${configOrigin})${options.strict && warnings > 0 && errors === 0 ? '; --strict counts warnings' : ''}`;
   (failed ? io.err : io.out)(summary);

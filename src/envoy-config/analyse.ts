@@ -45,6 +45,8 @@ export interface EnvoyFinding {
 
 export interface EnvoyAnalysis {
   readonly findings: readonly EnvoyFinding[];
+  /** What could not be checked, and why (printed, never counted). */
+  readonly notes: readonly string[];
   /** What was looked at, so "no findings" is never confused with "nothing checked". */
   readonly filters: number;
   readonly routes: number;
@@ -60,6 +62,11 @@ const DEFAULT_RETRY_BASE_MS = 1000;
 /** Envoy health-checks a cluster without traffic every 60 s unless no_traffic_interval says otherwise. */
 const DEFAULT_NO_TRAFFIC_INTERVAL_MS = 60_000;
 const MAX_SENSIBLE_NO_TRAFFIC_INTERVAL_MS = 10_000;
+/**
+ * What Envoy's admin /config_dump shows instead of a field marked sensitive, which
+ * context_extensions is: the keys a route sets are visible, their values are not.
+ */
+const REDACTED = '[redacted]';
 /** envoy.type.v3.StatusCode names Envoy prints in /config_dump, for the codes a status_on_error uses. */
 const STATUS_CODE_NAMES: Readonly<Record<string, number>> = {
   OK: 200, BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, TooManyRequests: 429,
@@ -178,7 +185,13 @@ export function analyseEnvoyConfig(view: EnvoyConfigView, sidecar: SidecarExpect
   let routes = 0;
   const clusterDirections = new Map<string, Direction | undefined | null>();
   for (const site of sites) routes += analyseSite(site, view, sidecar, readinessClusters, clusterDirections, add);
-  return { findings, filters: sites.length, routes };
+  const notes: string[] = [];
+  if (JSON.stringify(view.listeners).includes(`"${REDACTED}"`) || [...view.routeConfigs.values()].some((r) => JSON.stringify(r).includes(`"${REDACTED}"`))) {
+    notes.push(
+      'Envoy’s admin redacts context_extensions values (a sensitive field): a route’s direction and audience were checked for presence only. Run validate --envoy on the configuration Envoy was given (Envoy Gateway: egctl translate; Istio: the EnvoyFilter) to compare them.',
+    );
+  }
+  return { findings, notes, filters: sites.length, routes };
 }
 
 /** Checks one ext_authz filter and the routes it runs on; returns how many routes it looked at. */
@@ -369,6 +382,7 @@ function checkRoutesAndBody(site: ExtAuthzSite, sidecar: SidecarExpectations, li
       for (const rule of arriving) reached.add(rule.name);
       if (direction === undefined) return;
       const audience = effective.contextExtensions.audience;
+      if (audience === REDACTED) return; // which upstream the route names cannot be told
       if (direction === 'outbound' && audience !== undefined && !sidecar.audiences.has(audience)) {
         add({ check: 'audience', severity: 'error', at: routeAt, problem: `context_extensions.audience is ${audience}, which is not in outbound.upstreams (${[...sidecar.audiences].join(', ') || 'none'}): every call on this route is denied unknown_upstream`, fix: `add { audience: ${audience} } to outbound.upstreams, or correct the route’s audience` });
         return; // every call is denied before its body matters
@@ -418,6 +432,8 @@ function packAsBytesFinding(at: string, severity: 'error' | 'warning'): EnvoyFin
 /** The direction the sidecar will decide a route's Checks in, reporting what makes it deny them all. */
 function routeDirection(extensions: Readonly<Record<string, string>>, listenerDirection: Direction | undefined | null, sidecar: SidecarExpectations, at: string, add: (finding: EnvoyFinding) => void): Direction | undefined {
   const named = extensions.direction;
+  // Set, but its value hidden by the admin endpoint: the listener's direction may still be known.
+  if (named === REDACTED) return listenerDirection ?? undefined;
   if (named !== undefined && named !== 'inbound' && named !== 'outbound') {
     add({ check: 'direction', severity: 'error', at, problem: `context_extensions.direction is ${named}: every Check on this route is denied unknown_direction`, fix: 'set context_extensions.direction to inbound or outbound' });
     return undefined;

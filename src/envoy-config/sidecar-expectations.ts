@@ -125,7 +125,9 @@ export function sidecarExpectations(config: Config): SidecarExpectations {
   }
   if (bodyRules.length > 0 || outboundReadsBody) {
     need('content-type', 'rules that read {body.…} (gRPC or JSON is told by content-type)', 'their bodies cannot be decoded: denied body_missing', 'error', true);
-    need('grpc-encoding', 'rules that read {body.…} of gRPC calls (how a compressed message is inflated)', 'a compressed message is denied body_malformed', 'warning', true);
+    if (bodyRules.some((rule) => rule.grpc) || outboundReadsBody) {
+      need('grpc-encoding', 'rules that read {body.…} of gRPC calls (how a compressed message is inflated)', 'a compressed message is denied body_malformed', 'warning', true);
+    }
     need('content-length', 'rules that read {body.…} (a body shorter than content-length is refused as cut)', 'a body cut short is not told from a whole one', 'warning', true);
   }
   need('x-request-id', 'the decision log (ties each decision to the request)', 'decision logs cannot be matched to Envoy’s access log', 'warning');
