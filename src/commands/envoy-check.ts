@@ -93,7 +93,9 @@ export async function runEnvoyCheck(source: EnvoySource, config: Config, configO
   }
   let errors = 0;
   let warnings = 0;
-  for (const finding of analysis.findings) {
+  // Errors first: what breaks every call should not scroll past under what merely costs something.
+  const ordered = [...analysis.findings].sort((a, b) => Number(a.severity === 'warning') - Number(b.severity === 'warning'));
+  for (const finding of ordered) {
     const accepted = finding.severity === 'error' && options.accept.has(finding.check);
     if (finding.severity === 'error' && !accepted) errors += 1;
     else warnings += 1;

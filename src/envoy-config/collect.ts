@@ -17,7 +17,7 @@ import type { Cluster, ClusterLoadAssignment, HttpFilter, Listener, RouteConfigu
 
 export const EXT_AUTHZ_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
 
-export type EnvoyInputKind = 'bootstrap' | 'config_dump' | 'listener' | 'filter';
+type EnvoyInputKind = 'bootstrap' | 'config_dump' | 'listener' | 'filter';
 
 export interface EnvoyConfigView {
   readonly kind: EnvoyInputKind;
@@ -113,8 +113,24 @@ function snippet(kind: EnvoyInputKind, listeners: Listener[], looseFilters: Http
   return { kind, listeners, clusters: undefined, routeConfigs: new Map(), endpoints: new Map(), looseFilters };
 }
 
+/** A proto field name in its JSON (lowerCamelCase) form; a map key with a dot or an underscore is left alone. */
+const CAMEL_FIELD = /^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+$/;
+
+/**
+ * Envoy reads proto fields in either spelling (`socket_address`, `socketAddress`), and tools write
+ * the camelCase one (`egctl x translate`); this check reads snake_case, so camelCase field names
+ * are rewritten. Keys with a dot or an underscore (filter names, `HttpProtocolOptions` type URLs,
+ * cluster names) are map keys, never fields, and stay as written.
+ */
+function snakeCaseFields(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeCaseFields);
+  if (!isObject(value)) return value;
+  return Object.fromEntries(Object.entries(value).map(([key, inner]) => [CAMEL_FIELD.test(key) ? key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) : key, snakeCaseFields(inner)]));
+}
+
 /** Recognises the input's shape; throws EnvoyConfigError when it is none Envoy uses for ext_authz. */
-export function collectEnvoyConfig(value: unknown): EnvoyConfigView {
+export function collectEnvoyConfig(input: unknown): EnvoyConfigView {
+  const value = snakeCaseFields(input);
   if (Array.isArray(value)) {
     if (value.every((item) => isObject(item) && 'filter_chains' in item)) {
       return snippet('listener', value.map((l, i) => parseAs(listenerSchema, l, `[${i}]`)), []);

@@ -11,7 +11,7 @@
 import { z } from 'zod';
 
 /** google.protobuf.Duration in its JSON form ("0.25s") or as an object; milliseconds out. */
-export const durationSchema = z
+const durationSchema = z
   .union([
     z.string().regex(/^\d+(\.\d+)?s$/, 'a duration such as 0.25s'),
     z.looseObject({ seconds: z.union([z.number(), z.string().regex(/^\d+$/)]).optional(), nanos: z.number().optional() }),
@@ -37,7 +37,7 @@ const socketAddressSchema = z.looseObject({
   port_value: z.number().optional(),
   named_port: z.string().optional(),
 });
-export const addressSchema = z.looseObject({
+const addressSchema = z.looseObject({
   socket_address: socketAddressSchema.optional(),
   pipe: z.looseObject({ path: z.string() }).optional(),
 });
@@ -87,7 +87,6 @@ export const extAuthzPerRouteSchema = z.looseObject({
   disabled: z.boolean().optional(),
   check_settings: checkSettingsSchema.optional(),
 });
-export type ExtAuthzPerRoute = z.infer<typeof extAuthzPerRouteSchema>;
 
 const headerMatcherSchema = z.looseObject({
   name: z.string(),
@@ -95,7 +94,7 @@ const headerMatcherSchema = z.looseObject({
   string_match: stringMatcherSchema.optional(),
 });
 
-export const routeMatchSchema = z.looseObject({
+const routeMatchSchema = z.looseObject({
   prefix: z.string().optional(),
   path: z.string().optional(),
   safe_regex: z.looseObject({ regex: z.string() }).optional(),

@@ -32,7 +32,7 @@ const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': 'ty
  * Envoy's admin, 9191 the sidecar. Here 9191 stands for the sidecar's inbound-direction listener;
  * the outbound-direction one is written with its real port.
  */
-export const PLACEHOLDER = { ingress: 10000, egress: 15001, app: 8080, vmcontroller: 18081, admin: 9901, inboundListener: 9191 } as const;
+const PLACEHOLDER = { ingress: 10000, egress: 15001, app: 8080, vmcontroller: 18081, admin: 9901, inboundListener: 9191 } as const;
 
 type Yaml = Record<string, unknown>;
 

@@ -275,6 +275,18 @@ describe('validate --envoy: the inputs it reads', () => {
     expect(analyseEnvoyConfig(collectEnvoyConfig(dump), sidecar).findings.map((f) => f.check)).toEqual(['direction']);
   });
 
+  it('reads proto fields in their camelCase JSON spelling too (as egctl x translate writes them)', () => {
+    const camel = (value: unknown): unknown =>
+      Array.isArray(value) ? value.map(camel)
+      : value !== null && typeof value === 'object' ? Object.fromEntries(Object.entries(value).map(([k, v]) => [/^[a-z]+(_[a-z0-9]+)+$/.test(k) ? k.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()) : k, camel(v)]))
+      : value;
+    const config = envoyYaml();
+    expect(JSON.stringify(camel(config))).toContain('"socketAddress"');
+    expect(findings(camel(config))).toEqual([]);
+    extAuthz(config, 'ingress').failure_mode_allow = true;
+    expect(findings(camel(config)).map((f) => f.check)).toEqual(['failure-mode-allow']);
+  });
+
   it('reads a listener, or an ext_authz filter alone (checking what a filter alone can show)', () => {
     expect(findings(listener(envoyYaml(), 'ingress'))).toEqual([]);
     const filter = (hcm(envoyYaml(), 'ingress').http_filters as Node[])[0] as Node;
