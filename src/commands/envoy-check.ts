@@ -5,7 +5,7 @@
  * analysis never touches a file or the network.
  */
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import type { Config } from '../config/schema.js';
 import { analyseEnvoyConfig, ENVOY_CHECKS } from '../envoy-config/analyse.js';
 import type { EnvoyCheckId, EnvoyFinding } from '../envoy-config/analyse.js';
@@ -41,12 +41,16 @@ function readEnvoyFile(path: string): unknown {
   } catch (error) {
     throw new EnvoyReadError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  try {
-    // Envoy's YAML uses anchors and merge keys (envoy/envoy.yaml shares one ext_authz block).
-    return parse(text, { merge: true, maxAliasCount: 1000 }) as unknown;
-  } catch (error) {
-    throw new EnvoyReadError(`${path} is not YAML or JSON: ${(error as Error).message}`);
-  }
+  // Envoy's YAML uses anchors and merge keys (envoy/envoy.yaml shares one ext_authz block).
+  const documents = parseAllDocuments(text, { merge: true });
+  const broken = documents.find((document) => document.errors.length > 0);
+  if (broken !== undefined) throw new EnvoyReadError(`${path} is not YAML or JSON: ${broken.errors[0]?.message ?? ''}`);
+  const values = documents.map((document) => document.toJS({ maxAliasCount: 1000 }) as unknown).filter((value) => value !== null && value !== undefined);
+  if (values.length === 1) return values[0];
+  // `egctl x translate --to xds` writes one config dump per Gateway: read them as one.
+  const dumps = values.map((value) => (typeof value === 'object' && value !== null && 'configs' in value ? (value as { configs: unknown }).configs : undefined));
+  if (values.length > 1 && dumps.every(Array.isArray)) return { configs: dumps.flat() };
+  throw new EnvoyReadError(`${path} holds ${values.length} YAML documents; give one Envoy configuration (several config dumps are read as one)`);
 }
 
 /** The admin endpoint's /config_dump, EDS endpoints included (they say where a cluster's Checks go). */

@@ -275,6 +275,22 @@ describe('validate --envoy: the inputs it reads', () => {
     expect(analyseEnvoyConfig(collectEnvoyConfig(dump), sidecar).findings.map((f) => f.check)).toEqual(['direction']);
   });
 
+  it('reads several config dumps in one YAML stream as one (egctl x translate writes one per Gateway)', async () => {
+    const bootstrap = envoyYaml();
+    const dump = (listener: Node) => ({ configKey: 'x', configs: [
+      { '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump', static_listeners: [{ listener }] },
+      { '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump', static_clusters: (bootstrap.static_resources as { clusters: Node[] }).clusters.map((cluster) => ({ cluster })) },
+    ] });
+    extAuthz(bootstrap, 'egress').failure_mode_allow = true;
+    const file = join(DIR, 'dumps.yaml');
+    writeFileSync(file, `${stringify(dump(listener(bootstrap, 'ingress')))}---\n${stringify(dump(listener(bootstrap, 'egress')))}`);
+    let err = '';
+    const code = await runCli(['validate', '--config', join(DIR, 'jwtauth.yaml'), '--envoy', file], { out: () => undefined, err: (t) => (err += `${t}\n`), env: {} });
+    expect(code).toBe(1);
+    expect(err).toMatch(/error \[failure-mode-allow\] listener egress/);
+    expect(err).toMatch(/1 error, 0 warnings \(2 ext_authz filters, 6 routes/);
+  });
+
   it('reads proto fields in their camelCase JSON spelling too (as egctl x translate writes them)', () => {
     const camel = (value: unknown): unknown =>
       Array.isArray(value) ? value.map(camel)
@@ -357,7 +373,9 @@ describe('validate --envoy on the command line', () => {
     writeFileSync(notYaml, 'a: [1, 2\n');
     const notEnvoy = join(DIR, 'deployment.yaml');
     writeFileSync(notEnvoy, 'apiVersion: apps/v1\nkind: Deployment\n');
-    for (const [file, message] of [[join(DIR, 'absent.yaml'), /cannot read .*ENOENT/], [notYaml, /is not YAML or JSON/], [notEnvoy, /expected an Envoy bootstrap/]] as const) {
+    const twoThings = join(DIR, 'two.yaml');
+    writeFileSync(twoThings, `${ENVOY_YAML}\n---\n${ENVOY_YAML}`);
+    for (const [file, message] of [[join(DIR, 'absent.yaml'), /cannot read .*ENOENT/], [notYaml, /is not YAML or JSON/], [notEnvoy, /expected an Envoy bootstrap/], [twoThings, /holds 2 YAML documents/]] as const) {
       const result = await run('validate', '--config', sidecarFile, '--envoy', file);
       expect(result.code).toBe(1);
       expect(result.err).toMatch(message);
