@@ -5,7 +5,7 @@
  * network; src/commands/envoy-check.ts reads the inputs and prints.
  */
 import { isIP } from 'node:net';
-import { EXT_AUTHZ_TYPE } from './collect.js';
+import { EXT_AUTHZ_TYPE, parseAs } from './collect.js';
 import type { EnvoyConfigView } from './collect.js';
 import { extAuthzSchema, healthCheckFilterSchema, httpConnectionManagerSchema } from './envoy-schema.js';
 import type { Cluster, EnvoyAddress, ExtAuthz, HttpFilter, RouteConfiguration, StringMatcher } from './envoy-schema.js';
@@ -96,9 +96,7 @@ function findSites(view: EnvoyConfigView): { sites: ExtAuthzSite[]; readinessClu
     for (const { chain, label } of chains) {
       for (const network of chain.filters) {
         if (network.typed_config?.['@type'] !== HCM_TYPE) continue;
-        const parsed = httpConnectionManagerSchema.safeParse(network.typed_config);
-        if (!parsed.success) continue;
-        const hcm = parsed.data;
+        const hcm = parseAs(httpConnectionManagerSchema, network.typed_config, `listener ${listener.name} → ${label} → ${network.name}`);
         const hcmAt = `listener ${listener.name} → ${label} → ${network.name}${hcm.stat_prefix ? ` (${hcm.stat_prefix})` : ''}`;
         const routeConfig = hcm.route_config ?? (hcm.rds ? view.routeConfigs.get(hcm.rds.route_config_name) : undefined);
         hcm.http_filters.forEach((filter, i) => {
@@ -108,14 +106,14 @@ function findSites(view: EnvoyConfigView): { sites: ExtAuthzSite[]; readinessClu
             for (const name of Object.keys(health.success ? (health.data.cluster_min_healthy_percentages ?? {}) : {})) readinessClusters.add(name);
           }
           if (type !== EXT_AUTHZ_TYPE) return;
-          const config = extAuthzSchema.parse(filter.typed_config);
+          const config = parseAs(extAuthzSchema, filter.typed_config, `${hcmAt} → http_filters[${i}] ${filter.name}`);
           sites.push({ at: `${hcmAt} → http_filters[${i}] ${filter.name}`, filter, config, routeConfig, routeConfigAt: `${hcmAt} → route_config ${routeConfig?.name ?? ''}` });
         });
       }
     }
   }
   view.looseFilters.forEach((filter) => {
-    sites.push({ at: `http filter ${filter.name}`, filter, config: extAuthzSchema.parse(filter.typed_config), routeConfig: undefined, routeConfigAt: '' });
+    sites.push({ at: `http filter ${filter.name}`, filter, config: parseAs(extAuthzSchema, filter.typed_config, `http filter ${filter.name}`), routeConfig: undefined, routeConfigAt: '' });
   });
   return { sites, readinessClusters };
 }
@@ -188,7 +186,7 @@ export function analyseEnvoyConfig(view: EnvoyConfigView, sidecar: SidecarExpect
   const notes: string[] = [];
   if (JSON.stringify(view.listeners).includes(`"${REDACTED}"`) || [...view.routeConfigs.values()].some((r) => JSON.stringify(r).includes(`"${REDACTED}"`))) {
     notes.push(
-      'Envoy’s admin redacts context_extensions values (a sensitive field): a route’s direction and audience were checked for presence only. Run validate --envoy on the configuration Envoy was given (Envoy Gateway: egctl translate; Istio: the EnvoyFilter) to compare them.',
+      'Envoy’s admin redacts context_extensions values (a sensitive field): a route’s direction and audience were checked for presence only. Run validate --envoy on the configuration Envoy was given (Envoy Gateway: egctl x translate --to xds; Istio: the EnvoyFilter) to compare them.',
     );
   }
   return { findings, notes, filters: sites.length, routes };

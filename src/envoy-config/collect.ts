@@ -38,7 +38,8 @@ type Json = Record<string, unknown>;
 
 const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-function parseAs<S extends z.ZodType>(schema: S, value: unknown, where: string): z.infer<S> {
+/** Parses `value` or throws EnvoyConfigError naming where (`where` plus the failing key path) and why. */
+export function parseAs<S extends z.ZodType>(schema: S, value: unknown, where: string): z.infer<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];

@@ -317,6 +317,11 @@ describe('validate --envoy: the inputs it reads', () => {
       expect(() => collectEnvoyConfig(bad)).toThrow(EnvoyConfigError);
     }
     expect(() => collectEnvoyConfig({ static_resources: { clusters: [{ load_assignment: {} }] } })).toThrow(/static_resources\.clusters\[0\]\.name/);
+    // A field the check reads, in a form Envoy would refuse too: named, never a crash.
+    const config = envoyYaml();
+    (extAuthz(config, 'ingress').grpc_service as Node).timeout = '3 seconds';
+    expect(() => findings(config)).toThrow(EnvoyConfigError);
+    expect(() => findings(config)).toThrow(/listener ingress → .* http_filters\[0\] envoy\.filters\.http\.ext_authz\.grpc_service\.timeout: .*duration such as 0\.25s/);
   });
 });
 
