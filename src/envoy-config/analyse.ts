@@ -239,7 +239,7 @@ function analyseSite(
   // ------------------------------------------------------------------ the filter's own settings
   const version = config.transport_api_version;
   if (version === undefined) {
-    add({ check: 'transport-api-version', severity: 'warning', at, problem: 'transport_api_version is not set; Envoy versions before 1.18 then speak the removed v2 API, which the sidecar does not serve', fix: 'set transport_api_version: V3' });
+    add({ check: 'transport-api-version', severity: 'warning', at, problem: 'transport_api_version is not set, so the API the filter speaks is whatever this Envoy version defaults to; the sidecar serves envoy.service.auth.v3 only', fix: 'set transport_api_version: V3' });
   } else if (version !== 'V3' && version !== 2) {
     add({ check: 'transport-api-version', severity: 'error', at, problem: `transport_api_version is ${String(version)}; the sidecar serves envoy.service.auth.v3 only, so every Check fails`, fix: 'set transport_api_version: V3' });
   }
