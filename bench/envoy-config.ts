@@ -10,12 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { startProcess, TOOLS_BIN, waitFor } from '../dev/processes.js';
+import { PACKAGE_ROOT } from '../src/package-root.js';
 import type { ManagedProcess } from '../dev/processes.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 
-const ENVOY_YAML = new URL('../../envoy/envoy.yaml', import.meta.url).pathname;
+// From the package root, so the Envoy check's test can generate these configs from source too.
+const ENVOY_YAML = join(PACKAGE_ROOT, 'envoy', 'envoy.yaml');
 
 function obj(value: Json | undefined, what: string): JsonObject {
   if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) throw new Error(`envoy.yaml: ${what} is not an object`);

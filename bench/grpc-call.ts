@@ -11,8 +11,11 @@ import { connect } from 'node:http2';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { frameMessage } from '../src/body/grpc-frame.js';
+import { PACKAGE_ROOT } from '../src/package-root.js';
 
-export const NAMESPACES_PROTO = new URL('../../bench/namespaces.proto', import.meta.url).pathname;
+// From the package root, so the bench's configuration can be loaded from source too (the Envoy
+// check's test of every repository config), not only from dist/.
+export const NAMESPACES_PROTO = join(PACKAGE_ROOT, 'bench', 'namespaces.proto');
 export const NAMESPACES_SERVICE = 'bench.v1.Namespaces';
 /** Same request type, names of the same length; see the .proto. */
 export type NamespacesMethod = 'CreateByMessage' | 'CreateByHeaders';

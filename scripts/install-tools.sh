@@ -20,6 +20,8 @@ VEGETA_REF="${VEGETA_REF:-v12.13.0}"
 # pin is the last v1.x module version, v1.76.0 = Jaeger v2.13.0, built as a dependency (which also
 # sidesteps the go.mod `replace` that stops `go install pkg@v1.76.0`).
 JAEGER_REF="${JAEGER_REF:-v1.76.0}"
+# Helm for the chart's tests (charts/jwtauth-sidecar: helm lint and helm template in npm test).
+HELM_REF="${HELM_REF:-v4.3.2}"
 JAEGER_PACKAGE=github.com/jaegertracing/jaeger/cmd/jaeger
 OPA_ENVOY_PACKAGE=github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
 GHZ_PACKAGE=github.com/bojand/ghz/cmd/ghz
@@ -125,6 +127,27 @@ install_spicedb() {
   ln -sf "$home/spicedb" "$TOOLS/bin/spicedb"
 }
 
+# Helm v4 from the Go module proxy, as spicedb: one build per machine, then linked. helm's own
+# `version` command names the version only when built with its ldflags, so `ok` records the pin.
+install_helm() {
+  local home="$CACHE/helm-$HELM_REF"
+  if [[ ! -f "$home/ok" ]]; then
+    log "helm $HELM_REF: building with go install (a few minutes on 2 cores the first time)"
+    ( while sleep 20; do log "  ...still building helm"; done ) &
+    local ticker=$!
+    if ! GOBIN="$home" GOFLAGS="-trimpath" go install "helm.sh/helm/v4/cmd/helm@$HELM_REF"; then
+      kill "$ticker" 2>/dev/null || true
+      exit 1
+    fi
+    kill "$ticker" 2>/dev/null || true
+    "$home/helm" version >/dev/null 2>&1
+    touch "$home/ok"
+  else
+    log "helm $HELM_REF: cached"
+  fi
+  ln -sf "$home/helm" "$TOOLS/bin/helm"
+}
+
 install_h2load() {
   if command -v h2load >/dev/null 2>&1; then log "h2load: present"; return; fi
   if [[ "${JWTAUTH_SKIP_APT:-}" == 1 ]]; then log "h2load: skipped (JWTAUTH_SKIP_APT=1)"; return; fi
@@ -182,10 +205,11 @@ case "$what" in
   h2load) install_h2load ;;
   postgres) install_postgres ;;
   jaeger) install_jaeger ;;
+  helm) install_helm ;;
   go-null-authorizer) install_go_null_authorizer ;;
   all)
     prefetch_go_tool jaeger "$JAEGER_REF" "$JAEGER_PACKAGE"
-    install_envoy; install_spicedb; install_h2load; install_postgres; install_jaeger
+    install_envoy; install_spicedb; install_helm; install_h2load; install_postgres; install_jaeger
     ;;
   bench)
     prefetch_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" "$OPA_ENVOY_PACKAGE"
@@ -197,5 +221,5 @@ case "$what" in
     install_go_tool vegeta "$VEGETA_REF" "$VEGETA_PACKAGE"
     install_go_null_authorizer
     ;;
-  *) echo "usage: $0 [all|envoy|spicedb|h2load|postgres|jaeger|go-null-authorizer|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|envoy|spicedb|helm|h2load|postgres|jaeger|go-null-authorizer|bench]" >&2; exit 2 ;;
 esac

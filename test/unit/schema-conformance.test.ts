@@ -203,7 +203,8 @@ inbound:
 
   it('finds nothing wrong with the Kubernetes example against the packaged schema', () => {
     const documents = parseAllDocuments(readFileSync(join(PACKAGE_ROOT, 'examples', 'kubernetes', 'gateway-pod.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, unknown>);
-    const configMap = documents.find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> };
+    // The pod has two ConfigMaps (envoy.yaml and jwtauth.yaml); this reads the sidecar's.
+    const configMap = documents.find((d) => d.kind === 'ConfigMap' && typeof (d.data as Record<string, unknown> | undefined)?.['jwtauth.yaml'] === 'string') as { data: Record<string, string> };
     const { config: example } = parseConfigText(configMap.data['jwtauth.yaml'] ?? '', 'gateway-pod.yaml', '/etc/jwtauth');
     expect(checkConfigAgainstSchema(example, packagedModel(), PACKAGED_SCHEMA)).toEqual([]);
   });
