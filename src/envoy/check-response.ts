@@ -5,7 +5,7 @@
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { DENY_REASONS } from '../core/decision.js';
-import type { Allow, Decision, Deny, DenyReason, DenyStatus, HeaderList } from '../core/decision.js';
+import type { Allow, Decision, Deny, DenyStatus, HeaderList } from '../core/decision.js';
 import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
 import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
 
@@ -22,7 +22,7 @@ export const DECISION_ID_HEADER = 'x-jwtauth-decision-id';
  */
 const OVERWRITE = Object.freeze({ value: false });
 
-/** The decision id goes last: response-serializer.ts encodes everything before it once per content. */
+/** The decision id goes last, where answer-encoder.ts writes each Check's own id over a placeholder. */
 function headerOptions(headers: HeaderList, decisionId?: string): HeaderValueOption[] {
   const options: HeaderValueOption[] = new Array(headers.length + (decisionId === undefined ? 0 : 1));
   for (let i = 0; i < headers.length; i++) {
@@ -53,7 +53,7 @@ function grpcCodeFor(status: DenyStatus): number {
   }
 }
 
-function renderDeny(decision: Deny): CheckResponse {
+function renderDeny(decision: Deny, decisionId: string | undefined): CheckResponse {
   const headers: HeaderList = [
     [REASON_HEADER, decision.reason],
     ['content-type', 'text/plain; charset=utf-8'],
@@ -63,18 +63,12 @@ function renderDeny(decision: Deny): CheckResponse {
     status: { code: grpcCodeFor(decision.status), message: decision.reason },
     denied_response: {
       status: { code: decision.status },
-      headers: headerOptions(headers),
+      headers: headerOptions(headers, decisionId),
       // No trailing newline: gRPC callers receive the body as grpc-message.
       body: `${decision.reason}: ${DENY_REASONS[decision.reason].text}`,
     },
   };
 }
-
-/**
- * Denials without extra headers are identical for a given reason, so each is rendered once and
- * reused; grpc-js only reads the object when serialising.
- */
-const plainDenials = new Map<DenyReason, CheckResponse>();
 
 /**
  * Envoy applies `headers_to_remove` after the headers it sets, so a name in both lists would lose
@@ -87,27 +81,13 @@ function removalsNotSet(decision: Allow, decisionId: string | undefined): string
   return removeHeaders.filter((name) => !(decisionId !== undefined && name === DECISION_ID_HEADER) && !setHeaders.some(([set]) => set === name));
 }
 
-/** A cached denial with this Check's decision id added as its last header. */
-function withDecisionId(rendered: CheckResponse, decisionId: string): CheckResponse {
-  const denied = rendered.denied_response ?? {};
-  const headers: HeaderValueOption[] = [...(denied.headers ?? []), { header: { key: DECISION_ID_HEADER, value: decisionId }, append: OVERWRITE }];
-  return { status: rendered.status, denied_response: { status: denied.status, headers, body: denied.body } };
-}
-
 /**
  * `decisionId` is left out only by callers that render a decision outside a Check (tests,
- * tools); every answer the Check handler sends carries one.
+ * tools); every answer the Check handler sends carries one. The Check path renders an answer
+ * once per distinct decision (answer-encoder.ts memoizes its bytes), so this builds it plainly.
  */
 export function renderCheckResponse(decision: Decision, decisionId?: string): CheckResponse {
-  if (decision.kind === 'deny') {
-    if (decision.headers.length > 0) return decisionId === undefined ? renderDeny(decision) : withDecisionId(renderDeny(decision), decisionId);
-    let rendered = plainDenials.get(decision.reason);
-    if (!rendered) {
-      rendered = renderDeny(decision);
-      plainDenials.set(decision.reason, rendered);
-    }
-    return decisionId === undefined ? rendered : withDecisionId(rendered, decisionId);
-  }
+  if (decision.kind === 'deny') return renderDeny(decision, decisionId);
   return {
     status: { code: GrpcStatus.OK },
     ok_response: {
