@@ -6,8 +6,11 @@
  *   allocation sites (V8's sampling heap profiler, counting objects a scavenge already
  *   collected), so a cut can be aimed.
  * - In a sidecar process of its own, sent Checks over gRPC straight to its listener (node:http2
- *   included), counted by dev/gc-accounting.ts preloaded into it. `--cli=PATH` measures another
- *   build there (e.g. a worktree at an older commit), for a before/after.
+ *   included), counted by dev/gc-accounting.ts preloaded into it, with its CPU per Check from
+ *   /proc. `--cli=PATH` measures another build there (e.g. a worktree at an older commit), for a
+ *   before/after.
+ * Both ways, a cached inbound allow is also measured with tracing on at ratio 0 and ratio 1
+ * (exported to a sink that discards it), against tracing off in the same run.
  *
  *   npm run bench:allocation [-- --checks=20000 --heap-profile --cli=PATH --out=FILE]
  */
@@ -33,6 +36,7 @@ import { makeKeys, SCHEMA, sidecarConfig, signToken, UPSTREAM } from './fixtures
 import type { BenchKeys } from './fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';
 import { SHIPPED_NODE_ARGS } from './node-flags.js';
+import { sampleProcess, TICKS_PER_SECOND } from './proc.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -94,22 +98,26 @@ async function heapProfile(sidecar: InProcessSidecar, request: Buffer): Promise<
  * What tracing adds to a cached inbound allow, in-process: off, on at ratio 0 (every span created
  * unsampled) and ratio 1 (every span recorded and exported to a sink that discards it).
  */
-async function withTracing(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, dir: string, inbound: Case): Promise<Record<string, CheckAllocation>> {
+async function withTracing(keys: BenchKeys, spicedbEndpoint: string, keyEnv: string, env: NodeJS.ProcessEnv, dir: string, inbound: Case): Promise<Record<string, Record<string, CheckAllocation>>> {
   const sink = await startOtlpSink();
-  const results: Record<string, CheckAllocation> = {};
+  const results: Record<string, Record<string, CheckAllocation>> = { inProcess: {}, sidecarProcess: {} };
   try {
     for (const ratio of [undefined, 0, 1]) {
       const name = ratio === undefined ? 'tracing off' : `tracing ratio ${ratio}`;
       const variant = ratio === undefined ? {} : { tracing: { ratio } };
-      const loaded = loadConfigFile(writeSidecarConfig(sidecarConfig(keys, spicedbEndpoint, keyEnv, variant, sink.endpoint), mkdtempSync(join(dir, 'tracing-'))));
+      const configFile = writeSidecarConfig(sidecarConfig(keys, spicedbEndpoint, keyEnv, variant, sink.endpoint), mkdtempSync(join(dir, 'tracing-')));
+      const loaded = loadConfigFile(configFile);
       const sidecar = await openInProcessSidecar(loaded, createLogger({ level: loaded.config.log.level }));
       try {
         await waitUntilReady(sidecar);
-        results[name] = await allocationPerCheck(sidecar, encodeCheckRequest(inbound.request), CHECKS);
-        describe('in-process', `${inbound.name}, ${name}`, results[name]);
+        const result = await allocationPerCheck(sidecar, encodeCheckRequest(inbound.request), CHECKS);
+        (results.inProcess as Record<string, CheckAllocation>)[name] = result;
+        describe('in-process', `${inbound.name}, ${name}`, result);
       } finally {
         await sidecar.close();
       }
+      const inProcess = await inSidecarProcess(configFile, env, [inbound], `, ${name}`);
+      (results.sidecarProcess as Record<string, CheckAllocation>)[name] = inProcess[inbound.name] as CheckAllocation;
     }
   } finally {
     await sink.close();
@@ -117,7 +125,7 @@ async function withTracing(keys: BenchKeys, spicedbEndpoint: string, keyEnv: str
   return results;
 }
 
-async function inSidecarProcess(configFile: string, env: NodeJS.ProcessEnv, cases: readonly Case[]): Promise<Record<string, CheckAllocation>> {
+async function inSidecarProcess(configFile: string, env: NodeJS.ProcessEnv, cases: readonly Case[], label = ''): Promise<Record<string, CheckAllocation>> {
   const accounting = join(mkdtempSync(join(tmpdir(), 'jwtauth-gc-')), 'totals.json');
   const sidecar = await launchSidecar({
     configFile,
@@ -157,16 +165,18 @@ async function inSidecarProcess(configFile: string, env: NodeJS.ProcessEnv, case
     for (const { name, request } of cases) {
       await load(request, 2_000);
       const before = await totals();
+      const cpuBefore = sampleProcess(pid);
       await load(request, CHECKS);
+      const cpuAfter = sampleProcess(pid);
       const after = await totals();
       results[name] = {
         bytesPerCheck: Math.round((after.bytes - before.bytes) / CHECKS),
         scavengesPer10k: ((after.scavenges - before.scavenges) * 10_000) / CHECKS,
         markCompactsPer10k: ((after.markCompacts - before.markCompacts) * 10_000) / CHECKS,
-        // The sidecar's CPU is the bench's to read from /proc (bench/proc.ts); not measured here.
-        cpuMicrosPerCheck: Number.NaN,
+        // From /proc, in 10 ms ticks: ±0.5 % over a few seconds of Checks.
+        cpuMicrosPerCheck: cpuBefore && cpuAfter ? (((cpuAfter.cpuTicks - cpuBefore.cpuTicks) / TICKS_PER_SECOND) * 1e6) / CHECKS : Number.NaN,
       };
-      describe(`sidecar process${flags.cli === undefined ? '' : ` (${flags.cli})`}`, name, results[name]);
+      describe(`sidecar process${flags.cli === undefined ? '' : ` (${flags.cli})`}`, `${name}${label}`, results[name]);
     }
   } finally {
     client.close();
@@ -200,7 +210,7 @@ async function main(): Promise<void> {
     } finally {
       await sidecar.close();
     }
-    const tracing = await withTracing(keys, spicedb.endpoint, keyEnv, dir, cases[0] as Case);
+    const tracing = await withTracing(keys, spicedb.endpoint, keyEnv, env, dir, cases[0] as Case);
     const processResults = await inSidecarProcess(configFile, env, cases);
     if (flags.out) writeFileSync(flags.out, `${JSON.stringify({ checks: CHECKS, cli: flags.cli ?? 'this build', inProcess: inProcessResults, tracing, sidecarProcess: processResults }, null, 2)}\n`);
   } finally {
