@@ -9,6 +9,8 @@
  */
 import { SpanKind } from '@opentelemetry/api';
 import type { TokenVerifier, VerifiedToken, VerifyResult } from '../core/ports.js';
+import { andThen } from '../core/awaitable.js';
+import type { Awaitable } from '../core/awaitable.js';
 import { inChildSpan } from '../observability/tracing.js';
 
 export class TracingVerifier implements TokenVerifier {
@@ -20,23 +22,24 @@ export class TracingVerifier implements TokenVerifier {
     return this.inner.ready();
   }
 
-  verify(token: string, expectedAudience?: string): Promise<VerifyResult> {
-    return inChildSpan('jwtauth.verify_token', SpanKind.INTERNAL, {}, async (span) => {
-      const result = await this.inner.verify(token, expectedAudience);
-      if (result.ok) {
-        const verified = result.value;
-        span.setAttributes({
-          'jwtauth.token.cached': this.#seen.has(verified),
-          'jwtauth.token.result': 'ok',
-          'jwtauth.issuer': verified.issuer,
-          'jwtauth.issuer_kind': verified.issuerKind,
-          'jwtauth.subject_type': verified.subjectType,
-        });
-        this.#seen.add(verified);
-      } else {
-        span.setAttributes({ 'jwtauth.token.cached': false, 'jwtauth.token.result': result.reason });
-      }
-      return result;
-    });
+  verify(token: string, expectedAudience?: string): Awaitable<VerifyResult> {
+    return inChildSpan('jwtauth.verify_token', SpanKind.INTERNAL, {}, (span) =>
+      andThen(this.inner.verify(token, expectedAudience), (result) => {
+        if (result.ok) {
+          const verified = result.value;
+          span.setAttributes({
+            'jwtauth.token.cached': this.#seen.has(verified),
+            'jwtauth.token.result': 'ok',
+            'jwtauth.issuer': verified.issuer,
+            'jwtauth.issuer_kind': verified.issuerKind,
+            'jwtauth.subject_type': verified.subjectType,
+          });
+          this.#seen.add(verified);
+        } else {
+          span.setAttributes({ 'jwtauth.token.cached': false, 'jwtauth.token.result': result.reason });
+        }
+        return result;
+      }),
+    );
   }
 }

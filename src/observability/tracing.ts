@@ -12,6 +12,7 @@
  * Check travels in this module's AsyncLocalStorage, which Node only starts tracking the first time
  * a traced Check runs: with tracing off it costs nothing.
  */
+import type { Awaitable } from '../core/awaitable.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Attributes, Context, Span, TextMapGetter, TextMapSetter, Tracer } from '@opentelemetry/api';
@@ -101,23 +102,35 @@ export function activeTrace(): ActiveTrace | undefined {
 const NOT_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /**
- * Runs `work` in a child span of the active trace, ending the span when `work` settles; `work`
- * sets the attributes it learns. Outside a traced Check it runs `work` with a span that records
- * nothing.
+ * Runs `work` in a child span of the active trace, ending the span when `work` settles: at once
+ * when it answers synchronously (a cache hit), else when its promise does, so a traced Check
+ * whose answers are cached stays synchronous like an untraced one. `work` sets the attributes it
+ * learns. Outside a traced Check it runs `work` with a span that records nothing.
  */
-export async function inChildSpan<T>(name: string, kind: SpanKind, attributes: Attributes, work: (span: Span) => Promise<T>): Promise<T> {
+export function inChildSpan<T>(name: string, kind: SpanKind, attributes: Attributes, work: (span: Span) => Awaitable<T>): Awaitable<T> {
   const active = activeTraces.getStore();
   if (active === undefined) return work(NOT_RECORDING);
   const span = active.tracer.startSpan(name, { kind, attributes }, active.context);
-  try {
-    return await activeTraces.run({ context: trace.setSpan(active.context, span), tracer: active.tracer }, () => work(span));
-  } catch (error) {
+  const failed = (error: unknown): never => {
     // Ports answer failures as results; a throw is a bug, recorded without its message (it may quote input).
     span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.name : 'thrown' });
-    throw error;
-  } finally {
     span.end();
+    throw error;
+  };
+  let result: Awaitable<T>;
+  try {
+    result = activeTraces.run({ context: trace.setSpan(active.context, span), tracer: active.tracer }, () => work(span));
+  } catch (error) {
+    return failed(error);
   }
+  if (!(result instanceof Promise)) {
+    span.end();
+    return result;
+  }
+  return result.then((value) => {
+    span.end();
+    return value;
+  }, failed);
 }
 
 /** inChildSpan for synchronous work (nothing awaited inside, so no context to carry). */

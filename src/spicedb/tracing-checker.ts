@@ -7,6 +7,8 @@
  */
 import { SpanKind } from '@opentelemetry/api';
 import type { PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
+import { andThen } from '../core/awaitable.js';
+import type { Awaitable } from '../core/awaitable.js';
 import { inChildSpan } from '../observability/tracing.js';
 
 export class TracingChecker implements PermissionChecker {
@@ -16,21 +18,22 @@ export class TracingChecker implements PermissionChecker {
     return this.inner.ready();
   }
 
-  check(query: PermissionQuery): Promise<PermissionAnswer> {
+  check(query: PermissionQuery): Awaitable<PermissionAnswer> {
     const attributes = {
       'jwtauth.spicedb.resource_type': query.resource.type,
       'jwtauth.spicedb.permission': query.permission,
       'jwtauth.spicedb.subject_type': query.subject.type,
       'jwtauth.spicedb.consistency': query.consistency.kind,
     };
-    return inChildSpan('jwtauth.check_permission', SpanKind.INTERNAL, attributes, async (span) => {
-      const answer = await this.inner.check(query);
-      span.setAttributes(
-        answer.ok
-          ? { 'jwtauth.spicedb.result': answer.value.permissionship, 'jwtauth.spicedb.cached': answer.value.cached }
-          : { 'jwtauth.spicedb.result': answer.reason, 'jwtauth.spicedb.cached': false },
-      );
-      return answer;
-    });
+    return inChildSpan('jwtauth.check_permission', SpanKind.INTERNAL, attributes, (span) =>
+      andThen(this.inner.check(query), (answer) => {
+        span.setAttributes(
+          answer.ok
+            ? { 'jwtauth.spicedb.result': answer.value.permissionship, 'jwtauth.spicedb.cached': answer.value.cached }
+            : { 'jwtauth.spicedb.result': answer.reason, 'jwtauth.spicedb.cached': false },
+        );
+        return answer;
+      }),
+    );
   }
 }

@@ -7,6 +7,8 @@
  */
 import { SpanKind } from '@opentelemetry/api';
 import type { TokenRequest, TokenResult, TokenSource } from '../core/ports.js';
+import { andThen } from '../core/awaitable.js';
+import type { Awaitable } from '../core/awaitable.js';
 import { inChildSpan } from '../observability/tracing.js';
 
 export class TracingTokenSource implements TokenSource {
@@ -16,12 +18,13 @@ export class TracingTokenSource implements TokenSource {
     this.name = inner.name;
   }
 
-  issue(request: TokenRequest): Promise<TokenResult> {
+  issue(request: TokenRequest): Awaitable<TokenResult> {
     const attributes = { 'jwtauth.token.kind': request.kind, 'jwtauth.token.source': this.name, 'jwtauth.token.audience': request.audience };
-    return inChildSpan('jwtauth.issue_token', SpanKind.INTERNAL, attributes, async (span) => {
-      const result = await this.inner.issue(request);
-      span.setAttribute('jwtauth.token.result', result.ok ? 'ok' : result.reason);
-      return result;
-    });
+    return inChildSpan('jwtauth.issue_token', SpanKind.INTERNAL, attributes, (span) =>
+      andThen(this.inner.issue(request), (result) => {
+        span.setAttribute('jwtauth.token.result', result.ok ? 'ok' : result.reason);
+        return result;
+      }),
+    );
   }
 }
