@@ -13,6 +13,11 @@ import { startWorker } from '../workers/worker.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';
 
+/** EX_SOFTWARE (sysexits.h): the process stopped on a bug, not on a signal or a bad configuration. */
+export const CRASH_EXIT_CODE = 70;
+/** Beyond drainSeconds, what a crashed process allows its drain before it exits regardless. */
+const CRASH_DRAIN_GRACE_SECONDS = 5;
+
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'run the ext_authz gRPC server and the admin HTTP server',
@@ -41,7 +46,11 @@ replaced, renamed over, a Kubernetes ConfigMap update), reloads it once 200 ms p
 another. A reload that fails preflight, or drops a serving inbound/outbound section without
 reload.allowSectionRemoval: true, is logged and counted; the old configuration keeps serving.
 
-Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 usage error.`,
+An uncaught exception or an unhandled rejection is a bug: the sidecar logs it (fatal), drains
+as on SIGTERM and exits 70, so the orchestrator restarts it.
+
+Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 usage error, 70
+after a crash (drained first).`,
   async run(args, io) {
     const { values } = parseOptions(args, {
       config: { type: 'string', short: 'c' },
@@ -84,6 +93,8 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
       if (running && !stopping) void running.reload(why);
     };
 
+    /** What the process exits with once drained: 0, or CRASH_EXIT_CODE after a crash (a failed drain: 1 at least). */
+    let exitCode = 0;
     const stop = (why: string): void => {
       if (stopping) return;
       stopping = true;
@@ -94,19 +105,33 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
         process.exit(code);
       };
       if (!running) {
-        finished(0)();
+        finished(exitCode)();
         return;
       }
       running.drain().then(
         () => {
           logger.info('stopped');
-          finished(0)();
+          finished(exitCode)();
         },
         (error: unknown) => {
           logger.error({ err: error }, 'error while draining');
-          finished(1)();
+          finished(Math.max(exitCode, 1))();
         },
       );
+    };
+    // A throw nothing caught, or a rejection nothing handled, leaves a security component in a
+    // state nobody reasoned about: it stops deciding. It drains (NOT_SERVING, Checks in flight
+    // answer) and exits CRASH_EXIT_CODE for the orchestrator to restart it; in worker mode the
+    // primary replaces the worker. If the drain itself hangs, the process exits anyway.
+    const crashed = (kind: 'uncaught exception' | 'unhandled rejection', error: unknown): void => {
+      logger.fatal({ err: error }, `${kind}: stopping, since the sidecar's state is unknown`);
+      if (exitCode === CRASH_EXIT_CODE) return;
+      exitCode = CRASH_EXIT_CODE;
+      setTimeout(() => {
+        logger.flush();
+        process.exit(CRASH_EXIT_CODE);
+      }, (loaded.config.server.drainSeconds + CRASH_DRAIN_GRACE_SECONDS) * 1000).unref();
+      stop(kind);
     };
     // A worker's reloads come from its primary, which watches the file and takes SIGHUP. Elsewhere
     // SIGHUP goes through the file watch's debounce, so a SIGHUP sent for an edit the watch also
@@ -114,8 +139,8 @@ Exit codes: 0 after a drain, 1 for a refused configuration or a failed start, 2 
     process.on('SIGHUP', () => configWatch?.trigger('SIGHUP'));
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
-    process.on('uncaughtException', (error) => logger.fatal({ err: error }, 'uncaught exception'));
-    process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
+    process.on('uncaughtException', (error) => crashed('uncaught exception', error));
+    process.on('unhandledRejection', (error) => crashed('unhandled rejection', error));
 
     const serveOptions = {
       loaded,
