@@ -4,6 +4,7 @@
 import { refuse } from './contract.js';
 import type { BodyRead, BodyReader, RequestBody } from './contract.js';
 import { checkEnvelope, mediaType, wrongContentType } from './envelope.js';
+import { firstDuplicateName } from './json-duplicate-names.js';
 import { compileJsonPaths } from './json-fields.js';
 import { checkMaxBytes, readerOf, uniquePaths } from './reader-options.js';
 
@@ -44,6 +45,9 @@ export function compileJsonBodyReader(paths: readonly string[], where: string, m
       return NOT_JSON;
     }
     if (document === null || typeof document !== 'object' || Array.isArray(document)) return NOT_OBJECT;
+    const repeated = firstDuplicateName(text);
+    // The name, never a value: names are the rule's vocabulary, values the caller's data.
+    if (repeated !== undefined) return refuse('body_malformed', `the JSON body repeats the name ${JSON.stringify(repeated.slice(0, 64))} in one object`);
     return fields.extract(document as Record<string, unknown>);
   };
 

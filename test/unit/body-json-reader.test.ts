@@ -1,7 +1,9 @@
 /**
  * Reading field values out of JSON request bodies (Envoy's `body` field, UTF-8).
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { firstDuplicateName } from '../../src/body/json-duplicate-names.js';
 import { BodyConfigError, compileJsonBodyReader } from '../../src/body/body-reader.js';
 import type { BodyReader } from '../../src/body/body-reader.js';
 import { body, detail, reason, values } from '../fixtures/body/fixture.js';
@@ -50,8 +52,45 @@ describe('JSON body: values', () => {
     expect(reader(['__proto__.x']).read(json('{"__proto__":{"x":"own"}}'))).toEqual(values({ '__proto__.x': 'own' }));
   });
 
-  it('takes the last of duplicate keys, as JavaScript and Go\'s encoding/json do', () => {
-    expect(reader(['a']).read(json('{"a":"first","a":"last"}'))).toEqual(values({ a: 'last' }));
+});
+
+describe('JSON body: one reading only', () => {
+  // Parsers disagree on a repeated name (JavaScript and Go keep the last, others the first or
+  // refuse): the sidecar would check one value while the service acts on the other.
+  it.each([
+    ['at the top', '{"tenant_id":"t2","tenant_id":"t1"}', 'tenant_id'],
+    ['spelled with an escape', '{"a":"x","\\u0061":"y"}', 'a'],
+    ['in a nested object, even one no rule reads', '{"a":"x","meta":{"k":1,"k":2}}', 'k'],
+    ['in an object inside an array', '{"a":"x","items":[{"id":1},{"id":2,"id":3}]}', 'id'],
+    ['after a string holding braces and quotes', '{"a":"{\\"b\\":1,","b":1,"b":2}', 'b'],
+  ])('refuses a repeated name %s, naming it', (_where, text, name) => {
+    const read = reader(['a']).read(json(text));
+    expect(reason(read)).toBe('body_malformed');
+    expect(detail(read)).toContain(JSON.stringify(name));
+  });
+
+  it('finds a repeat in any JSON, and nothing in JSON without one', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.dictionary(fc.string(), fc.jsonValue(), { minKeys: 1 }), (anything, object) => {
+        // JSON.stringify never repeats a name.
+        expect(firstDuplicateName(JSON.stringify(anything))).toBeUndefined();
+        const text = JSON.stringify({ ...object, nested: anything });
+        const [name] = Object.keys(object) as [string];
+        // The same object with its first name written again at its end.
+        const repeated = `${text.slice(0, -1)},${JSON.stringify(name)}:null}`;
+        expect(firstDuplicateName(repeated)).toBe(name);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it.each([
+    ['the same name in sibling objects', '{"a":"x","p":{"id":1},"q":{"id":2}}'],
+    ['the same name at two depths', '{"a":"x","n":{"a":"y"}}'],
+    ['objects in an array', '{"a":"x","items":[{"id":1},{"id":2}]}'],
+    ['a name that only reads alike inside a value', '{"a":"\\"a\\":1"}'],
+  ])('reads %s', (_where, text) => {
+    expect(reader(['a']).read(json(text)).ok).toBe(true);
   });
 });
 
