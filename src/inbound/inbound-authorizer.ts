@@ -40,6 +40,7 @@ class InboundAuthorizer implements Authorizer {
   readonly strippedHeaders = IDENTITY_HEADER_NAMES;
   readonly #rules: RuleMatcher;
   readonly #defaultConsistency: Consistency;
+  readonly #identityHeadersOf = new WeakMap<VerifiedToken, HeaderList>();
 
   constructor(
     private readonly config: NonNullable<InboundConfig>,
@@ -65,16 +66,13 @@ class InboundAuthorizer implements Authorizer {
 
   /** With the caller's token verified: the rule's own refusals, its requirement, then its checks. */
   #authorize(request: RequestContext, rule: CompiledRule, pathParams: Readonly<Record<string, string>>, token: VerifiedToken, tokenFacts: DecisionFacts): Awaitable<Decision> {
-    let facts = tokenFacts;
     const refused = refusal(rule, token);
-    if (refused !== undefined) return deny(refused.reason, withDetail(facts, refused.detail));
+    if (refused !== undefined) return deny(refused.reason, withDetail(tokenFacts, refused.detail));
     // Before SpiceDB: a token without the scope or claim the route needs costs no check.
     const requirement = rule.requirement;
-    if (requirement !== undefined) {
-      const verdict = requirement.evaluate(token.claims);
-      facts = { ...facts, conditions: verdict.records };
-      if (!verdict.met) return deny(verdict.reason, withDetail(facts, `rule ${rule.name}: ${verdict.detail}`), verdict.challenge);
-    }
+    const met = requirement?.evaluate(token.claims);
+    const facts = met === undefined ? tokenFacts : { ...tokenFacts, conditions: met.records };
+    if (met !== undefined && !met.met) return deny(met.reason, withDetail(facts, `rule ${rule.name}: ${met.detail}`), met.challenge);
     if (rule.auth === 'token') return this.#allowWith('allowed', token, facts);
 
     // After the token: an unauthenticated caller never makes the sidecar decode its message.
@@ -87,9 +85,8 @@ class InboundAuthorizer implements Authorizer {
       checker: this.ports.checker,
       deniedReason: 'permission_denied',
     });
-    const known = facts;
     return andThen(checked, (verdict) => {
-      const read = verdict.body === undefined ? known : { ...known, body: verdict.body };
+      const read = verdict.body === undefined ? facts : { ...facts, body: verdict.body };
       if (!verdict.ok) {
         const denied = verdict.checks === undefined ? read : { ...read, checks: verdict.checks };
         return deny(verdict.reason, withDetail(denied, verdict.detail));
@@ -121,29 +118,27 @@ class InboundAuthorizer implements Authorizer {
   }
 
   #allowWith(reason: AllowReason, token: VerifiedToken, facts: DecisionFacts): Decision {
-    return allow(reason, facts, identityHeaders(token), this.strippedHeaders);
+    return allow(reason, facts, this.#identityHeaders(token), this.strippedHeaders);
   }
-}
 
-/**
- * The identity headers an allow sets for `token`. A verified token is the same object on every hit
- * of the verifier's cache, so its headers are built once per token, not per Check.
- */
-const identityHeadersOf = new WeakMap<VerifiedToken, HeaderList>();
-
-function identityHeaders(token: VerifiedToken): HeaderList {
-  let headers = identityHeadersOf.get(token);
-  if (headers === undefined) {
-    const list: Array<readonly [string, string]> = [
-      [IDENTITY_HEADERS.subject, token.subject],
-      [IDENTITY_HEADERS.subjectType, token.subjectType],
-      [IDENTITY_HEADERS.issuer, token.issuer],
-    ];
-    if (token.actor !== undefined) list.push([IDENTITY_HEADERS.actor, token.actor]);
-    headers = Object.freeze(list);
-    identityHeadersOf.set(token, headers);
+  /**
+   * The identity headers an allow sets for `token`. A verified token is the same object on every
+   * hit of the verifier's cache, so its headers are built once per token, not per Check.
+   */
+  #identityHeaders(token: VerifiedToken): HeaderList {
+    let headers = this.#identityHeadersOf.get(token);
+    if (headers === undefined) {
+      const list: Array<readonly [string, string]> = [
+        [IDENTITY_HEADERS.subject, token.subject],
+        [IDENTITY_HEADERS.subjectType, token.subjectType],
+        [IDENTITY_HEADERS.issuer, token.issuer],
+      ];
+      if (token.actor !== undefined) list.push([IDENTITY_HEADERS.actor, token.actor]);
+      headers = Object.freeze(list);
+      this.#identityHeadersOf.set(token, headers);
+    }
+    return headers;
   }
-  return headers;
 }
 
 /** The verifier's answer as an identity to authorize, or the denial it amounts to. */
