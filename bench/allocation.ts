@@ -7,8 +7,8 @@
  *   collected), so a cut can be aimed.
  * - In a sidecar process of its own, sent Checks over gRPC straight to its listener (node:http2
  *   included), counted by dev/gc-accounting.ts preloaded into it, with its CPU per Check from
- *   /proc. `--cli=PATH` measures another build there (e.g. a worktree at an older commit), for a
- *   before/after.
+ *   /proc. `--cli=PATH` measures another build this way only (e.g. a worktree at an older
+ *   commit), for a before/after.
  * Both ways, a cached inbound allow is also measured with tracing on at ratio 0 and ratio 1
  * (exported to a sink that discards it), against tracing off in the same run.
  *
@@ -200,6 +200,12 @@ async function main(): Promise<void> {
     { name: 'inbound permission denied', request: envoyShapedCheckRequest('/v1/clouds/cl1/namespaces', { authorization: `Bearer ${token}` }, { direction: 'inbound' }) },
   ];
   try {
+    // Another build can only be measured as a process: the in-process figures are this build's.
+    if (flags.cli !== undefined) {
+      const processResults = await inSidecarProcess(configFile, env, cases);
+      if (flags.out) writeFileSync(flags.out, `${JSON.stringify({ checks: CHECKS, cli: flags.cli, sidecarProcess: processResults }, null, 2)}\n`);
+      return;
+    }
     const loaded = loadConfigFile(configFile);
     const sidecar = await openInProcessSidecar(loaded, createLogger({ level: loaded.config.log.level }));
     let inProcessResults: Record<string, CheckAllocation>;
@@ -212,7 +218,7 @@ async function main(): Promise<void> {
     }
     const tracing = await withTracing(keys, spicedb.endpoint, keyEnv, env, dir, cases[0] as Case);
     const processResults = await inSidecarProcess(configFile, env, cases);
-    if (flags.out) writeFileSync(flags.out, `${JSON.stringify({ checks: CHECKS, cli: flags.cli ?? 'this build', inProcess: inProcessResults, tracing, sidecarProcess: processResults }, null, 2)}\n`);
+    if (flags.out) writeFileSync(flags.out, `${JSON.stringify({ checks: CHECKS, cli: 'this build', inProcess: inProcessResults, tracing, sidecarProcess: processResults }, null, 2)}\n`);
   } finally {
     await spicedb.stop();
   }
