@@ -71,8 +71,10 @@ export function unframeUnary(bytes: Uint8Array, grpcEncoding: string | undefined
   }
   const message = view.subarray(PREFIX, end);
   if (flag === 0) return { ok: true, message };
+  // A compressed message the sidecar cannot inflate is one refusal whatever the header says: with
+  // no grpc-encoding or `identity` the compression is unknown, as with one it does not support.
   if (grpcEncoding === undefined || grpcEncoding === 'identity') {
-    return refuse('body_malformed', `the gRPC frame is marked compressed but grpc-encoding is ${grpcEncoding ?? 'absent'}`);
+    return refuse('body_unsupported_encoding', `the gRPC frame is marked compressed but grpc-encoding is ${grpcEncoding ?? 'absent'}`);
   }
   if (grpcEncoding !== 'gzip' && grpcEncoding !== 'deflate') {
     return refuse('body_unsupported_encoding', `grpc-encoding ${quoted(grpcEncoding)} is not supported (gzip, deflate)`);
