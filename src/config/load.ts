@@ -59,10 +59,15 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.map((key, i) => (typeof key === 'number' ? `[${key}]` : `${i === 0 ? '' : '.'}${String(key)}`)).join('');
 }
 
-/** zod says "Too small: expected number to be >=0"; keep its words, but as the tail of our sentence. */
+/**
+ * zod says "Too small: expected number to be >=0"; keep its words, but as the tail of our sentence.
+ * Its "Invalid URL" names what is wrong, not what is wanted: that reads "expected a valid URL".
+ */
 function expectation(message: string): string {
   const text = message.charAt(0).toLowerCase() + message.slice(1);
-  return /\bexpected\b/.test(text) ? text : `expected ${text}`;
+  if (/\bexpected\b/.test(text)) return text;
+  const invalid = /^invalid (.+)$/.exec(text);
+  return invalid ? `expected a valid ${invalid[1]}` : `expected ${text}`;
 }
 
 /**

@@ -38,7 +38,7 @@ const jwksSourceSchema = z.union([
   z
     .strictObject({
       discovery: z
-        .union([z.literal(true), z.url({ protocol: /^https?$/ })])
+        .union([z.literal(true), z.url({ protocol: /^https?$/, error: 'true, or the http(s) URL of the discovery document' })])
         .describe('OpenID discovery: true for `issuer` + /.well-known/openid-configuration, or the document URL; its jwks_uri is used'),
       refreshSeconds: z.int().min(5).max(86_400).default(300).describe('background refresh of the discovery document and the JWKS (±10% jitter)'),
       cooldownSeconds: z.int().min(1).max(3600).default(30).describe('minimum time between refetches triggered by an unknown kid'),

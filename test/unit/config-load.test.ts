@@ -36,6 +36,20 @@ describe('configuration loading', () => {
     expect(problems).toContainEqual('colour: unknown key; check its spelling and nesting');
   });
 
+  it('says what a URL field wants, not what zod found wrong ("expected invalid URL" read as nonsense)', () => {
+    const problems = problemsOf(
+      [
+        'issuers:',
+        '  - { name: corp, issuer: "https://login.corp.example", audience: gwadmin, kind: external, subjectType: user, jwks: { discovery: "login.corp.example" } }',
+        '  - { name: mesh, issuer: "https://mesh", audience: gwadmin, kind: internal, subjectType: service, jwks: { url: "mesh/jwks" } }',
+        'inbound: { default: deny, rules: [] }',
+      ].join('\n'),
+    );
+    expect(problems).toContain('issuers[0].jwks.discovery: got "login.corp.example"; expected true, or the http(s) URL of the discovery document');
+    expect(problems).toContainEqual(expect.stringMatching(/^issuers\[1\]\.jwks(\.url)?: got .*expected a valid URL/));
+    expect(problems.join('\n')).not.toMatch(/expected invalid/i);
+  });
+
   it('reports YAML syntax errors with line numbers, and duplicate keys', () => {
     const problems = problemsOf('server:\n  grpcAddress: 127.0.0.1:1\n  grpcAddress: 127.0.0.1:2\nlog: [unclosed\n');
     expect(problems.length).toBeGreaterThanOrEqual(2);
