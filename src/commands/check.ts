@@ -14,6 +14,7 @@ import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { newDecisionId } from '../observability/tracing-ids.js';
 import { frameMessage } from '../body/grpc-frame.js';
+import { fromProto3Json, ProtoJsonError } from '../body/proto-json.js';
 import { loadMessageTypes } from '../rules/message-fields.js';
 import { openDecisionRuntime } from '../serve.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
@@ -222,7 +223,14 @@ function encodeMessage(loaded: LoadedConfig, method: string, json: string): Uint
   const rpc = service.methods[match[2] as string];
   if (rpc === undefined) throw new UsageError(`--grpc: ${match[1]} has no method ${match[2]}`);
   const type = root.lookupType(rpc.requestType);
-  const problem = type.verify(object);
+  let message: Record<string, unknown>;
+  try {
+    message = fromProto3Json(type, object, '--message');
+  } catch (error) {
+    if (error instanceof ProtoJsonError) throw new UsageError(error.message);
+    throw error;
+  }
+  const problem = type.verify(message);
   if (problem) throw new UsageError(`--message: ${problem}`);
-  return frameMessage(type.encode(type.fromObject(object)).finish());
+  return frameMessage(type.encode(type.fromObject(message)).finish());
 }

@@ -203,6 +203,17 @@ describe('jwtauth-sidecar keys, token and check', () => {
     const missing = await run(...grpc, '--message', '{"namespace_id":"ns1"}');
     expect(missing.out).toMatch(/decision:\s+DENY 400 body_field_missing/);
     expect((await run(...grpc, '--message', '{"cloud_id":7}')).code).toBe(2);
+    // proto3's JSON mapping, as grpcurl prints a message: the JSON name reads like the field name.
+    const camel = await run(...grpc, '--message', '{"cloudId":"cl0","namespaceId":"ns1"}');
+    expect(camel.out).toMatch(/message:\s+cloud_id="cl0"/);
+    expect(camel.code).toBe(0);
+    // A name that is neither is refused, not dropped (dropped, the call explained is not the one sent).
+    const unknown = await run(...grpc, '--message', '{"cloud_id":"cl0","cloudid":"cl1"}');
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/--message: demo\.vmcontroller\.v1\.\w+ has no field "cloudid"/);
+    const twice = await run(...grpc, '--message', '{"cloud_id":"cl0","cloudId":"cl1"}');
+    expect(twice.code).toBe(2);
+    expect(twice.err).toMatch(/field cloud_id is given twice/);
     const http = await run('check', '--config', configFile, '--method', 'POST', '--path', '/v1/namespaces', '--token', token, '--header', 'content-type: application/json', '--body', '{"cloud_id":"cl0"}');
     expect(http.out).toMatch(/decision:\s+ALLOW allowed/);
   }, 30_000);
