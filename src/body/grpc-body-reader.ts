@@ -12,6 +12,7 @@ import { checkEnvelope, mediaType, wrongContentType } from './envelope.js';
 import { unframeUnary } from './grpc-frame.js';
 import { compileMessagePaths } from './message-fields.js';
 import { checkMaxBytes, readerOf, uniquePaths } from './reader-options.js';
+import { decodeMerged } from './merged-decode.js';
 import { checkWire, compileWirePlan } from './wire-check.js';
 
 function allServices(namespace: protobuf.NamespaceBase, into: string[] = []): string[] {
@@ -84,6 +85,7 @@ export function compileGrpcBodyReader(
   const typeName = type.fullName.replace(/^\./, '');
   const fields = compileMessagePaths(type, unique, (path) => `${where}: body path "${path}" (request type ${typeName} of ${call})`);
   const plan = compileWirePlan(type, fields.chains);
+  const walked = new Set(fields.chains.flat());
   const notGrpc = (contentType: string) => wrongContentType(contentType, 'gRPC with protobuf messages (application/grpc)');
 
   const read = (body: RequestBody | undefined): BodyRead => {
@@ -96,7 +98,7 @@ export function compileGrpcBodyReader(
     if (problem !== undefined) return refuse('body_malformed', `the message is not a valid ${typeName}: ${problem}`);
     let message: protobuf.Message;
     try {
-      message = type.decode(unframed.message);
+      message = decodeMerged(type, unframed.message, walked);
     } catch (error) {
       return refuse('body_malformed', `the message is not a valid ${typeName}: ${reasonOf(error)}`);
     }

@@ -170,12 +170,20 @@ describe('gRPC body: values', () => {
     expect(CLOUD.read(body(frame(bytes)))).toEqual(values({ cloud_id: 'last' }));
   });
 
-  it('refuses rather than guesses when a message field arrives twice and the last one lacks the value', () => {
-    // Conformant parsers merge the two `spec`s (the service sees spec.cloud.id = "victim");
-    // protobufjs keeps only the last. Refusing is the safe side of that difference.
+  it('merges a message field that arrives more than once, as protobuf specifies: the service sees the merge', () => {
+    // spec { cloud { id: "victim" } } then spec { display_name: "name" }: one spec with both.
     const first = writer().uint32(tag(3, 2)).fork().uint32(tag(1, 2)).fork().uint32(tag(1, 2)).string('victim').ldelim().ldelim().finish();
     const second = writer().uint32(tag(3, 2)).fork().uint32(tag(2, 2)).string('name').ldelim().finish();
-    expect(reason(reader(['spec.cloud.id']).read(body(frame(Buffer.concat([first, second])))))).toBe('body_field_missing');
+    const both = reader(['spec.cloud.id', 'spec.display_name']);
+    expect(both.read(body(frame(Buffer.concat([first, second]))))).toEqual(values({ 'spec.cloud.id': 'victim', 'spec.display_name': 'name' }));
+    // Later occurrences win for a scalar, at any depth: spec.cloud split again inside the second spec.
+    const third = writer().uint32(tag(3, 2)).fork().uint32(tag(1, 2)).fork().uint32(tag(1, 2)).string('mine').ldelim().ldelim().finish();
+    expect(reader(['spec.cloud.id']).read(body(frame(Buffer.concat([first, second, third]))))).toEqual(values({ 'spec.cloud.id': 'mine' }));
+    // The same merge as protobufjs's own encoder gives for the merged object, and as concatenated encodings mean.
+    const merged = message({ spec: { cloud: { id: 'victim', region: 'eu' }, display_name: 'name' } });
+    const split = Buffer.concat([message({ spec: { cloud: { id: 'victim' } } }), message({ spec: { cloud: { region: 'eu' } } }), message({ spec: { display_name: 'name' } })]);
+    const paths = reader(['spec.cloud.id', 'spec.cloud.region', 'spec.display_name']);
+    expect(paths.read(body(frame(split)))).toEqual(paths.read(body(frame(merged))));
   });
 
   it('reads a oneof member, and refuses when two members of the oneof arrived', () => {

@@ -126,6 +126,30 @@ function matches(read: BodyRead, path: string, expected: Expected): boolean {
 }
 
 describe('gRPC body properties', () => {
+  it('reads a message whose spec arrives split across occurrences as the whole message (protobuf merges them)', () => {
+    const specPaths = PATHS.filter((path) => path.startsWith('spec.'));
+    fc.assert(
+      fc.property(model, (m) => {
+        const whole = toMessage(m);
+        const spec = whole['spec'] as (Record<string, unknown> & { cloud?: { id?: string; region?: string } }) | undefined;
+        if (spec === undefined) return;
+        const { cloud, ...rest } = spec;
+        // spec.cloud.id first, then everything else, then spec.cloud.region: three occurrences of spec.
+        const split = Buffer.concat([
+          Request.encode({ spec: cloud?.id === undefined ? {} : { cloud: { id: cloud.id } } }).finish(),
+          Request.encode({ ...whole, spec: rest }).finish(),
+          Request.encode({ spec: cloud?.region === undefined ? {} : { cloud: { region: cloud.region } } }).finish(),
+        ]);
+        for (const path of specPaths) {
+          const expected = EXPECTATIONS[path]?.(m) ?? MISSING;
+          const read = single.get(path)?.read(body(frame(split)));
+          if (read === undefined || !matches(read, path, expected)) throw new Error(`${path}: expected ${JSON.stringify(expected)}, read ${JSON.stringify(read, (_, v: unknown) => (v instanceof Map ? [...v] : v))}`);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('reads exactly the values the encoded model holds, for every path and framing', () => {
     fc.assert(
       fc.property(model, encoding, (m, how) => {
