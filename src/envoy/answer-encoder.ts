@@ -45,6 +45,8 @@ class KeyNode {
 export class AnswerEncoder {
   readonly #maxEntries: number;
   #root = new KeyNode();
+  /** Denials of gRPC calls, which carry their gRPC status (check-response.ts). */
+  #grpcDenials = new KeyNode();
   #entries = 0;
 
   /**
@@ -61,29 +63,29 @@ export class AnswerEncoder {
     return this.#entries;
   }
 
-  /** `decisionId`: 32 lower-case hex characters (tracing-ids.ts). */
-  encode(decision: Decision, decisionId: string): Buffer {
-    const node = this.#nodeFor(decision);
-    if (node === undefined) return this.#encodeWithId(decision, decisionId);
+  /** `decisionId`: 32 lower-case hex characters (tracing-ids.ts). `grpc`: the request is a gRPC call. */
+  encode(decision: Decision, decisionId: string, grpc = false): Buffer {
+    const node = this.#nodeFor(decision, grpc);
+    if (node === undefined) return this.#encodeWithId(decision, decisionId, grpc);
     let memo = node.memo;
     if (memo === undefined) {
-      memo = this.#encodeOnce(decision);
+      memo = this.#encodeOnce(decision, grpc);
       node.memo = memo;
       this.#entries++;
     }
-    if (memo.idAt < 0) return this.#encodeWithId(decision, decisionId);
+    if (memo.idAt < 0) return this.#encodeWithId(decision, decisionId, grpc);
     const bytes = Buffer.allocUnsafe(memo.bytes.length);
     memo.bytes.copy(bytes, 0);
     bytes.write(decisionId, memo.idAt, DECISION_ID_LENGTH, 'latin1');
     return bytes;
   }
 
-  #encodeWithId(decision: Decision, decisionId: string): Buffer {
-    return frameCheckResponse(renderCheckResponse(decision, decisionId));
+  #encodeWithId(decision: Decision, decisionId: string, grpc: boolean): Buffer {
+    return frameCheckResponse(renderCheckResponse(decision, decisionId, grpc));
   }
 
-  #encodeOnce(decision: Decision): Memo {
-    const bytes = frameCheckResponse(renderCheckResponse(decision, ID_PLACEHOLDER));
+  #encodeOnce(decision: Decision, grpc: boolean): Memo {
+    const bytes = frameCheckResponse(renderCheckResponse(decision, ID_PLACEHOLDER, grpc));
     const idAt = bytes.indexOf(ID_PLACEHOLDER, 0, 'latin1');
     // A header value equal to the placeholder would make its place ambiguous: such an answer is
     // encoded in full every time.
@@ -92,9 +94,9 @@ export class AnswerEncoder {
   }
 
   /** The decision's node, created on first sight; undefined when it has too many headers to key. */
-  #nodeFor(decision: Decision): KeyNode | undefined {
+  #nodeFor(decision: Decision, grpc: boolean): KeyNode | undefined {
     if (this.#entries >= this.#maxEntries) this.#forget();
-    let node = this.#child(this.#root, decision.kind === 'allow' ? 'allow' : decision.reason);
+    let node = this.#child(grpc && decision.kind === 'deny' ? this.#grpcDenials : this.#root, decision.kind === 'allow' ? 'allow' : decision.reason);
     if (decision.kind === 'allow') {
       const set = this.#headers(node, decision.setHeaders);
       const removed = decision.removeHeaders;
@@ -132,6 +134,7 @@ export class AnswerEncoder {
 
   #forget(): void {
     this.#root = new KeyNode();
+    this.#grpcDenials = new KeyNode();
     this.#entries = 0;
   }
 }

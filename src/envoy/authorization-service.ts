@@ -76,7 +76,7 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
       } catch (error) {
         onUnexpectedError(error);
       }
-      respond(answers.encode(decision, decisionId));
+      respond(answers.encode(decision, decisionId, request?.grpc !== undefined));
     };
     const failed = (error: unknown): void => {
       onUnexpectedError(error);

@@ -33,8 +33,12 @@ function headerOptions(headers: HeaderList, decisionId?: string): HeaderValueOpt
   return options;
 }
 
-/** The gRPC status put on CheckResponse.status; Envoy only distinguishes OK from not-OK. */
-function grpcCodeFor(status: DenyStatus): number {
+/**
+ * The gRPC status of a denial, by its HTTP status: on CheckResponse.status (where Envoy only tells
+ * OK from not-OK) and, for a gRPC call, the status its client receives. Unauthenticated 16,
+ * permission 7, the request itself 3 (8 when too large), outages 14.
+ */
+export function grpcCodeFor(status: DenyStatus): number {
   switch (status) {
     case 401:
       return GrpcStatus.UNAUTHENTICATED;
@@ -53,10 +57,14 @@ function grpcCodeFor(status: DenyStatus): number {
   }
 }
 
-function renderDeny(decision: Deny, decisionId: string | undefined): CheckResponse {
+function renderDeny(decision: Deny, decisionId: string | undefined, grpc: boolean): CheckResponse {
   const headers: HeaderList = [
     [REASON_HEADER, decision.reason],
     ['content-type', 'text/plain; charset=utf-8'],
+    // Envoy answers a denied gRPC call with this status when the denial sets it; left to itself it
+    // maps the HTTP status (400 → 13 INTERNAL, 413/415 → 2 UNKNOWN), which tells a client to retry
+    // or not for the wrong reasons. Its grpc-message stays the body.
+    ...(grpc ? ([['grpc-status', String(grpcCodeFor(decision.status))]] as const) : []),
     ...decision.headers,
   ];
   return {
@@ -83,11 +91,12 @@ function removalsNotSet(decision: Allow, decisionId: string | undefined): string
 
 /**
  * `decisionId` is left out only by callers that render a decision outside a Check (tests,
- * tools); every answer the Check handler sends carries one. The Check path renders an answer
- * once per distinct decision (answer-encoder.ts memoizes its bytes), so this builds it plainly.
+ * tools); every answer the Check handler sends carries one. `grpc`: the request denied is a gRPC
+ * call, whose client reads the denial's gRPC status. The Check path renders an answer once per
+ * distinct decision (answer-encoder.ts memoizes its bytes), so this builds it plainly.
  */
-export function renderCheckResponse(decision: Decision, decisionId?: string): CheckResponse {
-  if (decision.kind === 'deny') return renderDeny(decision, decisionId);
+export function renderCheckResponse(decision: Decision, decisionId?: string, grpc = false): CheckResponse {
+  if (decision.kind === 'deny') return renderDeny(decision, decisionId, grpc);
   return {
     status: { code: GrpcStatus.OK },
     ok_response: {

@@ -18,7 +18,7 @@ import { waitFor } from '../../dev/processes.js';
 import { frameMessage } from '../../src/body/grpc-frame.js';
 import { gzipFrame, rawGrpcCall, snappyBlock } from '../support/body-grpc.js';
 import type { RawGrpcOutcome } from '../support/body-grpc.js';
-import { httpRequest, startPod } from '../support/pod.js';
+import { grpcCall, httpRequest, startPod } from '../support/pod.js';
 import type { PlainResponse, Pod } from '../support/pod.js';
 
 const DEMO_PROTO = fileURLToPath(new URL('../../examples/demo/vmcontroller.proto', import.meta.url));
@@ -193,17 +193,28 @@ describe('gRPC bodies the sidecar refuses rather than guesses at', () => {
     // A reader taking the first message would allow this; a service reading the last would act on cl1.
     const body = Buffer.concat([frameMessage(createNamespaceMessage('cl0')), frameMessage(createNamespaceMessage('cl1'))]);
     const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, body));
-    expect(outcome.grpcStatus).toBe(status.INTERNAL);
+    expect(outcome.grpcStatus).toBe(status.INVALID_ARGUMENT);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('body_multiple_messages');
     expect(outcome.grpcMessage).toBe('body_multiple_messages: a unary call carried more than one message');
     expect(reachedApp).toBe(0);
     expect(decisions).toBe(1);
   });
 
+  it('gives a grpc-js client the gRPC status of a body refusal, INVALID_ARGUMENT (3), not Envoy\'s mapping of 400 (13 INTERNAL)', async () => {
+    // An empty CreateNamespaceRequest: no cloud_id, so body_field_missing (400). Envoy maps a denied
+    // gRPC call's HTTP status unless the denial carries grpc-status, which the sidecar's does.
+    const before = pod.app.received.length;
+    const outcome = await grpcCall(`127.0.0.1:${pod.envoy.ports.ingress}`, CREATE_NAMESPACE, { authorization: `Bearer ${await pod.userToken('alice')}` });
+    expect(outcome.code).toBe(status.INVALID_ARGUMENT);
+    expect(outcome.details).toBe('body_field_missing: the message lacks a field the rule reads');
+    expect(outcome.trailers['x-jwtauth-reason']).toBe('body_field_missing');
+    expect(pod.app.received.length).toBe(before);
+  });
+
   it('refuses a snappy-compressed message (grpc-encoding: snappy): body_unsupported_encoding, app not reached', async () => {
     const body = frameMessage(snappyBlock(createNamespaceMessage('cl0')), 1);
     const { outcome, reachedApp } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, body, { 'grpc-encoding': 'snappy' }));
-    expect(outcome.grpcStatus).toBe(status.UNKNOWN);
+    expect(outcome.grpcStatus).toBe(status.INVALID_ARGUMENT);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('body_unsupported_encoding');
     expect(outcome.grpcMessage).toBe('body_unsupported_encoding: the message compression is not supported');
     expect(reachedApp).toBe(0);
@@ -231,7 +242,7 @@ describe('gRPC bodies the sidecar refuses rather than guesses at', () => {
     const frame = frameMessage(createNamespaceMessage('cl0', 'n'.repeat(MAX_REQUEST_BYTES + 1000 - 14)));
     expect(frame.length).toBe(MAX_REQUEST_BYTES + 1000);
     const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', CREATE_NAMESPACE, frame));
-    expect(outcome.grpcStatus).toBe(status.UNKNOWN);
+    expect(outcome.grpcStatus).toBe(status.RESOURCE_EXHAUSTED);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('body_truncated');
     expect(outcome.grpcMessage).toBe('body_truncated: the request body was cut short');
     expect(decisions).toBe(1);
@@ -292,7 +303,7 @@ describe('routes that do not read the body do not buffer it', () => {
     // alice may view cl0: had the body arrived, this would be allowed.
     const message = GetNamespaceRequest.encode(GetNamespaceRequest.fromObject({ cloud_id: 'cl0', namespace_id: 'ns1' })).finish();
     const { outcome, reachedApp, decisions } = await observe(() => grpcAs('alice', GET_NAMESPACE, frameMessage(message)));
-    expect(outcome.grpcStatus).toBe(status.INTERNAL);
+    expect(outcome.grpcStatus).toBe(status.INVALID_ARGUMENT);
     expect(outcome.metadata['x-jwtauth-reason']).toBe('body_missing');
     expect(decisions).toBe(1);
     expect(reachedApp).toBe(0);

@@ -281,7 +281,7 @@ describe('Envoy Gateway: a SecurityPolicy extAuth (grpc backendRef) on HTTPRoute
     expect(intact.grpcStatus).toBe(status.OK);
     // A 200-byte namespace id: its length varint (0xC8 0x01) and the frame's length are not UTF-8.
     const { outcome: altered, reachedApp } = await reachingApp(() => call(createNamespaceMessage('cl0', 'n'.repeat(200))));
-    expect(altered.grpcStatus).toBe(status.INTERNAL);
+    expect(altered.grpcStatus).toBe(status.INVALID_ARGUMENT);
     expect(altered.metadata['x-jwtauth-reason']).toBe('body_missing');
     expect(reachedApp).toBe(0);
   });

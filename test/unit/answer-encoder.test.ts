@@ -12,7 +12,7 @@ import { DECISION_ID_HEADER, renderCheckResponse } from '../../src/envoy/check-r
 import { newDecisionId } from '../../src/observability/tracing-ids.js';
 import { decodeFramedResponse } from '../support/framed-response.js';
 
-const plain = (decision: Decision, id: string): Buffer => frameCheckResponse(renderCheckResponse(decision, id));
+const plain = (decision: Decision, id: string, grpc = false): Buffer => frameCheckResponse(renderCheckResponse(decision, id, grpc));
 const hexId = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((bytes) => Buffer.from(bytes).toString('hex'));
 const headerName = fc.constantFrom('x-jwtauth-subject', 'x-jwtauth-issuer', 'authorization', 'www-authenticate', DECISION_ID_HEADER, 'x-a', '1:c');
 // Values that could confuse a key made of joined strings, and the placeholder itself.
@@ -24,13 +24,13 @@ const decision: fc.Arbitrary<Decision> = fc.oneof(
 );
 
 describe('the answer encoder', () => {
-  it('writes, for any decision and id, the bytes that decode as the plain encoder\'s', () => {
+  it('writes, for any decision, id and kind of call, the bytes that decode as the plain encoder\'s', () => {
     const encoder = new AnswerEncoder();
     fc.assert(
-      fc.property(fc.array(fc.tuple(decision, hexId), { minLength: 1, maxLength: 8 }), (answers) => {
+      fc.property(fc.array(fc.tuple(decision, hexId, fc.boolean()), { minLength: 1, maxLength: 8 }), (answers) => {
         // Each decision answered twice with different ids: the second comes from the memo.
-        for (const [each, id] of [...answers, ...answers.map(([d]) => [d, newDecisionId()] as const)]) {
-          expect(decodeFramedResponse(encoder.encode(each, id))).toEqual(decodeFramedResponse(plain(each, id)));
+        for (const [each, id, grpc] of [...answers, ...answers.map(([d, , g]) => [d, newDecisionId(), g] as const)]) {
+          expect(decodeFramedResponse(encoder.encode(each, id, grpc))).toEqual(decodeFramedResponse(plain(each, id, grpc)));
         }
       }),
       { numRuns: 300 },
@@ -46,6 +46,15 @@ describe('the answer encoder', () => {
     expect(encoder.size).toBe(1);
     const decoded = decodeFramedResponse(firstAnswer);
     expect(decoded.ok_response?.headers?.filter((option) => option.header?.key === DECISION_ID_HEADER).map((option) => option.header?.value)).toEqual([first]);
+  });
+
+  it('gives a denied gRPC call its gRPC status, and an HTTP request none', () => {
+    const encoder = new AnswerEncoder();
+    const statusOf = (framed: Buffer) => decodeFramedResponse(framed).denied_response?.headers?.find((option) => option.header?.key === 'grpc-status')?.header?.value;
+    for (const [reason, code] of [['missing_token', '16'], ['permission_denied', '7'], ['body_malformed', '3'], ['body_too_large', '8'], ['body_unsupported_encoding', '3'], ['permission_backend_unavailable', '14'], ['internal_error', '13']] as const) {
+      expect(statusOf(encoder.encode(deny(reason), newDecisionId(), true)), reason).toBe(code);
+      expect(statusOf(encoder.encode(deny(reason), newDecisionId(), false)), reason).toBeUndefined();
+    }
   });
 
   it('tells apart answers whose strings join alike', () => {
