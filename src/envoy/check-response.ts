@@ -1,7 +1,7 @@
 /**
  * Decision → CheckResponse. Allow carries headers to set (always overwrite) and remove; deny
- * carries the HTTP status, a short body and `x-jwtauth-reason`. Envoy maps the HTTP status to a
- * grpc-status for gRPC callers (401→16, 403→7, 503→14).
+ * carries the HTTP status, a short body and `x-jwtauth-reason`, and for a gRPC call its
+ * `grpc-status`, which Envoy puts on the reply its client reads.
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { DENY_REASONS } from '../core/decision.js';
