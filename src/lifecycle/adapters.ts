@@ -103,7 +103,7 @@ export async function buildAdapters(loaded: LoadedConfig, deps: AdapterDeps, pre
     let tracing = reuse('tracing');
     const tracingSettings = resolveTracingSettings(config.tracing, env);
     if (tracing === undefined && tracingSettings !== undefined) {
-      tracing = track(new Tracing(tracingSettings, deps.spanExporter ? { exporter: deps.spanExporter } : {}));
+      tracing = track(new Tracing(tracingSettings, deps.spanExporter ? { exporter: deps.spanExporter } : { watch: { metrics: deps.metrics, logger: deps.logger } }));
     }
     return { verifier, checker, tokens, tracing, sections };
   } catch (error) {

@@ -113,6 +113,11 @@ export class Metrics {
   });
   /** Counted on every cached Check: a cell, not `decisionCache.inc`. */
   readonly decisionCacheHits = this.#decisionCacheCells.cell({ event: 'hit' });
+  readonly tracingSpansDropped = new Counter({
+    name: 'jwtauth_tracing_spans_dropped_total',
+    help: 'Spans the tracing exporter could not deliver to the OTLP collector (dropped, not retried).',
+    registers: [this.registry],
+  });
   readonly decisionCacheInvalidations = new Counter({
     name: 'jwtauth_decision_cache_invalidations_total',
     help: 'Cached permission answers dropped because SpiceDB changed (watch mode), by scope: change (a relationship change could affect them) or all (the Watch started over after a cursor SpiceDB refused, or a schema change).',

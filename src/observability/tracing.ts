@@ -31,6 +31,9 @@ import type { Sampler, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Closable } from '../core/ports.js';
+import { WatchedSpanExporter } from './export-watch.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
 import type { TracingSettings } from './tracing-config.js';
 
 const TRACER_NAME = 'jwtauth-sidecar';
@@ -54,6 +57,8 @@ export interface TracingOptions {
    * InMemorySpanExporter; the bench: an exporter that drops them).
    */
   readonly exporter?: SpanExporter;
+  /** Where failed exports are counted and told (export-watch.ts); a sidecar always gives them. */
+  readonly watch?: { readonly metrics: Metrics; readonly logger: Logger };
 }
 
 export class Tracing implements Closable {
@@ -62,9 +67,11 @@ export class Tracing implements Closable {
   readonly #provider: NodeTracerProvider;
 
   constructor(readonly settings: TracingSettings, options: TracingOptions = {}) {
-    const processor = options.exporter
-      ? new SimpleSpanProcessor(options.exporter)
-      : new BatchSpanProcessor(new OTLPTraceExporter({ url: settings.endpoint }));
+    const otlp = (): SpanExporter => {
+      const exporter = new OTLPTraceExporter({ url: settings.endpoint });
+      return options.watch ? new WatchedSpanExporter(exporter, settings.endpoint, options.watch) : exporter;
+    };
+    const processor = options.exporter ? new SimpleSpanProcessor(options.exporter) : new BatchSpanProcessor(otlp());
     this.#provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName }),
       sampler: samplerFor(settings),
