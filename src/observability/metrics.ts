@@ -203,6 +203,18 @@ export class Metrics {
 export class PrimaryMetrics {
   readonly registry = new Registry();
 
+  constructor() {
+    // The primary's own process (memory, CPU, event loop), apart from the workers' summed ones.
+    collectDefaultMetrics({ register: this.registry, prefix: 'jwtauth_primary_' });
+  }
+
+  readonly workerScrapeUp = new Gauge({
+    name: 'jwtauth_worker_scrape_up',
+    help: 'Worker mode: 1 when the worker answered the last metrics scrape in time, 0 when it was left out of it.',
+    labelNames: ['worker'] as const,
+    registers: [this.registry],
+  });
+
   readonly workerRestarts = new Counter({
     name: 'jwtauth_worker_restarts_total',
     help: 'Workers that exited unexpectedly and were replaced (worker mode).',

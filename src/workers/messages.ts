@@ -1,8 +1,8 @@
 /**
  * What worker mode's primary and its workers say to each other over the cluster IPC channel.
- * prom-client's own metric requests share the channel (their `type`s start with `prom-client:`),
- * so every message here is recognised by its `jwtauth:` type and anything else is ignored.
+ * Every message here is recognised by its `jwtauth:` type and anything else is ignored.
  */
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Direction } from '../core/request-context.js';
 import type { SidecarStatus } from '../serve.js';
 import type { WatchEventMessage, WatchSubscribeMessage } from './watch-relay.js';
@@ -20,7 +20,14 @@ interface StatusMessage {
   readonly status: SidecarStatus;
 }
 
-export type WorkerMessage = ListeningMessage | StatusMessage | WatchSubscribeMessage;
+/** Worker to primary: its registry, for the scrape `id` asked for (worker-scrape.ts). */
+export interface MetricsReplyMessage {
+  readonly type: 'jwtauth:metrics';
+  readonly id: number;
+  readonly metrics: MetricObjectWithValues<MetricValue<string>>[];
+}
+
+export type WorkerMessage = ListeningMessage | StatusMessage | WatchSubscribeMessage | MetricsReplyMessage;
 
 /** Primary to worker: re-read the configuration (the primary watches the file and takes SIGHUP). */
 interface ReloadMessage {
@@ -33,7 +40,13 @@ interface DrainMessage {
   readonly type: 'jwtauth:drain';
 }
 
-export type PrimaryMessage = ReloadMessage | DrainMessage | WatchEventMessage;
+/** Primary to worker: send your metrics, answering with this id. */
+interface MetricsRequestMessage {
+  readonly type: 'jwtauth:metrics-request';
+  readonly id: number;
+}
+
+export type PrimaryMessage = ReloadMessage | DrainMessage | WatchEventMessage | MetricsRequestMessage;
 
 function typeOf(message: unknown): unknown {
   return typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
@@ -41,10 +54,10 @@ function typeOf(message: unknown): unknown {
 
 export function isWorkerMessage(message: unknown): message is WorkerMessage {
   const type = typeOf(message);
-  return type === 'jwtauth:listening' || type === 'jwtauth:status' || type === 'jwtauth:watch-subscribe';
+  return type === 'jwtauth:listening' || type === 'jwtauth:status' || type === 'jwtauth:watch-subscribe' || type === 'jwtauth:metrics';
 }
 
 export function isPrimaryMessage(message: unknown): message is PrimaryMessage {
   const type = typeOf(message);
-  return type === 'jwtauth:reload' || type === 'jwtauth:drain' || type === 'jwtauth:watch';
+  return type === 'jwtauth:reload' || type === 'jwtauth:drain' || type === 'jwtauth:watch' || type === 'jwtauth:metrics-request';
 }

@@ -26,6 +26,8 @@ import { combineReadiness } from './combined-status.js';
 import { isWorkerMessage } from './messages.js';
 import type { ListeningMessage, PrimaryMessage } from './messages.js';
 import type { PrimaryWatchRelay } from './watch-relay.js';
+import { WorkerScrape } from './worker-scrape.js';
+import type { WorkerMetrics } from './worker-scrape.js';
 
 export interface PrimaryOptions {
   readonly workers: number;
@@ -51,6 +53,8 @@ const YOUNG_DEATH_MS = 10_000;
 const RESTART_DELAY_MS = { first: 500, max: 30_000 };
 /** After the workers' own drain, how long they get to exit before SIGKILL. */
 const EXIT_GRACE_MS = 5_000;
+/** How long a scrape waits for each worker; Prometheus's own scrape timeout is 10 s by default. */
+const WORKER_SCRAPE_TIMEOUT_MS = 2_000;
 
 interface WorkerState {
   readonly startedAt: number;
@@ -70,7 +74,7 @@ export async function startPrimary(options: PrimaryOptions): Promise<RunningPrim
 
   const own = new PrimaryMetrics();
   own.workers.set({ state: 'configured' }, options.workers);
-  const aggregator = new AggregatorRegistry();
+  const scrape = new WorkerScrape(WORKER_SCRAPE_TIMEOUT_MS);
 
   const readiness = () => combineReadiness([...states.values()].map((state) => state.status), options.workers, draining);
   const publicKeys = (): PublicKeyDocuments | undefined => {
@@ -86,9 +90,16 @@ export async function startPrimary(options: PrimaryOptions): Promise<RunningPrim
     publicKeys,
     metrics: async () => {
       own.workers.set({ state: 'running' }, states.size);
-      // Rejects when a worker does not answer within 5 s: the admin listener answers 500.
-      const [workers, primary] = await Promise.all([aggregator.clusterMetrics(), own.registry.metrics()]);
-      return { contentType: aggregator.contentType, body: `${workers}${primary}` };
+      const replies = await scrape.collect([...states.keys()]);
+      const answered: WorkerMetrics[] = [];
+      for (const { worker, metrics } of replies) {
+        own.workerScrapeUp.set({ worker: String(worker.id) }, metrics === undefined ? 0 : 1);
+        if (metrics !== undefined) answered.push(metrics);
+        else logger.warn({ worker: worker.id, timeoutMs: WORKER_SCRAPE_TIMEOUT_MS }, 'a worker did not answer the metrics scrape in time; left out of it');
+      }
+      const workers = AggregatorRegistry.aggregate(answered);
+      const [fromWorkers, primary] = await Promise.all([workers.metrics(), own.registry.metrics()]);
+      return { contentType: workers.contentType, body: `${fromWorkers}${primary}` };
     },
   });
 
@@ -113,6 +124,9 @@ export async function startPrimary(options: PrimaryOptions): Promise<RunningPrim
         case 'jwtauth:watch-subscribe':
           options.watchRelay?.subscribe(worker);
           break;
+        case 'jwtauth:metrics':
+          scrape.receive(worker, message);
+          break;
         case 'jwtauth:listening':
           state.listening = message;
           if ([...states.values()].every((each) => each.listening !== undefined) && states.size === options.workers) allListening(message);
@@ -123,6 +137,7 @@ export async function startPrimary(options: PrimaryOptions): Promise<RunningPrim
       const state = states.get(worker);
       states.delete(worker);
       options.watchRelay?.unsubscribe(worker);
+      own.workerScrapeUp.remove({ worker: String(worker.id) });
       if (draining) return;
       if (startingUp) {
         // A worker that cannot start (a port in use, say) will not start on a second try either.

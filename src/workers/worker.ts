@@ -3,7 +3,6 @@
  * its status to the primary and takes reload and drain from it. The primary serves the admin
  * listener for all workers and aggregates their metrics (primary.ts).
  */
-import { AggregatorRegistry } from 'prom-client';
 import { Metrics } from '../observability/metrics.js';
 import { serve } from '../serve.js';
 import type { RunningSidecar, ServeOptions } from '../serve.js';
@@ -25,10 +24,6 @@ export interface WorkerControls {
 
 export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatus' | 'metrics' | 'changeFeed'>, controls: WorkerControls): Promise<RunningSidecar> {
   const metrics = new Metrics();
-  // Constructing an AggregatorRegistry in a worker installs prom-client's answer to the
-  // primary's metric requests; it answers with this sidecar's own registry.
-  new AggregatorRegistry();
-  AggregatorRegistry.setRegistries([metrics.registry]);
   // Listening before start-up finishes: a drain asked meanwhile must not wait for a SIGKILL. A
   // reload asked meanwhile needs nothing: this worker is reading the file as it is now.
   let sidecar: RunningSidecar | undefined;
@@ -47,6 +42,11 @@ export async function startWorker(options: Omit<ServeOptions, 'admin' | 'onStatu
       case 'jwtauth:watch':
         changeFeed.publish(message.event);
         break;
+      case 'jwtauth:metrics-request': {
+        const id = message.id;
+        void metrics.registry.getMetricsAsJSON().then((all) => tell({ type: 'jwtauth:metrics', id, metrics: all }));
+        break;
+      }
     }
   });
   process.once('disconnect', controls.onOrphaned);

@@ -114,6 +114,27 @@ describe('worker mode', () => {
     expect(jwks.keys).toHaveLength(1);
   });
 
+  it('still answers a scrape when a worker does not: that worker left out and reported, the rest and the primary in it', async () => {
+    const [stuck, answering] = workerPids() as [number, number];
+    const series = (all: Map<string, number>, prefix: string) => [...all].filter(([name]) => name.startsWith(prefix));
+    // SIGSTOP: the worker is there but answers nothing, as a worker stuck in a long pause would.
+    process.kill(stuck, 'SIGSTOP');
+    try {
+      const started = performance.now();
+      const scraped = await pod.sidecar.scrape();
+      expect(performance.now() - started).toBeLessThan(5_000);
+      const up = series(scraped, 'jwtauth_worker_scrape_up{').map(([, value]) => value).sort();
+      expect(up).toEqual([0, 1]);
+      // The answering worker's metrics are there, and so are the primary's own process metrics.
+      expect(series(scraped, 'jwtauth_checks_total{').length).toBeGreaterThan(0);
+      expect(scraped.get('jwtauth_primary_process_resident_memory_bytes')).toBeGreaterThan(0);
+      expect(answering).not.toBe(stuck);
+    } finally {
+      process.kill(stuck, 'SIGCONT');
+    }
+    await waitFor(async () => series(await pod.sidecar.scrape(), 'jwtauth_worker_scrape_up{').every(([, value]) => value === 1), 10_000, () => 'the resumed worker never answered a scrape again');
+  });
+
   it('runs one SpiceDB Watch, in the primary, and every worker drops what a change affects', async () => {
     const clients = [sidecarClient(pod.sidecar.grpcPort, { ownConnection: true }), sidecarClient(pod.sidecar.grpcPort, { ownConnection: true })];
     const sumOf = (scrape: Map<string, number>, prefix: string): number => [...scrape].filter(([name]) => name.startsWith(prefix)).reduce((sum, [, value]) => sum + value, 0);
