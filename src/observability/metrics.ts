@@ -203,9 +203,9 @@ export class Metrics {
 export class PrimaryMetrics {
   readonly registry = new Registry();
 
-  constructor() {
+  constructor(options: { processMetrics?: boolean } = {}) {
     // The primary's own process (memory, CPU, event loop), apart from the workers' summed ones.
-    collectDefaultMetrics({ register: this.registry, prefix: 'jwtauth_primary_' });
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'jwtauth_primary_' });
   }
 
   readonly workerScrapeUp = new Gauge({

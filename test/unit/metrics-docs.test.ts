@@ -7,7 +7,7 @@ const docs = (name: string) => readFileSync(new URL(`../../docs/${name}`, import
 
 async function exportedNames(): Promise<Set<string>> {
   // A sidecar's own, and the worker-mode primary's.
-  const registries = [new Metrics({ processMetrics: false }).registry, new PrimaryMetrics().registry];
+  const registries = [new Metrics({ processMetrics: false }).registry, new PrimaryMetrics({ processMetrics: false }).registry];
   return new Set((await Promise.all(registries.map((registry) => registry.getMetricsAsJSON()))).flat().map((m) => m.name));
 }
 
