@@ -38,7 +38,7 @@ function headerOptions(headers: HeaderList, decisionId?: string): HeaderValueOpt
  * OK from not-OK) and, for a gRPC call, the status its client receives. Unauthenticated 16,
  * permission 7, the request itself 3 (8 when too large), outages 14.
  */
-export function grpcCodeFor(status: DenyStatus): number {
+function grpcCodeFor(status: DenyStatus): number {
   switch (status) {
     case 401:
       return GrpcStatus.UNAUTHENTICATED;
