@@ -106,6 +106,10 @@ const issuerSchema = z
     clockSkewSeconds: z.int().min(0).max(300).default(30),
     maxLifetimeSeconds: z.int().min(1).optional().describe('refuse tokens with exp - iat above this, or older than this; needs iat'),
     requiredClaims: z.array(z.string().min(1)).default([]).describe('claims that must be present (exp and sub always are)'),
+    required: z
+      .boolean()
+      .default(true)
+      .describe('false: the sidecar is ready without this issuer\'s keys; its tokens get keys_unavailable (503) meanwhile'),
   })
   .superRefine((issuer, ctx) => {
     if (issuer.jwks === undefined && issuer.introspection === undefined) {

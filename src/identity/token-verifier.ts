@@ -108,8 +108,10 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
   private readonly purgeTimer: NodeJS.Timeout;
 
   ready(): boolean {
-    // An introspecting issuer has nothing to load: whether its endpoint answers is a per-request matter.
-    for (const issuer of this.byIss.values()) if (issuer.keys !== undefined && !issuer.keys.hasKeys()) return false;
+    // An introspecting issuer has nothing to load: whether its endpoint answers is a per-request
+    // matter. One marked `required: false` does not hold the pod back: its own tokens get
+    // keys_unavailable until its keys arrive, and every other issuer's tokens are served.
+    for (const issuer of this.byIss.values()) if (issuer.config.required && issuer.keys !== undefined && !issuer.keys.hasKeys()) return false;
     return true;
   }
 

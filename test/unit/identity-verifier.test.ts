@@ -231,6 +231,17 @@ describe('token verification', () => {
     expect(v.ready()).toBe(true);
   });
 
+  it('with required: false, is ready while that issuer has no keys, and still refuses its tokens keys_unavailable', async () => {
+    server.setDown(true);
+    const v = await verifier({ required: false }, { url: server.url, cooldownSeconds: 1 });
+    expect(v.ready()).toBe(true);
+    const token = await signToken(key, claims());
+    expect(await v.verify(token)).toMatchObject({ ok: false, reason: 'keys_unavailable' });
+    server.setDown(false);
+    offsetMs = 1_500;
+    expect((await v.verify(token)).ok).toBe(true);
+  });
+
   it('types a user token from an issuer that mints both kinds by sub versus client_id (RFC 9068)', async () => {
     const v = await verifier({ subjectType: 'service', userSubjectType: 'user' });
     const service = await v.verify(await signToken(key, claims({ sub: 'gwadmin', client_id: 'gwadmin' })));
