@@ -7,11 +7,16 @@
  * spaced, spread over 100 users on 10 clouds (all allowed), and among them a probe Check every 5 ms
  * for one more user on one cloud. Meanwhile a writer makes `--writes` unrelated writes per second
  * (other clouds), and a toggler grants and revokes the probe user's membership. The lag of a toggle
- * is from WriteRelationships returning to the first probe answer, sent after that, that reflects
- * it. A probe sent after one that reflected the toggle, and answered with the old state, counts as
+ * is from WriteRelationships returning to the first answer that reflects it, to a probe sent after
+ * that (and before the next toggle's write is sent, however late the answer comes). A probe sent after one that reflected the toggle, and answered with the old state, counts as
  * a relapse (a stale refill). (A probe sent earlier may still be answered later with the old state:
- * it reached the cache before the Watch delivered the change.) The share of checks answered without SpiceDB is 1 − SpiceDB checks /
- * Checks, from the sidecar's own metrics over the round.
+ * it reached the cache before the Watch delivered the change.) The stale time of a toggle is from
+ * the write returning to the sending of the last probe answered with the old state: unlike the lag,
+ * it does not grow when a loaded machine answers slowly. A toggle not reflected by the time the next
+ * is due is told apart by its probes: answered with the old state (the sidecar kept a stale
+ * answer), or not answered within 2 s, or not sent (the sidecar, or the bench, could not keep up).
+ * The share of checks answered without SpiceDB is 1 − SpiceDB checks / Checks, from the sidecar's
+ * own metrics over the round.
  *
  *   npm run bench:revocation -- [--rounds=4] [--seconds=30] [--rate=1000] [--writes=10] [--datastore=memory|postgres] [--quick] [--out=DIR]
  */
@@ -77,6 +82,9 @@ const PROBE_EVERY_MS = 5;
 const TOGGLE_EVERY_MS = { watch: 1_000, ttl: 8_000 } as const;
 type Mode = keyof typeof TOGGLE_EVERY_MS;
 
+const GRPC_OK = 0;
+const GRPC_PERMISSION_DENIED = 7;
+
 const USERS = 100;
 const CLOUDS = 10;
 const PROBE = { user: 'probe', cloud: 'c0' };
@@ -95,24 +103,43 @@ function checkRequest(token: string, cloud: string): CheckRequest {
 interface Toggle {
   readonly grants: boolean;
   readonly returnedAt: number;
+  /** When the next toggle's write was sent: a probe sent after that may already see the next state. */
+  nextSentAt?: number;
   reflectedAt?: number;
   /** When the first probe that reflected it was sent: one sent later that does not is a relapse. */
   reflectingSentAt?: number;
   /** When the bench's own Watch stream received it: tells SpiceDB's delivery from the sidecar's cache. */
   deliveredAt?: number;
   relapses: number;
+  /** Probes sent after the write returned, before one reflected it: answered with the old state, or not answered (an error or a timeout). */
+  oldAnswers: number;
+  failedProbes: number;
+  /** When the last probe answered with the old state was sent. */
+  lastOldSentAt?: number;
 }
 
 interface RoundResult {
   readonly mode: Mode;
   readonly round: number;
   readonly lagsMs: number[];
+  /**
+   * For every toggle, how long after the write returned a probe could still be sent and answered
+   * with the old state (0: none was). Unlike the lag, it does not grow when answers are slow.
+   */
+  readonly staleMs: number[];
   /** Toggles whose answer had not changed when the next one was due. */
   readonly unreflected: number;
   /** When each of those was written, in ms since the round started. */
   readonly unreflectedAtMs: number[];
   /** For each of those, how long the bench's own Watch took to receive it (ms; null: not received). */
   readonly unreflectedDeliveryMs: Array<number | null>;
+  /**
+   * For each of those, the probes sent after it answered with the old state, and those not answered:
+   * a toggle left stale by the sidecar has the first; one unreflected only because the sidecar
+   * could not answer (an overloaded machine) has the second.
+   */
+  readonly unreflectedOldAnswers: number[];
+  readonly unreflectedFailedProbes: number[];
   /** For every toggle, how long the bench's own Watch took to receive it (ms). */
   readonly deliveryMs: number[];
   readonly relapses: number;
@@ -125,6 +152,7 @@ interface RoundResult {
   readonly achievedWrites: number;
   /** Wall-clock start, to line the round up with the Watch log. */
   readonly startedAt: string;
+  /** Checks that failed, timed out (2 s), or were answered neither allow nor deny. */
   readonly errors: number;
 }
 
@@ -165,16 +193,29 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
       const isProbe = now >= nextProbe;
       if (isProbe) nextProbe += PROBE_EVERY_MS;
       const sentAt = performance.now();
+      // The toggle a probe is about is the newest when it is sent, even if the answer comes after the next.
+      const toggle = isProbe ? toggles.at(-1) : undefined;
       const pending = call(isProbe ? probe : load[i++ % load.length]!).then((response) => {
         checks++;
-        if (response === undefined) {
-          errors++;
+        // OK is an allow and PERMISSION_DENIED a deny; anything else (UNAVAILABLE when SpiceDB did not
+        // answer in time) says nothing about the toggle, and must not pass for a deny that reflects a revoke.
+        const code = response?.status?.code ?? 0;
+        const answered = response !== undefined && (code === GRPC_OK || code === GRPC_PERMISSION_DENIED);
+        if (!answered) errors++;
+        if (toggle === undefined || (toggle.nextSentAt !== undefined && sentAt >= toggle.nextSentAt)) return;
+        if (!answered) {
+          if (toggle.reflectingSentAt === undefined) toggle.failedProbes++;
           return;
         }
-        if (!isProbe) return;
-        const allowed = response.status?.code === 0;
-        const toggle = toggles.at(-1);
-        if (toggle === undefined || sentAt < toggle.returnedAt) return;
+        const allowed = code === GRPC_OK;
+        // Once the next toggle's write is sent, an answer with the old state may be the next toggle's
+        // own (a probe queued in this process before the write reaches the sidecar after it): it
+        // proves nothing about this toggle, neither stale nor a relapse.
+        if (allowed !== toggle.grants && toggle.nextSentAt !== undefined) return;
+        if (allowed !== toggle.grants && toggle.reflectingSentAt === undefined) {
+          toggle.oldAnswers++;
+          toggle.lastOldSentAt = Math.max(toggle.lastOldSentAt ?? sentAt, sentAt);
+        }
         if (allowed === toggle.grants) {
           if (toggle.reflectedAt === undefined) {
             toggle.reflectedAt = performance.now();
@@ -218,8 +259,10 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
     await sleep(500);
     while (performance.now() + TOGGLE_EVERY_MS[mode] < until) {
       granted = !granted;
+      const previous = toggles.at(-1);
+      if (previous !== undefined) previous.nextSentAt = performance.now();
       await spicedb.write(`cloud:${PROBE.cloud}#member@user:${PROBE.user}`, granted ? 'touch' : 'delete');
-      toggles.push({ grants: granted, returnedAt: performance.now(), relapses: 0 });
+      toggles.push({ grants: granted, returnedAt: performance.now(), relapses: 0, oldAnswers: 0, failedProbes: 0 });
       await sleep(TOGGLE_EVERY_MS[mode] * (0.8 + Math.random() * 0.4));
     }
   })();
@@ -237,9 +280,12 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
     mode,
     round,
     lagsMs: reflected.map((toggle) => toggle.reflectedAt! - toggle.returnedAt),
+    staleMs: toggles.map((toggle) => (toggle.lastOldSentAt === undefined ? 0 : Math.round(toggle.lastOldSentAt - toggle.returnedAt))),
     unreflected: toggles.length - reflected.length,
     unreflectedAtMs: toggles.filter((toggle) => toggle.reflectedAt === undefined).map((toggle) => Math.round(toggle.returnedAt - started)),
     unreflectedDeliveryMs: toggles.filter((toggle) => toggle.reflectedAt === undefined).map((toggle) => (toggle.deliveredAt === undefined ? null : Math.round(toggle.deliveredAt - toggle.returnedAt))),
+    unreflectedOldAnswers: toggles.filter((toggle) => toggle.reflectedAt === undefined).map((toggle) => toggle.oldAnswers),
+    unreflectedFailedProbes: toggles.filter((toggle) => toggle.reflectedAt === undefined).map((toggle) => toggle.failedProbes),
     deliveryMs: toggles.flatMap((toggle) => (toggle.deliveredAt === undefined ? [] : [Math.round(toggle.deliveredAt - toggle.returnedAt)])),
     relapses: toggles.reduce((sum, toggle) => sum + toggle.relapses, 0),
     checks: delta('jwtauth_checks_total'),
@@ -257,8 +303,13 @@ async function runRound(mode: Mode, round: number, sidecar: SidecarProcess, spic
 interface ModeSummary {
   readonly toggles: number;
   readonly lagMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly staleMs: { readonly p99: number; readonly max: number };
   readonly unreflected: number;
+  /** Of those, the ones some of whose probes went unanswered: not reflected for want of an answer, perhaps not stale. */
+  readonly unreflectedWithFailedProbes: number;
   readonly relapses: number;
+  /** Checks that failed, timed out (2 s), or were answered neither allow nor deny (the sidecar's 503 when SpiceDB did not answer). */
+  readonly errors: number;
   readonly answeredWithoutSpicedb: number;
   /** Cached answers dropped per relationship update received (watch mode). */
   readonly droppedPerUpdate: number;
@@ -267,13 +318,17 @@ interface ModeSummary {
 
 function summarize(results: readonly RoundResult[]): ModeSummary {
   const lags = results.flatMap((result) => result.lagsMs).sort((a, b) => a - b);
+  const stale = results.flatMap((result) => result.staleMs).sort((a, b) => a - b);
   const checks = results.reduce((sum, result) => sum + result.checks, 0);
   const spicedbChecks = results.reduce((sum, result) => sum + result.spicedbChecks, 0);
   return {
     toggles: lags.length + results.reduce((sum, result) => sum + result.unreflected, 0),
     lagMs: { p50: percentile(lags, 50), p99: percentile(lags, 99), max: lags.at(-1) ?? Number.NaN },
+    staleMs: { p99: percentile(stale, 99), max: stale.at(-1) ?? Number.NaN },
     unreflected: results.reduce((sum, result) => sum + result.unreflected, 0),
+    unreflectedWithFailedProbes: results.reduce((sum, result) => sum + result.unreflectedFailedProbes.filter((failed) => failed > 0).length, 0),
     relapses: results.reduce((sum, result) => sum + result.relapses, 0),
+    errors: results.reduce((sum, result) => sum + result.errors, 0),
     answeredWithoutSpicedb: checks === 0 ? Number.NaN : 1 - spicedbChecks / checks,
     droppedPerUpdate: results.reduce((sum, result) => sum + result.invalidated, 0) / Math.max(1, results.reduce((sum, result) => sum + result.watchUpdates, 0)),
     achievedRate: results.reduce((sum, result) => sum + result.achievedRate, 0) / results.length,
@@ -336,13 +391,14 @@ async function main(): Promise<void> {
       const s = summary[mode];
       const ms = (value: number): string => (Number.isNaN(value) ? '–' : `${Math.round(value)}`);
       const dropped = mode === 'watch' ? s.droppedPerUpdate.toFixed(2) : '–';
-      return `| ${mode} | ${s.toggles} | ${ms(s.lagMs.p50)} | ${ms(s.lagMs.p99)} | ${ms(s.lagMs.max)} | ${s.unreflected} | ${s.relapses} | ${(100 * s.answeredWithoutSpicedb).toFixed(2)} % | ${dropped} | ${Math.round(s.achievedRate)} |`;
+      const unreflected = s.unreflectedWithFailedProbes > 0 ? `${s.unreflected} (${s.unreflectedWithFailedProbes} with unanswered probes)` : `${s.unreflected}`;
+      return `| ${mode} | ${s.toggles} | ${ms(s.lagMs.p50)} | ${ms(s.lagMs.p99)} | ${ms(s.lagMs.max)} | ${ms(s.staleMs.p99)} | ${ms(s.staleMs.max)} | ${unreflected} | ${s.relapses} | ${(100 * s.answeredWithoutSpicedb).toFixed(2)} % | ${dropped} | ${Math.round(s.achievedRate)} | ${s.errors} |`;
     };
     const table = [
       `Revocation lag, SpiceDB on ${DATASTORE} (--watch-api-heartbeat ${flags.heartbeat ?? 'default, 1s'}): ${ROUNDS} interleaved rounds per mode of ${SECONDS} s at ${RATE} Checks/s, ${WRITES} unrelated writes/s; ${machine}.`,
       '',
-      '| freshness | toggles | lag p50 ms | lag p99 ms | lag max ms | not reflected | relapses | answered without SpiceDB | answers dropped per change | Checks/s |',
-      '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+      '| freshness | toggles | lag p50 ms | lag p99 ms | lag max ms | stale p99 ms | stale max ms | not reflected | relapses | answered without SpiceDB | answers dropped per change | Checks/s | failed Checks |',
+      '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
       row('watch'),
       row('ttl'),
       '',

@@ -36,7 +36,10 @@ export type ChangeFeedEvent =
     }
   | {
       readonly kind: 'changes';
-      /** The ZedToken the changes are current through. */
+      /**
+       * A ZedToken at which these changes, and every change delivered before them, are visible (a
+       * Watch checkpoint's: on Postgres a change's own revision may leave out a concurrent one).
+       */
       readonly revision: string;
       readonly changes: readonly RelationshipChange[];
       readonly receivedAt: number;

@@ -7,11 +7,29 @@
  * stream is filtered to the object types the checked permissions can depend on
  * (permission-dependencies.ts), or not at all when some checked permission is not known up front.
  *
- * Resume: when the stream ends or fails, it reopens from the last revision it delivered, with
+ * Resume: when the stream ends or fails, it reopens from the last revision it published, with
  * backoff; subscribers keep their answers, because every change since is still delivered. When
  * SpiceDB refuses that cursor (garbage-collected, or from another datastore: a memory SpiceDB that
  * restarted), the feed starts over, and subscribers drop everything. A schema change also starts
  * over: what a permission depends on may have changed.
+ *
+ * Changes are published at the checkpoint SpiceDB sends after each batch of them, with the
+ * checkpoint's revision, not one response at a time with each change's own: the cache asks
+ * at_least_as_fresh the revision it is given, so that revision must include every change
+ * published. On Postgres a change's own revision does not always: it is its transaction's snapshot
+ * (internal/datastore/postgres/watch.go, getNewRevisions), so a transaction that began before a
+ * concurrent one committed, and committed after it, has a revision where that one is still in
+ * progress. Measured (bench:revocation): a revoke, then an unrelated write in the same poll whose
+ * revision left the revoke out; the refill asked at that revision, got the old answer and kept it
+ * until the next change to it. The checkpoint after the batch marks every transaction in it
+ * complete (authzed/spicedb#1278). It can still leave out a change of the batch before that was
+ * concurrent with its own last transaction; SpiceDB then delivers that change again in the next
+ * batch, which drops whatever was refilled in between. The cursor moves only where changes are
+ * published, so a stream cut before its
+ * checkpoint is resumed from before the held changes, which come again. SpiceDB v1.56 sends that
+ * checkpoint after every batch on every datastore (read in each one's watch.go); one before v1.42
+ * ignores the update kinds and sends none, so a stream that has not sent a checkpoint yet publishes
+ * what it holds after CHECKPOINT_WAIT_MS, at the newest change's revision.
  *
  * SpiceDB sends nothing on a healthy watch while nothing changes (memory datastore), so the
  * stream counts as live once it has stayed open for LIVE_AFTER_MS without an error; a refused
@@ -41,6 +59,8 @@ export interface WatchFeedOptions extends SpicedbClientOptions {
 const LIVE_AFTER_MS = 300;
 const READ_SCHEMA_TIMEOUT_MS = 5_000;
 const RETRY_MS = { first: 100, max: 5_000 };
+/** How long changes wait for a checkpoint on a stream that has not sent one yet, before they are published without it. */
+const CHECKPOINT_WAIT_MS = 250;
 const UPDATE_KINDS = [v1.WatchKind.INCLUDE_RELATIONSHIP_UPDATES, v1.WatchKind.INCLUDE_SCHEMA_UPDATES, v1.WatchKind.INCLUDE_CHECKPOINTS];
 
 /** SpiceDB's codes for a start cursor it cannot resume from: OUT_OF_RANGE (stale), INVALID_ARGUMENT (another datastore, undecodable). */
@@ -87,6 +107,7 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
   #timer: NodeJS.Timeout | undefined;
   #retryMs = RETRY_MS.first;
   #closed = false;
+  #warnedNoCheckpoint = false;
 
   constructor(options: WatchFeedOptions) {
     this.#client = createSpicedbClient(options);
@@ -163,27 +184,59 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
     };
     const liveTimer = setTimeout(live, LIVE_AFTER_MS);
     liveTimer.unref();
+    // Changes since the stream's last checkpoint, held until the next one (see the header).
+    let held: RelationshipChange[] = [];
+    let heldRevision = '';
+    /** Whether this stream has sent a checkpoint: then one follows every batch, and held changes wait for it. */
+    let checkpoints = false;
+    let fallback: NodeJS.Timeout | undefined;
+    const publish = (revision: string): void => {
+      clearTimeout(fallback);
+      fallback = undefined;
+      this.#cursor = revision;
+      if (held.length === 0) return;
+      const changes = held;
+      held = [];
+      this.#replay.publish({ kind: 'changes', revision, changes, receivedAt: Date.now() });
+    };
+    const withoutCheckpoint = (): void => {
+      if (this.#stream !== stream || this.#closed || held.length === 0) return;
+      if (!this.#warnedNoCheckpoint) {
+        this.#warnedNoCheckpoint = true;
+        this.#logger.warn(
+          { waitedMs: CHECKPOINT_WAIT_MS },
+          'SpiceDB sent Watch changes without a checkpoint (before v1.42 it sends none): changes are applied at their own revision, which on Postgres may not include a concurrent change, so a revocation can stay cached until decisionCache.watchTtlMs',
+        );
+      }
+      publish(heldRevision);
+    };
     stream.on('data', (response: v1.WatchResponse) => {
       if (this.#stream !== stream) return;
       live();
       const revision = response.changesThrough?.token;
       if (response.schemaUpdated) {
         // Start over: the schema says what each permission depends on, and which types to watch.
+        clearTimeout(fallback);
         this.#restart('schema_changed');
         return;
       }
-      const changes: RelationshipChange[] = [];
+      if (revision === undefined || revision === '') return;
       for (const update of response.updates) {
         const change = relationshipChange(update);
-        if (change !== undefined) changes.push(change);
+        if (change !== undefined) held.push(change);
       }
-      if (revision !== undefined && revision !== '') {
-        this.#cursor = revision;
-        if (changes.length > 0) this.#replay.publish({ kind: 'changes', revision, changes, receivedAt: Date.now() });
+      if (response.isCheckpoint) {
+        checkpoints = true;
+        publish(revision);
+        return;
       }
+      if (held.length === 0) return;
+      heldRevision = revision;
+      if (!checkpoints) fallback ??= setTimeout(withoutCheckpoint, CHECKPOINT_WAIT_MS).unref();
     });
     stream.on('error', (error: unknown) => {
       clearTimeout(liveTimer);
+      clearTimeout(fallback);
       if (this.#stream !== stream || this.#closed) return;
       this.#stream = undefined;
       if (isServiceError(error) && cursorRefused(error)) {
@@ -197,6 +250,7 @@ export class SpicedbWatchFeed implements ChangeFeed, Closable {
     });
     stream.on('end', () => {
       clearTimeout(liveTimer);
+      clearTimeout(fallback);
       if (this.#stream !== stream || this.#closed) return;
       // The server ended the stream (a restart, a recycled connection): resume where it stopped.
       this.#stream = undefined;

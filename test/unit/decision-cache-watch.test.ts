@@ -1,12 +1,18 @@
 /**
- * The decision cache in watch mode, driven by a change feed the test publishes to by hand (the
- * real Watch is tested against a real SpiceDB in test/integration/decision-cache-watch.test.ts).
+ * The decision cache in watch mode, driven by a change feed the test publishes to by hand, and the
+ * Watch feed against a scripted WatchService: when it publishes changes, and at which revision
+ * (the real Watch is tested against a real SpiceDB in test/integration/decision-cache-watch.test.ts).
  */
-import { describe, expect, it } from 'vitest';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
+import { v1 } from '@authzed/authzed-node';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Closable, PermissionAnswer, PermissionChecker, PermissionQuery } from '../../src/core/ports.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { FeedReplay } from '../../src/spicedb/change-feed.js';
-import type { RelationshipChange } from '../../src/spicedb/change-feed.js';
+import type { ChangeFeedEvent, RelationshipChange } from '../../src/spicedb/change-feed.js';
+import { SpicedbWatchFeed } from '../../src/spicedb/watch-feed.js';
 import { spicedbSchema } from '../../src/spicedb/config.js';
 import { affects, cachedDecision } from '../../src/spicedb/invalidation.js';
 import { permissionDependencies, SchemaDependencies } from '../../src/spicedb/permission-dependencies.js';
@@ -266,5 +272,157 @@ describe('the decision cache in watch mode', () => {
     expect(checker.ready()).toBe(true);
     feed.publish({ kind: 'state', state: 'down' });
     expect(checker.ready()).toBe(false);
+  });
+});
+
+/** One scripted Watch call: what it was asked, and a way to answer on it. */
+interface ScriptedWatch {
+  readonly request: v1.WatchRequest;
+  readonly call: ServerWritableStream<v1.WatchRequest, v1.WatchResponse>;
+}
+
+const serialize =
+  <T extends object>(type: { toBinary(message: T): Uint8Array }) =>
+  (message: T): Buffer =>
+    Buffer.from(type.toBinary(message));
+
+/** A SpiceDB that answers ReadSchema at revision `r0` and hands each Watch call to the test. */
+async function scriptedSpicedb(): Promise<{ endpoint: string; watches: ScriptedWatch[]; next(): Promise<ScriptedWatch>; close(): void }> {
+  const server = new Server();
+  const watches: ScriptedWatch[] = [];
+  const waiting: Array<() => void> = [];
+  server.addService(
+    {
+      readSchema: {
+        path: '/authzed.api.v1.SchemaService/ReadSchema',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: serialize(v1.ReadSchemaRequest),
+        requestDeserialize: (bytes: Buffer) => v1.ReadSchemaRequest.fromBinary(bytes),
+        responseSerialize: serialize(v1.ReadSchemaResponse),
+        responseDeserialize: (bytes: Buffer) => v1.ReadSchemaResponse.fromBinary(bytes),
+      },
+      watch: {
+        path: '/authzed.api.v1.WatchService/Watch',
+        requestStream: false,
+        responseStream: true,
+        requestSerialize: serialize(v1.WatchRequest),
+        requestDeserialize: (bytes: Buffer) => v1.WatchRequest.fromBinary(bytes),
+        responseSerialize: serialize(v1.WatchResponse),
+        responseDeserialize: (bytes: Buffer) => v1.WatchResponse.fromBinary(bytes),
+      },
+    },
+    {
+      readSchema: (_call: ServerUnaryCall<v1.ReadSchemaRequest, v1.ReadSchemaResponse>, callback: sendUnaryData<v1.ReadSchemaResponse>) =>
+        callback(null, v1.ReadSchemaResponse.create({ schemaText: SCHEMA, readAt: v1.ZedToken.create({ token: 'r0' }) })),
+      watch: (call: ServerWritableStream<v1.WatchRequest, v1.WatchResponse>) => {
+        watches.push({ request: call.request, call });
+        for (const wake of waiting.splice(0)) wake();
+      },
+    },
+  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
+  return {
+    endpoint: `127.0.0.1:${port}`,
+    watches,
+    async next() {
+      const count = watches.length;
+      while (watches.length === count) await new Promise<void>((resolve) => waiting.push(resolve));
+      return watches.at(-1)!;
+    },
+    close: () => server.forceShutdown(),
+  };
+}
+
+const update = (text: string): v1.RelationshipUpdate => {
+  const c = change(text);
+  return v1.RelationshipUpdate.create({
+    operation: v1.RelationshipUpdate_Operation.TOUCH,
+    relationship: v1.Relationship.create({
+      resource: v1.ObjectReference.create({ objectType: c.resourceType, objectId: c.resourceId }),
+      relation: c.relation,
+      subject: v1.SubjectReference.create({ object: v1.ObjectReference.create({ objectType: c.subjectType, objectId: c.subjectId }), optionalRelation: c.subjectRelation }),
+    }),
+  });
+};
+const changesAt = (token: string, ...texts: string[]): v1.WatchResponse => v1.WatchResponse.create({ updates: texts.map(update), changesThrough: v1.ZedToken.create({ token }) });
+const checkpointAt = (token: string): v1.WatchResponse => v1.WatchResponse.create({ isCheckpoint: true, changesThrough: v1.ZedToken.create({ token }) });
+
+describe('the Watch feed publishes changes at a revision that includes every change before them', () => {
+  const closers: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  async function watching() {
+    const spicedb = await scriptedSpicedb();
+    closers.push(() => spicedb.close());
+    const warnings: string[] = [];
+    const logger = createLogger({ level: 'warn', destination: { write: (line: string) => void warnings.push(line) } });
+    const feed = new SpicedbWatchFeed({ endpoint: spicedb.endpoint, presharedKey: 'key', tls: false, baseDir: '.', checkedPermissions: ['doc#view'], logger });
+    closers.push(() => feed.close());
+    const published: Array<Extract<ChangeFeedEvent, { kind: 'changes' }>> = [];
+    feed.subscribe((event) => {
+      if (event.kind === 'changes') published.push(event);
+    });
+    const first = await spicedb.next();
+    return { spicedb, feed, published, warnings, first };
+  }
+
+  const until = async (condition: () => boolean, what: string): Promise<void> => {
+    const deadline = Date.now() + 5000;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(5);
+    }
+  };
+
+  // SpiceDB on Postgres gives each change its own transaction's revision, which may leave out a
+  // concurrent change delivered just before it; the checkpoint after the batch includes them all.
+  it('holds a batch until its checkpoint and publishes it with the checkpoint’s revision', async () => {
+    const { published, first } = await watching();
+    first.call.write(changesAt('r1', 'doc:d1#viewer@user:alice'));
+    first.call.write(changesAt('r2', 'doc:d9#viewer@user:bob'));
+    await sleep(50);
+    expect(published).toEqual([]);
+    first.call.write(checkpointAt('r3'));
+    await until(() => published.length > 0, 'the batch');
+    expect(published).toEqual([expect.objectContaining({ revision: 'r3', changes: [change('doc:d1#viewer@user:alice'), change('doc:d9#viewer@user:bob')] })]);
+    // Once the stream has sent a checkpoint, the next batch waits for its own however long it takes.
+    first.call.write(changesAt('r4', 'doc:d2#viewer@user:alice'));
+    await sleep(400);
+    expect(published).toHaveLength(1);
+    first.call.write(checkpointAt('r5'));
+    await until(() => published.length > 1, 'the second batch');
+    expect(published[1]).toMatchObject({ revision: 'r5', changes: [change('doc:d2#viewer@user:alice')] });
+  });
+
+  it('resumes a stream cut before the checkpoint from the last one: the held changes come again', async () => {
+    const { spicedb, published, first } = await watching();
+    expect(first.request.optionalStartCursor?.token).toBe('r0');
+    first.call.write(changesAt('r1', 'doc:d1#viewer@user:alice'));
+    first.call.write(checkpointAt('r2'));
+    await until(() => published.length > 0, 'the first batch');
+    first.call.write(changesAt('r3', 'doc:d2#viewer@user:alice'));
+    first.call.end();
+    const second = await spicedb.next();
+    expect(second.request.optionalStartCursor?.token).toBe('r2');
+    expect(published).toHaveLength(1);
+    second.call.write(changesAt('r3', 'doc:d2#viewer@user:alice'));
+    second.call.write(checkpointAt('r4'));
+    await until(() => published.length > 1, 'the resent batch');
+    expect(published[1]).toMatchObject({ revision: 'r4', changes: [change('doc:d2#viewer@user:alice')] });
+  });
+
+  it('publishes without a checkpoint from a SpiceDB that sends none, at the newest change’s revision, and says why once', async () => {
+    const { published, warnings, first } = await watching();
+    first.call.write(changesAt('r1', 'doc:d1#viewer@user:alice'));
+    first.call.write(changesAt('r2', 'doc:d2#viewer@user:alice'));
+    await until(() => published.length > 0, 'the batch');
+    expect(published).toEqual([expect.objectContaining({ revision: 'r2', changes: [change('doc:d1#viewer@user:alice'), change('doc:d2#viewer@user:alice')] })]);
+    first.call.write(changesAt('r3', 'doc:d3#viewer@user:alice'));
+    await until(() => published.length > 1, 'the next change');
+    expect(published[1]).toMatchObject({ revision: 'r3' });
+    expect(warnings.filter((line) => line.includes('without a checkpoint'))).toHaveLength(1);
   });
 });
