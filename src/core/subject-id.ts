@@ -28,7 +28,8 @@ const LITERAL = new Uint8Array(256);
 for (const ch of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_|-+') LITERAL[ch.charCodeAt(0)] = 1;
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the id, not a byte-order mark to drop ("\ufeff" must round-trip).
+const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** String.prototype.isWellFormed is ES2024; the project targets ES2023 typings. */
 function isWellFormed(s: string): boolean {
