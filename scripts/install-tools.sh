@@ -107,45 +107,36 @@ install_go_null_authorizer() {
   ln -sf "$home/go-null-authorizer" "$TOOLS/bin/go-null-authorizer"
 }
 
-install_spicedb() {
-  local home="$CACHE/spicedb-$SPICEDB_REF"
+# One pinned Go binary from the module proxy: built once per machine into the cache, then linked.
+# Progress lines keep a CI log from looking hung during a long compile. `ok` records the pin, since
+# not every binary's own `version` names it (helm's does only with its release ldflags).
+go_install_pinned() {
+  local name=$1 ref=$2 package=$3 minutes=$4
+  local home="$CACHE/$name-$ref"
   if [[ ! -f "$home/ok" ]]; then
-    log "spicedb $SPICEDB_REF: building with go install; the first build takes 3-8 minutes on 2 cores"
-    # Progress lines so a CI log never looks hung during the long compile.
-    ( while sleep 20; do log "  ...still building spicedb"; done ) &
+    log "$name $ref: building with go install; the first build takes $minutes minutes on 2 cores"
+    ( while sleep 20; do log "  ...still building $name"; done ) &
     local ticker=$!
-    if ! GOBIN="$home" GOFLAGS="-trimpath" go install "github.com/authzed/spicedb/cmd/spicedb@$SPICEDB_REF"; then
+    if ! GOBIN="$home" GOFLAGS="-trimpath" go install "$package@$ref"; then
       kill "$ticker" 2>/dev/null || true
       exit 1
     fi
     kill "$ticker" 2>/dev/null || true
-    "$home/spicedb" version >/dev/null 2>&1
+    "$home/$name" version >/dev/null 2>&1
     touch "$home/ok"
   else
-    log "spicedb $SPICEDB_REF: cached"
+    log "$name $ref: cached"
   fi
-  ln -sf "$home/spicedb" "$TOOLS/bin/spicedb"
+  ln -sf "$home/$name" "$TOOLS/bin/$name"
 }
 
-# Helm v4 from the Go module proxy, as spicedb: one build per machine, then linked. helm's own
-# `version` command names the version only when built with its ldflags, so `ok` records the pin.
+install_spicedb() {
+  go_install_pinned spicedb "$SPICEDB_REF" github.com/authzed/spicedb/cmd/spicedb 3-8
+}
+
+# Helm v4, for the chart's tests (helm lint and helm template in npm test).
 install_helm() {
-  local home="$CACHE/helm-$HELM_REF"
-  if [[ ! -f "$home/ok" ]]; then
-    log "helm $HELM_REF: building with go install (a few minutes on 2 cores the first time)"
-    ( while sleep 20; do log "  ...still building helm"; done ) &
-    local ticker=$!
-    if ! GOBIN="$home" GOFLAGS="-trimpath" go install "helm.sh/helm/v4/cmd/helm@$HELM_REF"; then
-      kill "$ticker" 2>/dev/null || true
-      exit 1
-    fi
-    kill "$ticker" 2>/dev/null || true
-    "$home/helm" version >/dev/null 2>&1
-    touch "$home/ok"
-  else
-    log "helm $HELM_REF: cached"
-  fi
-  ln -sf "$home/helm" "$TOOLS/bin/helm"
+  go_install_pinned helm "$HELM_REF" helm.sh/helm/v4/cmd/helm 5-10
 }
 
 install_h2load() {
