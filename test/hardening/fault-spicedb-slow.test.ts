@@ -41,7 +41,7 @@ const SAMPLES = {
   callsWithin250ms: 'jwtauth_spicedb_check_duration_seconds_bucket{le="0.25"}',
   callsWithin1s: 'jwtauth_spicedb_check_duration_seconds_bucket{le="1"}',
   calls: 'jwtauth_spicedb_check_duration_seconds_count',
-  deniesWithin50ms: 'jwtauth_check_duration_seconds_bucket{le="0.05",direction="inbound",decision="deny"}',
+  deniesWithin100ms: 'jwtauth_check_duration_seconds_bucket{le="0.1",direction="inbound",decision="deny"}',
 } as const;
 type Counts = Record<keyof typeof SAMPLES, number>;
 
@@ -111,9 +111,12 @@ describe('SpiceDB slower than the deadline', () => {
       MAX_INFLIGHT * Math.ceil(LOAD_MS / DEADLINE_MS + 2),
     );
     // Shed at once, not queued behind the stalled calls (again timed by the sidecar): most of the
-    // load is shed, and at least as many denials were answered within 50 ms as requests were shed.
+    // load is shed, and at least as many denials were answered within half the deadline as
+    // requests were shed. A shed request queued behind a stalled call would wait the whole 200 ms;
+    // the margin below that is for a collection pausing the process on a loaded machine (one of
+    // 10,024 took just over 50 ms in a CI run at load 5).
     expect(shed.length).toBeGreaterThan(timeouts.length);
-    expect(during.deniesWithin50ms).toBeGreaterThanOrEqual(shed.length);
+    expect(during.deniesWithin100ms).toBeGreaterThanOrEqual(shed.length);
     // Memory stays bounded while thousands of requests are shed, measured on the V8 heap's floor
     // (its lowest sample in each half of the load, i.e. just after a collection): garbage does not
     // raise it, retained requests do. It rose 9-10 MiB between the halves (promoted objects wait
