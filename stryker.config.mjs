@@ -1,0 +1,36 @@
+// @ts-check
+// Mutation testing of the modules that decide who gets in (issue #29). `npm run mutation` runs the
+// whole set; the report of each run worth keeping is committed under docs/mutation/.
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  mutate: [
+    'src/identity/**/*.ts',
+    'src/core/**/*.ts',
+    'src/rules/**/*.ts',
+    'src/inbound/**/*.ts',
+    'src/outbound/**/*.ts',
+    'src/body/wire-check.ts',
+    'src/body/message-fields.ts',
+    'src/spicedb/decision-cache.ts',
+    'src/spicedb/check-request.ts',
+    'src/envoy/check-request-decoder.ts',
+    'src/envoy/request-context-parser.ts',
+  ],
+  testRunner: 'vitest',
+  vitest: { configFile: 'vitest.stryker.config.ts', related: false },
+  checkers: ['typescript'],
+  tsconfigFile: 'tsconfig.stryker.json',
+  // Each mutant runs only the tests that executed its code.
+  coverageAnalysis: 'perTest',
+  // Two cores, shared.
+  concurrency: 2,
+  timeoutMS: 10_000,
+  ignorePatterns: ['dist', '.tools', '.jwtauth', 'coverage', 'bench/results', 'reports'],
+  // `npm run mutation` passes --incremental --force: every mutant runs, and this file records the
+  // results for the incremental run in scripts/test.sh.
+  incrementalFile: 'docs/mutation/stryker-incremental.json',
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: 'reports/mutation/mutation.html' },
+  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
+  thresholds: { high: 90, low: 80, break: null },
+};
