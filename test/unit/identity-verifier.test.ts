@@ -110,6 +110,30 @@ describe('token verification', () => {
     expect(await v.verify(await signToken(key, { ...good, sub: undefined }, { typ: 'at+jwt' }))).toMatchObject({ ok: false, reason: 'missing_claim' });
   });
 
+  it('matches an audience whole: a token for gwadmin-staging is not for gwadmin, nor one for gwadmin for gwadmin-staging', async () => {
+    const v = await verifier();
+    expect((await v.verify(await signToken(key, claims()))).ok).toBe(true);
+    for (const aud of ['gwadmin-staging', 'staging-gwadmin', 'gw', ['gwadmin-staging', 'billing'], ['gwadmi', 'n']]) {
+      expect(await v.verify(await signToken(key, claims({ aud })))).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    }
+    const token = await signToken(key, claims({ aud: ['gwadmin', 'billing'] }));
+    expect(await v.verify(token, 'gwadmin-staging')).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    expect(await v.verify(token, 'bill')).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    expect((await v.verify(token, 'billing')).ok).toBe(true);
+  });
+
+  it('refuses a token signed by a key of an algorithm not allowed, even when the JWKS publishes that key beside an allowed one', async () => {
+    const rs384 = await makeSigningKey('RS384', 'rsa-384');
+    server.setKeys(jwks(key, rs384));
+    const v = await verifier({ algorithms: ['ES256'] });
+    expect((await v.verify(await signToken(key, claims()))).ok).toBe(true);
+    const result = await v.verify(await signToken(rs384, claims()));
+    expect(result.ok).toBe(false);
+    expect(result).toMatchObject({ ok: false, reason: 'disallowed_algorithm' });
+    // Without a kid the token cannot pick the key by name either.
+    expect((await v.verify(await signToken(rs384, claims(), { kid: null }))).ok).toBe(false);
+  });
+
   it('rejects a signature from another key that claims a known kid', async () => {
     const attacker = await makeSigningKey('ES256', key.kid);
     const v = await verifier();
