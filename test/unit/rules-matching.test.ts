@@ -75,6 +75,13 @@ describe('rule matching', () => {
     expect(name(req('GET', '/'))).toBe('root');
   });
 
+  it('binds a {param} to exactly one path segment: it never spans a slash', () => {
+    expect(rules.match(req('GET', '/v1/clouds/a/b/namespaces'))).toBeUndefined();
+    expect(rules.match(req('POST', '/v1/clouds/a/b/c/namespaces'))).toBeUndefined();
+    expect(rules.match(req('GET', '/v1/clouds/cl0/namespaces/n1/n2'))).toBeUndefined();
+    expect(rules.match(req('GET', '/v1/clouds/cl0/namespaces/n1'))).toMatchObject({ rule: { name: 'ns-one' }, pathParams: { cloud: 'cl0', ns: 'n1' } });
+  });
+
   it('rejects bad rules at load with their location', () => {
     expect(() => index([{ name: 'a', match: { http: { path: '/x/{id}' } }, checks: [{ resource: 'cloud:{path.cloud}', permission: 'view' }] }])).toThrow(
       /rules\[0\] \(a\)\.checks\[0\].*path\.cloud/,
