@@ -237,6 +237,16 @@ describe('outbound upstream allow-list', () => {
     expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream' });
   });
 
+  it('never sends a token for one upstream to another: a route naming an upstream that lists no authorities is refused at an authority listed for another', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ authority: 'gwadmin', ext: { direction: 'outbound', audience: 'routed-only' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream', status: 403 });
+    expect(authorization(d)).toBeUndefined();
+    const withToken = await authorizer.decide(request({ authority: 'vmcontroller.svc:8443', ext: { direction: 'outbound', audience: 'routed-only' }, headers: { authorization: `Bearer ${EXTERNAL}` } }));
+    expect(withToken).toMatchObject({ kind: 'deny', reason: 'unknown_upstream' });
+    expect(tokens.requests).toEqual([]);
+  });
+
   it('accepts any authority for an upstream that lists none, when the route names it', async () => {
     const { authorizer, tokens } = setup();
     const d = await authorizer.decide(request({ authority: '127.0.0.1:18080', ext: { direction: 'outbound', audience: 'routed-only' } }));
