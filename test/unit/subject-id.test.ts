@@ -81,4 +81,10 @@ describe('subject id escaping', () => {
     expect(encodeSubjectId('.'.repeat(342))).toBeUndefined();
     expect(encodeSubjectId('\uD800')).toBeUndefined();
   });
+
+  it('refuses an id that is not well-formed UTF-16 (a lone surrogate has no UTF-8 form to round-trip), and encodes a surrogate pair', () => {
+    for (const id of ['a\uDC00b', '\uDFFF', 'a\uD800b', 'a\uDBFF', '\uDC00\uD800']) expect(encodeSubjectId(id), JSON.stringify(id)).toBeUndefined();
+    expect(encodeSubjectId('a\uD83D\uDE00')).toBe('=a=F0=9F=98=80');
+    expect(encodeSubjectId('\uDBFF\uDFFF')).toBe('==F4=8F=BF=BF');
+  });
 });
