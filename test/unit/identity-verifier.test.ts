@@ -91,6 +91,27 @@ describe('token verification', () => {
     expect(await v.verify(await signToken(key, claims({ nbf: nowSeconds() + 120 })))).toMatchObject({ ok: false, reason: 'token_not_yet_valid' });
   });
 
+  it('refuses every malformed time claim with its own reason, never an allow', async () => {
+    const v = await verifier({ clockSkewSeconds: 30 });
+    expect(await v.verify(await signToken(key, claims({ iat: 'yesterday' })))).toMatchObject({ ok: false, reason: 'invalid_claim', detail: 'iat' });
+    expect(await v.verify(await signToken(key, claims({ nbf: 'later' })))).toMatchObject({ ok: false, reason: 'token_not_yet_valid' });
+    expect(await v.verify(await signToken(key, claims({ exp: 'soon' })))).toMatchObject({ ok: false, reason: 'invalid_claim' });
+    expect(await v.verify(await signToken(key, claims({ nbf: nowSeconds() + 20 })))).toMatchObject({ ok: true });
+    const limited = await verifier({ clockSkewSeconds: 30, maxLifetimeSeconds: 600 });
+    expect(await limited.verify(await signToken(key, claims({ iat: nowSeconds() + 120 })))).toMatchObject({ ok: false, reason: 'token_not_yet_valid', detail: 'iat in the future' });
+    expect(await limited.verify(await signToken(key, claims({ iat: nowSeconds() - 1200, exp: nowSeconds() - 1200 + 600 })))).toMatchObject({ ok: false, reason: 'token_expired' });
+    expect(await limited.verify(await signToken(key, claims({ iat: nowSeconds() - 700, exp: nowSeconds() + 60 })))).toMatchObject({ ok: false, reason: 'token_too_old' });
+  });
+
+  it('refuses a token whose sub or aud is not the kind of value the identity needs', async () => {
+    const v = await verifier();
+    expect(await v.verify(await signToken(key, claims({ sub: '' })))).toMatchObject({ ok: false, reason: 'invalid_claim', detail: 'sub is not a non-empty string' });
+    expect(await v.verify(await signToken(key, claims({ sub: 7 })))).toMatchObject({ ok: false, reason: 'invalid_claim' });
+    expect(await v.verify(await signToken(key, claims({ aud: [] })))).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    expect(await v.verify(await signToken(key, claims({ aud: 7 })))).toMatchObject({ ok: false, reason: 'wrong_audience', detail: 'aud missing or not strings' });
+    expect(await v.verify(await signToken(key, claims({ aud: undefined })))).toMatchObject({ ok: false, reason: 'wrong_audience' });
+  });
+
   it('enforces the maximum lifetime both as exp - iat and as age', async () => {
     const v = await verifier({ maxLifetimeSeconds: 600 });
     expect(await v.verify(await signToken(key, claims({ exp: nowSeconds() + 3600 })))).toMatchObject({ ok: false, reason: 'token_too_old' });
