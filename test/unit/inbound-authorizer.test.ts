@@ -217,6 +217,28 @@ describe('inbound authorizer', () => {
     expect(await tokenDefault.authorizer.decide(req('GET', '/nope'))).toMatchObject({ status: 401 });
   });
 
+  it('with default: allow, lets an unmatched request through with no identity and every identity header stripped', async () => {
+    const { authorizer, verifier } = setup({ ...RULES, default: 'allow' });
+    const decision = await authorizer.decide(req('GET', '/nope', { ...bearer, 'x-jwtauth-subject': 'root' }));
+    expect(decision).toMatchObject({ kind: 'allow', reason: 'default_allow', setHeaders: [], facts: {} });
+    expect(decision.kind === 'allow' && [...decision.removeHeaders].sort()).toEqual([...IDENTITY_HEADER_NAMES].sort());
+    expect(verifier.calls).toHaveLength(0);
+  });
+
+  it('takes tokens only from the issuers a rule names, and only of the kinds it names', async () => {
+    const { authorizer, verifier, checker } = setup({
+      rules: [
+        { name: 'mesh-only', match: { http: { path: '/v1/mesh' } }, issuers: ['mesh'], checks: [{ resource: 'cloud:cl0', permission: 'view' }] },
+        { name: 'external-only', match: { http: { path: '/v1/ext' } }, issuerKinds: ['external'], auth: 'token' },
+      ],
+    });
+    expect(await authorizer.decide(req('GET', '/v1/mesh', bearer))).toMatchObject({ kind: 'deny', status: 401, reason: 'unknown_issuer', facts: { detail: 'rule mesh-only does not take tokens from teleport' } });
+    expect(checker.queries).toEqual([]);
+    verifier.result = { ok: true, value: identity('vmcontroller', { issuerKind: 'internal', subjectType: 'service', issuer: 'mesh' }) };
+    expect(await authorizer.decide(req('GET', '/v1/mesh', bearer))).toMatchObject({ kind: 'allow', facts: { rule: 'mesh-only' } });
+    expect(await authorizer.decide(req('GET', '/v1/ext', bearer))).toMatchObject({ kind: 'deny', status: 401, reason: 'unknown_issuer', facts: { detail: 'rule external-only does not take internal tokens' } });
+  });
+
   it('marks decisions of a dry-run rule without changing them', async () => {
     const { authorizer, checker } = setup();
     checker.answer = () => ({ ok: true, value: { permissionship: 'denied', cached: false } });

@@ -82,6 +82,30 @@ describe('rule matching', () => {
     expect(rules.match(req('GET', '/v1/clouds/cl0/namespaces/n1'))).toMatchObject({ rule: { name: 'ns-one' }, pathParams: { cloud: 'cl0', ns: 'n1' } });
   });
 
+  it('matches an exact host only as a whole authority, and a *. host only as a suffix after a dot', () => {
+    const hosts = index([
+      token('exact', { http: { path: '/x' }, host: 'api.internal' }),
+      token('wild', { http: { path: '/y' }, host: '*.internal' }),
+    ]);
+    const hostName = (path: string, host: string) => hosts.match(req('GET', path, { host }))?.rule.name;
+    expect(hostName('/x', 'api.internal')).toBe('exact');
+    for (const other of ['api.internal.evil', 'evilapi.internal', 'x.api.internal', 'api.local']) expect(hostName('/x', other), other).toBeUndefined();
+    expect(hostName('/y', 'a.b.internal')).toBe('wild');
+    for (const other of ['internal', 'evilinternal', 'a.internal.evil']) expect(hostName('/y', other), other).toBeUndefined();
+  });
+
+  it('between a rule for the method and a rule for any method on one path, the first in the file wins', () => {
+    const anyFirst = index([token('any', { http: { path: '/x' } }), token('get', { http: { methods: ['GET'], path: '/x' } })]);
+    const getFirst = index([token('get', { http: { methods: ['GET'], path: '/x' } }), token('any', { http: { path: '/x' } })]);
+    expect(anyFirst.match(req('GET', '/x'))?.rule.name).toBe('any');
+    expect(getFirst.match(req('GET', '/x'))?.rule.name).toBe('get');
+    expect(getFirst.match(req('POST', '/x'))?.rule.name).toBe('any');
+    // A method rule whose conditions fail leaves the request to the any-method rule.
+    const conditioned = index([token('get-admin', { http: { methods: ['GET'], path: '/x' }, headers: { 'x-admin': 'yes' } }), token('any', { http: { path: '/x' } })]);
+    expect(conditioned.match(req('GET', '/x'))?.rule.name).toBe('any');
+    expect(conditioned.match(req('GET', '/x', { headers: { 'x-admin': 'yes' } }))?.rule.name).toBe('get-admin');
+  });
+
   it('rejects bad rules at load with their location', () => {
     expect(() => index([{ name: 'a', match: { http: { path: '/x/{id}' } }, checks: [{ resource: 'cloud:{path.cloud}', permission: 'view' }] }])).toThrow(
       /rules\[0\] \(a\)\.checks\[0\].*path\.cloud/,
