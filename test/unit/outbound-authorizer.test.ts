@@ -254,6 +254,11 @@ describe('outbound upstream allow-list', () => {
     expect(tokens.requests).toEqual([{ kind: 'service', audience: 'routed-only' }]);
   });
 
+  it('rejects a config that lists one audience twice', () => {
+    const result = outboundSchema.safeParse({ upstreams: [{ audience: 'a', authorities: ['a.svc'] }, { audience: 'b' }, { audience: 'a' }] });
+    expect(result.success ? [] : result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`)).toEqual(['upstreams.2.audience: audience a is listed twice']);
+  });
+
   it('rejects a config that maps one authority to two upstreams', () => {
     const result = outboundSchema.safeParse({
       upstreams: [

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { RequestContext } from '../../src/core/request-context.js';
 import { compileRules, RuleConfigError } from '../../src/inbound/compile-rules.js';
 import { inboundSchema } from '../../src/inbound/config.js';
+import { parsePathTemplate } from '../../src/inbound/path-template.js';
 
 function req(method: string, path: string, options: { grpc?: [string, string]; host?: string; headers?: Record<string, string> } = {}): RequestContext {
   return {
@@ -138,6 +139,23 @@ describe('matching cost does not grow with the number of rules', () => {
     }
     return best;
   }
+
+  it('names each load-time refusal: duplicate names, bad paths, and auth that does not fit the checks', () => {
+    expect(() => index([token('a', { http: { path: '/x' } }), token('a', { http: { path: '/y' } })])).toThrow('inbound.rules[1] (a): duplicate rule name');
+    expect(() => parsePathTemplate('x/{id}')).toThrow('path "x/{id}" must start with /');
+    expect(() => index([token('a', { http: { path: '/x/{id}/{id}' } })])).toThrow('inbound.rules[0] (a).match.http.path: parameter {id} appears twice in "/x/{id}/{id}"');
+    const problems = (rule: Record<string, unknown>) => {
+      const result = inboundSchema.safeParse({ rules: [{ name: 'a', match: { http: { path: '/x' } }, ...rule }] });
+      return result.success ? [] : result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    };
+    const check = { resource: 'cloud:cl0', permission: 'view' };
+    expect(problems({})).toEqual(['rules.0.auth: set auth: none | token, or give checks']);
+    expect(problems({ auth: 'checks' })).toEqual(['rules.0.checks: auth: checks needs at least one check']);
+    expect(problems({ auth: 'token', checks: [check] })).toEqual(['rules.0.checks: auth: token takes no checks']);
+    expect(problems({ auth: 'none', checks: [check] })).toEqual(['rules.0.checks: auth: none takes no checks']);
+    expect(problems({ checks: [check] })).toEqual([]);
+    expect(problems({ auth: 'none' })).toEqual([]);
+  });
 
   it('costs about the same with 10 and 10,000 rules', () => {
     const small = build(5); // 10 rules
