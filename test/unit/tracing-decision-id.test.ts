@@ -15,7 +15,7 @@ import type { Decision } from '../../src/core/decision.js';
 import type { DecisionEvent } from '../../src/core/decision-event.js';
 import type { Authorizer, PermissionChecker, TokenSource, TokenVerifier, VerifiedToken } from '../../src/core/ports.js';
 import type { RequestContext } from '../../src/core/request-context.js';
-import { success } from '../../src/core/result.js';
+import { failure, success } from '../../src/core/result.js';
 import { createCheckHandler } from '../../src/envoy/authorization-service.js';
 import type { CheckPipeline } from '../../src/envoy/authorization-service.js';
 import { DECISION_ID_HEADER } from '../../src/envoy/check-response.js';
@@ -252,6 +252,29 @@ describe('Check tracing', () => {
       await handle(checkRequest({ authorization: 'Bearer a.b.c' }));
       const cached = exporter.getFinishedSpans().filter((span) => span.name === 'jwtauth.verify_token').map((span) => span.attributes['jwtauth.token.cached']);
       expect(cached).toEqual([false, true]);
+    });
+
+    it('say why a verification was refused, and that it was not from the cache', async () => {
+      start();
+      let ready = false;
+      const refusing = new TracingVerifier({ verify: () => Promise.resolve(failure('token_expired')), ready: () => ready });
+      expect(refusing.ready()).toBe(false);
+      ready = true;
+      expect(refusing.ready()).toBe(true);
+      const handle = handlerFor(
+        deciding(async () => {
+          const result = await refusing.verify('a.b.c');
+          return result.ok ? allow('allowed') : deny(result.reason);
+        }),
+        { tracing },
+      );
+      await handle(checkRequest({ authorization: 'Bearer a.b.c' }));
+      await handle(checkRequest({ authorization: 'Bearer a.b.c' }));
+      const spans = exporter.getFinishedSpans().filter((span) => span.name === 'jwtauth.verify_token');
+      expect(spans.map((span) => span.attributes)).toEqual([
+        { 'jwtauth.token.cached': false, 'jwtauth.token.result': 'token_expired' },
+        { 'jwtauth.token.cached': false, 'jwtauth.token.result': 'token_expired' },
+      ]);
     });
 
     it('never carry a token, a secret or the subject id in any attribute (fuzzed tokens)', async () => {
