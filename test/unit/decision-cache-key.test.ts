@@ -64,4 +64,21 @@ describe('decision cache keys', () => {
     expect(await ask('cloud:cl0', 'view', 'group:eng#member')).toBe('allowed');
     expect(backend.calls).toBe(12);
   });
+
+  it('keys a check with caveat context on that context: another context, or none, is another check', async () => {
+    const backend = new TableBackend(new Set());
+    const options = spicedbSchema.parse({ decisionCache: { freshness: 'ttl', ttlMs: 60_000 } }).decisionCache;
+    const checker = new CachingChecker(backend, options, new Metrics({ processMetrics: false }));
+    const withContext = (context?: Record<string, unknown>) => ({ ...query('cloud:cl0', 'view', 'user:alice'), ...(context ? { context } : {}) });
+    const cached = async (context?: Record<string, unknown>) => {
+      const answer = await checker.check(withContext(context));
+      return answer.ok && answer.value.cached;
+    };
+    expect(await cached({ ip: '10.0.0.1' })).toBe(false);
+    expect(await cached({ ip: '10.0.0.2' })).toBe(false);
+    expect(await cached()).toBe(false);
+    expect(await cached({ ip: '10.0.0.1' })).toBe(true);
+    expect(await cached()).toBe(true);
+    expect(backend.calls).toBe(3);
+  });
 });

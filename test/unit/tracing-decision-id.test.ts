@@ -240,7 +240,7 @@ describe('Check tracing', () => {
         expect(child?.spanContext().traceId).toBe(check?.spanContext().traceId);
         expect(child?.parentSpanContext?.spanId).toBe(check?.spanContext().spanId);
       }
-      expect(byName('jwtauth.verify_token')?.attributes).toMatchObject({ 'jwtauth.token.cached': false, 'jwtauth.issuer': 'corp', 'jwtauth.subject_type': 'user' });
+      expect(byName('jwtauth.verify_token')?.attributes).toMatchObject({ 'jwtauth.token.cached': false, 'jwtauth.token.result': 'ok', 'jwtauth.issuer': 'corp', 'jwtauth.issuer_kind': 'external', 'jwtauth.subject_type': 'user' });
       expect(byName('jwtauth.check_permission')?.attributes).toMatchObject({ 'jwtauth.spicedb.permission': 'view', 'jwtauth.spicedb.result': 'allowed' });
       expect(byName('jwtauth.issue_token')?.attributes).toMatchObject({ 'jwtauth.token.kind': 'exchange', 'jwtauth.token.result': 'ok' });
     });
