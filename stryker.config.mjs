@@ -6,22 +6,27 @@ export default {
   mutate: [
     'src/identity/**/*.ts',
     'src/core/**/*.ts',
-    'src/rules/**/*.ts',
     'src/inbound/**/*.ts',
     'src/outbound/**/*.ts',
+    'src/spicedb/decision-cache.ts',
+    'src/rules/**/*.ts',
     'src/body/wire-check.ts',
     'src/body/message-fields.ts',
-    'src/spicedb/decision-cache.ts',
     'src/spicedb/check-request.ts',
     'src/envoy/check-request-decoder.ts',
     'src/envoy/request-context-parser.ts',
   ],
   testRunner: 'vitest',
-  vitest: { configFile: 'vitest.stryker.config.ts', related: false },
+  vitest: { configFile: 'vitest.stryker.config.ts' },
   checkers: ['typescript'],
   tsconfigFile: 'tsconfig.stryker.json',
   // Each mutant runs only the tests that executed its code.
   coverageAnalysis: 'perTest',
+  // Static mutants (module-level values: zod schemas, lookup tables, patterns) run when their
+  // module loads, so each needs every test of every file that imports it: 1,166 of the 5,053
+  // mutants, and Stryker's estimate was ~87 % of the run's time (~2 h on this 2-core machine).
+  // They are left out of the default run; `npm run mutation -- --ignoreStatic false` includes them.
+  ignoreStatic: true,
   // Two cores, shared.
   concurrency: 2,
   timeoutMS: 10_000,
