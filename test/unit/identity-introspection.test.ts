@@ -217,6 +217,10 @@ describe('introspected tokens: the endpoint', () => {
     expect(requests).toHaveLength(6);
   });
 
+  it('refuses to start when the client secret cannot be read, naming the issuer', async () => {
+    await expect(verifier({}, { clientSecret: { env: 'JWTAUTH_TEST_NO_SUCH_SECRET' } })).rejects.toThrow(/^issuer corp: introspection: .*JWTAUTH_TEST_NO_SUCH_SECRET/);
+  });
+
   it('asks every time with cacheMaxSeconds 0', async () => {
     const v = await verifier({}, { cacheMaxSeconds: 0 });
     const token = opaque(good());

@@ -143,4 +143,11 @@ describe('JWKS key binding', () => {
     const ps = await makeSigningKey('PS256', 'ps');
     expect(await accepts(v, ps, null)).toBe('disallowed_algorithm');
   });
+
+  it('refuses to start when the JWKS CA bundle cannot be read, naming the issuer', async () => {
+    const issuers = issuersSchema.parse([{ name: 'auth', issuer: ISS, audience: 'gw', kind: 'external', jwks: { url: 'https://127.0.0.1:1/jwks', caFile: 'no-such-ca.pem' } }]);
+    await expect(
+      createTokenVerifier(issuers, { metrics: new Metrics({ processMetrics: false }), logger: createLogger({ level: 'silent' }), baseDir: tmpdir(), fetchTimeoutMs: 1000 }),
+    ).rejects.toThrow(/^issuer auth: jwks\.caFile: .*no-such-ca\.pem/);
+  });
 });

@@ -178,6 +178,20 @@ describe('inbound authorizer', () => {
     expect(await authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', bearer))).toMatchObject({ status: 503, reason: 'keys_unavailable', headers: [] });
   });
 
+  it('refuses a token over maxTokenBytes, or not a bearer b64token, without verifying it', async () => {
+    const { authorizer, verifier } = setup();
+    const sagas = (authorization: string) => authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', { authorization }));
+    expect(await sagas(`Bearer ${'a'.repeat(8193)}`)).toMatchObject({ status: 401, reason: 'token_too_large' });
+    for (const bad of ['Bearer', 'Bearer ', 'Bearer a b', 'Bearer a,b', 'Bearer =abc', 'Token abc']) {
+      expect(await sagas(bad), bad).toMatchObject({ status: 401, reason: 'malformed_authorization' });
+    }
+    expect(verifier.calls).toEqual([]);
+    expect(await sagas(`Bearer ${'a'.repeat(8192)}`)).toMatchObject({ kind: 'allow' });
+    expect(await sagas(`bEaReR  ${TOKEN} `)).toMatchObject({ kind: 'allow' });
+    expect(await sagas('Bearer a-b_c.d~e+f/g==')).toMatchObject({ kind: 'allow' });
+    expect(verifier.calls.map((call) => call.token)).toEqual(['a'.repeat(8192), TOKEN, 'a-b_c.d~e+f/g==']);
+  });
+
   it('rejects a duplicated Authorization header without verifying either', async () => {
     const { authorizer, verifier } = setup();
     const request = { ...req('POST', '/v1/clouds/cl0/sagas', bearer), duplicateHeaders: new Set(['authorization']) };
