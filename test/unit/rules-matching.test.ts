@@ -143,6 +143,8 @@ describe('matching cost does not grow with the number of rules', () => {
   it('names each load-time refusal: duplicate names, bad paths, and auth that does not fit the checks', () => {
     expect(() => index([token('a', { http: { path: '/x' } }), token('a', { http: { path: '/y' } })])).toThrow('inbound.rules[1] (a): duplicate rule name');
     expect(() => parsePathTemplate('x/{id}')).toThrow('path "x/{id}" must start with /');
+    expect(parsePathTemplate('/static/{v}/**')).toEqual({ segments: [{ kind: 'literal', value: 'static' }, { kind: 'param', name: 'v' }, { kind: 'rest' }], params: ['v'] });
+    expect(() => parsePathTemplate('/static/**/x')).toThrow('"**" must be the last segment of "/static/**/x"');
     expect(() => index([token('a', { http: { path: '/x/{id}/{id}' } })])).toThrow('inbound.rules[0] (a).match.http.path: parameter {id} appears twice in "/x/{id}/{id}"');
     const problems = (rule: Record<string, unknown>) => {
       const result = inboundSchema.safeParse({ rules: [{ name: 'a', match: { http: { path: '/x' } }, ...rule }] });
