@@ -195,6 +195,17 @@ describe('token verification', () => {
     expect(await v.verify(token)).toMatchObject({ ok: false, reason: 'token_expired' });
   });
 
+  it('with a lifetime limit too, caches a verified token and never serves it past its exp', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const v = await verifier({ maxLifetimeSeconds: 600, clockSkewSeconds: 30 }, undefined, metrics);
+    const token = await signToken(key, claims({ iat: nowSeconds(), exp: nowSeconds() + 100 }));
+    expect((await v.verify(token)).ok).toBe(true);
+    expect((await v.verify(token)).ok).toBe(true);
+    expect(await counter(metrics, 'jwtauth_verified_token_cache_events_total', { event: 'hit' })).toBe(1);
+    offsetMs = 140_000; // past exp + skew, well within iat + maxLifetimeSeconds
+    expect(await v.verify(token)).toMatchObject({ ok: false, reason: 'token_expired' });
+  });
+
   it('refetches the JWKS for an unknown kid at most once per cool-down', async () => {
     const v = await verifier({}, { url: server.url, cooldownSeconds: 30 });
     const hitsAfterStart = server.hits;
