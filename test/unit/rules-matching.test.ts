@@ -145,6 +145,9 @@ describe('matching cost does not grow with the number of rules', () => {
     expect(() => parsePathTemplate('x/{id}')).toThrow('path "x/{id}" must start with /');
     expect(parsePathTemplate('/static/{v}/**')).toEqual({ segments: [{ kind: 'literal', value: 'static' }, { kind: 'param', name: 'v' }, { kind: 'rest' }], params: ['v'] });
     expect(() => parsePathTemplate('/static/**/x')).toThrow('"**" must be the last segment of "/static/**/x"');
+    for (const path of ['/x/a{id', '/x/id}', '/x/{id', '/x/{}', '/x/{1id}']) {
+      expect(() => parsePathTemplate(path), path).toThrow(/a parameter must be a whole segment, \{name\}$/);
+    }
     expect(() => index([token('a', { http: { path: '/x/{id}/{id}' } })])).toThrow('inbound.rules[0] (a).match.http.path: parameter {id} appears twice in "/x/{id}/{id}"');
     const problems = (rule: Record<string, unknown>) => {
       const result = inboundSchema.safeParse({ rules: [{ name: 'a', match: { http: { path: '/x' } }, ...rule }] });
