@@ -78,6 +78,18 @@ describe('the decision cache and failures', () => {
     expect(() => cache({ freshness: 'watch' })).toThrow('the watch freshness mode needs a change feed');
   });
 
+  it('is ready without a Watch in ttl mode, even with requireWatch set; in watch mode only once the Watch is live', () => {
+    expect(cache({ freshness: 'ttl', requireWatch: true }).checker.ready()).toBe(true);
+    const feed = new FeedReplay();
+    const { checker } = cache({ freshness: 'watch', requireWatch: true }, feed);
+    expect(checker.ready()).toBe(false);
+    feed.publish({ kind: 'state', state: 'live' });
+    expect(checker.ready()).toBe(true);
+    feed.publish({ kind: 'state', state: 'down' });
+    expect(checker.ready()).toBe(false);
+    expect(cache({ freshness: 'watch', requireWatch: false }, new FeedReplay()).checker.ready()).toBe(true);
+  });
+
   it('caches nothing with ttlMs 0, in either mode', async () => {
     for (const freshness of ['ttl', 'watch'] as const) {
       const feed = new FeedReplay();
