@@ -22,6 +22,8 @@ import { DECISION_ID_HEADER } from '../../src/envoy/check-response.js';
 import type { CheckRequest__Output } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { TracingVerifier } from '../../src/identity/tracing-verifier.js';
+import type { RuleMatch } from '../../src/inbound/rule-index.js';
+import { TracingRuleMatcher } from '../../src/inbound/tracing-rule-matcher.js';
 import { createDecisionObserver } from '../../src/observability/decision-log.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -275,6 +277,20 @@ describe('Check tracing', () => {
         { 'jwtauth.token.cached': false, 'jwtauth.token.result': 'token_expired' },
         { 'jwtauth.token.cached': false, 'jwtauth.token.result': 'token_expired' },
       ]);
+    });
+
+    it('name the rule that matched, or say none did', async () => {
+      start();
+      const rule = { name: 'things' } as unknown as RuleMatch['rule'];
+      const matcher = new TracingRuleMatcher({ match: (request) => (request.path.startsWith('/v1/things') ? { rule, pathParams: {} } : undefined) });
+      const handle = handlerFor(
+        deciding((request) => Promise.resolve(matcher.match(request) === undefined ? deny('no_matching_rule') : allow('allowed'))),
+        { tracing },
+      );
+      await handle(checkRequest({}, '/v1/things/1'));
+      await handle(checkRequest({}, '/v1/other'));
+      const spans = exporter.getFinishedSpans().filter((span) => span.name === 'jwtauth.match_rule');
+      expect(spans.map((span) => span.attributes)).toEqual([{ 'jwtauth.rule.matched': true, 'jwtauth.rule': 'things' }, { 'jwtauth.rule.matched': false }]);
     });
 
     it('never carry a token, a secret or the subject id in any attribute (fuzzed tokens)', async () => {
