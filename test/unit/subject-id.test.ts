@@ -74,6 +74,18 @@ describe('subject id escaping', () => {
     expect(decodeSubjectId('=abc')).toBeUndefined(); // could have passed unchanged
   });
 
+  it('decodes escapes only as two upper-case hex digits, and ids only up to 1024 bytes', () => {
+    expect(decodeSubjectId('=a=2Eb')).toBe('a.b');
+    expect(decodeSubjectId('==2A')).toBe('*');
+    expect(decodeSubjectId('==09')).toBe('\t');
+    // Digits and A-F only: ':' follows '9', 'G' follows 'F', 'a' is lower case.
+    for (const bad of ['=a=3:', '==2a', '==0Z', '==0G', '==/0', '==@0']) expect(decodeSubjectId(bad), bad).toBeUndefined();
+    expect(decodeSubjectId('a'.repeat(1024))).toBe('a'.repeat(1024));
+    expect(decodeSubjectId('a'.repeat(1025))).toBeUndefined();
+    expect(decodeSubjectId(`=${'=2E'.repeat(341)}`)).toBe('.'.repeat(341));
+    expect(decodeSubjectId('')).toBeUndefined();
+  });
+
   it('refuses ids whose encoding would exceed the 1024-byte limit instead of truncating', () => {
     expect(encodeSubjectId('a'.repeat(1024))).toBe('a'.repeat(1024));
     expect(encodeSubjectId('a'.repeat(1025))).toBeUndefined();
