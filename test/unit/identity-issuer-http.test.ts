@@ -5,6 +5,7 @@
  * fails with a TimeoutError.
  */
 import { readFileSync } from 'node:fs';
+import { createServer as createPlainServer } from 'node:http';
 import { createServer } from 'node:https';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -78,5 +79,24 @@ describe('issuer requests through a TLS agent', () => {
   it('refuses a server whose certificate the CA did not sign', async () => {
     const stranger = createClientTlsAgent({ caFile: pki.otherCaFile }, { baseDir: pki.dir, keepAlive: false });
     await expect(issuerRequest(`${base}/doc`, { method: 'GET', headers: {}, agent: stranger, timeoutMs: 2000, maxBytes: 1024 })).rejects.toThrow();
+  });
+
+  it('without an agent (global fetch), caps the body the same way and sends no body on a GET', async () => {
+    const plain = createPlainServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => res.writeHead(200).end(`${req.method} ${Buffer.concat(chunks).length} ${'x'.repeat(100)}`));
+    });
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/`;
+      const exact = `GET 0 ${'x'.repeat(100)}`;
+      expect(await issuerRequest(url, { method: 'GET', headers: {}, agent: undefined, timeoutMs: 2000, maxBytes: exact.length })).toEqual({ status: 200, text: exact });
+      expect(await issuerRequest(url, { method: 'GET', headers: {}, agent: undefined, timeoutMs: 2000, maxBytes: exact.length - 1 })).toEqual({ status: 200, text: undefined });
+      expect((await issuerRequest(url, { method: 'POST', headers: {}, body: 'abc', agent: undefined, timeoutMs: 2000, maxBytes: 1024 })).text).toMatch(/^POST 3 /);
+    } finally {
+      plain.closeAllConnections();
+      await new Promise<void>((resolve) => plain.close(() => resolve()));
+    }
   });
 });

@@ -105,6 +105,8 @@ describe('token verification', () => {
 
   it('refuses a token whose sub or aud is not the kind of value the identity needs', async () => {
     const v = await verifier();
+    expect(await v.verify(await signToken(key, claims({ iss: undefined })))).toMatchObject({ ok: false, reason: 'missing_claim', detail: 'missing iss' });
+    expect(await v.verify(await signToken(key, claims({ exp: 'soon' })))).toMatchObject({ ok: false, reason: 'invalid_claim', detail: 'exp' });
     expect(await v.verify(await signToken(key, claims({ sub: '' })))).toMatchObject({ ok: false, reason: 'invalid_claim', detail: 'sub is not a non-empty string' });
     expect(await v.verify(await signToken(key, claims({ sub: 7 })))).toMatchObject({ ok: false, reason: 'invalid_claim' });
     expect(await v.verify(await signToken(key, claims({ aud: [] })))).toMatchObject({ ok: false, reason: 'wrong_audience' });
