@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'src/generated/**', '.tools/**', 'node_modules/**', 'bench/results/**'] },
+  { ignores: ['dist/**', 'src/generated/**', '.tools/**', 'node_modules/**', 'bench/results/**', '.stryker-tmp/**', 'reports/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
