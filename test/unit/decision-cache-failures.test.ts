@@ -94,6 +94,9 @@ describe('the decision cache and failures', () => {
     for (const freshness of ['ttl', 'watch'] as const) {
       const feed = new FeedReplay();
       const { backend, checker } = cache({ freshness, ttlMs: 0 }, feed);
+      // Even with the Watch live, when answers would otherwise live watchTtlMs.
+      feed.publish({ kind: 'reset', why: 'start', revision: 'r0', schemaText: SCHEMA, receivedAt: Date.now() });
+      feed.publish({ kind: 'state', state: 'live' });
       for (let i = 0; i < 2; i++) {
         const answer = checker.check(view('cl0'));
         backend.answer('allowed');
@@ -119,5 +122,29 @@ describe('the decision cache and failures', () => {
     expect(await before).toMatchObject({ value: { permissionship: 'allowed', cached: false } });
     expect(await checker.check(view('cl0'))).toMatchObject({ value: { permissionship: 'denied', cached: true } });
     expect(backend.calls).toHaveLength(2);
+  });
+
+  it('closes what it wraps and the Watch it owns, and stops following the feed', async () => {
+    const closed: string[] = [];
+    const inner: PermissionChecker & Closable = {
+      check: () => Promise.resolve({ ok: true, value: { permissionship: 'allowed', cached: false } }),
+      ready: () => true,
+      close: () => {
+        closed.push('inner');
+        return Promise.resolve();
+      },
+    };
+    const feed = new FeedReplay();
+    const options = spicedbSchema.parse({ decisionCache: { freshness: 'watch', requireWatch: true } }).decisionCache;
+    const checker = new CachingChecker(inner, options, new Metrics({ processMetrics: false }), feed, {
+      close: () => {
+        closed.push('watch');
+        return Promise.resolve();
+      },
+    });
+    await checker.close();
+    expect(closed).toEqual(['watch', 'inner']);
+    feed.publish({ kind: 'state', state: 'live' });
+    expect(checker.ready()).toBe(false);
   });
 });

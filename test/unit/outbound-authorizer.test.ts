@@ -247,6 +247,22 @@ describe('outbound upstream allow-list', () => {
     expect(tokens.requests).toEqual([]);
   });
 
+  it('takes an empty audience in route config as none: the authority decides', async () => {
+    const { authorizer, tokens } = setup();
+    expect(await authorizer.decide(request({ authority: 'gwadmin', ext: { direction: 'outbound', audience: '' } }))).toMatchObject({ kind: 'allow', reason: 'service_token_attached' });
+    expect(tokens.requests).toEqual([{ kind: 'service', audience: 'gwadmin' }]);
+    expect(await authorizer.decide(request({ authority: 'elsewhere', ext: { direction: 'outbound', audience: '' } }))).toMatchObject({
+      kind: 'deny',
+      reason: 'unknown_upstream',
+      facts: { detail: 'no audience for authority elsewhere' },
+    });
+    expect(await authorizer.decide(request({ authority: '', ext: { direction: 'outbound' } }))).toMatchObject({ facts: { detail: 'no audience for authority (none)' } });
+  });
+
+  it('accepts an upstream that lists one authority twice', () => {
+    expect(outboundSchema.safeParse({ upstreams: [{ audience: 'a', authorities: ['a.svc', 'a.svc'] }] }).success).toBe(true);
+  });
+
   it('accepts any authority for an upstream that lists none, when the route names it', async () => {
     const { authorizer, tokens } = setup();
     const d = await authorizer.decide(request({ authority: '127.0.0.1:18080', ext: { direction: 'outbound', audience: 'routed-only' } }));
@@ -318,6 +334,25 @@ describe('outbound on-behalf-of', () => {
     expect(d).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_allowed_for_caller', status: 403 });
     expect(checker.queries).toEqual([]);
     expect(tokens.requests).toEqual([]);
+  });
+
+  it('takes an empty caller in route config as none: the service itself is the caller', async () => {
+    const named = (caller: string) => request({ headers: { [OBO]: 'alice', 'x-cloud-id': 'cl0' }, ext: { direction: 'outbound', audience: 'vmcontroller', caller } });
+    expect(await setup({ serviceName: 'gwadmin' }).authorizer.decide(named(''))).toMatchObject({ kind: 'allow', reason: 'on_behalf_of_token_attached' });
+    expect(await setup({ serviceName: 'billing' }).authorizer.decide(named(''))).toMatchObject({
+      kind: 'deny',
+      reason: 'on_behalf_of_not_allowed_for_caller',
+      facts: { detail: 'billing may not act on behalf of users' },
+    });
+  });
+
+  it('takes a user id of up to maxUserIdLength visible characters, and no longer', async () => {
+    const { authorizer, checker } = setup();
+    const obo = (user: string) => authorizer.decide(request({ headers: { [OBO]: user, 'x-cloud-id': 'cl0' } }));
+    expect(await obo('u'.repeat(256))).toMatchObject({ kind: 'allow' });
+    expect(await obo('u'.repeat(257))).toMatchObject({ kind: 'deny', reason: 'invalid_header_value', facts: { detail: 'x-jwtauth-on-behalf-of must be a user id of 1-256 visible ASCII characters' } });
+    expect(await obo('al ice')).toMatchObject({ kind: 'deny', reason: 'invalid_header_value' });
+    expect(checker.queries).toHaveLength(1);
   });
 
   it('lets route config name the caller', async () => {
