@@ -5,13 +5,13 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'src/generated/**', '.tools/**', 'node_modules/**', 'bench/results/**'] },
+  { ignores: ['dist/**', 'src/generated/**', '.tools/**', 'node_modules/**', 'bench/results/**', '.stryker-tmp/**', 'reports/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     languageOptions: {
-      // vitest.config.ts is outside tsconfig's include (it is not built); lint it on its own.
-      parserOptions: { projectService: { allowDefaultProject: ['vitest.config.ts'] }, tsconfigRootDir: import.meta.dirname },
+      // The vitest configs are outside tsconfig's include (they are not built); lint them on their own.
+      parserOptions: { projectService: { allowDefaultProject: ['vitest.config.ts', 'vitest.stryker.config.ts'] }, tsconfigRootDir: import.meta.dirname },
     },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',

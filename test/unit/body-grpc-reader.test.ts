@@ -322,6 +322,24 @@ describe('gRPC body: wire shapes protobufjs accepts but conformant parsers read 
     });
   });
 
+  it('checks the wire types inside every message a body path walks into: a second cloud hidden in a nested field of the wrong type is refused', () => {
+    // spec = { cloud = { id: "victim" }, phase (an enum) sent length-delimited around cloud = { id: "mine" } }.
+    // Conformant parsers skip the mistyped phase and see "victim"; protobufjs parses its payload as
+    // NamespaceSpec fields and sees "mine".
+    const SPEC = 'fixture.vmcontroller.v1.NamespaceSpec';
+    const hidden = writer().uint32(tag(1, 2)).fork().uint32(tag(1, 2)).string('mine').ldelim().finish();
+    const spec = Buffer.concat([writer().uint32(tag(1, 2)).fork().uint32(tag(1, 2)).string('victim').ldelim().uint32(tag(3, 2)).uint32(hidden.length).finish(), hidden]);
+    const bytes = Buffer.concat([writer().uint32(tag(3, 2)).uint32(spec.length).finish(), spec]);
+    expect((Request.decode(bytes) as unknown as { spec: { cloud: { id: string } } }).spec.cloud.id).toBe('mine');
+    expect(reader(['spec.cloud.id']).read(body(frame(bytes)))).toEqual({
+      ok: false,
+      reason: 'body_malformed',
+      detail: `the message is not a valid ${REQUEST_TYPE}: field ${SPEC}.phase arrived with wire type 2, not 0`,
+    });
+    const wellFormed = message({ spec: { cloud: { id: 'victim' }, phase: 1 } });
+    expect(reader(['spec.cloud.id']).read(body(frame(wellFormed)))).toEqual(values({ 'spec.cloud.id': 'victim' }));
+  });
+
   it('refuses a string field sent as a varint', () => {
     const bytes = Buffer.concat([writer().uint32(tag(1, 0)).uint32(8).finish(), writer().uint32(tag(1, 2)).string('victim').finish()]);
     expect(reason(CLOUD.read(body(frame(bytes))))).toBe('body_malformed');

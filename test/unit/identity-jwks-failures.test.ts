@@ -71,6 +71,20 @@ describe('JWKS failures in the log', () => {
     expect(jsonLines.some((line) => /^the JWKS is not JSON/.test(line.error ?? ''))).toBe(true);
   });
 
+  it('a key set without a keys array, without one usable key, or over 1 MiB is named as such', async () => {
+    const cases: Array<[string, string]> = [
+      ['{"kids":[]}', 'JWKS has no "keys" array'],
+      ['null', 'JWKS has no "keys" array'],
+      [JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }] }), 'JWKS has no usable keys'],
+      [JSON.stringify({ keys: [], pad: 'x'.repeat(1 << 20) }), 'JWKS larger than 1 MiB'],
+    ];
+    for (const [body, error] of cases) {
+      const endpoint = await jwksEndpoint({ status: 200, body });
+      const lines = await verifierLogging(endpoint.url);
+      expect(lines.map((line) => line.error).filter(Boolean), body.slice(0, 40)).toContain(error);
+    }
+  });
+
   it('with keys in hand, a failed refresh warns at once that the last good keys are kept', async () => {
     const endpoint = await jwksEndpoint({ status: 200, body: JSON.stringify(jwks(await makeSigningKey())) });
     const lines = await verifierLogging(endpoint.url);

@@ -91,6 +91,29 @@ describe('token verification', () => {
     expect(await v.verify(await signToken(key, claims({ nbf: nowSeconds() + 120 })))).toMatchObject({ ok: false, reason: 'token_not_yet_valid' });
   });
 
+  it('refuses every malformed time claim with its own reason, never an allow', async () => {
+    const v = await verifier({ clockSkewSeconds: 30 });
+    expect(await v.verify(await signToken(key, claims({ iat: 'yesterday' })))).toMatchObject({ ok: false, reason: 'invalid_claim', detail: 'iat' });
+    expect(await v.verify(await signToken(key, claims({ nbf: 'later' })))).toMatchObject({ ok: false, reason: 'token_not_yet_valid' });
+    expect(await v.verify(await signToken(key, claims({ exp: 'soon' })))).toMatchObject({ ok: false, reason: 'invalid_claim' });
+    expect(await v.verify(await signToken(key, claims({ nbf: nowSeconds() + 20 })))).toMatchObject({ ok: true });
+    const limited = await verifier({ clockSkewSeconds: 30, maxLifetimeSeconds: 600 });
+    expect(await limited.verify(await signToken(key, claims({ iat: nowSeconds() + 120 })))).toMatchObject({ ok: false, reason: 'token_not_yet_valid', detail: 'iat in the future' });
+    expect(await limited.verify(await signToken(key, claims({ iat: nowSeconds() - 1200, exp: nowSeconds() - 1200 + 600 })))).toMatchObject({ ok: false, reason: 'token_expired' });
+    expect(await limited.verify(await signToken(key, claims({ iat: nowSeconds() - 700, exp: nowSeconds() + 60 })))).toMatchObject({ ok: false, reason: 'token_too_old' });
+  });
+
+  it('refuses a token whose sub or aud is not the kind of value the identity needs', async () => {
+    const v = await verifier();
+    expect(await v.verify(await signToken(key, claims({ iss: undefined })))).toMatchObject({ ok: false, reason: 'missing_claim', detail: 'missing iss' });
+    expect(await v.verify(await signToken(key, claims({ exp: 'soon' })))).toMatchObject({ ok: false, reason: 'invalid_claim', detail: 'exp' });
+    expect(await v.verify(await signToken(key, claims({ sub: '' })))).toMatchObject({ ok: false, reason: 'invalid_claim', detail: 'sub is not a non-empty string' });
+    expect(await v.verify(await signToken(key, claims({ sub: 7 })))).toMatchObject({ ok: false, reason: 'invalid_claim' });
+    expect(await v.verify(await signToken(key, claims({ aud: [] })))).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    expect(await v.verify(await signToken(key, claims({ aud: 7 })))).toMatchObject({ ok: false, reason: 'wrong_audience', detail: 'aud missing or not strings' });
+    expect(await v.verify(await signToken(key, claims({ aud: undefined })))).toMatchObject({ ok: false, reason: 'wrong_audience' });
+  });
+
   it('enforces the maximum lifetime both as exp - iat and as age', async () => {
     const v = await verifier({ maxLifetimeSeconds: 600 });
     expect(await v.verify(await signToken(key, claims({ exp: nowSeconds() + 3600 })))).toMatchObject({ ok: false, reason: 'token_too_old' });
@@ -108,6 +131,30 @@ describe('token verification', () => {
     expect(await v.verify(await signToken(key, good))).toMatchObject({ ok: false, reason: 'wrong_token_type' });
     expect(await v.verify(await signToken(key, claims(), { typ: 'at+jwt' }))).toMatchObject({ ok: false, reason: 'missing_claim' });
     expect(await v.verify(await signToken(key, { ...good, sub: undefined }, { typ: 'at+jwt' }))).toMatchObject({ ok: false, reason: 'missing_claim' });
+  });
+
+  it('matches an audience whole: a token for gwadmin-staging is not for gwadmin, nor one for gwadmin for gwadmin-staging', async () => {
+    const v = await verifier();
+    expect((await v.verify(await signToken(key, claims()))).ok).toBe(true);
+    for (const aud of ['gwadmin-staging', 'staging-gwadmin', 'gw', ['gwadmin-staging', 'billing'], ['gwadmi', 'n']]) {
+      expect(await v.verify(await signToken(key, claims({ aud })))).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    }
+    const token = await signToken(key, claims({ aud: ['gwadmin', 'billing'] }));
+    expect(await v.verify(token, 'gwadmin-staging')).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    expect(await v.verify(token, 'bill')).toMatchObject({ ok: false, reason: 'wrong_audience' });
+    expect((await v.verify(token, 'billing')).ok).toBe(true);
+  });
+
+  it('refuses a token signed by a key of an algorithm not allowed, even when the JWKS publishes that key beside an allowed one', async () => {
+    const rs384 = await makeSigningKey('RS384', 'rsa-384');
+    server.setKeys(jwks(key, rs384));
+    const v = await verifier({ algorithms: ['ES256'] });
+    expect((await v.verify(await signToken(key, claims()))).ok).toBe(true);
+    const result = await v.verify(await signToken(rs384, claims()));
+    expect(result.ok).toBe(false);
+    expect(result).toMatchObject({ ok: false, reason: 'disallowed_algorithm' });
+    // Without a kid the token cannot pick the key by name either.
+    expect((await v.verify(await signToken(rs384, claims(), { kid: null }))).ok).toBe(false);
   });
 
   it('rejects a signature from another key that claims a known kid', async () => {
@@ -147,6 +194,17 @@ describe('token verification', () => {
     expect(await counter(metrics, 'jwtauth_verified_token_cache_events_total', { event: 'hit' })).toBe(2);
     expect(await counter(metrics, 'jwtauth_verified_token_cache_events_total', { event: 'miss' })).toBe(1);
     offsetMs = 200_000; // past exp + skew: the cache must not outlive the token
+    expect(await v.verify(token)).toMatchObject({ ok: false, reason: 'token_expired' });
+  });
+
+  it('with a lifetime limit too, caches a verified token and never serves it past its exp', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const v = await verifier({ maxLifetimeSeconds: 600, clockSkewSeconds: 30 }, undefined, metrics);
+    const token = await signToken(key, claims({ iat: nowSeconds(), exp: nowSeconds() + 100 }));
+    expect((await v.verify(token)).ok).toBe(true);
+    expect((await v.verify(token)).ok).toBe(true);
+    expect(await counter(metrics, 'jwtauth_verified_token_cache_events_total', { event: 'hit' })).toBe(1);
+    offsetMs = 140_000; // past exp + skew, well within iat + maxLifetimeSeconds
     expect(await v.verify(token)).toMatchObject({ ok: false, reason: 'token_expired' });
   });
 

@@ -178,6 +178,20 @@ describe('inbound authorizer', () => {
     expect(await authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', bearer))).toMatchObject({ status: 503, reason: 'keys_unavailable', headers: [] });
   });
 
+  it('refuses a token over maxTokenBytes, or not a bearer b64token, without verifying it', async () => {
+    const { authorizer, verifier } = setup();
+    const sagas = (authorization: string) => authorizer.decide(req('POST', '/v1/clouds/cl0/sagas', { authorization }));
+    expect(await sagas(`Bearer ${'a'.repeat(8193)}`)).toMatchObject({ status: 401, reason: 'token_too_large' });
+    for (const bad of ['Bearer', 'Bearer ', 'Bearer a b', 'Bearer a,b', 'Bearer =abc', 'Token abc']) {
+      expect(await sagas(bad), bad).toMatchObject({ status: 401, reason: 'malformed_authorization' });
+    }
+    expect(verifier.calls).toEqual([]);
+    expect(await sagas(`Bearer ${'a'.repeat(8192)}`)).toMatchObject({ kind: 'allow' });
+    expect(await sagas(`bEaReR  ${TOKEN} `)).toMatchObject({ kind: 'allow' });
+    expect(await sagas('Bearer a-b_c.d~e+f/g==')).toMatchObject({ kind: 'allow' });
+    expect(verifier.calls.map((call) => call.token)).toEqual(['a'.repeat(8192), TOKEN, 'a-b_c.d~e+f/g==']);
+  });
+
   it('rejects a duplicated Authorization header without verifying either', async () => {
     const { authorizer, verifier } = setup();
     const request = { ...req('POST', '/v1/clouds/cl0/sagas', bearer), duplicateHeaders: new Set(['authorization']) };
@@ -215,6 +229,28 @@ describe('inbound authorizer', () => {
     const tokenDefault = setup({ ...RULES, default: 'token' });
     expect(await tokenDefault.authorizer.decide(req('GET', '/nope', bearer))).toMatchObject({ kind: 'allow', reason: 'default_allow', facts: { subject: 'cloud-teleport-aleksander.rykalin' } });
     expect(await tokenDefault.authorizer.decide(req('GET', '/nope'))).toMatchObject({ status: 401 });
+  });
+
+  it('with default: allow, lets an unmatched request through with no identity and every identity header stripped', async () => {
+    const { authorizer, verifier } = setup({ ...RULES, default: 'allow' });
+    const decision = await authorizer.decide(req('GET', '/nope', { ...bearer, 'x-jwtauth-subject': 'root' }));
+    expect(decision).toMatchObject({ kind: 'allow', reason: 'default_allow', setHeaders: [], facts: {} });
+    expect(decision.kind === 'allow' && [...decision.removeHeaders].sort()).toEqual([...IDENTITY_HEADER_NAMES].sort());
+    expect(verifier.calls).toHaveLength(0);
+  });
+
+  it('takes tokens only from the issuers a rule names, and only of the kinds it names', async () => {
+    const { authorizer, verifier, checker } = setup({
+      rules: [
+        { name: 'mesh-only', match: { http: { path: '/v1/mesh' } }, issuers: ['mesh'], checks: [{ resource: 'cloud:cl0', permission: 'view' }] },
+        { name: 'external-only', match: { http: { path: '/v1/ext' } }, issuerKinds: ['external'], auth: 'token' },
+      ],
+    });
+    expect(await authorizer.decide(req('GET', '/v1/mesh', bearer))).toMatchObject({ kind: 'deny', status: 401, reason: 'unknown_issuer', facts: { detail: 'rule mesh-only does not take tokens from teleport' } });
+    expect(checker.queries).toEqual([]);
+    verifier.result = { ok: true, value: identity('vmcontroller', { issuerKind: 'internal', subjectType: 'service', issuer: 'mesh' }) };
+    expect(await authorizer.decide(req('GET', '/v1/mesh', bearer))).toMatchObject({ kind: 'allow', facts: { rule: 'mesh-only' } });
+    expect(await authorizer.decide(req('GET', '/v1/ext', bearer))).toMatchObject({ kind: 'deny', status: 401, reason: 'unknown_issuer', facts: { detail: 'rule external-only does not take internal tokens' } });
   });
 
   it('marks decisions of a dry-run rule without changing them', async () => {

@@ -237,11 +237,42 @@ describe('outbound upstream allow-list', () => {
     expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream' });
   });
 
+  it('never sends a token for one upstream to another: a route naming an upstream that lists no authorities is refused at an authority listed for another', async () => {
+    const { authorizer, tokens } = setup();
+    const d = await authorizer.decide(request({ authority: 'gwadmin', ext: { direction: 'outbound', audience: 'routed-only' } }));
+    expect(d).toMatchObject({ kind: 'deny', reason: 'unknown_upstream', status: 403 });
+    expect(authorization(d)).toBeUndefined();
+    const withToken = await authorizer.decide(request({ authority: 'vmcontroller.svc:8443', ext: { direction: 'outbound', audience: 'routed-only' }, headers: { authorization: `Bearer ${EXTERNAL}` } }));
+    expect(withToken).toMatchObject({ kind: 'deny', reason: 'unknown_upstream' });
+    expect(tokens.requests).toEqual([]);
+  });
+
+  it('takes an empty audience in route config as none: the authority decides', async () => {
+    const { authorizer, tokens } = setup();
+    expect(await authorizer.decide(request({ authority: 'gwadmin', ext: { direction: 'outbound', audience: '' } }))).toMatchObject({ kind: 'allow', reason: 'service_token_attached' });
+    expect(tokens.requests).toEqual([{ kind: 'service', audience: 'gwadmin' }]);
+    expect(await authorizer.decide(request({ authority: 'elsewhere', ext: { direction: 'outbound', audience: '' } }))).toMatchObject({
+      kind: 'deny',
+      reason: 'unknown_upstream',
+      facts: { detail: 'no audience for authority elsewhere' },
+    });
+    expect(await authorizer.decide(request({ authority: '', ext: { direction: 'outbound' } }))).toMatchObject({ facts: { detail: 'no audience for authority (none)' } });
+  });
+
+  it('accepts an upstream that lists one authority twice', () => {
+    expect(outboundSchema.safeParse({ upstreams: [{ audience: 'a', authorities: ['a.svc', 'a.svc'] }] }).success).toBe(true);
+  });
+
   it('accepts any authority for an upstream that lists none, when the route names it', async () => {
     const { authorizer, tokens } = setup();
     const d = await authorizer.decide(request({ authority: '127.0.0.1:18080', ext: { direction: 'outbound', audience: 'routed-only' } }));
     expect(d).toMatchObject({ kind: 'allow' });
     expect(tokens.requests).toEqual([{ kind: 'service', audience: 'routed-only' }]);
+  });
+
+  it('rejects a config that lists one audience twice', () => {
+    const result = outboundSchema.safeParse({ upstreams: [{ audience: 'a', authorities: ['a.svc'] }, { audience: 'b' }, { audience: 'a' }] });
+    expect(result.success ? [] : result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`)).toEqual(['upstreams.2.audience: audience a is listed twice']);
   });
 
   it('rejects a config that maps one authority to two upstreams', () => {
@@ -303,6 +334,25 @@ describe('outbound on-behalf-of', () => {
     expect(d).toMatchObject({ kind: 'deny', reason: 'on_behalf_of_not_allowed_for_caller', status: 403 });
     expect(checker.queries).toEqual([]);
     expect(tokens.requests).toEqual([]);
+  });
+
+  it('takes an empty caller in route config as none: the service itself is the caller', async () => {
+    const named = (caller: string) => request({ headers: { [OBO]: 'alice', 'x-cloud-id': 'cl0' }, ext: { direction: 'outbound', audience: 'vmcontroller', caller } });
+    expect(await setup({ serviceName: 'gwadmin' }).authorizer.decide(named(''))).toMatchObject({ kind: 'allow', reason: 'on_behalf_of_token_attached' });
+    expect(await setup({ serviceName: 'billing' }).authorizer.decide(named(''))).toMatchObject({
+      kind: 'deny',
+      reason: 'on_behalf_of_not_allowed_for_caller',
+      facts: { detail: 'billing may not act on behalf of users' },
+    });
+  });
+
+  it('takes a user id of up to maxUserIdLength visible characters, and no longer', async () => {
+    const { authorizer, checker } = setup();
+    const obo = (user: string) => authorizer.decide(request({ headers: { [OBO]: user, 'x-cloud-id': 'cl0' } }));
+    expect(await obo('u'.repeat(256))).toMatchObject({ kind: 'allow' });
+    expect(await obo('u'.repeat(257))).toMatchObject({ kind: 'deny', reason: 'invalid_header_value', facts: { detail: 'x-jwtauth-on-behalf-of must be a user id of 1-256 visible ASCII characters' } });
+    expect(await obo('al ice')).toMatchObject({ kind: 'deny', reason: 'invalid_header_value' });
+    expect(checker.queries).toHaveLength(1);
   });
 
   it('lets route config name the caller', async () => {

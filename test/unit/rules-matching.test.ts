@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { RequestContext } from '../../src/core/request-context.js';
 import { compileRules, RuleConfigError } from '../../src/inbound/compile-rules.js';
 import { inboundSchema } from '../../src/inbound/config.js';
+import { parsePathTemplate } from '../../src/inbound/path-template.js';
 
 function req(method: string, path: string, options: { grpc?: [string, string]; host?: string; headers?: Record<string, string> } = {}): RequestContext {
   return {
@@ -75,6 +76,37 @@ describe('rule matching', () => {
     expect(name(req('GET', '/'))).toBe('root');
   });
 
+  it('binds a {param} to exactly one path segment: it never spans a slash', () => {
+    expect(rules.match(req('GET', '/v1/clouds/a/b/namespaces'))).toBeUndefined();
+    expect(rules.match(req('POST', '/v1/clouds/a/b/c/namespaces'))).toBeUndefined();
+    expect(rules.match(req('GET', '/v1/clouds/cl0/namespaces/n1/n2'))).toBeUndefined();
+    expect(rules.match(req('GET', '/v1/clouds/cl0/namespaces/n1'))).toMatchObject({ rule: { name: 'ns-one' }, pathParams: { cloud: 'cl0', ns: 'n1' } });
+  });
+
+  it('matches an exact host only as a whole authority, and a *. host only as a suffix after a dot', () => {
+    const hosts = index([
+      token('exact', { http: { path: '/x' }, host: 'api.internal' }),
+      token('wild', { http: { path: '/y' }, host: '*.internal' }),
+    ]);
+    const hostName = (path: string, host: string) => hosts.match(req('GET', path, { host }))?.rule.name;
+    expect(hostName('/x', 'api.internal')).toBe('exact');
+    for (const other of ['api.internal.evil', 'evilapi.internal', 'x.api.internal', 'api.local']) expect(hostName('/x', other), other).toBeUndefined();
+    expect(hostName('/y', 'a.b.internal')).toBe('wild');
+    for (const other of ['internal', 'evilinternal', 'a.internal.evil']) expect(hostName('/y', other), other).toBeUndefined();
+  });
+
+  it('between a rule for the method and a rule for any method on one path, the first in the file wins', () => {
+    const anyFirst = index([token('any', { http: { path: '/x' } }), token('get', { http: { methods: ['GET'], path: '/x' } })]);
+    const getFirst = index([token('get', { http: { methods: ['GET'], path: '/x' } }), token('any', { http: { path: '/x' } })]);
+    expect(anyFirst.match(req('GET', '/x'))?.rule.name).toBe('any');
+    expect(getFirst.match(req('GET', '/x'))?.rule.name).toBe('get');
+    expect(getFirst.match(req('POST', '/x'))?.rule.name).toBe('any');
+    // A method rule whose conditions fail leaves the request to the any-method rule.
+    const conditioned = index([token('get-admin', { http: { methods: ['GET'], path: '/x' }, headers: { 'x-admin': 'yes' } }), token('any', { http: { path: '/x' } })]);
+    expect(conditioned.match(req('GET', '/x'))?.rule.name).toBe('any');
+    expect(conditioned.match(req('GET', '/x', { headers: { 'x-admin': 'yes' } }))?.rule.name).toBe('get-admin');
+  });
+
   it('rejects bad rules at load with their location', () => {
     expect(() => index([{ name: 'a', match: { http: { path: '/x/{id}' } }, checks: [{ resource: 'cloud:{path.cloud}', permission: 'view' }] }])).toThrow(
       /rules\[0\] \(a\)\.checks\[0\].*path\.cloud/,
@@ -107,6 +139,28 @@ describe('matching cost does not grow with the number of rules', () => {
     }
     return best;
   }
+
+  it('names each load-time refusal: duplicate names, bad paths, and auth that does not fit the checks', () => {
+    expect(() => index([token('a', { http: { path: '/x' } }), token('a', { http: { path: '/y' } })])).toThrow('inbound.rules[1] (a): duplicate rule name');
+    expect(() => parsePathTemplate('x/{id}')).toThrow('path "x/{id}" must start with /');
+    expect(parsePathTemplate('/static/{v}/**')).toEqual({ segments: [{ kind: 'literal', value: 'static' }, { kind: 'param', name: 'v' }, { kind: 'rest' }], params: ['v'] });
+    expect(() => parsePathTemplate('/static/**/x')).toThrow('"**" must be the last segment of "/static/**/x"');
+    for (const path of ['/x/a{id', '/x/id}', '/x/{id', '/x/{}', '/x/{1id}']) {
+      expect(() => parsePathTemplate(path), path).toThrow(/a parameter must be a whole segment, \{name\}$/);
+    }
+    expect(() => index([token('a', { http: { path: '/x/{id}/{id}' } })])).toThrow('inbound.rules[0] (a).match.http.path: parameter {id} appears twice in "/x/{id}/{id}"');
+    const problems = (rule: Record<string, unknown>) => {
+      const result = inboundSchema.safeParse({ rules: [{ name: 'a', match: { http: { path: '/x' } }, ...rule }] });
+      return result.success ? [] : result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    };
+    const check = { resource: 'cloud:cl0', permission: 'view' };
+    expect(problems({})).toEqual(['rules.0.auth: set auth: none | token, or give checks']);
+    expect(problems({ auth: 'checks' })).toEqual(['rules.0.checks: auth: checks needs at least one check']);
+    expect(problems({ auth: 'token', checks: [check] })).toEqual(['rules.0.checks: auth: token takes no checks']);
+    expect(problems({ auth: 'none', checks: [check] })).toEqual(['rules.0.checks: auth: none takes no checks']);
+    expect(problems({ checks: [check] })).toEqual([]);
+    expect(problems({ auth: 'none' })).toEqual([]);
+  });
 
   it('costs about the same with 10 and 10,000 rules', () => {
     const small = build(5); // 10 rules

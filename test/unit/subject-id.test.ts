@@ -76,11 +76,29 @@ describe('subject id escaping', () => {
     expect(decodeSubjectId('=abc')).toBeUndefined(); // could have passed unchanged
   });
 
+  it('decodes escapes only as two upper-case hex digits, and ids only up to 1024 bytes', () => {
+    expect(decodeSubjectId('=a=2Eb')).toBe('a.b');
+    expect(decodeSubjectId('==2A')).toBe('*');
+    expect(decodeSubjectId('==09')).toBe('\t');
+    // Digits and A-F only: ':' follows '9', 'G' follows 'F', 'a' is lower case.
+    for (const bad of ['=a=3:', '==2a', '==0Z', '==0G', '==/0', '==@0']) expect(decodeSubjectId(bad), bad).toBeUndefined();
+    expect(decodeSubjectId('a'.repeat(1024))).toBe('a'.repeat(1024));
+    expect(decodeSubjectId('a'.repeat(1025))).toBeUndefined();
+    expect(decodeSubjectId(`=${'=2E'.repeat(341)}`)).toBe('.'.repeat(341));
+    expect(decodeSubjectId('')).toBeUndefined();
+  });
+
   it('refuses ids whose encoding would exceed the 1024-byte limit instead of truncating', () => {
     expect(encodeSubjectId('a'.repeat(1024))).toBe('a'.repeat(1024));
     expect(encodeSubjectId('a'.repeat(1025))).toBeUndefined();
     expect(encodeSubjectId('.'.repeat(341))).toHaveLength(1024);
     expect(encodeSubjectId('.'.repeat(342))).toBeUndefined();
     expect(encodeSubjectId('\uD800')).toBeUndefined();
+  });
+
+  it('refuses an id that is not well-formed UTF-16 (a lone surrogate has no UTF-8 form to round-trip), and encodes a surrogate pair', () => {
+    for (const id of ['a\uDC00b', '\uDFFF', 'a\uD800b', 'a\uDBFF', '\uDC00\uD800']) expect(encodeSubjectId(id), JSON.stringify(id)).toBeUndefined();
+    expect(encodeSubjectId('a\uD83D\uDE00')).toBe('=a=F0=9F=98=80');
+    expect(encodeSubjectId('\uDBFF\uDFFF')).toBe('==F4=8F=BF=BF');
   });
 });

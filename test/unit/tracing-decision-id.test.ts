@@ -15,13 +15,15 @@ import type { Decision } from '../../src/core/decision.js';
 import type { DecisionEvent } from '../../src/core/decision-event.js';
 import type { Authorizer, PermissionChecker, TokenSource, TokenVerifier, VerifiedToken } from '../../src/core/ports.js';
 import type { RequestContext } from '../../src/core/request-context.js';
-import { success } from '../../src/core/result.js';
+import { failure, success } from '../../src/core/result.js';
 import { createCheckHandler } from '../../src/envoy/authorization-service.js';
 import type { CheckPipeline } from '../../src/envoy/authorization-service.js';
 import { DECISION_ID_HEADER } from '../../src/envoy/check-response.js';
 import type { CheckRequest__Output } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse__Output } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { TracingVerifier } from '../../src/identity/tracing-verifier.js';
+import type { RuleMatch } from '../../src/inbound/rule-index.js';
+import { TracingRuleMatcher } from '../../src/inbound/tracing-rule-matcher.js';
 import { createDecisionObserver } from '../../src/observability/decision-log.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -241,7 +243,7 @@ describe('Check tracing', () => {
         expect(child?.spanContext().traceId).toBe(check?.spanContext().traceId);
         expect(child?.parentSpanContext?.spanId).toBe(check?.spanContext().spanId);
       }
-      expect(byName('jwtauth.verify_token')?.attributes).toMatchObject({ 'jwtauth.token.cached': false, 'jwtauth.issuer': 'corp', 'jwtauth.subject_type': 'user' });
+      expect(byName('jwtauth.verify_token')?.attributes).toMatchObject({ 'jwtauth.token.cached': false, 'jwtauth.token.result': 'ok', 'jwtauth.issuer': 'corp', 'jwtauth.issuer_kind': 'external', 'jwtauth.subject_type': 'user' });
       expect(byName('jwtauth.check_permission')?.attributes).toMatchObject({ 'jwtauth.spicedb.permission': 'view', 'jwtauth.spicedb.result': 'allowed' });
       expect(byName('jwtauth.issue_token')?.attributes).toMatchObject({ 'jwtauth.token.kind': 'exchange', 'jwtauth.token.result': 'ok' });
     });
@@ -253,6 +255,43 @@ describe('Check tracing', () => {
       await handle(checkRequest({ authorization: 'Bearer a.b.c' }));
       const cached = exporter.getFinishedSpans().filter((span) => span.name === 'jwtauth.verify_token').map((span) => span.attributes['jwtauth.token.cached']);
       expect(cached).toEqual([false, true]);
+    });
+
+    it('say why a verification was refused, and that it was not from the cache', async () => {
+      start();
+      let ready = false;
+      const refusing = new TracingVerifier({ verify: () => Promise.resolve(failure('token_expired')), ready: () => ready });
+      expect(refusing.ready()).toBe(false);
+      ready = true;
+      expect(refusing.ready()).toBe(true);
+      const handle = handlerFor(
+        deciding(async () => {
+          const result = await refusing.verify('a.b.c');
+          return result.ok ? allow('allowed') : deny(result.reason);
+        }),
+        { tracing },
+      );
+      await handle(checkRequest({ authorization: 'Bearer a.b.c' }));
+      await handle(checkRequest({ authorization: 'Bearer a.b.c' }));
+      const spans = exporter.getFinishedSpans().filter((span) => span.name === 'jwtauth.verify_token');
+      expect(spans.map((span) => span.attributes)).toEqual([
+        { 'jwtauth.token.cached': false, 'jwtauth.token.result': 'token_expired' },
+        { 'jwtauth.token.cached': false, 'jwtauth.token.result': 'token_expired' },
+      ]);
+    });
+
+    it('name the rule that matched, or say none did', async () => {
+      start();
+      const rule = { name: 'things' } as unknown as RuleMatch['rule'];
+      const matcher = new TracingRuleMatcher({ match: (request) => (request.path.startsWith('/v1/things') ? { rule, pathParams: {} } : undefined) });
+      const handle = handlerFor(
+        deciding((request) => Promise.resolve(matcher.match(request) === undefined ? deny('no_matching_rule') : allow('allowed'))),
+        { tracing },
+      );
+      await handle(checkRequest({}, '/v1/things/1'));
+      await handle(checkRequest({}, '/v1/other'));
+      const spans = exporter.getFinishedSpans().filter((span) => span.name === 'jwtauth.match_rule');
+      expect(spans.map((span) => span.attributes)).toEqual([{ 'jwtauth.rule.matched': true, 'jwtauth.rule': 'things' }, { 'jwtauth.rule.matched': false }]);
     });
 
     it('never carry a token, a secret or the subject id in any attribute (fuzzed tokens)', async () => {
