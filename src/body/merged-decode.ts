@@ -5,21 +5,22 @@
  * occurrence, so a client that splits a message (as a proxy or a streaming encoder may) would be
  * checked on part of it: refused `body_field_missing` for a field the service does see.
  *
- * Only the message fields body paths walk through are re-read, so a rule pays for what it reads.
- * Their bytes are already checked (wire-check.ts), so this walk trusts the shape it reads.
+ * Only the message fields body paths walk through are looked at, and a message none of them is
+ * split in (the usual case) is decoded once, after a scan of those fields' tags. Their bytes are
+ * already checked (wire-check.ts), so the scan trusts the shape it reads.
  */
 import protobuf from 'protobufjs';
 
 const LENGTH_DELIMITED = 2;
 
-function isSingularMessage(field: protobuf.Field): field is protobuf.Field & { resolvedType: protobuf.Type } {
+function isSingularMessage(field: protobuf.Field): field is MessageField {
   return !field.repeated && !field.map && field.resolvedType instanceof protobuf.Type;
 }
 
-/** `walked`: the fields some body path walks through; only those are merged. */
-export function decodeMerged(type: protobuf.Type, bytes: Uint8Array, walked: ReadonlySet<protobuf.Field>): protobuf.Message {
-  const message = type.decode(bytes);
-  let occurrences: Map<protobuf.Field & { resolvedType: protobuf.Type }, Uint8Array[]> | undefined;
+type MessageField = protobuf.Field & { resolvedType: protobuf.Type };
+
+/** Each occurrence, in wire order, of a walked singular message field of `type` in `bytes`. */
+function* walkedOccurrences(type: protobuf.Type, bytes: Uint8Array, walked: ReadonlySet<protobuf.Field>): Generator<readonly [MessageField, Uint8Array]> {
   const reader = protobuf.Reader.create(bytes);
   while (reader.pos < reader.len) {
     const tag = reader.uint32();
@@ -28,15 +29,39 @@ export function decodeMerged(type: protobuf.Type, bytes: Uint8Array, walked: Rea
       const length = reader.uint32();
       const start = reader.pos;
       reader.skip(length);
-      occurrences ??= new Map();
-      const parts = occurrences.get(field);
-      if (parts === undefined) occurrences.set(field, [bytes.subarray(start, start + length)]);
-      else parts.push(bytes.subarray(start, start + length));
+      yield [field, bytes.subarray(start, start + length)];
     } else {
       reader.skipType(tag & 7);
     }
   }
-  if (occurrences === undefined) return message;
+}
+
+/**
+ * Whether a walked message field arrives more than once, here or in a walked message below: the
+ * common message needs no merge, and is decoded once, as before.
+ */
+function hasSplitField(type: protobuf.Type, bytes: Uint8Array, walked: ReadonlySet<protobuf.Field>): boolean {
+  const seen = new Set<protobuf.Field>();
+  for (const [field, part] of walkedOccurrences(type, bytes, walked)) {
+    if (seen.has(field) || hasSplitField(field.resolvedType, part, walked)) return true;
+    seen.add(field);
+  }
+  return false;
+}
+
+/** `walked`: the fields some body path walks through; only those are merged. */
+export function decodeMerged(type: protobuf.Type, bytes: Uint8Array, walked: ReadonlySet<protobuf.Field>): protobuf.Message {
+  return hasSplitField(type, bytes, walked) ? decodeMerging(type, bytes, walked) : type.decode(bytes);
+}
+
+function decodeMerging(type: protobuf.Type, bytes: Uint8Array, walked: ReadonlySet<protobuf.Field>): protobuf.Message {
+  const message = type.decode(bytes);
+  const occurrences = new Map<MessageField, Uint8Array[]>();
+  for (const [field, part] of walkedOccurrences(type, bytes, walked)) {
+    const parts = occurrences.get(field);
+    if (parts === undefined) occurrences.set(field, [part]);
+    else parts.push(part);
+  }
   const fields = message as unknown as Record<string, unknown>;
   for (const [field, parts] of occurrences) {
     // Concatenated encodings are the merged message, and its own split fields merge in turn.
