@@ -16,6 +16,8 @@
  * envoy/config/core/v3/base.proto (HeaderMap, HeaderValue).
  */
 import protobuf from 'protobufjs';
+import { DELIMITED, readMessage } from '../protobuf-fields.js';
+import type { FieldReader } from '../protobuf-fields.js';
 
 type Reader = protobuf.Reader;
 
@@ -53,19 +55,9 @@ interface HttpRequestView {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/** The tag of a length-delimited field (string, bytes, message, map entry): its number, wire type 2. */
-const DELIMITED = (field: number): number => (field << 3) | 2;
-
-/** Reads the fields of one message of `length` bytes at the reader's position with `field`. */
-function message<T>(reader: Reader, length: number, into: T, field: (reader: Reader, tag: number, into: T) => boolean): T {
-  const end = reader.pos + length;
-  if (end > reader.len) throw new RangeError('a nested message runs past the end of the request');
-  while (reader.pos < end) {
-    const next = reader.uint32();
-    if (!field(reader, next, into)) reader.skipType(next & 7);
-  }
-  if (reader.pos !== end) throw new RangeError('a field runs past the end of its message');
-  return into;
+/** One nested message of the request (protobuf-fields.ts). */
+function message<T>(reader: Reader, length: number, into: T, field: FieldReader<T>): T {
+  return readMessage(reader, length, into, field, 'request');
 }
 
 // Each message's field reader is a module-level function, not a closure made per call.

@@ -21,14 +21,13 @@
  * sent twice is merged and the last of a oneof wins, as protobuf defines and protobuf-ts does.
  */
 import protobuf from 'protobufjs';
+import { DELIMITED, FIXED64, VARINT, readMessage } from '../protobuf-fields.js';
+import type { FieldReader } from '../protobuf-fields.js';
 import type { Consistency, PermissionQuery } from '../core/ports.js';
 
 type Reader = protobuf.Reader;
 type Writer = protobuf.Writer;
 
-const VARINT = (field: number): number => field << 3;
-const FIXED64 = (field: number): number => (field << 3) | 1;
-const DELIMITED = (field: number): number => (field << 3) | 2;
 
 // ---------------------------------------------------------------- request
 
@@ -163,16 +162,9 @@ export interface BulkCheckPair {
   errorMessage: string;
 }
 
-/** Reads the fields of one message of `length` bytes at the reader's position with `field`. */
-function message<T>(reader: Reader, length: number, into: T, field: (reader: Reader, tag: number, into: T) => boolean): T {
-  const end = reader.pos + length;
-  if (end > reader.len) throw new RangeError('a nested message runs past the end of the response');
-  while (reader.pos < end) {
-    const tag = reader.uint32();
-    if (!field(reader, tag, into)) reader.skipType(tag & 7);
-  }
-  if (reader.pos !== end) throw new RangeError('a field runs past the end of its message');
-  return into;
+/** One nested message of the response (protobuf-fields.ts). */
+function message<T>(reader: Reader, length: number, into: T, field: FieldReader<T>): T {
+  return readMessage(reader, length, into, field, 'response');
 }
 
 // Each message's field reader is a module-level function, not a closure made per call.
