@@ -22,7 +22,7 @@ function topLevelHelp(): string {
   ].join('\n');
 }
 
-/** Runs one command line; resolves with the exit code, or -1 when the command keeps running (serve). */
+/** Runs one command line; resolves with the exit code (for `serve`, once it has stopped). */
 export async function runCli(argv: readonly string[], io: CommandIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
