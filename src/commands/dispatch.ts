@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../package-root.js';
+import { PACKAGE_ROOT } from '../base/package-root.js';
 import { UsageError } from './command.js';
 import type { CommandIO } from './command.js';
 import { COMMANDS } from './index.js';

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { watchConfig } from '../config/config-watcher.js';
+import { watchConfig } from '../lifecycle/config-watcher.js';
 import { ConfigError } from '../config/load.js';
 import type { LoadedConfig } from '../config/load.js';
 import { EMBEDDED_ORIGIN } from '../config/resolve.js';

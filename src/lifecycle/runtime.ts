@@ -6,7 +6,7 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { CheckPipeline } from '../envoy/authorization-service.js';
 import { TracingVerifier } from '../identity/tracing-verifier.js';
-import { TracingRuleMatcher } from '../inbound/tracing-rule-matcher.js';
+import { TracingRuleMatcher } from '../observability/tracing-rule-matcher.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { TracingChecker } from '../spicedb/tracing-checker.js';

@@ -7,7 +7,7 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { freePort } from '../../dev/ports.js';
 import { GiveUp, TOOLS_BIN, startProcess, waitFor } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
