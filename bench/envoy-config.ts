@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { startProcess, TOOLS_BIN, waitFor } from '../dev/processes.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import type { ManagedProcess } from '../dev/processes.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

@@ -19,7 +19,7 @@ import type { SidecarProcess } from '../dev/sidecar.js';
 import { startPostgres } from '../dev/postgres.js';
 import { startSpicedb } from '../dev/spicedb.js';
 import type { SpicedbDatastore, SpicedbServer } from '../dev/spicedb.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { startAuthorizer } from './authorizers.js';
 import type { RunningAuthorizer, Workspace } from './authorizers.js';
 import { benchEnvoyConfig, startBenchEnvoy } from './envoy-config.js';

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { startEchoUpstream } from '../test/support/echo-upstream.js';
 import { startEnvoy } from '../test/support/envoy.js';
 import { JwksServer, jwks, makeSigningKey } from '../test/support/jwt-fixtures.js';
