@@ -9,7 +9,7 @@
  * A reader's read() never throws: every failure is a refusal with a BodyRefusal reason, and its
  * detail names paths and fields, never their values.
  */
-export { BodyConfigError } from './contract.js';
+export { BodyConfigError, refuse } from './contract.js';
 export type { BodyRead, BodyReader, RequestBody } from './contract.js';
 export { loadDescriptors } from './descriptors.js';
 export type { DescriptorSource } from './descriptors.js';

@@ -5,6 +5,8 @@
  */
 import type { DenyReason } from '../core/decision.js';
 import type { RequestBody } from '../core/request-context.js';
+import { failure } from '../core/result.js';
+import type { Failure, Result } from '../core/result.js';
 
 /** The deny reasons a body reader can give; their statuses and texts live in core's DENY_REASONS. */
 export type BodyRefusal = Extract<DenyReason, `body_${string}`>;
@@ -12,17 +14,15 @@ export type BodyRefusal = Extract<DenyReason, `body_${string}`>;
 /** What Envoy sent: defined with the request context, since the Envoy adapter builds it. */
 export type { RequestBody } from '../core/request-context.js';
 
-export type BodyRead =
-  | { readonly ok: true; readonly value: ReadonlyMap<string, string> }
-  /** `detail` is for operators: it names the path or field, never a field's value (values may be secrets). */
-  | { readonly ok: false; readonly reason: BodyRefusal; readonly detail: string };
+/** `detail` is for operators: it names the path or field, never a field's value (values may be secrets). */
+export type BodyRead = Result<ReadonlyMap<string, string>, BodyRefusal>;
 
 export interface BodyReader {
   read(body: RequestBody | undefined): BodyRead;
   readonly paths: readonly string[];
 }
 
-export type BodyRefused = Extract<BodyRead, { ok: false }>;
+export type BodyRefused = Failure<BodyRefusal>;
 
 export class BodyConfigError extends Error {
   constructor(message: string) {
@@ -31,6 +31,7 @@ export class BodyConfigError extends Error {
   }
 }
 
+/** A refusal always says which path or field: a body denial without one cannot be acted on. */
 export function refuse(reason: BodyRefusal, detail: string): BodyRefused {
-  return { ok: false, reason, detail };
+  return failure(reason, detail);
 }

@@ -94,11 +94,11 @@ export function compileGrpcBodyReader(
     if (body.contentType !== undefined && !isGrpcProto(body.contentType)) return notGrpc(body.contentType);
     const unframed = unframeUnary(body.bytes, body.grpcEncoding, limit);
     if (!unframed.ok) return unframed;
-    const problem = checkWire(unframed.message, plan);
+    const problem = checkWire(unframed.value, plan);
     if (problem !== undefined) return refuse('body_malformed', `the message is not a valid ${typeName}: ${problem}`);
     let message: protobuf.Message;
     try {
-      message = decodeMerged(type, unframed.message, walked);
+      message = decodeMerged(type, unframed.value, walked);
     } catch (error) {
       return refuse('body_malformed', `the message is not a valid ${typeName}: ${reasonOf(error)}`);
     }

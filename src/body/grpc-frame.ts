@@ -10,9 +10,11 @@
  */
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { refuse } from './contract.js';
-import type { BodyRefused } from './contract.js';
+import type { BodyRefusal } from './contract.js';
+import { success } from '../core/result.js';
+import type { Result } from '../core/result.js';
 
-export type Unframed = { readonly ok: true; readonly message: Buffer } | BodyRefused;
+export type Unframed = Result<Buffer, BodyRefusal>;
 
 const PREFIX = 5;
 
@@ -35,7 +37,7 @@ function quoted(value: string): string {
 function inflate(compressed: Buffer, encoding: string, maxBytes: number): Unframed {
   const decompress = encoding === 'gzip' ? gunzipSync : inflateSync;
   try {
-    return { ok: true, message: decompress(compressed, { maxOutputLength: maxBytes }) };
+    return success(decompress(compressed, { maxOutputLength: maxBytes }));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
       return refuse('body_too_large', `the ${encoding}-compressed message inflates to more than ${maxBytes} bytes`);
@@ -70,7 +72,7 @@ export function unframeUnary(bytes: Uint8Array, grpcEncoding: string | undefined
       : refuse('body_malformed', `${rest} stray bytes follow the gRPC message`);
   }
   const message = view.subarray(PREFIX, end);
-  if (flag === 0) return { ok: true, message };
+  if (flag === 0) return success(message);
   // A compressed message the sidecar cannot inflate is one refusal whatever the header says: with
   // no grpc-encoding or `identity` the compression is unknown, as with one it does not support.
   if (grpcEncoding === undefined || grpcEncoding === 'identity') {

@@ -188,12 +188,12 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
       if (!runtime.ready()) io.err('warning: keys or permission backend not ready after 5 s; the decision below reflects that');
       const parsed = parseCheckRequest(check, runtime.pipeline.limits);
       if (!parsed.ok) {
-        io.out(`decision:  DENY ${parsed.reason}\ndetail:    ${parsed.detail}\ndecision id: ${newDecisionId()}`);
+        io.out(`decision:  DENY ${parsed.reason}\ndetail:    ${parsed.detail ?? '-'}\ndecision id: ${newDecisionId()}`);
         return 1;
       }
-      const decision = await runtime.pipeline.authorizer.decide(parsed.request);
+      const decision = await runtime.pipeline.authorizer.decide(parsed.value);
       // Offline, nothing is traced: the id is only what a served answer would carry in its place.
-      io.out(`${explain(parsed.request, decision)}\ndecision id: ${newDecisionId()}`);
+      io.out(`${explain(parsed.value, decision)}\ndecision id: ${newDecisionId()}`);
       return decision.kind === 'allow' ? 0 : 1;
     } finally {
       await runtime.close();

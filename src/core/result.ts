@@ -1,26 +1,32 @@
 /**
- * The one shape every port answers with: token verification, permission checks and token
- * sources alike. A failure names its deny reason, so it becomes a decision without a mapping
- * table at each call site; `detail` is operator-facing and never reaches the caller.
+ * The one result shape of the request path: every port (token verification, permission checks,
+ * token sources) and every step that can refuse a Check answers with it. A failure names its
+ * reason from a closed vocabulary, by default a deny reason, so it becomes a decision without a
+ * mapping table at each call site; `detail` is operator-facing and never reaches the caller.
+ * (Configuration loading has its own shape, `Loaded<T>`, below: a problem is a sentence for the
+ * operator, with no reason to map.)
  */
 import type { Awaitable } from './awaitable.js';
 import type { DenyReason } from './decision.js';
 
-export interface Failure {
+export interface Failure<R = DenyReason> {
   readonly ok: false;
-  readonly reason: DenyReason;
+  readonly reason: R;
   readonly detail?: string;
 }
 
-export type Result<T> = { readonly ok: true; readonly value: T } | Failure;
+export type Result<T, R = DenyReason> = { readonly ok: true; readonly value: T } | Failure<R>;
 
-export function success<T>(value: T): Result<T> {
+export function success<T>(value: T): { readonly ok: true; readonly value: T } {
   return { ok: true, value };
 }
 
-export function failure(reason: DenyReason, detail?: string): Failure {
+export function failure<R extends string | number = DenyReason>(reason: R, detail?: string): Failure<R> {
   return detail === undefined ? { ok: false, reason } : { ok: false, reason, detail };
 }
+
+/** What reading a configuration artefact (a schema, a descriptor set) gives: its value, or one problem for the operator. */
+export type Loaded<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly problem: string };
 
 /**
  * The single policy for a port that throws instead of answering: that is a bug, not an outage,

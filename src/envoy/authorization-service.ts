@@ -4,7 +4,7 @@
  * status_on_error and lose the reason); unexpected failures become an `internal_error` denial.
  */
 import type { IncomingHttpHeaders } from 'node:http2';
-import { deny } from '../core/decision.js';
+import { deny, withDetail } from '../core/decision.js';
 import type { Awaitable } from '../core/awaitable.js';
 import type { Decision } from '../core/decision.js';
 import type { DecisionObserver } from '../core/decision-event.js';
@@ -16,7 +16,7 @@ import { startCheckSpan } from '../observability/tracing-check.js';
 import type { CheckSpan } from '../observability/tracing-check.js';
 import { newDecisionId } from '../observability/tracing-ids.js';
 import { AnswerEncoder } from './answer-encoder.js';
-import { parseCheckRequest } from './request-context-parser.js';
+import { parseCheckRequest, routeDirection } from './request-context-parser.js';
 import type { ParserLimits } from './request-context-parser.js';
 
 /** What a Check needs from the live configuration; swapped as a whole on reload. */
@@ -89,15 +89,17 @@ export function createCheckHandler(options: CheckHandlerOptions): CheckHandler {
       lease = options.acquire();
       const pipeline = lease.pipeline;
       const parsed = parseCheckRequest(checkRequest, pipeline.limits, listenerDirection);
-      if (pipeline.tracing !== undefined) span = startCheckSpan(pipeline.tracing, metadata, parsed.ok ? parsed.request : undefined, started);
+      if (pipeline.tracing !== undefined) span = startCheckSpan(pipeline.tracing, metadata, parsed.ok ? parsed.value : undefined, started);
       if (parsed.ok) {
-        const parsedRequest = parsed.request;
+        const parsedRequest = parsed.value;
         request = parsedRequest;
         direction = parsedRequest.direction;
         decided = span === undefined ? pipeline.authorizer.decide(parsedRequest) : span.run(() => pipeline.authorizer.decide(parsedRequest));
       } else {
-        direction = parsed.direction ?? 'unknown';
-        decided = deny(parsed.reason, { detail: parsed.detail });
+        // Counted under the direction it goes, when that much could be read.
+        const routed = routeDirection(checkRequest, listenerDirection);
+        direction = routed.ok ? routed.value : (listenerDirection ?? 'unknown');
+        decided = deny(parsed.reason, withDetail({}, parsed.detail));
       }
     } catch (error) {
       onUnexpectedError(error);

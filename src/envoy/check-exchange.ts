@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http2';
 import type { CheckHandler } from './authorization-service.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
 import type { CheckRequestView } from './check-request-decoder.js';
-import { GrpcStatus } from './grpc-wire.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 
 /** `answer` gets the framed CheckResponse; `refuse` a gRPC status when the message does not decode. */
 export type CheckExchange = (message: Buffer, metadata: IncomingHttpHeaders, answer: (framed: Buffer) => void, refuse: (status: GrpcStatus, reason: string) => void) => void;

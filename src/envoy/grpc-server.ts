@@ -19,8 +19,9 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { CheckHandler } from './authorization-service.js';
 import { parseListenAddress } from '../base/listen-address.js';
-import { GrpcStatus, RequestBody, answerMessage, answerStatus, isGrpcProtoContentType } from './grpc-wire.js';
-import type { BodyRefusal } from './grpc-wire.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { UnaryRequestData, answerMessage, answerStatus, isGrpcProtoContentType } from './grpc-wire.js';
+import type { DataRefusal } from './grpc-wire.js';
 import { createCheckExchange } from './check-exchange.js';
 import { HEALTH_CHECK_PATH, HEALTH_WATCH_PATH, HealthService } from './health-service.js';
 import { ListenerConnections } from './listener-connections.js';
@@ -88,7 +89,7 @@ export async function startGrpcListener(address: string, check: CheckHandler, op
     );
   };
 
-  const refuseBody = (stream: ServerHttp2Stream, refusal: BodyRefusal): void => {
+  const refuseBody = (stream: ServerHttp2Stream, refusal: DataRefusal): void => {
     deadlines.stop(stream);
     if (refusal.kind === 'memory') {
       onRefusal('request_memory');
@@ -110,7 +111,7 @@ export async function startGrpcListener(address: string, check: CheckHandler, op
       return;
     }
     connection.callOpened();
-    const body = new RequestBody(limits.maxMessageBytes, memory);
+    const body = new UnaryRequestData(limits.maxMessageBytes, memory);
     stream.once('close', () => {
       connection.callClosed();
       deadlines.stop(stream);
@@ -138,10 +139,10 @@ export async function startGrpcListener(address: string, check: CheckHandler, op
       deadlines.stop(stream);
       if (body.refused || stream.headersSent || stream.destroyed) return;
       const message = body.end();
-      if (!message.ok) answerStatus(stream, message.status, message.reason);
-      else if (path === CHECK_PATH) answerCheck(stream, headers, message.message);
-      else if (path === HEALTH_CHECK_PATH) health.check(stream, message.message);
-      else health.watch(stream, message.message);
+      if (!message.ok) answerStatus(stream, message.reason, message.detail ?? '');
+      else if (path === CHECK_PATH) answerCheck(stream, headers, message.value);
+      else if (path === HEALTH_CHECK_PATH) health.check(stream, message.value);
+      else health.watch(stream, message.value);
     });
   };
 

@@ -6,19 +6,9 @@
  */
 import { constants } from 'node:http2';
 import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-
-/** The gRPC status codes this listener answers with. */
-export const GrpcStatus = {
-  OK: 0,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  RESOURCE_EXHAUSTED: 8,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-} as const;
-export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { failure, success } from '../core/result.js';
+import type { Result } from '../core/result.js';
 
 const PREFIX_BYTES = 5;
 
@@ -74,10 +64,11 @@ export function frameMessage(message: Uint8Array): Buffer {
   return frame;
 }
 
-export type UnaryMessage = { readonly ok: true; readonly message: Buffer } | { readonly ok: false; readonly status: GrpcStatus; readonly reason: string };
+/** The request's one message, or the gRPC status to refuse it with and why. */
+export type UnaryMessage = Result<Buffer, GrpcStatus>;
 
 /** Why a request's DATA is refused before it ends: answered with a gRPC status, or (`memory`) reset as REFUSED_STREAM. */
-export type BodyRefusal =
+export type DataRefusal =
   | { readonly kind: 'status'; readonly status: GrpcStatus; readonly reason: string; readonly tooLarge: boolean }
   | { readonly kind: 'memory' };
 
@@ -98,7 +89,7 @@ export interface MemoryReservations {
  * keep the socket reads they are slices of, which for a message sent in tiny DATA frames is many
  * times its size.
  */
-export class RequestBody {
+export class UnaryRequestData {
   readonly #maxMessageBytes: number;
   readonly #memory: MemoryReservations;
   /** Prefix bytes so far, when a chunk ends inside the prefix. */
@@ -116,7 +107,7 @@ export class RequestBody {
   }
 
   /** Takes the next chunk of DATA; a refusal (once), after which every chunk is dropped. */
-  add(chunk: Buffer): BodyRefusal | undefined {
+  add(chunk: Buffer): DataRefusal | undefined {
     if (this.#refused) return undefined;
     let at = 0;
     if (this.#message === undefined) {
@@ -154,7 +145,7 @@ export class RequestBody {
   }
 
   /** Checks a complete prefix and reserves the message it declares. */
-  #begin(prefix: Buffer): BodyRefusal | undefined {
+  #begin(prefix: Buffer): DataRefusal | undefined {
     if (prefix[0] !== 0) return { kind: 'status', status: GrpcStatus.UNIMPLEMENTED, reason: 'compressed messages are not accepted (grpc-accept-encoding: identity)', tooLarge: false };
     const length = prefix.readUInt32BE(1);
     if (length > this.#maxMessageBytes) return { kind: 'status', status: GrpcStatus.RESOURCE_EXHAUSTED, reason: `a request message over ${this.#maxMessageBytes} bytes`, tooLarge: true };
@@ -163,7 +154,7 @@ export class RequestBody {
     return undefined;
   }
 
-  #refuse(refusal: BodyRefusal): BodyRefusal {
+  #refuse(refusal: DataRefusal): DataRefusal {
     this.#refused = true;
     this.#message = undefined;
     this.#prefix = undefined;
@@ -174,10 +165,10 @@ export class RequestBody {
   /** Once the DATA has ended: the whole message, or why there is not exactly one. */
   end(): UnaryMessage {
     if (this.#message === undefined) {
-      return { ok: false, status: GrpcStatus.INTERNAL, reason: this.#prefixBytes === 0 ? 'no request message' : 'a truncated message prefix' };
+      return failure(GrpcStatus.INTERNAL, this.#prefixBytes === 0 ? 'no request message' : 'a truncated message prefix');
     }
-    if (this.#filled < this.#message.length) return { ok: false, status: GrpcStatus.INTERNAL, reason: 'a truncated request message' };
-    return { ok: true, message: this.#message };
+    if (this.#filled < this.#message.length) return failure(GrpcStatus.INTERNAL, 'a truncated request message');
+    return success(this.#message);
   }
 
   /** Whether a refusal has been returned. */

@@ -7,7 +7,8 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath } from 'grpc-health-check';
-import { GrpcStatus, RESPONSE_HEADERS, answerMessage, answerStatus, frameMessage } from './grpc-wire.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { RESPONSE_HEADERS, answerMessage, answerStatus, frameMessage } from './grpc-wire.js';
 
 export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 export const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';

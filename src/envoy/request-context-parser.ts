@@ -5,25 +5,19 @@
 import type { DenyReason } from '../core/decision.js';
 import type { Direction, GrpcCall, RequestBody, RequestContext } from '../core/request-context.js';
 import type { CheckRequestView, HeaderEntryView } from './check-request-decoder.js';
+import { failure, success } from '../core/result.js';
+import type { Result } from '../core/result.js';
 
 export interface ParserLimits {
   /** Sum of header name and value lengths considered; more is refused rather than truncated. */
   readonly maxHeaderBytes: number;
 }
 
-export type ParseResult =
-  | { readonly ok: true; readonly request: RequestContext }
-  | { readonly ok: false; readonly reason: DenyReason; readonly direction: Direction | undefined; readonly detail: string };
-
 /** CR, LF and NUL can never be part of a legitimate header value (request smuggling, log forging). */
 const FORBIDDEN_IN_VALUE = /[\r\n\0]/;
 /** `/package.Service/Method`, the only path shape a gRPC call has. */
 const GRPC_PATH = /^\/([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/;
 const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
-
-function fail(reason: DenyReason, direction: Direction | undefined, detail: string): ParseResult {
-  return { ok: false, reason, direction, detail };
-}
 
 function headerValue(entry: HeaderEntryView): string {
   // With encode_raw_headers Envoy sends bytes in raw_value; latin1 keeps every byte, so invalid
@@ -76,29 +70,35 @@ class HeaderReader {
 }
 
 /**
- * `listenerDirection` is the direction the listener this Check arrived on declares
+ * Which way a Check goes. `listenerDirection` is the direction the listener it arrived on declares
  * (`server.listeners[].direction`), or undefined on `server.grpcAddress`, where only the route's
  * `context_extensions.direction` can say. On a directional listener a route may repeat the
  * listener's direction but never name the other one: a listener reachable from outside the pod
  * (Envoy Gateway's backendRef, Istio's provider through a Service) must never mint tokens.
  */
-export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits, listenerDirection?: Direction): ParseResult {
+export function routeDirection(check: CheckRequestView, listenerDirection?: Direction): Result<Direction> {
+  const named = check.attributes?.context_extensions?.direction;
+  if (named === undefined) {
+    return listenerDirection !== undefined
+      ? success(listenerDirection)
+      : failure('missing_direction', 'context_extensions.direction is not set on this route, and this listener declares no direction');
+  }
+  if (named !== 'inbound' && named !== 'outbound') return failure('unknown_direction', 'context_extensions.direction must be inbound or outbound');
+  if (listenerDirection !== undefined && named !== listenerDirection) {
+    return failure('unknown_direction', `context_extensions.direction is ${named} but this listener serves ${listenerDirection} checks only`);
+  }
+  return success(named);
+}
+
+/** The typed request context of a Check, or the deny reason for a request the sidecar cannot read. */
+export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits, listenerDirection?: Direction): Result<RequestContext> {
+  const routed = routeDirection(check, listenerDirection);
+  if (!routed.ok) return routed;
+  const direction = routed.value;
   const attributes = check.attributes;
   const contextExtensions = attributes?.context_extensions ?? EMPTY;
-  const routeDirection = contextExtensions.direction;
-  let direction: Direction;
-  if (routeDirection === undefined) {
-    if (listenerDirection === undefined) return fail('missing_direction', undefined, 'context_extensions.direction is not set on this route, and this listener declares no direction');
-    direction = listenerDirection;
-  } else if (routeDirection !== 'inbound' && routeDirection !== 'outbound') {
-    return fail('unknown_direction', listenerDirection, 'context_extensions.direction must be inbound or outbound');
-  } else if (listenerDirection !== undefined && routeDirection !== listenerDirection) {
-    return fail('unknown_direction', listenerDirection, `context_extensions.direction is ${routeDirection} but this listener serves ${listenerDirection} checks only`);
-  } else {
-    direction = routeDirection;
-  }
   const http = attributes?.request?.http;
-  if (!http) return fail('malformed_request', direction, 'CheckRequest has no attributes.request.http');
+  if (!http) return failure('malformed_request', 'CheckRequest has no attributes.request.http');
 
   const read = new HeaderReader(limits.maxHeaderBytes);
   const headers = read.headers;
@@ -107,12 +107,12 @@ export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits,
   if (raw && raw.length > 0) {
     for (const entry of raw) {
       const problem = read.add(entry.key ?? '', headerValue(entry));
-      if (problem) return fail(problem, direction, `header ${JSON.stringify((entry.key ?? '').slice(0, 64))} rejected`);
+      if (problem) return failure(problem, `header ${JSON.stringify((entry.key ?? '').slice(0, 64))} rejected`);
     }
   } else if (http.headers) {
     for (const name in http.headers) {
       const problem = read.add(name, http.headers[name] ?? '');
-      if (problem) return fail(problem, direction, `header ${JSON.stringify(name.slice(0, 64))} rejected`);
+      if (problem) return failure(problem, `header ${JSON.stringify(name.slice(0, 64))} rejected`);
     }
   }
   // Also with encode_raw_headers: Envoy's codec already folds a repeated inline header such as
@@ -122,12 +122,12 @@ export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits,
   if (headers.get('authorization')?.includes(',')) read.markDuplicate('authorization');
 
   const fullPath = http.path || read.path || '';
-  if (fullPath === '') return fail('malformed_request', direction, 'request has no path');
+  if (fullPath === '') return failure('malformed_request', 'request has no path');
   const queryAt = fullPath.indexOf('?');
   const path = queryAt === -1 ? fullPath : fullPath.slice(0, queryAt);
   const query = queryAt === -1 ? '' : fullPath.slice(queryAt + 1);
   const method = (http.method || read.method || '').toUpperCase();
-  if (method === '') return fail('malformed_request', direction, 'request has no method');
+  if (method === '') return failure('malformed_request', 'request has no method');
   const authority = (http.host || read.authority || headers.get('host') || '').toLowerCase();
 
   const request: RequestContext = {
@@ -144,7 +144,7 @@ export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits,
     contextExtensions,
     body: requestBody(http.raw_body, http.body, headers),
   };
-  return { ok: true, request };
+  return success(request);
 }
 
 function grpcCall(contentType: string | undefined, path: string): GrpcCall | undefined {

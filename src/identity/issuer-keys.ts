@@ -16,6 +16,8 @@ import { readFile } from 'node:fs/promises';
 import type { Agent } from 'node:https';
 import { importJWK } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
+import { failure, success } from '../core/result.js';
+import type { Result } from '../core/result.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Algorithm, IssuerConfig, JwksSource } from './config.js';
@@ -34,9 +36,7 @@ export interface BoundKey {
   readonly published: string;
 }
 
-export type KeyLookup =
-  | { readonly ok: true; readonly key: BoundKey }
-  | { readonly ok: false; readonly reason: 'keys_unavailable' | 'unknown_key' | 'disallowed_algorithm'; readonly detail: string };
+export type KeyLookup = Result<BoundKey, 'keys_unavailable' | 'unknown_key' | 'disallowed_algorithm'>;
 
 export interface IssuerKeysDeps {
   readonly metrics: Metrics;
@@ -132,21 +132,21 @@ export class IssuerKeys {
 
   private find(kid: string | undefined, alg: Algorithm): KeyLookup {
     const { byKid, all } = this.keys;
-    if (all.length === 0) return { ok: false, reason: 'keys_unavailable', detail: `no keys loaded for issuer ${this.issuer.name}` };
+    if (all.length === 0) return failure('keys_unavailable', `no keys loaded for issuer ${this.issuer.name}`);
     if (kid !== undefined) {
       const key = byKid.get(kid);
-      if (!key) return { ok: false, reason: 'unknown_key', detail: `kid ${JSON.stringify(kid.slice(0, 64))} not in JWKS` };
-      if (key.alg !== alg) return { ok: false, reason: 'disallowed_algorithm', detail: `key ${kid} is bound to ${key.alg}, token says ${alg}` };
-      return { ok: true, key };
+      if (!key) return failure('unknown_key', `kid ${JSON.stringify(kid.slice(0, 64))} not in JWKS`);
+      if (key.alg !== alg) return failure('disallowed_algorithm', `key ${kid} is bound to ${key.alg}, token says ${alg}`);
+      return success(key);
     }
     let match: BoundKey | undefined;
     for (const key of all) {
       if (key.alg !== alg) continue;
       // Without a kid, trying several keys would let one token cost N verifications; insist on one.
-      if (match) return { ok: false, reason: 'unknown_key', detail: 'token has no kid and several keys match its alg' };
+      if (match) return failure('unknown_key', 'token has no kid and several keys match its alg');
       match = key;
     }
-    return match ? { ok: true, key: match } : { ok: false, reason: 'unknown_key', detail: `no ${alg} key without kid` };
+    return match ? success(match) : failure('unknown_key', `no ${alg} key without kid`);
   }
 
   private mayRefetch(): boolean {

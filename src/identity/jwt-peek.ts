@@ -10,7 +10,9 @@ interface PeekedJwt {
   readonly iss: string | undefined;
 }
 
-export type PeekResult = { readonly ok: true; readonly jwt: PeekedJwt } | { readonly ok: false; readonly detail: string };
+import { failure, success } from '../core/result.js';
+import type { Result } from '../core/result.js';
+export type PeekResult = Result<PeekedJwt, 'malformed_token'>;
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
@@ -38,15 +40,15 @@ export function hasCompactJwsShape(token: string): boolean {
 }
 
 export function peekJwt(token: string): PeekResult {
-  if (!hasCompactJwsShape(token)) return { ok: false, detail: 'not a compact JWS' };
+  if (!hasCompactJwsShape(token)) return failure('malformed_token', 'not a compact JWS');
   const first = token.indexOf('.');
   const second = token.indexOf('.', first + 1);
   const header = decodeJsonObject(token.slice(0, first));
-  if (!header) return { ok: false, detail: 'header is not base64url JSON' };
+  if (!header) return failure('malformed_token', 'header is not base64url JSON');
   const payload = decodeJsonObject(token.slice(first + 1, second));
-  if (!payload) return { ok: false, detail: 'payload is not base64url JSON' };
-  if (typeof header.alg !== 'string') return { ok: false, detail: 'header has no alg' };
-  if (header.kid !== undefined && typeof header.kid !== 'string') return { ok: false, detail: 'kid is not a string' };
-  if (payload.iss !== undefined && typeof payload.iss !== 'string') return { ok: false, detail: 'iss is not a string' };
-  return { ok: true, jwt: { alg: header.alg, kid: header.kid, iss: payload.iss } };
+  if (!payload) return failure('malformed_token', 'payload is not base64url JSON');
+  if (typeof header.alg !== 'string') return failure('malformed_token', 'header has no alg');
+  if (header.kid !== undefined && typeof header.kid !== 'string') return failure('malformed_token', 'kid is not a string');
+  if (payload.iss !== undefined && typeof payload.iss !== 'string') return failure('malformed_token', 'iss is not a string');
+  return success({ alg: header.alg, kid: header.kid, iss: payload.iss });
 }

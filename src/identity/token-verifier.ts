@@ -153,20 +153,20 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
   private async verifyUncached(token: string, hash: string, expectedAudience: string | undefined): Promise<VerifyResult> {
     try {
       const peeked = peekJwt(token);
-      if (!peeked.ok) return fail('malformed_token', peeked.detail);
-      const { alg, kid, iss } = peeked.jwt;
+      if (!peeked.ok) return peeked;
+      const { alg, kid, iss } = peeked.value;
       if (iss === undefined) return fail('missing_claim', 'missing iss');
       const issuer = this.byIss.get(iss);
       if (!issuer) return fail('unknown_issuer');
       if (issuer.keys === undefined) return fail('unknown_key', `issuer ${issuer.config.name} takes opaque tokens only (no jwks)`);
       if (!issuer.allowed.has(alg)) return fail('disallowed_algorithm', `alg ${alg.slice(0, 16)} not allowed for ${issuer.config.name}`);
       const lookup = await issuer.keys.lookup(kid, alg as Algorithm);
-      if (!lookup.ok) return fail(lookup.reason, lookup.detail);
+      if (!lookup.ok) return lookup;
 
       const config = issuer.config;
       const nowMs = this.deps.now();
-      const { payload } = await jwtVerify(token, lookup.key.key, {
-        algorithms: [lookup.key.alg],
+      const { payload } = await jwtVerify(token, lookup.value.key, {
+        algorithms: [lookup.value.alg],
         issuer: config.issuer,
         clockTolerance: config.clockSkewSeconds,
         requiredClaims: issuer.requiredClaims as string[],
@@ -187,7 +187,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
       }
 
       const verified = verifiedIdentity(config, { claims: payload, subject: payload.sub, audience: aud, expiresAt: payload.exp, fingerprint: hash });
-      const entry: CachedToken = { token: verified, verified: checkAudience(verified, config.audience, undefined), validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
+      const entry: CachedToken = { token: verified, verified: checkAudience(verified, config.audience, undefined), validUntilMs, audience: config.audience, key: lookup.value, keys: issuer.keys };
       const ttl = validUntilMs - nowMs;
       if (ttl > 0) this.cache.set(hash, entry, { ttl });
       return checkAudience(verified, config.audience, expectedAudience);

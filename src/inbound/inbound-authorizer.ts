@@ -33,7 +33,14 @@ const CHALLENGE_INVALID: HeaderList = Object.freeze([['www-authenticate', 'Beare
 /** Control characters would make Envoy reject the header (or split it); such a subject is refused. */
 const UNSAFE_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
-type Authenticated = { readonly ok: true; readonly token: VerifiedToken; readonly facts: DecisionFacts } | { readonly ok: false; readonly decision: Decision };
+/** A caller whose token verified, to authorize next. */
+interface Identified {
+  readonly kind: 'identified';
+  readonly token: VerifiedToken;
+  readonly facts: DecisionFacts;
+}
+/** An identified caller, or the denial its token amounts to. */
+type Authenticated = Identified | Decision;
 
 class InboundAuthorizer implements Authorizer {
   /** Every allow removes these, set or not, so a spoofed identity header never reaches the app. */
@@ -60,7 +67,7 @@ class InboundAuthorizer implements Authorizer {
     const ruleFacts = rule.facts;
     if (rule.auth === 'none') return allow('public_route', ruleFacts, [], this.strippedHeaders);
     return andThen(this.#authenticate(request, rule.audience ?? request.contextExtensions.audience, ruleFacts), (identity) =>
-      identity.ok ? this.#authorize(request, rule, pathParams, identity.token, identity.facts) : identity.decision,
+      identity.kind === 'identified' ? this.#authorize(request, rule, pathParams, identity.token, identity.facts) : identity,
     );
   }
 
@@ -85,13 +92,10 @@ class InboundAuthorizer implements Authorizer {
       checker: this.ports.checker,
       deniedReason: 'permission_denied',
     });
-    return andThen(checked, (verdict) => {
-      const read = verdict.body === undefined ? facts : { ...facts, body: verdict.body };
-      if (!verdict.ok) {
-        const denied = verdict.checks === undefined ? read : { ...read, checks: verdict.checks };
-        return deny(verdict.reason, withDetail(denied, verdict.detail));
-      }
-      return this.#allowWith('allowed', token, { ...read, checks: verdict.checks });
+    return andThen(checked, ({ denial, checks, body }) => {
+      const read = body === undefined ? facts : { ...facts, body };
+      const asked = checks === undefined ? read : { ...read, checks };
+      return denial === undefined ? this.#allowWith('allowed', token, asked) : deny(denial.reason, withDetail(asked, denial.detail));
     });
   }
 
@@ -101,7 +105,7 @@ class InboundAuthorizer implements Authorizer {
         return allow('default_allow', {}, [], this.strippedHeaders);
       case 'token':
         return andThen(this.#authenticate(request, request.contextExtensions.audience, {}), (identity) =>
-          identity.ok ? this.#allowWith('default_allow', identity.token, identity.facts) : identity.decision,
+          identity.kind === 'identified' ? this.#allowWith('default_allow', identity.token, identity.facts) : identity,
         );
       case 'deny':
         return deny('no_matching_rule');
@@ -110,9 +114,9 @@ class InboundAuthorizer implements Authorizer {
 
   #authenticate(request: RequestContext, audience: string | undefined, ruleFacts: DecisionFacts): Awaitable<Authenticated> {
     const bearer = readBearer(request, this.ports.maxTokenBytes);
-    if (!bearer.ok) return { ok: false, decision: deny(bearer.reason, ruleFacts, CHALLENGE_INVALID) };
+    if (!bearer.ok) return deny(bearer.reason, ruleFacts, CHALLENGE_INVALID);
     const presented = bearer.value;
-    if (presented === undefined) return { ok: false, decision: deny('missing_token', { ...ruleFacts, tokenKind: 'none' }, CHALLENGE_MISSING) };
+    if (presented === undefined) return deny('missing_token', { ...ruleFacts, tokenKind: 'none' }, CHALLENGE_MISSING);
     const verified = settled(() => this.ports.verifier.verify(presented, audience), 'token verification');
     return andThen(verified, (result) => identityOf(result, audience === undefined ? ruleFacts : { ...ruleFacts, audience }));
   }
@@ -146,14 +150,14 @@ function identityOf(result: VerifyResult, asked: DecisionFacts): Authenticated {
   if (!result.ok) {
     // Only token problems get a challenge; an outage (keys_unavailable, 503) is not the caller's fault.
     const denied = deny(result.reason, withDetail(asked, result.detail));
-    return { ok: false, decision: denied.status === 401 ? deny(result.reason, denied.facts, CHALLENGE_INVALID) : denied };
+    return denied.status === 401 ? deny(result.reason, denied.facts, CHALLENGE_INVALID) : denied;
   }
   const token = result.value;
   const facts = { ...asked, ...tokenFacts(token) };
   if (UNSAFE_HEADER_VALUE.test(token.subject) || (token.actor !== undefined && UNSAFE_HEADER_VALUE.test(token.actor))) {
-    return { ok: false, decision: deny('invalid_claim', { ...facts, detail: 'sub or act.sub has control characters' }, CHALLENGE_INVALID) };
+    return deny('invalid_claim', { ...facts, detail: 'sub or act.sub has control characters' }, CHALLENGE_INVALID);
   }
-  return { ok: true, token, facts };
+  return { kind: 'identified', token, facts };
 }
 
 /** Why the rule refuses tokens of this issuer or kind, if it does. */

@@ -143,7 +143,7 @@ function readSchema(schemaOrigin: string | undefined, schemaKey: string, problem
     problems.push(`${schemaKey}: ${parsed.problem}`);
     return undefined;
   }
-  return { origin: schemaOrigin, model: parsed.model };
+  return { origin: schemaOrigin, model: parsed.value };
 }
 
 async function checkTokenSource(config: Config, baseDir: string, env: NodeJS.ProcessEnv, problems: string[]): Promise<void> {

@@ -28,11 +28,12 @@ const RETRY_MAX_MS = 30_000;
 /** Reads the server's schema once and checks `loaded` against it. */
 export async function checkAgainstServerSchema(loaded: LoadedConfig): Promise<SchemaConformance> {
   const read = await readServerSchema(loaded.config.spicedb, loaded.baseDir, READ_TIMEOUT_MS);
-  if (!read.ok) return { state: 'unchecked', why: read.problem };
-  const parsed = parseSchemaModel(read.schemaText, read.origin);
-  if (!parsed.ok) return { state: 'mismatch', origin: read.origin, problems: [parsed.problem] };
-  const problems = checkConfigAgainstSchema(loaded.config, parsed.model, read.origin);
-  return problems.length === 0 ? { state: 'conforms', origin: read.origin } : { state: 'mismatch', origin: read.origin, problems };
+  if (!read.ok) return { state: 'unchecked', why: read.detail ?? read.reason };
+  const { schemaText, origin } = read.value;
+  const parsed = parseSchemaModel(schemaText, origin);
+  if (!parsed.ok) return { state: 'mismatch', origin, problems: [parsed.problem] };
+  const problems = checkConfigAgainstSchema(loaded.config, parsed.value, origin);
+  return problems.length === 0 ? { state: 'conforms', origin } : { state: 'mismatch', origin, problems };
 }
 
 /**

@@ -49,10 +49,10 @@ export class OnBehalfOfPolicy {
   /** Whether the caller may act for `user` (already trimmed) on this request. */
   async authorize(request: RequestContext, user: string, checker: PermissionChecker): Promise<ChecksVerdict> {
     const caller = this.callerOf(request);
-    if (!this.#callers.has(caller)) return failure('on_behalf_of_not_allowed_for_caller', `${caller} may not act on behalf of users`);
-    if (this.#checks.length === 0) return failure('on_behalf_of_not_permitted', 'no on-behalf-of checks are configured');
+    if (!this.#callers.has(caller)) return { denial: failure('on_behalf_of_not_allowed_for_caller', `${caller} may not act on behalf of users`) };
+    if (this.#checks.length === 0) return { denial: failure('on_behalf_of_not_permitted', 'no on-behalf-of checks are configured') };
     if (user.length === 0 || user.length > this.config.maxUserIdLength || !USER_ID.test(user)) {
-      return failure('invalid_header_value', `${this.header} must be a user id of 1-${this.config.maxUserIdLength} visible ASCII characters`);
+      return { denial: failure('invalid_header_value', `${this.header} must be a user id of 1-${this.config.maxUserIdLength} visible ASCII characters`) };
     }
     const reader = this.#body;
     return runChecks({

@@ -74,8 +74,8 @@ class OutboundAuthorizer implements Authorizer {
 
   decide(request: RequestContext): Awaitable<Decision> {
     const match = this.#upstreams.match(request);
-    if (!match.ok) return deny('unknown_upstream', { detail: match.detail, tokenKind: 'none' });
-    const audience = match.upstream.audience;
+    if (!match.ok) return deny(match.reason, withDetail({ tokenKind: 'none' }, match.detail));
+    const audience = match.value.audience;
 
     const oboHeader = this.#onBehalfOf.header;
     const onBehalfOf = request.headers.get(oboHeader);
@@ -130,16 +130,16 @@ class OutboundAuthorizer implements Authorizer {
 
   async #onBehalfOfToken(request: RequestContext, user: string, audience: string): Promise<Decision> {
     const userType = this.#onBehalfOf.userType;
-    const verdict = await this.#onBehalfOf.authorize(request, user, this.ports.checker);
+    const { denial, checks, body } = await this.#onBehalfOf.authorize(request, user, this.ports.checker);
     const named: DecisionFacts = { audience, tokenKind: 'on_behalf_of', subject: user, subjectType: userType };
-    const facts = verdict.body === undefined ? named : { ...named, body: verdict.body };
-    if (!verdict.ok) {
+    const facts = body === undefined ? named : { ...named, body };
+    if (denial !== undefined) {
       // Name the user the denial was about, so the log can be searched by user; not when the
       // header itself was malformed (its text is not a user id).
-      const about: DecisionFacts = verdict.reason === 'invalid_header_value' ? { audience, tokenKind: 'on_behalf_of' } : facts;
-      return deny(verdict.reason, withDetail(verdict.checks === undefined ? about : { ...about, checks: verdict.checks }, verdict.detail));
+      const about: DecisionFacts = denial.reason === 'invalid_header_value' ? { audience, tokenKind: 'on_behalf_of' } : facts;
+      return deny(denial.reason, withDetail(checks === undefined ? about : { ...about, checks }, denial.detail));
     }
-    return this.#attach({ kind: 'on_behalf_of', audience, user, userType }, 'on_behalf_of_token_attached', { ...facts, checks: verdict.checks });
+    return this.#attach({ kind: 'on_behalf_of', audience, user, userType }, 'on_behalf_of_token_attached', checks === undefined ? facts : { ...facts, checks });
   }
 
   #attach(request: TokenRequest, reason: AllowReason, facts: DecisionFacts): Awaitable<Decision> {

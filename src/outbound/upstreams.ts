@@ -4,6 +4,8 @@
  * :authority, and must be on the list either way; a token never goes anywhere else.
  */
 import type { RequestContext } from '../core/request-context.js';
+import { failure, success } from '../core/result.js';
+import type { Result } from '../core/result.js';
 import type { UpstreamConfig } from './config.js';
 
 const AUDIENCE_EXTENSION = 'audience';
@@ -12,7 +14,7 @@ export interface Upstream {
   readonly audience: string;
 }
 
-export type UpstreamMatch = { readonly ok: true; readonly upstream: Upstream } | { readonly ok: false; readonly detail: string };
+export type UpstreamMatch = Result<Upstream, 'unknown_upstream'>;
 
 export class UpstreamAllowList {
   private readonly byAudience = new Map<string, Upstream & { readonly authorities: ReadonlySet<string> }>();
@@ -29,7 +31,7 @@ export class UpstreamAllowList {
   /** The upstream whose audience is `audience`, wherever the call goes (the `token` command's question). */
   named(audience: string): UpstreamMatch {
     const upstream = this.byAudience.get(audience);
-    return upstream ? { ok: true, upstream } : { ok: false, detail: `audience ${audience} is not on the outbound upstream list` };
+    return upstream ? success(upstream) : failure('unknown_upstream', `audience ${audience} is not on the outbound upstream list`);
   }
 
   match(request: RequestContext): UpstreamMatch {
@@ -41,14 +43,14 @@ export class UpstreamAllowList {
       // A route that names one upstream while the request goes to an authority listed for another
       // is a routing mistake; refusing it keeps one upstream's token away from the other.
       if (byAuthority !== undefined && byAuthority !== upstream) {
-        return { ok: false, detail: `route names audience ${named} but ${request.authority} is ${byAuthority.audience}` };
+        return failure('unknown_upstream', `route names audience ${named} but ${request.authority} is ${byAuthority.audience}`);
       }
       if (upstream.authorities.size > 0 && !upstream.authorities.has(request.authority)) {
-        return { ok: false, detail: `${request.authority} is not an authority of ${named}` };
+        return failure('unknown_upstream', `${request.authority} is not an authority of ${named}`);
       }
-      return { ok: true, upstream };
+      return success(upstream);
     }
-    if (byAuthority !== undefined) return { ok: true, upstream: byAuthority };
-    return { ok: false, detail: `no audience for authority ${request.authority || '(none)'}` };
+    if (byAuthority !== undefined) return success(byAuthority);
+    return failure('unknown_upstream', `no audience for authority ${request.authority || '(none)'}`);
   }
 }

@@ -5,7 +5,7 @@
  * at load; per request a reader's read() is the whole cost, and only where a template reads the body.
  */
 import type protobuf from 'protobufjs';
-import { BodyConfigError, compileGrpcBodyReader, compileJsonBodyReader, loadDescriptors } from '../body/body-reader.js';
+import { BodyConfigError, compileGrpcBodyReader, refuse, compileJsonBodyReader, loadDescriptors } from '../body/body-reader.js';
 import type { BodyRead, BodyReader } from '../body/body-reader.js';
 import type { BodyConfig } from '../body/config.js';
 import { resolveConfigPath } from '../base/paths.js';
@@ -85,11 +85,7 @@ export class CallBodyReaders {
     if (request.grpc === undefined) return this.#json.read(request.body);
     const reader = this.#byMethod.get(`${request.grpc.service}/${request.grpc.method}`);
     if (reader !== undefined) return reader.read(request.body);
-    return {
-      ok: false,
-      reason: 'body_field_missing',
-      detail: `${request.grpc.service}/${request.grpc.method} is not a unary method whose request has ${this.#paths.join(', ')}`,
-    };
+    return refuse('body_field_missing', `${request.grpc.service}/${request.grpc.method} is not a unary method whose request has ${this.#paths.join(', ')}`);
   }
 }
 

@@ -11,16 +11,21 @@ import type { CheckRecord, DenyReason } from '../core/decision.js';
 import type { Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
 import { andThen } from '../core/awaitable.js';
 import type { Awaitable } from '../core/awaitable.js';
-import { settled } from '../core/result.js';
+import { failure, settled } from '../core/result.js';
+import type { Failure } from '../core/result.js';
 import { formatObject } from './check-spec.js';
 import type { CompiledCheck } from './check-spec.js';
 import type { TemplateScope } from './template.js';
 
-/** `body`: the message fields the checks read, for the decision facts. */
-export type ChecksVerdict = (
-  | { readonly ok: true; readonly checks: readonly CheckRecord[] }
-  | { readonly ok: false; readonly reason: DenyReason; readonly detail?: string; readonly checks?: readonly CheckRecord[] }
-) & { readonly body?: Readonly<Record<string, string>> };
+/** What a run found, for the decision and its facts. */
+export interface ChecksVerdict {
+  /** Why the run denies; absent when every check allowed. */
+  readonly denial?: Failure;
+  /** The checks asked and their answers; absent when none was (the message unreadable, a query unbuildable). */
+  readonly checks?: readonly CheckRecord[];
+  /** The message fields the checks read. */
+  readonly body?: Readonly<Record<string, string>>;
+}
 
 export interface CheckRun {
   readonly checks: readonly CompiledCheck[];
@@ -46,7 +51,7 @@ function recordOf(query: PermissionQuery, answer: PermissionAnswer): CheckRecord
 export function runChecks(run: CheckRun): Awaitable<ChecksVerdict> {
   if (run.readBody === undefined) return decide(run, run.scope);
   const fields = run.readBody();
-  if (!fields.ok) return fields;
+  if (!fields.ok) return { denial: fields };
   return andThen(decide(run, { ...run.scope, body: fields.value }), (verdict) => ({ ...verdict, body: Object.fromEntries(fields.value) }));
 }
 
@@ -55,14 +60,14 @@ function decide(run: CheckRun, scope: TemplateScope): Awaitable<ChecksVerdict> {
   // decides at once (awaitable.ts).
   if (run.checks.length === 1) {
     const built = (run.checks[0] as CompiledCheck).build(scope, run.consistency);
-    if (!built.ok) return built;
+    if (!built.ok) return { denial: built };
     const query = built.value;
     return andThen(settled(() => run.checker.check(query), 'permission check'), (answer) => combine(run, [answer], [recordOf(query, answer)]));
   }
   const queries: PermissionQuery[] = [];
   for (const check of run.checks) {
     const built = check.build(scope, run.consistency);
-    if (!built.ok) return built;
+    if (!built.ok) return { denial: built };
     queries.push(built.value);
   }
   return Promise.all(queries.map((query) => settled(() => run.checker.check(query), 'permission check'))).then((answers) =>
@@ -72,20 +77,20 @@ function decide(run: CheckRun, scope: TemplateScope): Awaitable<ChecksVerdict> {
 
 function combine(run: CheckRun, answers: readonly PermissionAnswer[], checks: readonly CheckRecord[]): ChecksVerdict {
   let conditional: CheckRecord | undefined;
-  let failed: ChecksVerdict | undefined;
+  let failed: Failure | undefined;
   for (let i = 0; i < answers.length; i++) {
     const answer = answers[i] as PermissionAnswer;
     const record = checks[i] as CheckRecord;
     if (!answer.ok) {
-      failed ??= { ok: false, reason: answer.reason, detail: answer.detail ?? `check ${record.resource}#${record.permission} failed`, checks };
+      failed ??= failure(answer.reason, answer.detail ?? `check ${record.resource}#${record.permission} failed`);
     } else if (answer.value.permissionship === 'denied') {
-      return { ok: false, reason: run.deniedReason, detail: `${record.subject} lacks ${record.permission} on ${record.resource}`, checks };
+      return { denial: failure(run.deniedReason, `${record.subject} lacks ${record.permission} on ${record.resource}`), checks };
     } else if (answer.value.permissionship === 'conditional') {
       conditional ??= record;
     }
   }
   if (conditional !== undefined) {
-    return { ok: false, reason: 'conditional_permission', detail: `${conditional.permission} on ${conditional.resource}: caveat context incomplete`, checks };
+    return { denial: failure('conditional_permission', `${conditional.permission} on ${conditional.resource}: caveat context incomplete`), checks };
   }
-  return failed ?? { ok: true, checks };
+  return failed === undefined ? { checks } : { denial: failed, checks };
 }

@@ -147,15 +147,15 @@ export class GrpcChecker implements PermissionChecker, Closable {
     }
     // Checks are idempotent, so only UNAVAILABLE (the call never reached SpiceDB's logic) is retried.
     let result = await this.call(request, deadline, queries.length, traces);
-    if (!result.ok && result.code === GrpcStatus.UNAVAILABLE && Date.now() < deadline - 1) result = await this.call(request, deadline, queries.length, traces);
+    if (!result.ok && result.reason === GrpcStatus.UNAVAILABLE && Date.now() < deadline - 1) result = await this.call(request, deadline, queries.length, traces);
     if (!result.ok) {
-      const answer = failureForStatus(result.code, result.details);
+      const answer = failureForStatus(result.reason, result.detail ?? '');
       this.lastCallReachedServer = answer.reason !== 'permission_backend_unavailable';
       return queries.map(() => answer);
     }
     let pairs: BulkCheckPair[];
     try {
-      pairs = decodeBulkCheckResponse(result.message);
+      pairs = decodeBulkCheckResponse(result.value);
     } catch (error) {
       const answer = failure('permission_backend_unavailable', `SpiceDB's CheckBulkPermissions answer does not decode: ${(error as Error).message}`);
       this.lastCallReachedServer = false;
@@ -169,7 +169,7 @@ export class GrpcChecker implements PermissionChecker, Closable {
   private async call(request: Uint8Array, deadline: number, checks: number, traces: readonly (ActiveTrace | undefined)[]): Promise<UnaryResult> {
     const span = startCallSpan(CHECK_BULK_PERMISSIONS, this.spanAttributes, checks, traces);
     const result = await this.client.call(CHECK_BULK_PERMISSIONS_PATH, request, deadline, span?.headers);
-    span?.end(result.ok ? GrpcStatus.OK : result.code);
+    span?.end(result.ok ? GrpcStatus.OK : result.reason);
     return result;
   }
 

@@ -28,6 +28,8 @@ import { connect as connectTcp, isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import { failure, success } from '../core/result.js';
+import type { Failure, Result } from '../core/result.js';
 
 export interface GrpcUnaryClientOptions {
   /** `host:port`; an IPv6 host in brackets. */
@@ -38,7 +40,8 @@ export interface GrpcUnaryClientOptions {
   readonly headers: Readonly<Record<string, string>>;
 }
 
-export type UnaryResult = { readonly ok: true; readonly message: Buffer } | { readonly ok: false; readonly code: number; readonly details: string };
+/** The answer's one message, or the gRPC status the call ended with and why. */
+export type UnaryResult = Result<Buffer, GrpcStatus>;
 
 const PREFIX_BYTES = 5;
 /** grpc-js's default for the largest message a client receives. */
@@ -50,7 +53,7 @@ const RECONNECT_DELAY_GROWTH = 1.6;
 const PING_TIMEOUT_MS = 1000;
 
 /** gRPC's mapping of an HTTP status that came without a grpc-status (PROTOCOL-HTTP2.md, http-grpc-status-mapping.md). */
-function statusForHttp(httpStatus: number): number {
+function statusForHttp(httpStatus: number): GrpcStatus {
   switch (httpStatus) {
     case 400:
       return GrpcStatus.INTERNAL;
@@ -71,21 +74,21 @@ function statusForHttp(httpStatus: number): number {
 }
 
 /** How grpc-js reads an RST_STREAM that ended a call before its status. */
-function statusForReset(rstCode: number): { code: number; details: string } {
+function statusForReset(rstCode: number): Failure<GrpcStatus> {
   switch (rstCode) {
     case constants.NGHTTP2_REFUSED_STREAM:
       // Not processed (a GOAWAY raced the call): safe to send again.
-      return { code: GrpcStatus.UNAVAILABLE, details: 'the call was refused by the server (REFUSED_STREAM)' };
+      return failure(GrpcStatus.UNAVAILABLE, 'the call was refused by the server (REFUSED_STREAM)');
     case constants.NGHTTP2_NO_ERROR:
     case constants.NGHTTP2_CANCEL:
       // The connection closed under the call.
-      return { code: GrpcStatus.UNAVAILABLE, details: 'the connection closed before the call was answered' };
+      return failure(GrpcStatus.UNAVAILABLE, 'the connection closed before the call was answered');
     case constants.NGHTTP2_ENHANCE_YOUR_CALM:
-      return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: 'the server reset the call (ENHANCE_YOUR_CALM)' };
+      return failure(GrpcStatus.RESOURCE_EXHAUSTED, 'the server reset the call (ENHANCE_YOUR_CALM)');
     case constants.NGHTTP2_INADEQUATE_SECURITY:
-      return { code: GrpcStatus.PERMISSION_DENIED, details: 'the server reset the call (INADEQUATE_SECURITY)' };
+      return failure(GrpcStatus.PERMISSION_DENIED, 'the server reset the call (INADEQUATE_SECURITY)');
     default:
-      return { code: GrpcStatus.INTERNAL, details: `the server reset the call (HTTP/2 error ${rstCode})` };
+      return failure(GrpcStatus.INTERNAL, `the server reset the call (HTTP/2 error ${rstCode})`);
   }
 }
 
@@ -123,11 +126,11 @@ function framed(message: Uint8Array): Buffer {
 /** The one message of a unary answer's DATA, or why there is not exactly one. */
 function unaryResponse(chunks: readonly Buffer[], bytes: number): UnaryResult {
   const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, bytes);
-  if (data.length < PREFIX_BYTES) return { ok: false, code: GrpcStatus.INTERNAL, details: data.length === 0 ? 'the answer held no message' : 'the answer held a truncated message' };
-  if (data[0] !== 0) return { ok: false, code: GrpcStatus.INTERNAL, details: 'the answer was compressed although the call accepts identity only' };
+  if (data.length < PREFIX_BYTES) return failure(GrpcStatus.INTERNAL, data.length === 0 ? 'the answer held no message' : 'the answer held a truncated message');
+  if (data[0] !== 0) return failure(GrpcStatus.INTERNAL, 'the answer was compressed although the call accepts identity only');
   const end = PREFIX_BYTES + data.readUInt32BE(1);
-  if (data.length !== end) return { ok: false, code: GrpcStatus.INTERNAL, details: data.length < end ? 'the answer held a truncated message' : 'the answer held more than one message' };
-  return { ok: true, message: data.subarray(PREFIX_BYTES) };
+  if (data.length !== end) return failure(GrpcStatus.INTERNAL, data.length < end ? 'the answer held a truncated message' : 'the answer held more than one message');
+  return success(data.subarray(PREFIX_BYTES));
 }
 
 /** A call in flight, ended by the deadline alarm once `deadline` (epoch ms) has come. */
@@ -176,9 +179,9 @@ export class GrpcUnaryClient {
    */
   call(path: string, request: Uint8Array, deadline: number, extraHeaders?: Readonly<Record<string, string>>): Promise<UnaryResult> {
     const remainingMs = Math.ceil(deadline - Date.now());
-    if (remainingMs <= 0) return Promise.resolve({ ok: false, code: GrpcStatus.DEADLINE_EXCEEDED, details: 'the deadline passed before the call was sent' });
+    if (remainingMs <= 0) return Promise.resolve(failure(GrpcStatus.DEADLINE_EXCEEDED, 'the deadline passed before the call was sent'));
     const session = this.#usableSession();
-    if (typeof session === 'string') return Promise.resolve({ ok: false, code: GrpcStatus.UNAVAILABLE, details: session });
+    if (typeof session === 'string') return Promise.resolve(failure(GrpcStatus.UNAVAILABLE, session));
     const headers: OutgoingHttpHeaders = {
       [constants.HTTP2_HEADER_METHOD]: 'POST',
       [constants.HTTP2_HEADER_PATH]: path,
@@ -195,11 +198,11 @@ export class GrpcUnaryClient {
     } catch (error) {
       // The connection began closing (GOAWAY) since it was picked: the next call opens another.
       this.#forget(session);
-      return Promise.resolve({ ok: false, code: GrpcStatus.UNAVAILABLE, details: `the connection is closing: ${(error as Error).message}` });
+      return Promise.resolve(failure(GrpcStatus.UNAVAILABLE, `the connection is closing: ${(error as Error).message}`));
     }
     return new Promise((resolve) => {
       let settled = false;
-      let status: number | undefined;
+      let status: GrpcStatus | undefined;
       let statusMessage = '';
       let streamError: Error | undefined;
       let httpStatus = 200;
@@ -209,7 +212,7 @@ export class GrpcUnaryClient {
       const watched: Expiring = {
         deadline,
         expire: () => {
-          settle({ ok: false, code: GrpcStatus.DEADLINE_EXCEEDED, details: `no answer within ${remainingMs} ms` });
+          settle(failure(GrpcStatus.DEADLINE_EXCEEDED, `no answer within ${remainingMs} ms`));
           stream.close(constants.NGHTTP2_CANCEL);
           this.#probe(session);
         },
@@ -233,7 +236,7 @@ export class GrpcUnaryClient {
         if (settled) return;
         bytes += chunk.length;
         if (bytes > PREFIX_BYTES + MAX_RESPONSE_MESSAGE_BYTES) {
-          settle({ ok: false, code: GrpcStatus.RESOURCE_EXHAUSTED, details: `the answer is over ${MAX_RESPONSE_MESSAGE_BYTES} bytes` });
+          settle(failure(GrpcStatus.RESOURCE_EXHAUSTED, `the answer is over ${MAX_RESPONSE_MESSAGE_BYTES} bytes`));
           stream.close(constants.NGHTTP2_CANCEL);
           return;
         }
@@ -249,11 +252,11 @@ export class GrpcUnaryClient {
       stream.on('close', () => {
         if (settled) return;
         if (status === undefined) {
-          if (streamError !== undefined) settle({ ok: false, code: GrpcStatus.UNAVAILABLE, details: streamError.message });
-          else if (httpStatus !== 200) settle({ ok: false, code: statusForHttp(httpStatus), details: `HTTP ${httpStatus} without a gRPC status` });
-          else settle({ ok: false, ...statusForReset(stream.rstCode ?? constants.NGHTTP2_NO_ERROR) });
-        } else if (status !== GrpcStatus.OK) settle({ ok: false, code: status, details: statusMessage });
-        else if (!contentTypeOk) settle({ ok: false, code: GrpcStatus.UNKNOWN, details: 'the answer is not application/grpc' });
+          if (streamError !== undefined) settle(failure(GrpcStatus.UNAVAILABLE, streamError.message));
+          else if (httpStatus !== 200) settle(failure(statusForHttp(httpStatus), `HTTP ${httpStatus} without a gRPC status`));
+          else settle(statusForReset(stream.rstCode ?? constants.NGHTTP2_NO_ERROR));
+        } else if (status !== GrpcStatus.OK) settle(failure(status, statusMessage));
+        else if (!contentTypeOk) settle(failure(GrpcStatus.UNKNOWN, 'the answer is not application/grpc'));
         else settle(unaryResponse(chunks, bytes));
       });
       stream.end(framed(request));

@@ -130,7 +130,7 @@ export class SchemaDependencies {
   load(schemaText: string): string | undefined {
     this.#memo.clear();
     const parsed = parseSchemaModel(schemaText, 'the schema SpiceDB serves');
-    this.#model = parsed.ok ? parsed.model : undefined;
+    this.#model = parsed.ok ? parsed.value : undefined;
     return parsed.ok ? undefined : parsed.problem;
   }
 

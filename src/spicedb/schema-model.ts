@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 // ESM loader refuses, so the value comes from its CommonJS entry below. The types are taken from the
 // CommonJS declarations to match.
 import type { ParsedSchema, TypeRef, parse as parseFunction } from '@authzed/spicedb-parser-js' with { 'resolution-mode': 'require' };
+import type { Loaded } from '../core/result.js';
 
 const parser = createRequire(import.meta.url)('@authzed/spicedb-parser-js') as { readonly parse: typeof parseFunction };
 
@@ -50,7 +51,7 @@ export interface SchemaModel {
   readonly caveats: ReadonlyMap<string, CaveatModel>;
 }
 
-export type SchemaModelResult = { readonly ok: true; readonly model: SchemaModel } | { readonly ok: false; readonly problem: string };
+export type SchemaModelResult = Loaded<SchemaModel>;
 
 type TopLevel = ParsedSchema['definitions'][number];
 type ParsedExpression = ObjectLike['permissions'][number]['expr'];
@@ -188,7 +189,7 @@ function modelOf(schema: ParsedSchema, origin: string): SchemaModelResult {
         break;
     }
   }
-  return { ok: true, model: { definitions, caveats } };
+  return { ok: true, value: { definitions, caveats } };
 }
 
 /** Parses schema text; `origin` (a file name, or where the text was read from) prefixes any problem. */

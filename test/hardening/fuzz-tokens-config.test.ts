@@ -129,10 +129,10 @@ describe('token parsing under hostile input', () => {
       fc.property(anyToken(), (token) => {
         const peeked = peekJwt(token);
         if (!peeked.ok) return;
-        expect(typeof peeked.jwt.alg).toBe('string');
+        expect(typeof peeked.value.alg).toBe('string');
         expect(token.split('.')).toHaveLength(3);
-        if (peeked.jwt.kid !== undefined) expect(typeof peeked.jwt.kid).toBe('string');
-        if (peeked.jwt.iss !== undefined) expect(typeof peeked.jwt.iss).toBe('string');
+        if (peeked.value.kid !== undefined) expect(typeof peeked.value.kid).toBe('string');
+        if (peeked.value.iss !== undefined) expect(typeof peeked.value.iss).toBe('string');
       }),
       { numRuns: PEEK_RUNS, seed: SEED },
     );

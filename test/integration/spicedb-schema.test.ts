@@ -37,25 +37,25 @@ afterAll(async () => {
 describe('reading the schema from a real SpiceDB', () => {
   it('returns the written schema, which parses to the same model as the file and accepts the embedded defaults', async () => {
     const read = await readServerSchema(configFor(server.endpoint, server.presharedKey), '/tmp', TIMEOUT_MS);
-    if (!read.ok) throw new Error(read.problem);
-    expect(read.origin).toBe(`the schema in SpiceDB at ${server.endpoint}`);
+    if (!read.ok) throw new Error(read.detail);
+    expect(read.value.origin).toBe(`the schema in SpiceDB at ${server.endpoint}`);
     // SpiceDB hands back its own rendering of the schema, so compare what it says, not its bytes.
-    const fromServer = parseSchemaModel(read.schemaText, read.origin);
+    const fromServer = parseSchemaModel(read.value.schemaText, read.value.origin);
     const fromFile = parseSchemaModel(PACKAGED_SCHEMA, 'examples/schema.zed');
     if (!fromServer.ok || !fromFile.ok) throw new Error('schema did not parse');
-    expect(fromServer.model).toEqual(fromFile.model);
-    expect(fromServer.model.definitions.get('cloud')?.permissions.has('create_saga')).toBe(true);
+    expect(fromServer.value).toEqual(fromFile.value);
+    expect(fromServer.value.definitions.get('cloud')?.permissions.has('create_saga')).toBe(true);
     const { config } = validateConfig(embeddedDefaults('/tmp/jwtauth-defaults'), 'embedded defaults', '/tmp/jwtauth-defaults');
-    expect(checkConfigAgainstSchema(config, fromServer.model, read.origin)).toEqual([]);
+    expect(checkConfigAgainstSchema(config, fromServer.value, read.value.origin)).toEqual([]);
   });
 
   it('reports a wrong preshared key as unauthenticated', async () => {
     const read = await readServerSchema(configFor(server.endpoint, 'not-the-key'), '/tmp', TIMEOUT_MS);
     expect(read).toEqual({
       ok: false,
-      kind: 'unauthenticated',
+      reason: 'unauthenticated',
       // SpiceDB's own words follow the colon.
-      problem: expect.stringMatching(new RegExp(`^SpiceDB at ${server.endpoint} refused the preshared key \\(spicedb\\.presharedKey\\): \\S`)),
+      detail: expect.stringMatching(new RegExp(`^SpiceDB at ${server.endpoint} refused the preshared key \\(spicedb\\.presharedKey\\): \\S`)),
     });
   });
 
@@ -64,16 +64,16 @@ describe('reading the schema from a real SpiceDB', () => {
     const started = Date.now();
     const read = await readServerSchema(configFor(endpoint, server.presharedKey), '/tmp', TIMEOUT_MS);
     expect(Date.now() - started).toBeLessThan(TIMEOUT_MS);
-    expect(read).toEqual({ ok: false, kind: 'unreachable', problem: `SpiceDB at ${endpoint} is unreachable (spicedb.endpoint, spicedb.tls): connect ECONNREFUSED ${endpoint}` });
+    expect(read).toEqual({ ok: false, reason: 'unreachable', detail: `SpiceDB at ${endpoint} is unreachable (spicedb.endpoint, spicedb.tls): connect ECONNREFUSED ${endpoint}` });
   });
 
   it('reports TLS spoken to a plaintext SpiceDB as unreachable, with the TLS error', async () => {
     const read = await readServerSchema({ ...configFor(server.endpoint, server.presharedKey), tls: true }, '/tmp', TIMEOUT_MS);
     expect(read).toEqual({
       ok: false,
-      kind: 'unreachable',
+      reason: 'unreachable',
       // OpenSSL's reason ("wrong version number"), without its error-record noise.
-      problem: expect.stringMatching(new RegExp(`^SpiceDB at ${server.endpoint} is unreachable \\(spicedb\\.endpoint, spicedb\\.tls\\): SSL routines: [a-z ]+$`)),
+      detail: expect.stringMatching(new RegExp(`^SpiceDB at ${server.endpoint} is unreachable \\(spicedb\\.endpoint, spicedb\\.tls\\): SSL routines: [a-z ]+$`)),
     });
   });
 
@@ -86,7 +86,7 @@ describe('reading the schema from a real SpiceDB', () => {
       const started = Date.now();
       const read = await readServerSchema(configFor(endpoint, server.presharedKey), '/tmp', 300);
       expect(Date.now() - started).toBeLessThan(1500);
-      expect(read).toEqual({ ok: false, kind: 'unreachable', problem: `SpiceDB at ${endpoint} did not answer ReadSchema within 300 ms (spicedb.endpoint, spicedb.tls)` });
+      expect(read).toEqual({ ok: false, reason: 'unreachable', detail: `SpiceDB at ${endpoint} did not answer ReadSchema within 300 ms (spicedb.endpoint, spicedb.tls)` });
     } finally {
       for (const socket of sockets) socket.destroy();
       blackHole.close();
@@ -94,13 +94,13 @@ describe('reading the schema from a real SpiceDB', () => {
   });
 
   it('says so when no endpoint is configured or the key cannot be resolved, without calling anything', async () => {
-    expect(await readServerSchema(spicedbSchema.parse({}), '/tmp', TIMEOUT_MS)).toMatchObject({ ok: false, kind: 'not_configured' });
+    expect(await readServerSchema(spicedbSchema.parse({}), '/tmp', TIMEOUT_MS)).toMatchObject({ ok: false, reason: 'not_configured' });
     delete process.env.IT_SCHEMA_UNSET_KEY;
     const unresolvable = spicedbSchema.parse({ endpoint: server.endpoint, tls: false, presharedKey: { env: 'IT_SCHEMA_UNSET_KEY' } });
     expect(await readServerSchema(unresolvable, '/tmp', TIMEOUT_MS)).toEqual({
       ok: false,
-      kind: 'not_configured',
-      problem: `cannot connect to SpiceDB at ${server.endpoint}: environment variable IT_SCHEMA_UNSET_KEY is not set`,
+      reason: 'not_configured',
+      detail: `cannot connect to SpiceDB at ${server.endpoint}: environment variable IT_SCHEMA_UNSET_KEY is not set`,
     });
   });
 
@@ -108,6 +108,6 @@ describe('reading the schema from a real SpiceDB', () => {
   it('reports a SpiceDB without a schema as having none', async () => {
     await server.client.promises.writeSchema(v1.WriteSchemaRequest.create({ schema: '' }), new Metadata(), { deadline: Date.now() + 5000 });
     const read = await readServerSchema(configFor(server.endpoint, server.presharedKey), '/tmp', TIMEOUT_MS);
-    expect(read).toEqual({ ok: false, kind: 'no_schema', problem: `SpiceDB at ${server.endpoint} has no schema yet; write one first (zed schema write)` });
+    expect(read).toEqual({ ok: false, reason: 'no_schema', detail: `SpiceDB at ${server.endpoint} has no schema yet; write one first (zed schema write)` });
   });
 });

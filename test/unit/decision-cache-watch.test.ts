@@ -45,7 +45,7 @@ definition doc {
 function model() {
   const parsed = parseSchemaModel(SCHEMA, 'test.zed');
   if (!parsed.ok) throw new Error(parsed.problem);
-  return parsed.model;
+  return parsed.value;
 }
 
 const change = (text: string): RelationshipChange => {

@@ -46,32 +46,31 @@ describe('the direction of a Check', () => {
   it('comes from the listener when the route sets none', () => {
     for (const direction of ['inbound', 'outbound'] as const) {
       const parsed = parseCheckRequest(check(undefined), limits, direction);
-      expect(parsed.ok && parsed.request.direction).toBe(direction);
-      expect(parseCheckRequest(check({ audience: 'vmcontroller' }), limits, direction)).toMatchObject({ ok: true, request: { direction } });
+      expect(parsed.ok && parsed.value.direction).toBe(direction);
+      expect(parseCheckRequest(check({ audience: 'vmcontroller' }), limits, direction)).toMatchObject({ ok: true, value: { direction } });
     }
   });
 
   it('is missing on a listener that declares none and a route that sets none (server.grpcAddress, as before)', () => {
-    expect(parseCheckRequest(check(undefined), limits)).toMatchObject({ ok: false, reason: 'missing_direction', direction: undefined });
+    expect(parseCheckRequest(check(undefined), limits)).toMatchObject({ ok: false, reason: 'missing_direction' });
     expect(parseCheckRequest(check({}), limits, undefined)).toMatchObject({ ok: false, reason: 'missing_direction' });
   });
 
   it('comes from context_extensions on a listener that declares none', () => {
-    expect(parseCheckRequest(check({ direction: 'outbound' }), limits)).toMatchObject({ ok: true, request: { direction: 'outbound' } });
+    expect(parseCheckRequest(check({ direction: 'outbound' }), limits)).toMatchObject({ ok: true, value: { direction: 'outbound' } });
   });
 
   it('may be repeated by the route on a directional listener', () => {
-    expect(parseCheckRequest(check({ direction: 'inbound' }), limits, 'inbound')).toMatchObject({ ok: true, request: { direction: 'inbound' } });
+    expect(parseCheckRequest(check({ direction: 'inbound' }), limits, 'inbound')).toMatchObject({ ok: true, value: { direction: 'inbound' } });
   });
 
-  it('is never switched by a route: a contradicting context_extensions.direction is denied, for the listener’s direction', () => {
+  it('is never switched by a route: a contradicting context_extensions.direction is denied (counted under the listener’s direction: below)', () => {
     expect(parseCheckRequest(check({ direction: 'outbound' }), limits, 'inbound')).toEqual({
       ok: false,
       reason: 'unknown_direction',
-      direction: 'inbound',
       detail: 'context_extensions.direction is outbound but this listener serves inbound checks only',
     });
-    expect(parseCheckRequest(check({ direction: 'inbound' }), limits, 'outbound')).toMatchObject({ ok: false, reason: 'unknown_direction', direction: 'outbound' });
+    expect(parseCheckRequest(check({ direction: 'inbound' }), limits, 'outbound')).toMatchObject({ ok: false, reason: 'unknown_direction' });
     expect(parseCheckRequest(check({ direction: 'sideways' }), limits, 'inbound')).toMatchObject({ ok: false, reason: 'unknown_direction' });
     expect(parseCheckRequest(check({ direction: '' }), limits, 'outbound')).toMatchObject({ ok: false, reason: 'unknown_direction' });
   });
@@ -84,19 +83,19 @@ describe('a body Envoy sent as a string (no pack_as_bytes, as Envoy Gateway’s 
 
   it('is read as its UTF-8 bytes when it holds no "!" (so Envoy replaced nothing)', () => {
     const parsed = body('\u0000\u0000\u0000\u0000\u0005\n\u0003cl0', grpcHeaders);
-    expect(parsed.ok && Buffer.from(parsed.request.body?.bytes ?? []).toString('hex')).toBe('00000000050a03636c30');
+    expect(parsed.ok && Buffer.from(parsed.value.body?.bytes ?? []).toString('hex')).toBe('00000000050a03636c30');
   });
 
   it('is not read for gRPC when it holds "!": Envoy may have put it there for a byte that was not UTF-8', () => {
     const parsed = body('\u0000\u0000\u0000\u0000!\n\u0003cl0', grpcHeaders);
-    expect(parsed.ok && parsed.request.body).toBeUndefined();
+    expect(parsed.ok && parsed.value.body).toBeUndefined();
     const partial = body('\u0000!', { ...grpcHeaders, 'x-envoy-auth-partial-body': 'true' });
-    expect(parsed.ok && partial.ok && partial.request.body).toMatchObject({ truncated: true, bytes: new Uint8Array(0) });
+    expect(parsed.ok && partial.ok && partial.value.body).toMatchObject({ truncated: true, bytes: new Uint8Array(0) });
   });
 
   it('is read as it came for JSON, "!" included', () => {
     const parsed = body('{"name":"hello!"}', { 'content-type': 'application/json' });
-    expect(parsed.ok && Buffer.from(parsed.request.body?.bytes ?? []).toString()).toBe('{"name":"hello!"}');
+    expect(parsed.ok && Buffer.from(parsed.value.body?.bytes ?? []).toString()).toBe('{"name":"hello!"}');
   });
 
   it('is ignored when raw bytes came too', () => {
@@ -105,7 +104,7 @@ describe('a body Envoy sent as a string (no pack_as_bytes, as Envoy Gateway’s 
       limits,
       'inbound',
     );
-    expect(parsed.ok && Buffer.from(parsed.request.body?.bytes ?? []).toString('hex')).toBe('000000000121');
+    expect(parsed.ok && Buffer.from(parsed.value.body?.bytes ?? []).toString('hex')).toBe('000000000121');
   });
 });
 
@@ -147,6 +146,10 @@ describe('a Check handler built for a listener', () => {
     const refused = await call(inbound, check({ direction: 'outbound' }));
     expect(refused.status?.code).not.toBe(0);
     expect(seen.at(-1)).toBe('inbound');
+    // A request refused as unreadable is still counted under the direction its route names.
+    const malformed = await call(plain, { attributes: { context_extensions: { direction: 'outbound' } } } as CheckRequest__Output);
+    expect(malformed.status?.code).not.toBe(0);
+    expect(seen.at(-1)).toBe('outbound');
   });
 });
 

@@ -36,7 +36,7 @@ describe('parseCheckRequest', () => {
     );
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    const r = result.request;
+    const r = result.value;
     expect(r.direction).toBe('outbound');
     expect(r.method).toBe('POST');
     expect(r.authority).toBe('api.example:8443');
@@ -59,15 +59,15 @@ describe('parseCheckRequest', () => {
       }),
       limits,
     );
-    expect(result.ok && result.request.grpc).toEqual({ service: 'authzed.api.v1.PermissionsService', method: 'WriteRelationships' });
-    expect(result.ok && result.request.authority).toBe('spicedb:50051');
+    expect(result.ok && result.value.grpc).toEqual({ service: 'authzed.api.v1.PermissionsService', method: 'WriteRelationships' });
+    expect(result.ok && result.value.authority).toBe('spicedb:50051');
   });
 
   it('does not treat a non-gRPC content type or a deeper path as gRPC', () => {
     const plain = parseCheckRequest(check({ method: 'POST', path: '/a.B/C', headers: { 'content-type': 'application/json' } }), limits);
     const deep = parseCheckRequest(check({ method: 'POST', path: '/a.B/C/D', headers: { 'content-type': 'application/grpc' } }), limits);
-    expect(plain.ok && plain.request.grpc).toBeUndefined();
-    expect(deep.ok && deep.request.grpc).toBeUndefined();
+    expect(plain.ok && plain.value.grpc).toBeUndefined();
+    expect(deep.ok && deep.value.grpc).toBeUndefined();
   });
 
   it('detects repeated headers in the raw header list', () => {
@@ -77,14 +77,14 @@ describe('parseCheckRequest', () => {
     );
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.request.duplicateHeaders.has('authorization')).toBe(true);
-    expect(result.request.duplicateHeaders.has('accept')).toBe(false);
-    expect(result.request.headers.get('authorization')).toBe('Bearer a,Bearer b');
+    expect(result.value.duplicateHeaders.has('authorization')).toBe(true);
+    expect(result.value.duplicateHeaders.has('accept')).toBe(false);
+    expect(result.value.headers.get('authorization')).toBe('Bearer a,Bearer b');
   });
 
   it('detects an Authorization header that Envoy joined with a comma', () => {
     const result = parseCheckRequest(check({ method: 'GET', path: '/', headers: { authorization: 'Bearer a,Bearer b' } }), limits);
-    expect(result.ok && result.request.duplicateHeaders.has('authorization')).toBe(true);
+    expect(result.ok && result.value.duplicateHeaders.has('authorization')).toBe(true);
   });
 
   it('denies without a direction, or with an unknown one', () => {
@@ -96,11 +96,7 @@ describe('parseCheckRequest', () => {
   });
 
   it('denies a request with no HTTP attributes, no path or no method', () => {
-    expect(parseCheckRequest({ attributes: { context_extensions: { direction: 'inbound' } } } as CheckRequest__Output, limits)).toMatchObject({
-      ok: false,
-      reason: 'malformed_request',
-      direction: 'inbound',
-    });
+    expect(parseCheckRequest({ attributes: { context_extensions: { direction: 'inbound' } } } as CheckRequest__Output, limits)).toMatchObject({ ok: false, reason: 'malformed_request' });
     expect(parseCheckRequest(check({ method: 'GET' }), limits)).toMatchObject({ ok: false, reason: 'malformed_request' });
     expect(parseCheckRequest(check({ path: '/' }), limits)).toMatchObject({ ok: false, reason: 'malformed_request' });
     expect(parseCheckRequest({} as CheckRequest__Output, limits)).toMatchObject({ ok: false, reason: 'missing_direction' });
@@ -124,6 +120,6 @@ describe('parseCheckRequest', () => {
       check({ method: 'GET', path: '/', header_map: { headers: [{ key: 'x-bin', raw_value: Buffer.from([0xff, 0xfe, 0x41]) }] } }),
       limits,
     );
-    expect(result.ok && result.request.headers.get('x-bin')).toBe('\u00ff\u00feA');
+    expect(result.ok && result.value.headers.get('x-bin')).toBe('\u00ff\u00feA');
   });
 });

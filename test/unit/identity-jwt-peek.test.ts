@@ -18,25 +18,25 @@ describe('peeking at a JWT', () => {
   it('reads alg, kid and iss', () => {
     expect(peekJwt(jwt({ alg: 'ES256', kid: 'k1' }, { iss: 'https://auth.example', sub: 'alice' }))).toEqual({
       ok: true,
-      jwt: { alg: 'ES256', kid: 'k1', iss: 'https://auth.example' },
+      value: { alg: 'ES256', kid: 'k1', iss: 'https://auth.example' },
     });
-    expect(peekJwt(jwt({ alg: 'RS256' }, {}))).toEqual({ ok: true, jwt: { alg: 'RS256', kid: undefined, iss: undefined } });
+    expect(peekJwt(jwt({ alg: 'RS256' }, {}))).toEqual({ ok: true, value: { alg: 'RS256', kid: undefined, iss: undefined } });
   });
 
   it('names each malformation', () => {
-    expect(peekJwt('opaque')).toEqual({ ok: false, detail: 'not a compact JWS' });
-    expect(peekJwt(`${part({ alg: 'ES256' })}.${part({})}.sig.extra`)).toEqual({ ok: false, detail: 'not a compact JWS' });
+    expect(peekJwt('opaque')).toEqual({ ok: false, reason: 'malformed_token', detail: 'not a compact JWS' });
+    expect(peekJwt(`${part({ alg: 'ES256' })}.${part({})}.sig.extra`)).toEqual({ ok: false, reason: 'malformed_token', detail: 'not a compact JWS' });
     // Characters outside base64url would be skipped by a lenient decoder, which would then read the rest.
     for (const header of ['!!!', `${part({ alg: 'ES256' })}!`, `${part({ alg: 'ES256' })}=`, `+${part({ alg: 'ES256' })}`, part('not json'), part('[1]'), part('null'), part('"ES256"')]) {
-      expect(peekJwt(`${header}.${part({})}.sig`), header).toEqual({ ok: false, detail: 'header is not base64url JSON' });
+      expect(peekJwt(`${header}.${part({})}.sig`), header).toEqual({ ok: false, reason: 'malformed_token', detail: 'header is not base64url JSON' });
     }
     for (const payload of ['', '%%', part('{'), part('[]'), part('7')]) {
-      expect(peekJwt(`${part({ alg: 'ES256' })}.${payload}.sig`), payload).toEqual({ ok: false, detail: 'payload is not base64url JSON' });
+      expect(peekJwt(`${part({ alg: 'ES256' })}.${payload}.sig`), payload).toEqual({ ok: false, reason: 'malformed_token', detail: 'payload is not base64url JSON' });
     }
-    expect(peekJwt(jwt({ kid: 'k1' }, {}))).toEqual({ ok: false, detail: 'header has no alg' });
-    expect(peekJwt(jwt({ alg: 256 }, {}))).toEqual({ ok: false, detail: 'header has no alg' });
-    expect(peekJwt(jwt({ alg: 'ES256', kid: 7 }, {}))).toEqual({ ok: false, detail: 'kid is not a string' });
-    expect(peekJwt(jwt({ alg: 'ES256', kid: null }, {}))).toEqual({ ok: false, detail: 'kid is not a string' });
-    expect(peekJwt(jwt({ alg: 'ES256' }, { iss: ['https://auth.example'] }))).toEqual({ ok: false, detail: 'iss is not a string' });
+    expect(peekJwt(jwt({ kid: 'k1' }, {}))).toEqual({ ok: false, reason: 'malformed_token', detail: 'header has no alg' });
+    expect(peekJwt(jwt({ alg: 256 }, {}))).toEqual({ ok: false, reason: 'malformed_token', detail: 'header has no alg' });
+    expect(peekJwt(jwt({ alg: 'ES256', kid: 7 }, {}))).toEqual({ ok: false, reason: 'malformed_token', detail: 'kid is not a string' });
+    expect(peekJwt(jwt({ alg: 'ES256', kid: null }, {}))).toEqual({ ok: false, reason: 'malformed_token', detail: 'kid is not a string' });
+    expect(peekJwt(jwt({ alg: 'ES256' }, { iss: ['https://auth.example'] }))).toEqual({ ok: false, reason: 'malformed_token', detail: 'iss is not a string' });
   });
 });

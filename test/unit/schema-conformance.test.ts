@@ -15,7 +15,7 @@ const PACKAGED_SCHEMA = 'examples/schema.zed';
 function modelOf(text: string, origin: string): SchemaModel {
   const parsed = parseSchemaModel(text, origin);
   if (!parsed.ok) throw new Error(parsed.problem);
-  return parsed.model;
+  return parsed.value;
 }
 
 function problemOf(text: string): string {
