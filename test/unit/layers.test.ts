@@ -5,7 +5,8 @@
 import { Linter } from 'eslint';
 import tseslint from 'typescript-eslint';
 import { describe, expect, it } from 'vitest';
-import { layerRules } from '../../eslint.layers.js';
+import { readFileSync } from 'node:fs';
+import { LAYERS, layerRules } from '../../eslint.layers.js';
 import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 
 const linter = new Linter({ cwd: PACKAGE_ROOT, configType: 'flat' });
@@ -46,5 +47,13 @@ describe('the layer lint', () => {
     expect(refusals('bench/soak.ts', "import { startEnvoy } from '../test/support/envoy.js';\n")).toHaveLength(1);
     expect(refusals('dev/sidecar.ts', "import { x } from '../test/support/jwt-fixtures.js';\n")).toHaveLength(1);
     expect(refusals('test/unit/x.test.ts', "import { startSidecar } from '../../dev/sidecar.js';\n")).toEqual([]);
+  });
+});
+
+describe('docs/architecture.md', () => {
+  it('lists the layers the lint enforces, in its order', () => {
+    const text = readFileSync(`${PACKAGE_ROOT}/docs/architecture.md`, 'utf8');
+    const rows = [...text.matchAll(/^\| (\d+) \| ([^|]+) \|/gm)].map((match) => [...(match[2] ?? '').matchAll(/`([^`]+)`/g)].map((name) => (name[1] ?? '').replace(/\/$/, '')));
+    expect(rows).toEqual(LAYERS.map((layer) => [...layer]));
   });
 });
