@@ -19,7 +19,8 @@ export default tseslint.config(
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
       '@typescript-eslint/no-explicit-any': 'error',
-      // Signal handlers are installed before what they act on exists (see commands/serve.ts).
+      // A handler is often installed before what it acts on exists (a worker's message handler,
+      // a timer that clears itself), so a `let` assigned once after it is not a mistake.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },

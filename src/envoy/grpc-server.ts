@@ -1,14 +1,13 @@
 /**
  * A gRPC listener: ext_authz v3 Authorization and grpc.health.v1.Health on one port, served on
- * node:http2 directly. serve.ts starts one for `server.grpcAddress` and one per `server.listeners`
+ * node:http2 directly. lifecycle/listeners.ts starts one for `server.grpcAddress` and one per `server.listeners`
  * entry, each with its own handler (a directional listener's handler has its direction bound in),
  * and sets them all SERVING or NOT_SERVING together: SERVING only when the sidecar can decide,
  * NOT_SERVING while draining.
  *
- * Why not grpc-js's server: on this listener it was half the cost of a Check. Measured through
- * Envoy on the bench's pinned core, a server answering OK without deciding spent 128 µs of CPU per
- * request on grpc-js and 64 µs on node:http2 alone (the Go floor: 55 µs), the difference being
- * grpc-js's per-call machinery: call and metadata objects, interceptor chains, status handling.
+ * Why not grpc-js's server: on this listener it was half the cost of a Check (measured through
+ * Envoy; docs/benchmarks.md), the difference being grpc-js's per-call machinery: call and
+ * metadata objects, interceptor chains, status handling.
  * The ext_authz listener needs none of it: a unary call with one uncompressed message in each
  * direction (grpc-wire.ts) and the health service (health-service.ts). grpc-js stays for every
  * call the sidecar makes (SpiceDB, OTLP).

@@ -1,6 +1,6 @@
 /**
  * Decorator: one span per token verification, as a child of the Check's span. Installed only when
- * tracing is on (serve.ts), so an untraced sidecar never runs it.
+ * tracing is on (lifecycle/runtime.ts), so an untraced sidecar never runs it.
  *
  * Whether the answer came from the verified-token cache is inferred here rather than reported by
  * the verifier: a cache hit returns the very VerifiedToken object it cached, so a token object

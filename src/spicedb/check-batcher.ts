@@ -4,9 +4,8 @@
  * A check goes out at the next turn of the event loop if fewer than `maxConcurrentCalls` calls are
  * in flight; otherwise it waits for one of them to finish and leaves with everything else that
  * queued meanwhile (up to `maxItems`, same consistency). So a quiet sidecar sends each check on
- * its own at once, and a busy one sends fewer, fuller calls. Measured on this repository's
- * machine with grpc-js: 630 µs of sidecar CPU per check sent alone, 103 µs in calls of 8, 55 µs in
- * calls of 32; the HTTP/2 stream per call is the cost.
+ * its own at once, and a busy one sends fewer, fuller calls: the HTTP/2 stream per call is the
+ * cost, so a call of many checks costs each a fraction of one sent alone (docs/benchmarks.md).
  *
  * Each check keeps its own deadline: one that passes while queued is answered
  * permission_backend_timeout without being sent, and a call's deadline is its earliest item's, so

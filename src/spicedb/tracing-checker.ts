@@ -2,7 +2,7 @@
  * Decorator: one span per permission check the decision asks for, as a child of the Check's
  * span, whether the decision cache answers it or SpiceDB does. A check that goes to SpiceDB is
  * sent from inside this span, so the CheckBulkPermissions call's own span (bulk-check-span.ts)
- * and SpiceDB's spans hang below it. Installed only when tracing is on (serve.ts).
+ * and SpiceDB's spans hang below it. Installed only when tracing is on (lifecycle/runtime.ts).
  * Attributes name the resource type, permission and subject type, never an object id.
  */
 import { SpanKind } from '@opentelemetry/api';

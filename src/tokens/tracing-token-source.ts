@@ -2,7 +2,7 @@
  * Decorator: one span per outbound token the decision asks for (service token, exchange,
  * on-behalf-of), as a child of the Check's span, cache hits included. A token service request
  * made for it is sent from inside this span and carries its `traceparent` (exchange-source.ts),
- * so the token service's own spans join the trace. Installed only when tracing is on (serve.ts).
+ * so the token service's own spans join the trace. Installed only when tracing is on (lifecycle/runtime.ts).
  * Attributes name the kind, source and audience, never a token, a user or a subject.
  */
 import { SpanKind } from '@opentelemetry/api';
