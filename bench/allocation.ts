@@ -35,8 +35,8 @@ import { PACKAGE_ROOT } from '../src/package-root.js';
 import { makeKeys, SCHEMA, sidecarConfig, signToken, UPSTREAM } from './fixtures.js';
 import type { BenchKeys } from './fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';
-import { SHIPPED_NODE_ARGS } from './node-flags.js';
-import { sampleProcess, TICKS_PER_SECOND } from './proc.js';
+import { SHIPPED_NODE_ARGS } from '../dev/node-flags.js';
+import { sampleProcess, TICKS_PER_SECOND } from '../dev/proc.js';
 
 const { values: flags } = parseArgs({
   options: {

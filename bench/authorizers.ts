@@ -16,8 +16,8 @@ import { opaPolicy, sidecarConfig } from './fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';
 import type { BenchKeys } from './fixtures.js';
 import { AUTHZ_CPUS, FRONT_CPUS, pin } from './pinning.js';
-import { childProcesses } from './proc.js';
-import { SHIPPED_NODE_ARGS } from './node-flags.js';
+import { childProcesses } from '../dev/proc.js';
+import { SHIPPED_NODE_ARGS } from '../dev/node-flags.js';
 import type { Authorizer } from './scenarios.js';
 
 /** What every authorizer of a run shares. */

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { runH2load } from './h2load.js';
 import type { LoadShape, LoadTarget } from './h2load.js';
 import type { Percentiles } from './percentiles.js';
-import { coresUsed, sampleMachine, sampleProcess, TICKS_PER_SECOND } from './proc.js';
-import type { ProcSample } from './proc.js';
+import { coresUsed, sampleMachine, sampleProcess, TICKS_PER_SECOND } from '../dev/proc.js';
+import type { ProcSample } from '../dev/proc.js';
 import { runVegeta } from './vegeta.js';
 
 export interface Budget {

@@ -34,7 +34,7 @@ import type { GrpcOutcome } from './grpc-call.js';
 import { combineMeasurements, fmt, FULL, measureScenario, median, QUICK } from './measure.js';
 import type { Budget, ScenarioMeasurement, Watched } from './measure.js';
 import { FRONT_CPUS, PIN, pin } from './pinning.js';
-import { loadAverage, sampleProcess, TICKS_PER_SECOND } from './proc.js';
+import { loadAverage, sampleProcess, TICKS_PER_SECOND } from '../dev/proc.js';
 import { summarizeProfile } from './profile.js';
 import { renderMarkdown, renderSvg } from './report.js';
 import type { BenchResults, DirectResult, ScalingResults, ScenarioResult } from './report.js';

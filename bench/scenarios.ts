@@ -10,7 +10,7 @@ import type { SidecarVariant } from './fixtures.js';
 import { CALLER_CLOUD } from './grpc-call.js';
 import type { NamespacesMethod } from './grpc-call.js';
 import type { ShapeSpec } from './measure.js';
-import { SHIPPED_NODE_ARGS } from './node-flags.js';
+import { SHIPPED_NODE_ARGS } from '../dev/node-flags.js';
 
 export const SATURATION: ShapeSpec = { clients: 8, streams: 16 };
 /** h2load clients each walk `-i` lists from the top, so "every request distinct" needs one client. */

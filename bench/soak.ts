@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../src/package-root.js';
-import { startEchoUpstream } from '../test/support/echo-upstream.js';
+import { startEchoUpstream } from '../dev/echo-upstream.js';
 import { startEnvoy } from '../test/support/envoy.js';
-import { JwksServer, jwks, makeSigningKey } from '../test/support/jwt-fixtures.js';
+import { JwksServer, jwks, makeSigningKey } from '../dev/jwt-fixtures.js';
 import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
 import { startSpicedb } from '../dev/spicedb.js';
-import { relationships, SCHEMA, sidecarConfig, userToken } from '../test/support/hardening/fixtures.js';
-import { LoadClient } from '../test/support/hardening/load.js';
+import { relationships, SCHEMA, sidecarConfig, userToken } from '../dev/hardening/fixtures.js';
+import { LoadClient } from '../dev/hardening/load.js';
 
 const { values: flags } = parseArgs({
   options: {
