@@ -161,6 +161,16 @@ export interface TokenScaling {
 
 export type Scenario = ThroughEnvoy | DirectChecks | TokenScaling;
 
+export function isDirect(scenario: Scenario): scenario is DirectChecks {
+  return scenario.load.kind === 'direct-checks';
+}
+export function isTokenScaling(scenario: Scenario): scenario is TokenScaling {
+  return scenario.load.kind === 'distinct-tokens';
+}
+export function isThroughEnvoy(scenario: Scenario): scenario is ThroughEnvoy {
+  return !isDirect(scenario) && !isTokenScaling(scenario);
+}
+
 export interface ScenarioGroup {
   readonly starts: Authorizer;
   /** Started before the first scenario that goes through Envoy, and kept until the group ends. */

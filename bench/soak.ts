@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../src/package-root.js';
 import { startEchoUpstream } from '../dev/echo-upstream.js';
-import { startEnvoy } from '../test/support/envoy.js';
+import { startEnvoy } from '../dev/envoy.js';
 import { JwksServer, jwks, makeSigningKey } from '../dev/jwt-fixtures.js';
 import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
 import { startSpicedb } from '../dev/spicedb.js';

@@ -28,7 +28,7 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConfigMapVolume } from '../support/configmap-volume.js';
 import type { ConfigMapVolume } from '../support/configmap-volume.js';
-import { startEnvoy } from '../support/envoy.js';
+import { startEnvoy } from '../../dev/envoy.js';
 import { userToken } from '../../dev/hardening/fixtures.js';
 import { LoadClient, summarize } from '../../dev/hardening/load.js';
 import type { LoadResult } from '../../dev/hardening/load.js';
