@@ -21,7 +21,7 @@ export const NAMESPACES_SERVICE = 'bench.v1.Namespaces';
 export type NamespacesMethod = 'CreateByMessage' | 'CreateByHeaders';
 export const methodPath = (method: NamespacesMethod): string => `/${NAMESPACES_SERVICE}/${method}`;
 
-/** The cloud the bench's user administers (run.ts writes cloud:cl0#admin@user:alice). */
+/** The cloud the bench's user administers (every SpiceDB of the run starts with cloud:cl0#admin@user:alice, groups.ts). */
 export const CALLER_CLOUD = 'cl0';
 /** Read by the header rule; every call sends it naming the caller's cloud, whatever the message names. */
 export const CLOUD_HEADER = 'x-cloud-id';

@@ -27,7 +27,7 @@ import { FRONT_CPUS, PIN, pin } from './pinning.js';
 import { renderMarkdown, renderSvg } from './report.js';
 import type { BenchResults } from './report.js';
 import { first500, firstLines, reportFailure } from './run-state.js';
-import type { Findings, Run } from './run-state.js';
+import type { FailureSummary, Findings, Run } from './run-state.js';
 import { isDirect, isThroughEnvoy, isTokenScaling, SATURATION, SCENARIO_GROUPS, UNCACHED_SATURATION, WORKER_ROWS_NOTE } from './scenarios.js';
 import type { Scenario, ScenarioGroup } from './scenarios.js';
 import { measureTokenScaling } from './token-scaling.js';
@@ -50,7 +50,7 @@ async function runGroup(group: ScenarioGroup, options: BenchOptions, sharedRun: 
     for (const scenario of scenarios) reportFailure(sharedRun, findings, scenario.id, error, firstLines);
     return;
   }
-  const summaryOf = (scenario: Scenario): ((message: string) => string) => (isDirect(scenario) ? first500 : firstLines);
+  const summaryOf = (scenario: Scenario): FailureSummary => (isDirect(scenario) ? first500 : firstLines);
   try {
     if (group.alternatesRounds) {
       // Through Envoy in turns, then the direct Checks in turns: each kind against its own kind.

@@ -66,21 +66,26 @@ export function writeEnvoyConfig(config: object | string): string {
  * Starts Envoy with `configFile`. The admin address is read from the file Envoy writes it to
  * (--admin-address-path), so a bootstrap may bind its admin listener to port 0.
  */
-export async function launchEnvoy(options: EnvoyOptions): Promise<EnvoyProcess> {
-  const { configFile, name = 'envoy', concurrency = 1, cpus, waitUntil = 'ready', startTimeoutMs = 20_000 } = options;
-  const adminAddressFile = join(mkdtempSync(join(tmpdir(), 'jwtauth-envoy-admin-')), 'admin-address');
-  const envoyArgs = [
-    '-c', configFile,
+/** The command line: Envoy itself, or taskset running it on `cpus`. */
+function envoyCommand(options: EnvoyOptions, adminAddressFile: string): readonly [string, ...string[]] {
+  const envoy = join(TOOLS_BIN, 'envoy');
+  const args = [
+    '-c', options.configFile,
     '--admin-address-path', adminAddressFile,
     // Several Envoys on one machine must not share the shared-memory region hot restart would use.
     '--base-id', String(Math.floor(Math.random() * 1_000_000)),
     '--log-level', 'warn',
-    '--concurrency', String(concurrency),
+    '--concurrency', String(options.concurrency ?? 1),
     '--disable-hot-restart',
   ];
-  const envoy = join(TOOLS_BIN, 'envoy');
-  const spawnOptions = { name, env: options.env ?? process.env };
-  const child = cpus === undefined ? startProcess(envoy, envoyArgs, spawnOptions) : startProcess('taskset', ['-c', cpus, envoy, ...envoyArgs], spawnOptions);
+  return options.cpus === undefined ? [envoy, ...args] : ['taskset', '-c', options.cpus, envoy, ...args];
+}
+
+export async function launchEnvoy(options: EnvoyOptions): Promise<EnvoyProcess> {
+  const { configFile, name = 'envoy', waitUntil = 'ready', startTimeoutMs = 20_000 } = options;
+  const adminAddressFile = join(mkdtempSync(join(tmpdir(), 'jwtauth-envoy-admin-')), 'admin-address');
+  const [command, ...args] = envoyCommand(options, adminAddressFile);
+  const child = startProcess(command, args, { name, env: options.env ?? process.env });
 
   let admin: string | undefined;
   const untilReady = (timeoutMs = startTimeoutMs): Promise<void> =>
