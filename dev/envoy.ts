@@ -62,10 +62,6 @@ export function writeEnvoyConfig(config: object | string): string {
   return file;
 }
 
-/**
- * Starts Envoy with `configFile`. The admin address is read from the file Envoy writes it to
- * (--admin-address-path), so a bootstrap may bind its admin listener to port 0.
- */
 /** The command line: Envoy itself, or taskset running it on `cpus`. */
 function envoyCommand(options: EnvoyOptions, adminAddressFile: string): readonly [string, ...string[]] {
   const envoy = join(TOOLS_BIN, 'envoy');
@@ -81,6 +77,10 @@ function envoyCommand(options: EnvoyOptions, adminAddressFile: string): readonly
   return options.cpus === undefined ? [envoy, ...args] : ['taskset', '-c', options.cpus, envoy, ...args];
 }
 
+/**
+ * Starts Envoy with `configFile`. The admin address is read from the file Envoy writes it to
+ * (--admin-address-path), so a bootstrap may bind its admin listener to port 0.
+ */
 export async function launchEnvoy(options: EnvoyOptions): Promise<EnvoyProcess> {
   const { configFile, name = 'envoy', waitUntil = 'ready', startTimeoutMs = 20_000 } = options;
   const adminAddressFile = join(mkdtempSync(join(tmpdir(), 'jwtauth-envoy-admin-')), 'admin-address');
