@@ -3,6 +3,7 @@
 // never answers, and a switch that misses a new reason or result kind is a silent fall-through.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { layerRules } from './eslint.layers.js';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'src/generated/**', '.tools/**', 'node_modules/**', 'bench/results/**', '.stryker-tmp/**', 'reports/**'] },
@@ -32,4 +33,5 @@ export default tseslint.config(
     files: ['src/**/*.ts', 'test/**/*.ts'],
     rules: { 'no-control-regex': 'off' },
   },
+  ...layerRules,
 );

@@ -31,7 +31,7 @@ import { envoyAuthProto } from '../src/envoy/protos.js';
 import type { AuthorizationClient } from '../src/generated/envoy/service/auth/v3/Authorization.js';
 import type { CheckRequest } from '../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import { createLogger } from '../src/observability/logger.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { makeKeys, SCHEMA, sidecarConfig, signToken, UPSTREAM } from './fixtures.js';
 import type { BenchKeys } from './fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';

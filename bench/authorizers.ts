@@ -11,7 +11,7 @@ import type { ManagedProcess } from '../dev/processes.js';
 import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
 import type { SidecarProcess } from '../dev/sidecar.js';
 import type { SpicedbServer } from '../dev/spicedb.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { opaPolicy, sidecarConfig } from './fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';
 import type { BenchKeys } from './fixtures.js';

@@ -11,7 +11,7 @@ import { connect } from 'node:http2';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { frameMessage } from '../src/body/grpc-frame.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 
 // From the package root, so the bench's configuration can be loaded from source too (the Envoy
 // check's test of every repository config), not only from dist/.

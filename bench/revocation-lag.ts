@@ -37,7 +37,7 @@ import { envoyAuthProto } from '../src/envoy/protos.js';
 import type { CheckRequest } from '../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse__Output } from '../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import type { AuthorizationClient } from '../src/generated/envoy/service/auth/v3/Authorization.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { makeKeys, SCHEMA, sidecarConfig, signToken } from './fixtures.js';
 import { percentile } from './percentiles.js';
 import type { BenchKeys } from './fixtures.js';

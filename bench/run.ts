@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { freePort } from '../dev/ports.js';
 import { TOOLS_BIN } from '../dev/processes.js';
 import { startSpicedb } from '../dev/spicedb.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { makeKeys, SCHEMA, signToken } from './fixtures.js';
 import { openGroup, SEED_RELATIONSHIPS } from './groups.js';
 import type { OpenGroup } from './groups.js';

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { startEchoUpstream } from '../dev/echo-upstream.js';
 import type { EchoUpstream } from '../dev/echo-upstream.js';
 import { startEnvoy } from '../dev/envoy.js';

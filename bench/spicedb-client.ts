@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Closable, PermissionChecker, PermissionQuery } from '../src/core/ports.js';
 import type { GrpcCheckerOptions } from '../src/spicedb/grpc-checker.js';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { startPostgres } from '../dev/postgres.js';
 import type { PostgresCluster } from '../dev/postgres.js';
 import { startSpicedb } from '../dev/spicedb.js';

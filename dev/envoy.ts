@@ -11,7 +11,7 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { freePort } from './ports.js';
 import { GiveUp, startProcess, TOOLS_BIN, waitFor } from './processes.js';
 import type { ManagedProcess } from './processes.js';

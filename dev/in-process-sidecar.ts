@@ -13,7 +13,7 @@ import { envoyAuthProto } from '../src/envoy/protos.js';
 import { createDecisionObserver } from '../src/observability/decision-log.js';
 import type { Logger } from '../src/observability/logger.js';
 import { Metrics } from '../src/observability/metrics.js';
-import { openDecisionRuntime } from '../src/serve.js';
+import { openDecisionRuntime } from '../src/lifecycle/runtime.js';
 import { measureAllocation } from './heap-allocation.js';
 
 export interface InProcessSidecar {

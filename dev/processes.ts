@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PACKAGE_ROOT } from '../src/package-root.js';
+import { PACKAGE_ROOT } from '../src/base/package-root.js';
 
 /** Where scripts/install-tools.sh links Envoy, SpiceDB and the bench peers; right from src and dist alike. */
 export const TOOLS_BIN = join(PACKAGE_ROOT, '.tools', 'bin');

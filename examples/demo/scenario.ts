@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { encodeSubjectId } from '../../src/core/subject-id.js';
 import type { DecisionLine, SidecarName } from './decisions.js';
 import type { Saga } from './gateway.js';

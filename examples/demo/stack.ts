@@ -22,7 +22,7 @@ import { atExit, TOOLS_BIN } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 import { launchSidecar } from '../../dev/sidecar.js';
 import { startSpicedb } from '../../dev/spicedb.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { startAuthService } from './auth-service.js';
 import type { AuthService } from './auth-service.js';
 import { DecisionLog } from './decisions.js';

@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 
 export const DEMO_DIR = join(PACKAGE_ROOT, 'examples', 'demo');
 const VMCONTROLLER_SERVICE_NAME = 'demo.vmcontroller.v1.VmController';

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PublicKeyDocuments } from '../core/ports.js';
-import { parseListenAddress } from '../listen-address.js';
+import { parseListenAddress } from '../base/listen-address.js';
 
 /** One Prometheus scrape: this process's registry, or its workers' aggregated (workers/primary.ts). */
 type MetricsExposition = () => Promise<{ readonly contentType: string; readonly body: string }>;

@@ -5,7 +5,7 @@
  * generated decoder, and a walk of precompiled field names.
  */
 import protobuf from 'protobufjs';
-import { closestName, didYouMean } from '../config/closest-name.js';
+import { closestName, didYouMean } from '../base/closest-name.js';
 import { BodyConfigError, refuse } from './contract.js';
 import type { BodyRead, BodyReader, RequestBody } from './contract.js';
 import { checkEnvelope, mediaType, wrongContentType } from './envelope.js';

@@ -10,7 +10,7 @@
  * client library and refused from another. Empty strings are absent everywhere.
  */
 import protobuf from 'protobufjs';
-import { didYouMean } from '../config/closest-name.js';
+import { didYouMean } from '../base/closest-name.js';
 import { BodyConfigError, refuse } from './contract.js';
 import type { BodyRead } from './contract.js';
 

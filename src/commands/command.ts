@@ -14,7 +14,7 @@ export interface Command {
   readonly name: string;
   readonly summary: string;
   readonly help: string;
-  /** Resolves with the exit code; -1 means "keep running" (serve). */
+  /** Resolves with the exit code; `serve` resolves once it has stopped. */
   run(args: readonly string[], io: CommandIO): Promise<number>;
 }
 

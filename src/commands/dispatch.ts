@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../package-root.js';
+import { PACKAGE_ROOT } from '../base/package-root.js';
 import { UsageError } from './command.js';
 import type { CommandIO } from './command.js';
 import { COMMANDS } from './index.js';
@@ -22,7 +22,7 @@ function topLevelHelp(): string {
   ].join('\n');
 }
 
-/** Runs one command line; resolves with the exit code, or -1 when the command keeps running (serve). */
+/** Runs one command line; resolves with the exit code (for `serve`, once it has stopped). */
 export async function runCli(argv: readonly string[], io: CommandIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

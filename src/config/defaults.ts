@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { defaultOutboundConfig } from '../outbound/config.js';
-import { PACKAGE_ROOT } from '../package-root.js';
+import { PACKAGE_ROOT } from '../base/package-root.js';
 import { DEFAULT_ADMIN_ADDRESS } from './schema.js';
 import type { ConfigInput } from './schema.js';
 

@@ -9,7 +9,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema } from './schema.js';
 import type { Config } from './schema.js';
-import { readSettledFile, UnsettledFileError } from './settled-read.js';
+import { readSettledFile, UnsettledFileError } from '../base/settled-read.js';
 import { configSource, describeYamlErrors } from './yaml-problems.js';
 import type { ConfigSource } from './yaml-problems.js';
 

@@ -16,8 +16,8 @@
  * envoy/config/core/v3/base.proto (HeaderMap, HeaderValue).
  */
 import protobuf from 'protobufjs';
-import { DELIMITED, readMessage } from '../protobuf-fields.js';
-import type { FieldReader } from '../protobuf-fields.js';
+import { DELIMITED, readMessage } from '../base/protobuf-fields.js';
+import type { FieldReader } from '../base/protobuf-fields.js';
 
 type Reader = protobuf.Reader;
 

@@ -18,7 +18,7 @@ import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { CheckHandler } from './authorization-service.js';
-import { parseListenAddress } from '../listen-address.js';
+import { parseListenAddress } from '../base/listen-address.js';
 import { GrpcStatus, RequestBody, answerMessage, answerStatus, isGrpcProtoContentType } from './grpc-wire.js';
 import type { BodyRefusal } from './grpc-wire.js';
 import { createCheckExchange } from './check-exchange.js';

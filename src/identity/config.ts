@@ -3,7 +3,7 @@
  * `iss`, audience and algorithm allow-list (RFC 8725). Parsed and validated once at load.
  */
 import { z } from 'zod';
-import { secretRefSchema } from '../config/secret.js';
+import { secretRefSchema } from '../base/secret.js';
 
 /**
  * Asymmetric JWS algorithms only. `none` and the HMAC family are excluded on purpose: with keys

@@ -5,7 +5,7 @@
  * hand us someone else's keys.
  */
 import type { Agent } from 'node:https';
-import { describeNetworkFailure } from '../network-error.js';
+import { describeNetworkFailure } from '../base/network-error.js';
 import { issuerRequest } from './issuer-http.js';
 import type { IssuerAnswer } from './issuer-http.js';
 

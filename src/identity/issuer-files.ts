@@ -3,8 +3,8 @@
  * way the adapters will read them, so `validate` refuses what `serve` would fail on.
  */
 import { createSecureContext } from 'node:tls';
-import { resolveSecret } from '../config/secret.js';
-import { readClientTls } from '../tls-client-agent.js';
+import { resolveSecret } from '../base/secret.js';
+import { readClientTls } from '../base/tls-client-agent.js';
 import type { IssuerConfig } from './config.js';
 
 function messageOf(error: unknown): string {

@@ -13,7 +13,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing.js';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { resolveTracingSettings } from '../observability/tracing-config.js';
-import { checkedPermissions } from '../rules/checked-permissions.js';
+import { checkedPermissions } from './checked-permissions.js';
 import type { ChangeFeed } from '../spicedb/change-feed.js';
 import { createPermissionChecker } from '../spicedb/permission-checker.js';
 import { createTokenSource } from '../tokens/token-source.js';

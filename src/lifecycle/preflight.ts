@@ -8,16 +8,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { readCaBundle } from '../config/ca-bundle.js';
+import { readCaBundle } from '../base/ca-bundle.js';
 import { ConfigError } from '../config/load.js';
 import type { LoadedConfig } from '../config/load.js';
-import { resolveConfigPath } from '../config/paths.js';
-import { resolveSecret } from '../config/secret.js';
+import { resolveConfigPath } from '../base/paths.js';
+import { resolveSecret } from '../base/secret.js';
 import type { Config } from '../config/schema.js';
 import { failure } from '../core/result.js';
 import type { PermissionChecker, TokenSource, TokenVerifier } from '../core/ports.js';
 import { issuerFileProblems } from '../identity/issuer-files.js';
-import { checkConfigAgainstSchema } from '../rules/schema-conformance.js';
+import { checkConfigAgainstSchema } from './schema-conformance.js';
 import { embeddedModulePath } from '../spicedb/embedded-checker.js';
 import { embeddedSpicedbFiles } from '../spicedb/permission-checker.js';
 import { parseRelationships, relationshipProblems } from '../spicedb/relationships-file.js';

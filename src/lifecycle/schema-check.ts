@@ -10,7 +10,7 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { checkConfigAgainstSchema } from '../rules/schema-conformance.js';
+import { checkConfigAgainstSchema } from './schema-conformance.js';
 import { readServerSchema } from '../spicedb/server-schema.js';
 import { parseSchemaModel } from '../spicedb/schema-model.js';
 

@@ -26,12 +26,18 @@ export class UpstreamAllowList {
     }
   }
 
+  /** The upstream whose audience is `audience`, wherever the call goes (the `token` command's question). */
+  named(audience: string): UpstreamMatch {
+    const upstream = this.byAudience.get(audience);
+    return upstream ? { ok: true, upstream } : { ok: false, detail: `audience ${audience} is not on the outbound upstream list` };
+  }
+
   match(request: RequestContext): UpstreamMatch {
     const named = request.contextExtensions[AUDIENCE_EXTENSION];
     const byAuthority = this.byAuthority.get(request.authority);
     if (named !== undefined && named !== '') {
       const upstream = this.byAudience.get(named);
-      if (!upstream) return { ok: false, detail: `audience ${named} is not on the outbound upstream list` };
+      if (!upstream) return this.named(named);
       // A route that names one upstream while the request goes to an authority listed for another
       // is a routing mistake; refusing it keeps one upstream's token away from the other.
       if (byAuthority !== undefined && byAuthority !== upstream) {

@@ -8,7 +8,7 @@ import type protobuf from 'protobufjs';
 import { BodyConfigError, compileGrpcBodyReader, compileJsonBodyReader, loadDescriptors } from '../body/body-reader.js';
 import type { BodyRead, BodyReader } from '../body/body-reader.js';
 import type { BodyConfig } from '../body/config.js';
-import { resolveConfigPath } from '../config/paths.js';
+import { resolveConfigPath } from '../base/paths.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { CompiledCheck } from './check-spec.js';
 

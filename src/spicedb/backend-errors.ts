@@ -5,7 +5,7 @@
 import { status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { failure } from '../core/result.js';
-import { mentionsTlsFailure } from '../network-error.js';
+import { mentionsTlsFailure } from '../base/network-error.js';
 import type { Failure } from '../core/result.js';
 
 /** Whether `error` is a failed grpc-js call (authzed-node's clients: schema, Watch). */

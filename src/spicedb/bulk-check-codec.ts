@@ -21,8 +21,8 @@
  * sent twice is merged and the last of a oneof wins, as protobuf defines and protobuf-ts does.
  */
 import protobuf from 'protobufjs';
-import { DELIMITED, FIXED64, VARINT, readMessage } from '../protobuf-fields.js';
-import type { FieldReader } from '../protobuf-fields.js';
+import { DELIMITED, FIXED64, VARINT, readMessage } from '../base/protobuf-fields.js';
+import type { FieldReader } from '../base/protobuf-fields.js';
 import type { Consistency, PermissionQuery } from '../core/ports.js';
 
 type Reader = protobuf.Reader;

@@ -4,7 +4,7 @@
  * in-process, from a schema and relationships file (development and small static models).
  */
 import { z } from 'zod';
-import { secretRefSchema } from '../config/secret.js';
+import { secretRefSchema } from '../base/secret.js';
 
 export const spicedbSchema = z
   .strictObject({

@@ -26,7 +26,7 @@ import { GrpcUnaryClient } from './grpc-unary-client.js';
 import type { UnaryResult } from './grpc-unary-client.js';
 import { activeTrace } from '../observability/tracing.js';
 import type { ActiveTrace } from '../observability/tracing.js';
-import { resolveConfigPath } from '../config/paths.js';
+import { resolveConfigPath } from '../base/paths.js';
 
 export interface GrpcCheckerOptions {
   readonly endpoint: string;

@@ -6,9 +6,9 @@
  * feed: the Watch stream this stack opens, or the one a worker's primary relays.
  */
 import { join } from 'node:path';
-import { resolveConfigPath } from '../config/paths.js';
-import { PACKAGE_ROOT } from '../package-root.js';
-import { resolveSecret } from '../config/secret.js';
+import { resolveConfigPath } from '../base/paths.js';
+import { PACKAGE_ROOT } from '../base/package-root.js';
+import { resolveSecret } from '../base/secret.js';
 import type { Closable, PermissionChecker } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';

@@ -10,7 +10,7 @@
  * `#` at the start of a line and blank lines are ignored. Ids must already be valid SpiceDB ids;
  * escape subject ids with the subject-id scheme (docs/inbound.md).
  */
-import { didYouMean } from '../config/closest-name.js';
+import { didYouMean } from '../base/closest-name.js';
 import type { SchemaModel } from './schema-model.js';
 
 export interface RelationshipLine {

@@ -5,7 +5,7 @@
  */
 import { Metadata, status } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
-import { resolveSecret } from '../config/secret.js';
+import { resolveSecret } from '../base/secret.js';
 import type { SpicedbConfig } from './config.js';
 import { isServiceError } from './backend-errors.js';
 import { createSpicedbClient } from './grpc-checker.js';

@@ -8,6 +8,7 @@ import { failure } from '../core/result.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import type { OutboundConfig } from '../outbound/config.js';
+import { UpstreamAllowList } from '../outbound/upstreams.js';
 import type { TokensConfig } from './config.js';
 import { createTokenSource } from './token-source.js';
 
@@ -22,10 +23,8 @@ export interface CliTokenOptions {
 }
 
 export async function issueServiceTokenForCli(options: CliTokenOptions): Promise<TokenResult> {
-  const listed = options.outbound?.upstreams.some((u) => u.audience === options.audience) ?? false;
-  if (!listed) {
-    return failure('unknown_upstream', `audience ${options.audience} is not on the outbound upstream list`);
-  }
+  const listed = new UpstreamAllowList(options.outbound?.upstreams ?? []).named(options.audience);
+  if (!listed.ok) return failure('unknown_upstream', listed.detail);
   const source = await createTokenSource(options.tokens, {
     serviceName: options.serviceName,
     metrics: new Metrics({ processMetrics: false }),

@@ -4,7 +4,7 @@
  * docs/outbound.md.
  */
 import { z } from 'zod';
-import { secretRefSchema } from '../config/secret.js';
+import { secretRefSchema } from '../base/secret.js';
 
 export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA', 'RS256'] as const;
 export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];

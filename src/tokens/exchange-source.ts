@@ -15,9 +15,9 @@ import type { Closable, TokenRequest, TokenResult, TokenSource } from '../core/p
 import { failure, success } from '../core/result.js';
 import type { Failure, Result } from '../core/result.js';
 import type { ExchangeSourceConfig } from './config.js';
-import { describeNetworkFailure } from '../network-error.js';
+import { describeNetworkFailure } from '../base/network-error.js';
 import { activeTraceHeaders } from '../observability/tracing.js';
-import { createClientTlsAgent } from '../tls-client-agent.js';
+import { createClientTlsAgent } from '../base/tls-client-agent.js';
 
 const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_LIKE = /[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*/g;

@@ -17,7 +17,7 @@ import { dirname } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import type { JWK } from 'jose';
 import type { SigningAlgorithm } from './config.js';
-import { resolveConfigPath } from '../config/paths.js';
+import { resolveConfigPath } from '../base/paths.js';
 
 export interface SigningKey {
   /** RFC 7638 JWK thumbprint (SHA-256) of the public key. */

@@ -11,7 +11,7 @@ import { MintTokenSource } from './mint-source.js';
 import { SigningKeySet, loadOrCreateDevKey, loadSigningKeyFile } from './signing-keys.js';
 import type { SigningKey } from './signing-keys.js';
 import { CachingTokenSource, MeteredTokenSource } from './token-cache.js';
-import { resolveConfigPath } from '../config/paths.js';
+import { resolveConfigPath } from '../base/paths.js';
 
 export interface TokenSourceDeps {
   readonly serviceName: string;

@@ -4,15 +4,11 @@
  * until it is whole. Pure, so the rule is tested without processes.
  */
 import type { SchemaConformance } from '../lifecycle/schema-check.js';
-import type { SidecarStatus } from '../serve.js';
+import type { ReadinessDetail, SidecarStatus } from '../lifecycle/readiness.js';
 
 export interface CombinedReadiness {
   readonly ready: boolean;
-  readonly detail: {
-    readonly keys: boolean;
-    readonly permissions: boolean;
-    readonly schema: SchemaConformance['state'];
-    readonly draining: boolean;
+  readonly detail: ReadinessDetail & {
     readonly workers: number;
     readonly workersReady: number;
     /**

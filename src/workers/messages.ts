@@ -4,7 +4,7 @@
  */
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Direction } from '../core/request-context.js';
-import type { SidecarStatus } from '../serve.js';
+import type { SidecarStatus } from '../lifecycle/readiness.js';
 import type { WatchEventMessage, WatchSubscribeMessage } from './watch-relay.js';
 
 /** Worker to primary: the gRPC listeners are open. */

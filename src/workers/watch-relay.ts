@@ -11,7 +11,7 @@ import type { Worker } from 'node:cluster';
 import type { LoadedConfig } from '../config/load.js';
 import type { Closable } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
-import { checkedPermissions } from '../rules/checked-permissions.js';
+import { checkedPermissions } from '../lifecycle/checked-permissions.js';
 import type { ChangeFeed, ChangeFeedEvent } from '../spicedb/change-feed.js';
 import { openWatchFeed } from '../spicedb/permission-checker.js';
 

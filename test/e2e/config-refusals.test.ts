@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { jwks, makeSigningKey } from '../../dev/jwt-fixtures.js';
 
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');

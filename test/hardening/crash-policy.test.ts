@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { launchSidecar, writeSidecarConfig } from '../../dev/sidecar.js';
 import type { SidecarProcess } from '../../dev/sidecar.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { CRASH_EXIT_CODE } from '../../src/commands/serve.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
+import { CRASH_EXIT_CODE } from '../../src/lifecycle/process-control.js';
 import { sidecarClient, httpCheck } from '../support/check-client.js';
 import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 

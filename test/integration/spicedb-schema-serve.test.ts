@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { serve } from '../../src/serve.js';
 import type { RunningSidecar } from '../../src/serve.js';
 import { freePort } from '../../dev/ports.js';

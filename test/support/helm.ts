@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { TOOLS_BIN } from '../../dev/processes.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { manifestsOf } from './pod-wiring.js';
 import type { Manifest } from './pod-wiring.js';
 

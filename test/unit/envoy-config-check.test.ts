@@ -19,7 +19,7 @@ import { analyseEnvoyConfig } from '../../src/envoy-config/analyse.js';
 import type { EnvoyCheckId, EnvoyFinding } from '../../src/envoy-config/analyse.js';
 import { collectEnvoyConfig, EnvoyConfigError } from '../../src/envoy-config/collect.js';
 import { sidecarExpectations } from '../../src/envoy-config/sidecar-expectations.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 
 const DIR = mkdtempSync(join(tmpdir(), 'jwtauth-envoy-check-'));
 const ENVOY_YAML = readFileSync(join(PACKAGE_ROOT, 'envoy', 'envoy.yaml'), 'utf8');

@@ -25,7 +25,7 @@ import { analyseEnvoyConfig } from '../../src/envoy-config/analyse.js';
 import type { EnvoyFinding } from '../../src/envoy-config/analyse.js';
 import { collectEnvoyConfig } from '../../src/envoy-config/collect.js';
 import { sidecarExpectations } from '../../src/envoy-config/sidecar-expectations.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { envoyGatewayConfig, istioEnvoyConfig } from '../support/control-planes.js';
 
 const EXAMPLES = join(PACKAGE_ROOT, 'examples');

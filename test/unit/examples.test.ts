@@ -12,7 +12,7 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import { preflight } from '../../src/lifecycle/preflight.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { createTestPki } from '../support/certs.js';
 import { gatewayPod, manifestsIn, podWiringTests, validateManifest } from '../support/pod-wiring.js';
 import { SHIPPED_NODE_ARGS } from '../../dev/node-flags.js';

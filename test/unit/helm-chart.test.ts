@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/commands/dispatch.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { CHART, helm, renderChart } from '../support/helm.js';
 import { gatewayPod, podWiringTests, validateManifest } from '../support/pod-wiring.js';
 import type { GatewayPod } from '../support/pod-wiring.js';

@@ -11,7 +11,7 @@ import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issuerRequest } from '../../src/identity/issuer-http.js';
-import { createClientTlsAgent } from '../../src/tls-client-agent.js';
+import { createClientTlsAgent } from '../../src/base/tls-client-agent.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
 

@@ -5,8 +5,8 @@ import { parseAllDocuments } from 'yaml';
 import { embeddedDefaults } from '../../src/config/defaults.js';
 import { parseConfigText, validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { PACKAGE_ROOT } from '../../src/package-root.js';
-import { checkConfigAgainstSchema } from '../../src/rules/schema-conformance.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
+import { checkConfigAgainstSchema } from '../../src/lifecycle/schema-conformance.js';
 import { parseSchemaModel } from '../../src/spicedb/schema-model.js';
 import type { SchemaModel } from '../../src/spicedb/schema-model.js';
 

@@ -23,7 +23,7 @@ import type { CheckRequest__Output } from '../../src/generated/envoy/service/aut
 import type { CheckResponse__Output } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import { TracingVerifier } from '../../src/identity/tracing-verifier.js';
 import type { RuleMatch } from '../../src/inbound/rule-index.js';
-import { TracingRuleMatcher } from '../../src/inbound/tracing-rule-matcher.js';
+import { TracingRuleMatcher } from '../../src/observability/tracing-rule-matcher.js';
 import { createDecisionObserver } from '../../src/observability/decision-log.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';

@@ -3,7 +3,7 @@
  * ready, so a pod missing a worker (crashed, still starting) takes no new traffic.
  */
 import { describe, expect, it } from 'vitest';
-import type { SidecarStatus } from '../../src/serve.js';
+import type { SidecarStatus } from '../../src/lifecycle/readiness.js';
 import { combineReadiness } from '../../src/workers/combined-status.js';
 
 const status = (overrides: Partial<SidecarStatus['detail']> & { ready?: boolean; hash?: string } = {}): SidecarStatus => {

@@ -4,7 +4,7 @@
  * those permissions depend on.
  */
 import type { Config } from '../config/schema.js';
-import type { CheckSpec } from './check-spec.js';
+import type { CheckSpec } from '../rules/check-spec.js';
 
 /** The type of an object template when it is written out (`cloud` in `cloud:{path.cloud}`), else undefined. */
 export function literalType(template: string): string | undefined {

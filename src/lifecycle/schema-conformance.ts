@@ -5,8 +5,8 @@
  * what a template renders is known per request only.
  */
 import type { Config } from '../config/schema.js';
-import { didYouMean } from '../config/closest-name.js';
-import type { CheckSpec } from './check-spec.js';
+import { didYouMean } from '../base/closest-name.js';
+import type { CheckSpec } from '../rules/check-spec.js';
 import { literalType } from './checked-permissions.js';
 import type { SchemaModel } from '../spicedb/schema-model.js';
 

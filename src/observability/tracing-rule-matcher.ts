@@ -1,12 +1,12 @@
 /**
  * Decorator: a span for the rule lookup of each Check, a child of the Check's span, naming the
- * rule that matched (or none). Installed only when tracing is on (serve.ts); the lookup itself is
+ * rule that matched (or none). Installed only when tracing is on (lifecycle/runtime.ts); the lookup itself is
  * synchronous and allocation-free, so this span is the only cost it adds.
  */
 import { SpanKind } from '@opentelemetry/api';
 import type { RequestContext } from '../core/request-context.js';
-import { inChildSpanSync } from '../observability/tracing.js';
-import type { RuleMatch, RuleMatcher } from './rule-index.js';
+import { inChildSpanSync } from './tracing.js';
+import type { RuleMatch, RuleMatcher } from '../inbound/rule-index.js';
 
 export class TracingRuleMatcher implements RuleMatcher {
   constructor(private readonly inner: RuleMatcher) {}

@@ -5,10 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
-import { readCaBundle } from './config/ca-bundle.js';
-import { resolveConfigPath } from './config/paths.js';
-import { resolveSecret } from './config/secret.js';
-import type { SecretRef } from './config/secret.js';
+import { readCaBundle } from './ca-bundle.js';
+import { resolveConfigPath } from './paths.js';
+import { resolveSecret } from './secret.js';
+import type { SecretRef } from './secret.js';
 
 export interface ClientTlsFiles {
   /** PEM client certificate; with `clientKey`, for mutual TLS. */
