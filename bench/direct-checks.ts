@@ -8,13 +8,13 @@ import { frameMessage } from '../src/body/grpc-frame.js';
 import { sampleProcess, loadAverage, TICKS_PER_SECOND } from '../dev/proc.js';
 import { checkRequestJson, runGhz } from './ghz.js';
 import type { CheckedRequest } from './ghz.js';
-import { createNamespaceMessage, GRPC_HEADERS, methodPath } from './grpc-call.js';
+import { createNamespaceMessage, GRPC_HEADERS, methodPath } from '../dev/bench/grpc-call.js';
 import { median } from './measure.js';
 import { FRONT_CPUS } from './pinning.js';
 import type { DirectResult } from './report.js';
 import { authorization, PATHS } from './requests.js';
 import type { Findings, GroupProcesses, Measurable, Run } from './run-state.js';
-import type { DirectChecks } from './scenarios.js';
+import type { DirectChecks } from '../dev/bench/scenarios.js';
 import { growth, requireNoDenials } from './sidecar-growth.js';
 
 type DirectRound = DirectResult['rounds'][number];

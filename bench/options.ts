@@ -4,14 +4,14 @@
  */
 import { FULL, QUICK } from './measure.js';
 import type { Budget } from './measure.js';
-import { isThroughEnvoy, SCENARIO_GROUPS } from './scenarios.js';
-import type { ScenarioGroup } from './scenarios.js';
+import { isThroughEnvoy, SCENARIO_GROUPS } from '../dev/bench/scenarios.js';
+import type { ScenarioGroup } from '../dev/bench/scenarios.js';
 
 const USAGE = `npm run bench [-- FLAGS]   (or node dist/bench/run.js FLAGS after npm run build)
 
   --quick            CI smoke: every scenario for a few seconds, results in a temp dir,
                      exit 1 if any scenario produced no numbers
-  --only=ID,ID       only scenarios whose id starts with one of these (ids: bench/scenarios.ts);
+  --only=ID,ID       only scenarios whose id starts with one of these (ids: dev/bench/scenarios.ts);
                      a Node flag variant (*_v8gc) or floor_http2 runs only when named here or in --compare exactly
   --compare=A,B[,C,D…]
                      pairs of scenario ids through Envoy, baseline first: only these run, every

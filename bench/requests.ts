@@ -4,10 +4,10 @@
  */
 import { waitFor } from '../dev/processes.js';
 import { frameMessage } from '../src/body/grpc-frame.js';
-import { createNamespaceMessage, GRPC_HEADERS, methodPath, unaryCall } from './grpc-call.js';
-import type { GrpcOutcome } from './grpc-call.js';
+import { createNamespaceMessage, GRPC_HEADERS, methodPath, unaryCall } from '../dev/bench/grpc-call.js';
+import type { GrpcOutcome } from '../dev/bench/grpc-call.js';
 import type { Run } from './run-state.js';
-import type { Expectation, GrpcCall, Port } from './scenarios.js';
+import type { Expectation, GrpcCall, Port } from '../dev/bench/scenarios.js';
 
 export const PATHS: Readonly<Record<Port, string>> = { ingress: '/v1/clouds/cl0/items', egress: '/v1/items' };
 export const urlOf = (run: Run, port: Port, path = PATHS[port]): string => `http://127.0.0.1:${run.ports[port]}${path}`;

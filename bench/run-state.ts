@@ -7,7 +7,7 @@ import type { Log } from './log.js';
 import type { Budget } from './measure.js';
 import type { EnvoyProcess } from '../dev/envoy.js';
 import type { DirectResult, ScalingResults, ScenarioResult } from './report.js';
-import type { Port } from './scenarios.js';
+import type { Port } from '../dev/bench/scenarios.js';
 
 /** What every scenario of a run shares. */
 export interface Run extends Workspace {

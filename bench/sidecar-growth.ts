@@ -6,7 +6,7 @@ import type { Exposition } from '../dev/prometheus.js';
 import type { SidecarProcess } from '../dev/sidecar.js';
 import type { RunningAuthorizer } from './authorizers.js';
 import type { Log } from './log.js';
-import type { RowReport } from './scenarios.js';
+import type { RowReport } from '../dev/bench/scenarios.js';
 
 export type Growth = ReadonlyMap<string, number>;
 

@@ -4,15 +4,15 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { methodPath, writeRequestBody } from './grpc-call.js';
+import { methodPath, writeRequestBody } from '../dev/bench/grpc-call.js';
 import { combineMeasurements, measureScenario } from './measure.js';
 import type { Budget, ScenarioMeasurement, Watched } from './measure.js';
 import { FRONT_CPUS } from './pinning.js';
 import { loadAverage } from '../dev/proc.js';
 import { expectAnswer, grpcHeaderLines, headerLines, urlOf } from './requests.js';
 import type { Findings, GroupProcesses, Measurable, Run } from './run-state.js';
-import { SATURATION, UNCACHED_SATURATION } from './scenarios.js';
-import type { Scenario, ThroughEnvoy } from './scenarios.js';
+import { SATURATION, UNCACHED_SATURATION } from '../dev/bench/scenarios.js';
+import type { Scenario, ThroughEnvoy } from '../dev/bench/scenarios.js';
 import { extraFigures, growth, requireNoDenials, sidecarOf, summedGrowth } from './sidecar-growth.js';
 import type { Growth } from './sidecar-growth.js';
 

@@ -5,13 +5,13 @@
  */
 import { connect } from 'node:http2';
 import { sampleProcess } from '../dev/proc.js';
-import { signToken } from './fixtures.js';
-import type { BenchKeys } from './fixtures.js';
+import { signToken } from '../dev/bench/fixtures.js';
+import type { BenchKeys } from '../dev/bench/fixtures.js';
 import { fmt } from './measure.js';
 import { expectAnswer, PATHS } from './requests.js';
 import { first500, reportFailure } from './run-state.js';
 import type { Findings, GroupProcesses, Run } from './run-state.js';
-import type { TokenScaling } from './scenarios.js';
+import type { TokenScaling } from '../dev/bench/scenarios.js';
 
 /** Requests in flight at once on the one HTTP/2 connection. */
 const IN_FLIGHT = 64;
