@@ -11,40 +11,22 @@ import type { SpicedbDatastore, SpicedbServer } from '../dev/spicedb.js';
 import { startAuthorizer } from './authorizers.js';
 import type { RunningAuthorizer } from './authorizers.js';
 import { prepareDirectChecks } from './direct-checks.js';
-import { benchEnvoyConfig } from '../dev/bench/envoy-config.js';
-import type { BenchListener } from '../dev/bench/envoy-config.js';
-import { AUDIENCE, ISSUER, SCHEMA, UPSTREAM } from '../dev/bench/fixtures.js';
-import { methodPath } from '../dev/bench/grpc-call.js';
+import { benchEnvoyConfig, benchListener } from '../dev/bench/envoy-config.js';
+import { SCHEMA } from '../dev/bench/fixtures.js';
 import { FRONT_CPUS, pin } from './pinning.js';
 import { summarizeProfile } from './profile.js';
 import type { Findings, GroupProcesses, Run } from './run-state.js';
 import { isDirect } from '../dev/bench/scenarios.js';
-import type { DirectChecks, Listener, Scenario, ScenarioGroup, ThroughEnvoy } from '../dev/bench/scenarios.js';
+import type { DirectChecks, Scenario, ScenarioGroup, ThroughEnvoy } from '../dev/bench/scenarios.js';
 import { prepareThroughEnvoy } from './through-envoy.js';
 import type { Preparer } from './turns.js';
 
 /** What the cached scenarios' checks need; every SpiceDB of the run starts with it. */
 export const SEED_RELATIONSHIPS = 'cloud:cl0#admin@user:alice';
 
-function benchListener(listener: Listener, run: Run): BenchListener {
-  const { name, filter } = listener;
-  const port = run.ports[listener.port];
-  switch (filter.kind) {
-    case 'bare':
-      return { name, port, filter };
-    case 'jwt_authn':
-      return { name, port, filter: { kind: 'jwt_authn', issuer: ISSUER, audience: AUDIENCE, jwks: run.keys.jwks } };
-    case 'ext_authz': {
-      const contextExtensions: Record<string, string> = filter.direction === 'inbound' ? { direction: 'inbound' } : { direction: 'outbound', audience: UPSTREAM };
-      const grpcRoutes = (filter.grpcRoutes ?? []).map((route) => ({ path: methodPath(route.method), buffersBody: route.buffersBody }));
-      return { name, port, filter: { kind: 'ext_authz', contextExtensions, grpcRoutes, ...(filter.encodeRawHeaders === undefined ? {} : { encodeRawHeaders: filter.encodeRawHeaders }) } };
-    }
-  }
-}
-
 /** The group's Envoy on the front core, in front of the authorizer at `authzPort`. */
 async function startGroupEnvoy(group: ScenarioGroup, authzPort: number | undefined, run: Run): Promise<EnvoyProcess> {
-  const config = benchEnvoyConfig(group.envoy.map((listener) => benchListener(listener, run)), await freePort(), authzPort);
+  const config = benchEnvoyConfig(group.envoy.map((listener) => benchListener(listener, run.ports[listener.port], run.keys.jwks)), await freePort(), authzPort);
   return launchEnvoy({ configFile: writeEnvoyConfig(config), cpus: FRONT_CPUS, concurrency: group.envoyConcurrency });
 }
 

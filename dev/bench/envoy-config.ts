@@ -9,6 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { PACKAGE_ROOT } from '../../src/base/package-root.js';
+import { AUDIENCE, ISSUER, UPSTREAM } from './fixtures.js';
+import { methodPath } from './grpc-call.js';
+import type { Listener } from './scenarios.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -74,6 +77,25 @@ export interface BenchListener {
   readonly name: string;
   readonly port: number;
   readonly filter: ListenerKind;
+}
+
+/**
+ * A scenario group's listener (scenarios.ts) as the configuration takes it: on `port`, and, where it
+ * runs jwt_authn, verifying tokens with `jwks`.
+ */
+export function benchListener(listener: Listener, port: number, jwks: string): BenchListener {
+  const { name, filter } = listener;
+  switch (filter.kind) {
+    case 'bare':
+      return { name, port, filter };
+    case 'jwt_authn':
+      return { name, port, filter: { kind: 'jwt_authn', issuer: ISSUER, audience: AUDIENCE, jwks } };
+    case 'ext_authz': {
+      const contextExtensions: Record<string, string> = filter.direction === 'inbound' ? { direction: 'inbound' } : { direction: 'outbound', audience: UPSTREAM };
+      const grpcRoutes = (filter.grpcRoutes ?? []).map((route) => ({ path: methodPath(route.method), buffersBody: route.buffersBody }));
+      return { name, port, filter: { kind: 'ext_authz', contextExtensions, grpcRoutes, ...(filter.encodeRawHeaders === undefined ? {} : { encodeRawHeaders: filter.encodeRawHeaders }) } };
+    }
+  }
 }
 
 /** Envoy jwt_authn's `jwt_cache_config.jwt_cache_size` in the bench (Envoy's default when set: 100). */
