@@ -32,11 +32,11 @@ import type { AuthorizationClient } from '../src/generated/envoy/service/auth/v3
 import type { CheckRequest } from '../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import { createLogger } from '../src/observability/logger.js';
 import { PACKAGE_ROOT } from '../src/base/package-root.js';
-import { makeKeys, SCHEMA, sidecarConfig, signToken, UPSTREAM } from './fixtures.js';
-import type { BenchKeys } from './fixtures.js';
+import { makeKeys, SCHEMA, sidecarConfig, signToken, UPSTREAM } from '../dev/bench/fixtures.js';
+import type { BenchKeys } from '../dev/bench/fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';
-import { SHIPPED_NODE_ARGS } from './node-flags.js';
-import { sampleProcess, TICKS_PER_SECOND } from './proc.js';
+import { SHIPPED_NODE_ARGS } from '../dev/node-flags.js';
+import { sampleProcess, TICKS_PER_SECOND } from '../dev/proc.js';
 
 const { values: flags } = parseArgs({
   options: {

@@ -1,5 +1,5 @@
 /**
- * Starts what answers Envoy's ext_authz calls in a scenario group (bench/scenarios.ts), alone on
+ * Starts what answers Envoy's ext_authz calls in a scenario group (dev/bench/scenarios.ts), alone on
  * the authorizer's core, and waits until it answers.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -12,13 +12,13 @@ import { launchSidecar, writeSidecarConfig } from '../dev/sidecar.js';
 import type { SidecarProcess } from '../dev/sidecar.js';
 import type { SpicedbServer } from '../dev/spicedb.js';
 import { PACKAGE_ROOT } from '../src/base/package-root.js';
-import { opaPolicy, sidecarConfig } from './fixtures.js';
+import { opaPolicy, sidecarConfig } from '../dev/bench/fixtures.js';
 import { startOtlpSink } from './otlp-sink.js';
-import type { BenchKeys } from './fixtures.js';
+import type { BenchKeys } from '../dev/bench/fixtures.js';
 import { AUTHZ_CPUS, FRONT_CPUS, pin } from './pinning.js';
-import { childProcesses } from './proc.js';
-import { SHIPPED_NODE_ARGS } from './node-flags.js';
-import type { Authorizer } from './scenarios.js';
+import { childProcesses } from '../dev/proc.js';
+import { SHIPPED_NODE_ARGS } from '../dev/node-flags.js';
+import type { Authorizer } from '../dev/bench/scenarios.js';
 
 /** What every authorizer of a run shares. */
 export interface Workspace {

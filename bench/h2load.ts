@@ -2,7 +2,7 @@
  * Drives h2load (nghttp2) against Envoy at saturation (many streams, as fast as it goes) and turns
  * its summary into throughput figures. The fixed-rate latency rounds use vegeta (vegeta.ts).
  */
-import { runMeasured } from './proc.js';
+import { runMeasured } from '../dev/proc.js';
 
 const H2LOAD = '/usr/bin/h2load';
 

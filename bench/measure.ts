@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { runH2load } from './h2load.js';
 import type { LoadShape, LoadTarget } from './h2load.js';
 import type { Percentiles } from './percentiles.js';
-import { coresUsed, sampleMachine, sampleProcess, TICKS_PER_SECOND } from './proc.js';
-import type { ProcSample } from './proc.js';
+import { coresUsed, sampleMachine, sampleProcess, TICKS_PER_SECOND } from '../dev/proc.js';
+import type { ProcSample } from '../dev/proc.js';
 import { runVegeta } from './vegeta.js';
+import type { ShapeSpec } from '../dev/bench/scenarios.js';
 
 export interface Budget {
   readonly quick: boolean;
@@ -57,11 +58,6 @@ export interface SaturationRound {
 export interface RateRound extends Percentiles {
   readonly cpu: CpuBreakdown;
   readonly reruns: number;
-}
-
-export interface ShapeSpec {
-  readonly clients: number;
-  readonly streams: number;
 }
 
 export interface ScenarioMeasurement {

@@ -38,9 +38,9 @@ import type { CheckRequest } from '../src/generated/envoy/service/auth/v3/CheckR
 import type { CheckResponse__Output } from '../src/generated/envoy/service/auth/v3/CheckResponse.js';
 import type { AuthorizationClient } from '../src/generated/envoy/service/auth/v3/Authorization.js';
 import { PACKAGE_ROOT } from '../src/base/package-root.js';
-import { makeKeys, SCHEMA, sidecarConfig, signToken } from './fixtures.js';
+import { makeKeys, SCHEMA, sidecarConfig, signToken } from '../dev/bench/fixtures.js';
 import { percentile } from './percentiles.js';
-import type { BenchKeys } from './fixtures.js';
+import type { BenchKeys } from '../dev/bench/fixtures.js';
 
 const USAGE = `npm run bench:revocation -- [FLAGS]
 

@@ -26,7 +26,7 @@ import type { PostgresCluster } from '../dev/postgres.js';
 import { startSpicedb } from '../dev/spicedb.js';
 import type { SpicedbDatastore } from '../dev/spicedb.js';
 import { AUTHZ_CPUS, FRONT_CPUS, pin } from './pinning.js';
-import { SCHEMA } from './fixtures.js';
+import { SCHEMA } from '../dev/bench/fixtures.js';
 import { median } from './measure.js';
 
 const WARM_UP_CHECKS = 2_000;

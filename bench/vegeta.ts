@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { LoadTarget } from './h2load.js';
 import { summarize } from './percentiles.js';
 import type { LatencySample, Percentiles } from './percentiles.js';
-import { runMeasured } from './proc.js';
+import { runMeasured } from '../dev/proc.js';
 import { TOOLS_BIN } from '../dev/processes.js';
 
 const VEGETA = join(TOOLS_BIN, 'vegeta');

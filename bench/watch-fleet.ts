@@ -32,7 +32,7 @@ import type { SpicedbServer } from '../dev/spicedb.js';
 import { TOOLS_BIN } from '../dev/processes.js';
 import { PACKAGE_ROOT } from '../src/base/package-root.js';
 import { median } from './measure.js';
-import { loadAverage, sampleMachine, sampleProcess, TICKS_PER_SECOND } from './proc.js';
+import { loadAverage, sampleMachine, sampleProcess, TICKS_PER_SECOND } from '../dev/proc.js';
 import { deliveryDelays, WATCH_SCHEMA, WATCHED_TYPES, WatchFleet, writeOne, writeSteadily } from './watch-streams.js';
 import type { DelaySummary } from './watch-streams.js';
 

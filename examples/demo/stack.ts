@@ -17,7 +17,8 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@authzed/authzed-node';
 import { exportPKCS8, generateKeyPair } from 'jose';
 import { freePort } from '../../dev/ports.js';
-import { atExit, startProcess, TOOLS_BIN, waitFor } from '../../dev/processes.js';
+import { launchEnvoy } from '../../dev/envoy.js';
+import { atExit, TOOLS_BIN } from '../../dev/processes.js';
 import type { ManagedProcess } from '../../dev/processes.js';
 import { launchSidecar } from '../../dev/sidecar.js';
 import { startSpicedb } from '../../dev/spicedb.js';
@@ -151,17 +152,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
 
-    const envoys = (['gwadmin', 'vmcontroller', 'spicedb'] as const).map((name) => {
-      const config = render(join('envoy', `${name}.envoy.yaml`), `${name}.envoy.yaml`);
-      const child = startProcess(
-        join(TOOLS_BIN, 'envoy'),
-        ['-c', config, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', '1', '--disable-hot-restart'],
-        // Only SpiceDB's Envoy needs the key (it replaces the caller's JWT with it).
-        { name: `${name}-envoy`, env: name === 'spicedb' ? env : process.env },
-      );
-      children.push(child);
-      return { name, child, admin: `http://127.0.0.1:${ports[`${name === 'gwadmin' ? 'gateway' : name}EnvoyAdmin` as PortRole]}` };
-    });
+    const envoys = await Promise.all(
+      (['gwadmin', 'vmcontroller', 'spicedb'] as const).map(async (name) => {
+        const envoy = await launchEnvoy({
+          configFile: render(join('envoy', `${name}.envoy.yaml`), `${name}.envoy.yaml`),
+          name: `${name}-envoy`,
+          // Only SpiceDB's Envoy needs the key (it replaces the caller's JWT with it).
+          env: name === 'spicedb' ? env : process.env,
+          waitUntil: 'spawned',
+          startTimeoutMs: STARTUP_TIMEOUT_MS,
+        });
+        children.push(envoy.process);
+        return envoy;
+      }),
+    );
 
     const [gateway, vmcontroller] = await Promise.all([
       startGateway({
@@ -182,9 +186,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     );
     const ready = Promise.all([
       ...sidecars.map((sidecar) => sidecar.untilReady()),
-      ...envoys.map(({ child, admin }) =>
-        waitFor(async () => (await fetch(`${admin}/ready`)).status === 200, STARTUP_TIMEOUT_MS, () => `${child.name} not ready:\n${child.output().slice(-4000)}`),
-      ),
+      ...envoys.map((envoy) => envoy.untilReady()),
     ]);
     // The losers of the race must not surface later as unhandled rejections; and once started, an
     // exit is reported by the scenario's failures, not as a start-up error.

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../../src/base/package-root.js';
-import { jwks, makeSigningKey } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey } from '../../dev/jwt-fixtures.js';
 
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js');
 const SERVE_EXITS_WITHIN_MS = 10_000;

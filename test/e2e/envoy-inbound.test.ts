@@ -8,7 +8,7 @@ import { status } from '@grpc/grpc-js';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeSubjectId } from '../../src/core/subject-id.js';
-import { hs256WithPublicKey, makeSigningKey, nowSeconds, signToken, unsignedToken } from '../support/jwt-fixtures.js';
+import { hs256WithPublicKey, makeSigningKey, nowSeconds, signToken, unsignedToken } from '../../dev/jwt-fixtures.js';
 import { grpcCall, MESH_ISSUER, startPod } from '../support/pod.js';
 import type { Pod } from '../support/pod.js';
 

@@ -8,7 +8,7 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeSubjectId } from '../../src/core/subject-id.js';
-import { nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 import { httpRequest, MESH_ISSUER, MINT_ISSUER, PUBLIC_ISSUER, startPod } from '../support/pod.js';
 import type { PlainResponse, Pod } from '../support/pod.js';
 

@@ -26,8 +26,8 @@ import type { CheckRequest } from '../../src/generated/envoy/service/auth/v3/Che
 import { rawGrpcCall } from '../support/body-grpc.js';
 import { httpCheck, sidecarClient } from '../support/check-client.js';
 import { envoyGatewayConfig, istioEnvoyConfig } from '../support/control-planes.js';
-import { startEnvoy } from '../support/envoy.js';
-import type { RunningEnvoy } from '../support/envoy.js';
+import { startEnvoy } from '../../dev/envoy.js';
+import type { RunningEnvoy } from '../../dev/envoy.js';
 import { grpcCall, httpRequest, startPod } from '../support/pod.js';
 import type { PlainResponse, Pod } from '../support/pod.js';
 

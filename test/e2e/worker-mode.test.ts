@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childProcesses } from '../../bench/proc.js';
+import { childProcesses } from '../../dev/proc.js';
 import { waitFor } from '../../dev/processes.js';
 import { sidecarClient } from '../support/check-client.js';
 import type { SidecarClient } from '../support/check-client.js';

@@ -7,13 +7,13 @@
 import { connect } from 'node:net';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EchoUpstream } from '../support/echo-upstream.js';
-import { EXTERNAL_ISSUER, INTERNAL_ISSUER, serviceToken, userToken } from '../support/hardening/fixtures.js';
+import type { EchoUpstream } from '../../dev/echo-upstream.js';
+import { EXTERNAL_ISSUER, INTERNAL_ISSUER, serviceToken, userToken } from '../../dev/hardening/fixtures.js';
 import { openInProcessPipeline, reasonOf } from '../support/hardening/pipeline.js';
 import { http1, startStack } from '../support/hardening/stack.js';
 import type { RawResponse, Stack } from '../support/hardening/stack.js';
-import { hs256WithPublicKey, JwksServer, jwks, makeSigningKey, nowSeconds, unsignedToken } from '../support/jwt-fixtures.js';
-import type { SigningKey } from '../support/jwt-fixtures.js';
+import { hs256WithPublicKey, JwksServer, jwks, makeSigningKey, nowSeconds, unsignedToken } from '../../dev/jwt-fixtures.js';
+import type { SigningKey } from '../../dev/jwt-fixtures.js';
 
 let stack: Stack;
 let attacker: SigningKey;

@@ -15,7 +15,7 @@ import type { SidecarProcess } from '../../dev/sidecar.js';
 import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { CRASH_EXIT_CODE } from '../../src/lifecycle/process-control.js';
 import { sidecarClient, httpCheck } from '../support/check-client.js';
-import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 
 const INJECT = join(PACKAGE_ROOT, 'test', 'fixtures', 'crash', 'inject-fault.mjs');
 const DRAIN_SECONDS = 1;

@@ -6,9 +6,9 @@
  * (docs/security.md, "Sidecar restart").
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { userToken } from '../support/hardening/fixtures.js';
-import { runLoad, summarize } from '../support/hardening/load.js';
-import type { LoadResult } from '../support/hardening/load.js';
+import { userToken } from '../../dev/hardening/fixtures.js';
+import { runLoad, summarize } from '../../dev/hardening/load.js';
+import type { LoadResult } from '../../dev/hardening/load.js';
 import { receivedIds, startStack } from '../support/hardening/stack.js';
 import type { Stack } from '../support/hardening/stack.js';
 

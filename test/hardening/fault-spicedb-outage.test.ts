@@ -10,9 +10,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { throwawayDatastore } from '../../dev/postgres.js';
 import type { ThrowawayDatastore } from '../../dev/postgres.js';
-import { userToken } from '../support/hardening/fixtures.js';
-import { runLoad, summarize } from '../support/hardening/load.js';
-import type { LoadResult } from '../support/hardening/load.js';
+import { userToken } from '../../dev/hardening/fixtures.js';
+import { runLoad, summarize } from '../../dev/hardening/load.js';
+import type { LoadResult } from '../../dev/hardening/load.js';
 import { receivedIds, startStack } from '../support/hardening/stack.js';
 import type { Stack } from '../support/hardening/stack.js';
 

@@ -8,8 +8,8 @@
  *   - nothing reaches the app, and it recovers when SpiceDB answers again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { userToken } from '../support/hardening/fixtures.js';
-import { runLoad, summarize } from '../support/hardening/load.js';
+import { userToken } from '../../dev/hardening/fixtures.js';
+import { runLoad, summarize } from '../../dev/hardening/load.js';
 import { http1, startStack } from '../support/hardening/stack.js';
 import type { Stack } from '../support/hardening/stack.js';
 import { waitFor } from '../../dev/processes.js';

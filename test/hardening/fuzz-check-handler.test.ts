@@ -10,10 +10,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckRequest__Output } from '../../src/generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse__Output } from '../../src/generated/envoy/service/auth/v3/CheckResponse.js';
-import { serviceToken, userToken } from '../support/hardening/fixtures.js';
+import { serviceToken, userToken } from '../../dev/hardening/fixtures.js';
 import { malformation, openInProcessPipeline, reasonOf } from '../support/hardening/pipeline.js';
 import type { InProcessPipeline } from '../support/hardening/pipeline.js';
-import { hs256WithPublicKey, nowSeconds, unsignedToken } from '../support/jwt-fixtures.js';
+import { hs256WithPublicKey, nowSeconds, unsignedToken } from '../../dev/jwt-fixtures.js';
 
 export const HANDLER_RUNS = 30_000;
 

@@ -16,7 +16,7 @@ import { GrpcChecker } from '../../src/spicedb/grpc-checker.js';
 import { decorate } from '../../src/spicedb/permission-checker.js';
 import { CachingTokenSource } from '../../src/tokens/token-cache.js';
 import { stringify } from 'yaml';
-import { sidecarConfig, userToken } from '../support/hardening/fixtures.js';
+import { sidecarConfig, userToken } from '../../dev/hardening/fixtures.js';
 import { malformation, openInProcessPipeline, reasonOf } from '../support/hardening/pipeline.js';
 
 function inbound(path: string, headers: Array<[string, string]>): CheckRequest__Output {

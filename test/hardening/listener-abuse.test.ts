@@ -14,7 +14,7 @@ import { connect as connectHttp2, constants } from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { sampleProcess } from '../../bench/proc.js';
+import { sampleProcess } from '../../dev/proc.js';
 import { envoyAuthProto } from '../../src/envoy/protos.js';
 import { httpCheck, sidecarClient } from '../support/check-client.js';
 import type { SidecarClient } from '../support/check-client.js';

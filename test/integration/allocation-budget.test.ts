@@ -21,7 +21,7 @@ import { startSpicedb } from '../../dev/spicedb.js';
 import type { SpicedbServer } from '../../dev/spicedb.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 
 const BUDGET_BYTES = 8 * 1024;
 const MARGIN = 1.25;

@@ -15,7 +15,7 @@ import { createTokenSource } from '../../src/tokens/token-source.js';
 import type { OutboundTokenSource } from '../../src/tokens/token-source.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
-import { makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import type { OAuthServer } from '../support/oauth-server.js';
 import { exchangeTokensConfig } from '../support/exchange-source.js';

@@ -26,8 +26,8 @@ import { createPermissionChecker } from '../../src/spicedb/permission-checker.js
 import { createTokenSource } from '../../src/tokens/token-source.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
-import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
-import type { SigningKey } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
+import type { SigningKey } from '../../dev/jwt-fixtures.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import { exchangeTokensConfig } from '../support/exchange-source.js';
 

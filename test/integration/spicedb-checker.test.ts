@@ -15,7 +15,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { spicedbSchema } from '../../src/spicedb/config.js';
 import { createPermissionChecker } from '../../src/spicedb/permission-checker.js';
-import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 import { waitFor } from '../../dev/processes.js';
 import { throwawayDatastore } from '../../dev/postgres.js';
 import type { ThrowawayDatastore } from '../../dev/postgres.js';

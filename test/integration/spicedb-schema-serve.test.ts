@@ -18,7 +18,7 @@ import { freePort } from '../../dev/ports.js';
 import { waitFor } from '../../dev/processes.js';
 import { writeSidecarConfig } from '../../dev/sidecar.js';
 import { startSpicedb } from '../../dev/spicedb.js';
-import { jwks, makeSigningKey } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey } from '../../dev/jwt-fixtures.js';
 import type { SpicedbServer } from '../../dev/spicedb.js';
 
 const SCHEMA = readFileSync(join(PACKAGE_ROOT, 'examples', 'schema.zed'), 'utf8');

@@ -15,7 +15,7 @@
  *     max_request_bytes only) enabled on its target routes with an ExtAuthzPerRoute whose
  *     check_settings carry only the policy's contextExtensions.
  * Everything Istio or Envoy Gateway add that is not about ext_authz (mTLS, stats, tracing) is left
- * out. Port numbers are test/support/envoy.ts's placeholders (PLACEHOLDER), which it rewrites.
+ * out. Port numbers are dev/envoy.ts's placeholders (PLACEHOLDER), which it rewrites.
  */
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
@@ -27,7 +27,7 @@ const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connectio
 const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } };
 
 /*
- * Port numbers test/support/envoy.ts replaces (it requires each in the file): 10000 and 15001 are
+ * Port numbers dev/envoy.ts replaces (it requires each in the file): 10000 and 15001 are
  * the listeners it reads back by name (ingress, egress), 8080 the app, 18081 vmcontroller, 9901
  * Envoy's admin, 9191 the sidecar. Here 9191 stands for the sidecar's inbound-direction listener;
  * the outbound-direction one is written with its real port.
@@ -254,7 +254,7 @@ export function envoyGatewayConfig(extraMatches: Readonly<Record<string, readonl
   return envoyConfig(
     [
       listener('ingress', PLACEHOLDER.ingress, connectionManager('http-10080', { name: 'cloud/public-gateway/http', domains: ['*'], routes }, policies.map((policy) => policy.filter))),
-      // A second Gateway listener, named egress only because test/support/envoy.ts reads back the
+      // A second Gateway listener, named egress only because dev/envoy.ts reads back the
       // ports of listeners named ingress and egress.
       listener('egress', PLACEHOLDER.egress, connectionManager('http-10081', { name: 'cloud/public-gateway/internal', domains: ['*'], routes: [internalRoute] }, misdirected ? [misdirected.filter] : [])),
     ],

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { runCli, VERSION } from '../../src/commands/dispatch.js';
 import { COMMANDS } from '../../src/commands/index.js';
 import { loadConfigFile } from '../../src/config/load.js';
-import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';

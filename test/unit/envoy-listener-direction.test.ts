@@ -33,7 +33,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { serve } from '../../src/serve.js';
 import type { RunningSidecar } from '../../src/serve.js';
 import { httpCheck, sidecarClient } from '../support/check-client.js';
-import { jwks, makeSigningKey } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey } from '../../dev/jwt-fixtures.js';
 import { decodeFramedResponse } from '../support/framed-response.js';
 
 const limits = { maxHeaderBytes: 65536 };

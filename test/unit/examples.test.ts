@@ -15,7 +15,7 @@ import { preflight } from '../../src/lifecycle/preflight.js';
 import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 import { createTestPki } from '../support/certs.js';
 import { gatewayPod, manifestsIn, podWiringTests, validateManifest } from '../support/pod-wiring.js';
-import { SHIPPED_NODE_ARGS } from '../../bench/node-flags.js';
+import { SHIPPED_NODE_ARGS } from '../../dev/node-flags.js';
 
 const EXAMPLES = join(PACKAGE_ROOT, 'examples');
 

@@ -14,7 +14,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { freePort } from '../../dev/ports.js';
 import { waitFor } from '../../dev/processes.js';
-import { jwks, makeSigningKey } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey } from '../../dev/jwt-fixtures.js';
 
 interface LogLine {
   readonly level: number;

@@ -11,8 +11,8 @@ import { issuersSchema } from '../../src/identity/config.js';
 import { createTokenVerifier } from '../../src/identity/token-verifier.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { JwksServer, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
-import type { SigningKey } from '../support/jwt-fixtures.js';
+import { JwksServer, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
+import type { SigningKey } from '../../dev/jwt-fixtures.js';
 
 const ISS = 'https://auth.example';
 let server: JwksServer;

@@ -6,8 +6,8 @@ import { issuersSchema } from '../../src/identity/config.js';
 import { createTokenVerifier } from '../../src/identity/token-verifier.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { hs256WithPublicKey, jwks, JwksServer, makeSigningKey, nowSeconds, sameKeyForAlg, signToken, unsignedToken } from '../support/jwt-fixtures.js';
-import type { SigningKey } from '../support/jwt-fixtures.js';
+import { hs256WithPublicKey, jwks, JwksServer, makeSigningKey, nowSeconds, sameKeyForAlg, signToken, unsignedToken } from '../../dev/jwt-fixtures.js';
+import type { SigningKey } from '../../dev/jwt-fixtures.js';
 
 const ISS = 'https://auth.example';
 const logger = createLogger({ level: 'silent' });

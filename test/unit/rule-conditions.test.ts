@@ -17,7 +17,7 @@ import { renderCheckResponse } from '../../src/envoy/check-response.js';
 import { inboundSchema } from '../../src/inbound/config.js';
 import { createInboundAuthorizer } from '../../src/inbound/inbound-authorizer.js';
 import { compileRequirement, grantedScopes, insufficientScopeChallenge, requirementSchema } from '../../src/rules/conditions.js';
-import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 
 const TOKEN = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
 

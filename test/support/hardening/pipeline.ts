@@ -20,9 +20,9 @@ import { buildPipeline } from '../../../src/lifecycle/pipeline.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import { createTokenSource } from '../../../src/tokens/token-source.js';
-import { jwks, makeSigningKey } from '../jwt-fixtures.js';
-import type { SigningKey } from '../jwt-fixtures.js';
-import { sidecarConfig } from './fixtures.js';
+import { jwks, makeSigningKey } from '../../../dev/jwt-fixtures.js';
+import type { SigningKey } from '../../../dev/jwt-fixtures.js';
+import { sidecarConfig } from '../../../dev/hardening/fixtures.js';
 import { decodeFramedResponse } from '../framed-response.js';
 
 class OracleChecker implements PermissionChecker {

@@ -6,17 +6,17 @@
  */
 import { request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { startEchoUpstream } from '../echo-upstream.js';
-import type { EchoUpstream } from '../echo-upstream.js';
-import { startEnvoy } from '../envoy.js';
-import type { RunningEnvoy } from '../envoy.js';
-import { JwksServer, jwks, makeSigningKey } from '../jwt-fixtures.js';
-import type { SigningKey } from '../jwt-fixtures.js';
+import { startEchoUpstream } from '../../../dev/echo-upstream.js';
+import type { EchoUpstream } from '../../../dev/echo-upstream.js';
+import { startEnvoy } from '../../../dev/envoy.js';
+import type { RunningEnvoy } from '../../../dev/envoy.js';
+import { JwksServer, jwks, makeSigningKey } from '../../../dev/jwt-fixtures.js';
+import type { SigningKey } from '../../../dev/jwt-fixtures.js';
 import { startSidecar } from '../sidecar.js';
 import type { RunningSidecar } from '../sidecar.js';
 import { startSpicedb } from '../../../dev/spicedb.js';
 import type { SpicedbDatastore, SpicedbServer } from '../../../dev/spicedb.js';
-import { relationships, SCHEMA, sidecarConfig } from './fixtures.js';
+import { relationships, SCHEMA, sidecarConfig } from '../../../dev/hardening/fixtures.js';
 import { StallProxy } from './stall-proxy.js';
 
 export interface StackOptions {

@@ -5,13 +5,13 @@
  * The "upstream" is an Envoy direct_response, so no app process sets the ceiling; ext_authz and
  * jwt_authn still run before the router answers.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { startProcess, TOOLS_BIN, waitFor } from '../dev/processes.js';
-import { PACKAGE_ROOT } from '../src/base/package-root.js';
-import type { ManagedProcess } from '../dev/processes.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
+import { AUDIENCE, ISSUER, UPSTREAM } from './fixtures.js';
+import { methodPath } from './grpc-call.js';
+import type { Listener } from './scenarios.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -77,6 +77,25 @@ export interface BenchListener {
   readonly name: string;
   readonly port: number;
   readonly filter: ListenerKind;
+}
+
+/**
+ * A scenario group's listener (scenarios.ts) as the configuration takes it: on `port`, and, where it
+ * runs jwt_authn, verifying tokens with `jwks`.
+ */
+export function benchListener(listener: Listener, port: number, jwks: string): BenchListener {
+  const { name, filter } = listener;
+  switch (filter.kind) {
+    case 'bare':
+      return { name, port, filter };
+    case 'jwt_authn':
+      return { name, port, filter: { kind: 'jwt_authn', issuer: ISSUER, audience: AUDIENCE, jwks } };
+    case 'ext_authz': {
+      const contextExtensions: Record<string, string> = filter.direction === 'inbound' ? { direction: 'inbound' } : { direction: 'outbound', audience: UPSTREAM };
+      const grpcRoutes = (filter.grpcRoutes ?? []).map((route) => ({ path: methodPath(route.method), buffersBody: route.buffersBody }));
+      return { name, port, filter: { kind: 'ext_authz', contextExtensions, grpcRoutes, ...(filter.encodeRawHeaders === undefined ? {} : { encodeRawHeaders: filter.encodeRawHeaders }) } };
+    }
+  }
 }
 
 /** Envoy jwt_authn's `jwt_cache_config.jwt_cache_size` in the bench (Envoy's default when set: 100). */
@@ -170,38 +189,5 @@ export function benchEnvoyConfig(listeners: readonly BenchListener[], adminPort:
   return {
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
     static_resources: { listeners: listeners.map((l) => listenerConfig(pieces, l)), clusters },
-  };
-}
-
-export interface BenchEnvoy {
-  readonly process: ManagedProcess;
-  readonly adminPort: number;
-  readonly configFile: string;
-  stat(name: string): Promise<number>;
-  stop(): Promise<void>;
-}
-
-/**
- * Envoy with `concurrency` worker threads (default 1), optionally pinned with taskset. Each thread
- * keeps its own connection to the authorizer.
- */
-export async function startBenchEnvoy(config: JsonObject, adminPort: number, cpus: string | undefined, concurrency = 1): Promise<BenchEnvoy> {
-  const dir = mkdtempSync(join(tmpdir(), 'jwtauth-bench-envoy-'));
-  const configFile = join(dir, 'envoy.json');
-  writeFileSync(configFile, JSON.stringify(config, null, 1));
-  const envoyArgs = [join(TOOLS_BIN, 'envoy'), '-c', configFile, '--base-id', String(Math.floor(Math.random() * 1_000_000)), '--log-level', 'warn', '--concurrency', String(concurrency), '--disable-hot-restart'];
-  const process = cpus ? startProcess('taskset', ['-c', cpus, ...envoyArgs]) : startProcess(envoyArgs[0] as string, envoyArgs.slice(1));
-  const admin = `http://127.0.0.1:${adminPort}`;
-  await waitFor(async () => (await fetch(`${admin}/ready`)).status === 200, 20_000, () => `Envoy did not become ready:\n${process.output()}`);
-  return {
-    process,
-    adminPort,
-    configFile,
-    async stat(name) {
-      const text = await (await fetch(`${admin}/stats?filter=${encodeURIComponent(`^${name.replace(/\./g, '\\.')}$`)}`)).text();
-      const match = /: (\d+)/.exec(text);
-      return match ? Number(match[1]) : 0;
-    },
-    stop: () => process.stop('SIGTERM', 3000),
   };
 }

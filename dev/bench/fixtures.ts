@@ -70,7 +70,7 @@ export interface SidecarVariant {
   /** 0 turns the decision cache off, so every Check asks SpiceDB. */
   readonly decisionCacheTtlMs?: number;
   /**
-   * The message-field scenarios' two gRPC rules and the descriptors (bench/namespaces.proto). The
+   * The message-field scenarios' two gRPC rules and the descriptors (dev/bench/namespaces.proto). The
    * rules differ only in where the cloud comes from: one method's message, the other's header.
    */
   readonly messageRules?: boolean;
@@ -84,7 +84,7 @@ export interface SidecarVariant {
   readonly maxConcurrentCalls?: number;
 }
 
-/** Where each bench/namespaces.proto method's rule takes the cloud from. */
+/** Where each dev/bench/namespaces.proto method's rule takes the cloud from. */
 const CLOUD_TEMPLATE: Readonly<Record<NamespacesMethod, string>> = {
   CreateByMessage: 'cloud:{body.cloud_id}',
   CreateByHeaders: `cloud:{header.${CLOUD_HEADER}}`,

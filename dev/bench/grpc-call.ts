@@ -1,5 +1,5 @@
 /**
- * The unary gRPC call the message-field scenarios send (bench/namespaces.proto): one
+ * The unary gRPC call the message-field scenarios send (dev/bench/namespaces.proto): one
  * CreateNamespaceRequest of about 200 bytes in its gRPC frame, with the headers a gRPC client sends.
  * The load generators send the framed bytes from a file as the request body (h2load -d, vegeta
  * `@file`). Expectations send one call with node:http2 and read grpc-status: a gRPC denial is
@@ -10,18 +10,18 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:http2';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import { frameMessage } from '../src/body/grpc-frame.js';
-import { PACKAGE_ROOT } from '../src/base/package-root.js';
+import { frameMessage } from '../../src/body/grpc-frame.js';
+import { PACKAGE_ROOT } from '../../src/base/package-root.js';
 
 // From the package root, so the bench's configuration can be loaded from source too (the Envoy
 // check's test of every repository config), not only from dist/.
-export const NAMESPACES_PROTO = join(PACKAGE_ROOT, 'bench', 'namespaces.proto');
+export const NAMESPACES_PROTO = join(PACKAGE_ROOT, 'dev', 'bench', 'namespaces.proto');
 export const NAMESPACES_SERVICE = 'bench.v1.Namespaces';
 /** Same request type, names of the same length; see the .proto. */
 export type NamespacesMethod = 'CreateByMessage' | 'CreateByHeaders';
 export const methodPath = (method: NamespacesMethod): string => `/${NAMESPACES_SERVICE}/${method}`;
 
-/** The cloud the bench's user administers (run.ts writes cloud:cl0#admin@user:alice). */
+/** The cloud the bench's user administers (every SpiceDB of the run starts with cloud:cl0#admin@user:alice, groups.ts). */
 export const CALLER_CLOUD = 'cl0';
 /** Read by the header rule; every call sends it naming the caller's cloud, whatever the message names. */
 export const CLOUD_HEADER = 'x-cloud-id';

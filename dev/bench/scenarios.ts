@@ -4,13 +4,22 @@
  * group's scenarios share both, so the outbound path is measured on the sidecar the cached inbound
  * run has just warmed, as in production. Scenario ids are what `--only` matches and what the
  * results are keyed by.
+ *
+ * It lives in dev/ (with the Envoy configurations, fixtures and gRPC call it names) because a test,
+ * test/unit/envoy-configs-in-repo.test.ts, checks every Envoy configuration the bench generates,
+ * and the tests and the bench share code only through dev/. bench/run.ts runs it.
  */
 import { UPSTREAM } from './fixtures.js';
 import type { SidecarVariant } from './fixtures.js';
 import { CALLER_CLOUD } from './grpc-call.js';
 import type { NamespacesMethod } from './grpc-call.js';
-import type { ShapeSpec } from './measure.js';
-import { SHIPPED_NODE_ARGS } from './node-flags.js';
+import { SHIPPED_NODE_ARGS } from '../node-flags.js';
+
+/** h2load's connections (-c) and streams per connection (-m) at saturation. */
+export interface ShapeSpec {
+  readonly clients: number;
+  readonly streams: number;
+}
 
 export const SATURATION: ShapeSpec = { clients: 8, streams: 16 };
 /** h2load clients each walk `-i` lists from the top, so "every request distinct" needs one client. */
@@ -68,13 +77,13 @@ export interface Listener {
         readonly kind: 'ext_authz';
         readonly direction: 'inbound' | 'outbound';
         readonly encodeRawHeaders?: boolean;
-        /** Routes of their own for bench/namespaces.proto methods, answered with grpc-status 0. */
+        /** Routes of their own for dev/bench/namespaces.proto methods, answered with grpc-status 0. */
         readonly grpcRoutes?: ReadonlyArray<{ readonly method: NamespacesMethod; readonly buffersBody: boolean }>;
       };
 }
 
 /**
- * A unary call to bench/namespaces.proto's service instead of a GET: POST of one framed
+ * A unary call to dev/bench/namespaces.proto's service instead of a GET: POST of one framed
  * CreateNamespaceRequest (~200 bytes), with `x-cloud-id` naming the caller's cloud.
  */
 export interface GrpcCall {
@@ -160,6 +169,16 @@ export interface TokenScaling {
 }
 
 export type Scenario = ThroughEnvoy | DirectChecks | TokenScaling;
+
+export function isDirect(scenario: Scenario): scenario is DirectChecks {
+  return scenario.load.kind === 'direct-checks';
+}
+export function isTokenScaling(scenario: Scenario): scenario is TokenScaling {
+  return scenario.load.kind === 'distinct-tokens';
+}
+export function isThroughEnvoy(scenario: Scenario): scenario is ThroughEnvoy {
+  return !isDirect(scenario) && !isTokenScaling(scenario);
+}
 
 export interface ScenarioGroup {
   readonly starts: Authorizer;
@@ -421,7 +440,7 @@ export const SCENARIO_GROUPS: readonly ScenarioGroup[] = [
   // resource, so SpiceDB's own cache answers only when a run wraps around its slice.
   uncachedGroup(SIDECAR_INBOUND_UNCACHED, 'postgres'),
   // A rule reading a message field against the same rule reading a header: the same ~200-byte
-  // unary gRPC call (bench/namespaces.proto), the same caller, the decision cached. Only
+  // unary gRPC call (dev/bench/namespaces.proto), the same caller, the decision cached. Only
   // CreateByMessage's route buffers the body and sends it in the Check, and only its rule decodes
   // it, so the difference between the two is what buffering and decoding cost.
   {

@@ -1,6 +1,6 @@
 /**
- * Real keys, real signatures and a real JWKS HTTP server for identity tests. Nothing here is a
- * fake of jose: tokens are signed with jose and served over node:http on 127.0.0.1.
+ * Real keys, real signatures and a real JWKS HTTP server for the identity tests and the soak.
+ * Nothing here is a fake of jose: tokens are signed with jose and served over node:http on 127.0.0.1.
  */
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
