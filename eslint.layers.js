@@ -48,6 +48,10 @@ function layerBlock(unit, rank) {
 export const layerRules = [
   ...LAYERS.flatMap((layer, rank) => layer.filter((unit) => unit !== 'generated').map((unit) => layerBlock(unit, rank))),
   restrict(['test/**/*.ts'], [{ regex: '^(\\.\\./)+bench/', message: 'tests share helpers with the bench only through dev/.' }]),
-  restrict(['bench/**/*.ts'], [{ regex: '^(\\.\\./)+test/', message: 'the bench shares helpers with the tests only through dev/.' }]),
-  restrict(['dev/**/*.ts', 'examples/**/*.ts'], [{ regex: '^(\\.\\./)+(test|bench)/', message: 'dev/ and the examples are below the tests and the bench: they import neither.' }]),
+  restrict(['bench/**/*.ts'], [
+    { regex: '^(\\.\\./)+test/', message: 'the bench shares helpers with the tests only through dev/.' },
+    { regex: '^(\\.\\./)+examples/', message: 'the bench does not run the demo; what both need lives in dev/.' },
+  ]),
+  restrict(['dev/**/*.ts'], [{ regex: '^(\\.\\./)+(test|bench|examples)/', message: 'dev/ is below the tests, the bench and the demo: it imports none of them.' }]),
+  restrict(['examples/**/*.ts'], [{ regex: '^(\\.\\./)+(test|bench)/', message: 'the examples are below the tests and the bench: they import neither.' }]),
 ];

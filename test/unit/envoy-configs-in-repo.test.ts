@@ -1,9 +1,9 @@
 /**
  * Guarantee: every Envoy configuration this repository ships or runs agrees with the sidecar
  * configuration it runs beside, as `validate --envoy` judges it: envoy/envoy.yaml (which
- * test/support/envoy.ts runs with only ports and Service names changed) with the Kubernetes
+ * dev/envoy.ts runs with only ports and Service names changed) with the Kubernetes
  * example's configuration, each of the demo's three Envoys with its sidecar, every Envoy the bench
- * generates (bench/envoy-config.ts) with the sidecar variant it runs, and what Istio and Envoy
+ * generates (dev/bench/envoy-config.ts) with the sidecar variant it runs, and what Istio and Envoy
  * Gateway generate from examples/istio and examples/envoy-gateway (test/support/control-planes.ts)
  * with those examples' configurations. A finding fails the test, so a change to either side that
  * makes them disagree is caught here, not in production.
@@ -13,12 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
-import { benchEnvoyConfig } from '../../dev/bench/envoy-config.js';
-import type { BenchListener } from '../../dev/bench/envoy-config.js';
-import { makeKeys, sidecarConfig, UPSTREAM } from '../../dev/bench/fixtures.js';
-import { methodPath } from '../../dev/bench/grpc-call.js';
+import { benchEnvoyConfig, benchListener } from '../../dev/bench/envoy-config.js';
+import { makeKeys, sidecarConfig } from '../../dev/bench/fixtures.js';
 import { SCENARIO_GROUPS } from '../../dev/bench/scenarios.js';
-import type { Listener } from '../../dev/bench/scenarios.js';
 import { loadConfigFile, parseConfigText, validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { analyseEnvoyConfig } from '../../src/envoy-config/analyse.js';
@@ -60,14 +57,6 @@ describe('every Envoy configuration in the repository passes validate --envoy', 
   describe('every Envoy the bench generates, with the sidecar variant it runs', () => {
     const keys = makeKeys(mkdtempSync(join(tmpdir(), 'jwtauth-bench-keys-')));
     const AUTHZ_PORT = 19191;
-    /** bench/run.ts's benchListener, for the ext_authz listeners (the only ones that ask the sidecar). */
-    const benchListener = (listener: Listener, port: number): BenchListener => {
-      const { filter } = listener;
-      if (filter.kind !== 'ext_authz') return { name: listener.name, port, filter: { kind: 'bare' } };
-      const contextExtensions: Record<string, string> = filter.direction === 'inbound' ? { direction: 'inbound' } : { direction: 'outbound', audience: UPSTREAM };
-      const grpcRoutes = (filter.grpcRoutes ?? []).map((route) => ({ path: methodPath(route.method), buffersBody: route.buffersBody }));
-      return { name: listener.name, port, filter: { kind: 'ext_authz', contextExtensions, grpcRoutes, ...(filter.encodeRawHeaders === undefined ? {} : { encodeRawHeaders: filter.encodeRawHeaders }) } };
-    };
     const groups = SCENARIO_GROUPS.flatMap((group) => (group.starts.kind === 'sidecar' ? [{ group, variant: group.starts.variant, name: group.starts.name }] : []));
 
     it('finds the bench’s sidecar groups (so an empty list cannot pass)', () => {
@@ -75,7 +64,7 @@ describe('every Envoy configuration in the repository passes validate --envoy', 
     });
 
     it.each(groups.map((g) => [g.name, g] as const))('%s', (_name, { group, variant }) => {
-      const envoy = benchEnvoyConfig(group.envoy.map((listener, i) => benchListener(listener, 20_000 + i)), 19_901, AUTHZ_PORT);
+      const envoy = benchEnvoyConfig(group.envoy.map((listener, i) => benchListener(listener, 20_000 + i, keys.jwks)), 19_901, AUTHZ_PORT);
       const input = sidecarConfig(keys, 'spicedb:50051', 'SPICEDB_KEY', variant) as { server: Record<string, unknown> };
       const config = validateConfig({ ...input, server: { ...input.server, grpcAddress: `127.0.0.1:${AUTHZ_PORT}` } }, 'bench', PACKAGE_ROOT).config;
       const result = check(envoy, config);
@@ -85,7 +74,7 @@ describe('every Envoy configuration in the repository passes validate --envoy', 
   });
 
   /**
-   * The control planes' clusters carry the placeholder port test/support/envoy.ts rewrites; here
+   * The control planes' clusters carry the placeholder port dev/envoy.ts rewrites; here
    * each gets the port it has in a cluster: Istio's from the ServiceEntry port in its name
    * (outbound|9192||jwtauth-sidecar.local), Envoy Gateway's from the backendRef (its EDS endpoints
    * are the pods' IPs at the Service's targetPort, 9192 in the example).
