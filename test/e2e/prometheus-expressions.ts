@@ -6,8 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 
-export const DASHBOARD_FILE = new URL('../../examples/grafana-dashboard.json', import.meta.url);
+const DASHBOARD_FILE = new URL('../../examples/grafana-dashboard.json', import.meta.url);
 export const RULES_FILE = new URL('../../examples/prometheus-rules.yaml', import.meta.url);
+const METRICS_DOC = new URL('../../docs/metrics.md', import.meta.url);
 
 export interface NamedExpression {
   readonly name: string;
@@ -25,6 +26,25 @@ export function dashboardQueries(file: URL = DASHBOARD_FILE): NamedExpression[] 
       expression: Object.entries(DASHBOARD_VARIABLES).reduce((expression, [variable, value]) => expression.replaceAll(variable, value), target.expr),
     })),
   );
+}
+
+/**
+ * The queries of a document's ```promql blocks: each `# comment` names the query after it, and an
+ * indented line continues the query above.
+ */
+export function documentedQueries(file: URL = METRICS_DOC): NamedExpression[] {
+  const queries: NamedExpression[] = [];
+  for (const [, block = ''] of readFileSync(file, 'utf8').matchAll(/```promql\n([\s\S]*?)```/g)) {
+    let name = '';
+    for (const line of block.split('\n')) {
+      if (line.trim() === '') continue;
+      const last = queries.at(-1);
+      if (line.startsWith('#')) name = line.slice(1).trim();
+      else if (/^\s/.test(line) && last !== undefined) queries[queries.length - 1] = { ...last, expression: `${last.expression}\n${line}` };
+      else queries.push({ name: `metrics.md "${name}"`, expression: line });
+    }
+  }
+  return queries;
 }
 
 export interface AlertRule {

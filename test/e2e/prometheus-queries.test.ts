@@ -29,7 +29,7 @@ import { httpRequest, startPod } from '../support/pod.js';
 import type { Pod } from '../support/pod.js';
 import { startSidecar } from '../support/sidecar.js';
 import type { RunningSidecar } from '../support/sidecar.js';
-import { alertRules, dashboardQueries, RULES_FILE, withBoolComparisons } from './prometheus-expressions.js';
+import { alertRules, dashboardQueries, documentedQueries, RULES_FILE, withBoolComparisons } from './prometheus-expressions.js';
 import type { NamedExpression } from './prometheus-expressions.js';
 import { NO_SERIES, promtoolCheckRules, startPrometheus } from './prometheus-server.js';
 import type { RunningPrometheus } from './prometheus-server.js';
@@ -165,6 +165,14 @@ describe('the Grafana dashboard against a real Prometheus', () => {
   it('every panel query parses and returns data', async () => {
     const queries = dashboardQueries();
     expect(queries.length).toBeGreaterThan(20);
+    expect(await problemsOf(queries)).toEqual([]);
+  }, 60_000);
+});
+
+describe('the queries docs/metrics.md suggests, against a real Prometheus', () => {
+  it('each parses and returns data', async () => {
+    const queries = documentedQueries();
+    expect(queries.length).toBeGreaterThanOrEqual(4);
     expect(await problemsOf(queries)).toEqual([]);
   }, 60_000);
 });

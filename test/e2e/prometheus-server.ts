@@ -15,8 +15,8 @@ import type { ManagedProcess } from '../../dev/processes.js';
 /** problemWith's answer for a query that parsed and matched nothing. */
 export const NO_SERIES = 'returned no series';
 
-export const PROMETHEUS_BIN = join(TOOLS_BIN, 'prometheus');
-export const PROMTOOL_BIN = join(TOOLS_BIN, 'promtool');
+const PROMETHEUS_BIN = join(TOOLS_BIN, 'prometheus');
+const PROMTOOL_BIN = join(TOOLS_BIN, 'promtool');
 
 export interface ScrapeJob {
   readonly job: string;
@@ -34,7 +34,7 @@ export interface RunningPrometheus {
   stop(): Promise<void>;
 }
 
-export interface LoadedRule {
+interface LoadedRule {
   readonly name: string;
   readonly query: string;
   readonly health: string;
