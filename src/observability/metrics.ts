@@ -14,6 +14,9 @@ import { CounterCells } from './counter-cells.js';
 /** Sub-millisecond resolution at the low end: a cached decision takes tens of microseconds. */
 const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 const BACKEND_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** The two series registered only while their feature is in use (see their fields). */
+const TOKEN_CACHE_SOONEST_EXPIRY = 'jwtauth_token_cache_soonest_expiry_seconds';
+const SPICEDB_CHECKS_PER_CALL = 'jwtauth_spicedb_checks_per_call';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -56,11 +59,16 @@ export class Metrics {
   });
   /** Counted on every outbound Check: a cell, not `tokenCacheEvents.inc`. */
   readonly tokenCacheHits = this.#tokenCacheCells.cell({ event: 'hit' });
-  readonly tokenCacheSoonestExpiry = new Gauge({
-    name: 'jwtauth_token_cache_soonest_expiry_seconds',
+  /**
+   * Registered only while the outbound token cache holds a token (setTokenCacheSoonestExpiry): an
+   * unlabelled prom-client gauge always exports a value, and a constant 0 on an inbound-only sidecar
+   * or an empty cache would read as "a token expires now" and trip the expiry alert.
+   */
+  readonly #tokenCacheSoonestExpiry = new Gauge({
+    name: TOKEN_CACHE_SOONEST_EXPIRY,
     help: 'Seconds until the soonest-expiring cached outbound token expires (absent when the cache is empty).',
     aggregator: 'min',
-    registers: [this.registry],
+    registers: [],
   });
   readonly #verifiedTokenCells = new CounterCells<'event'>();
   readonly verifiedTokenCache = new Counter({
@@ -97,11 +105,15 @@ export class Metrics {
     buckets: BACKEND_BUCKETS,
     registers: [this.registry],
   });
-  readonly spicedbChecksPerCall = new Histogram({
-    name: 'jwtauth_spicedb_checks_per_call',
-    help: 'Checks carried by each CheckBulkPermissions call to SpiceDB.',
+  /**
+   * Registered on the first CheckBulkPermissions call (observeSpicedbChecksPerCall), so the embedded
+   * SpiceDB, which makes none, exports no histogram that would stay empty forever.
+   */
+  readonly #spicedbChecksPerCall = new Histogram({
+    name: SPICEDB_CHECKS_PER_CALL,
+    help: 'Checks carried by each CheckBulkPermissions call to SpiceDB (absent until the first call; never with the embedded SpiceDB).',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
-    registers: [this.registry],
+    registers: [],
   });
   readonly #decisionCacheCells = new CounterCells<'event'>();
   readonly decisionCache = new Counter({
@@ -189,6 +201,26 @@ export class Metrics {
 
   /** One scrape of this process's registry, for the admin listener. */
   readonly exposition = async (): Promise<{ contentType: string; body: string }> => ({ contentType: this.registry.contentType, body: await this.registry.metrics() });
+
+  /** Seconds until the soonest cached outbound token expires; undefined (an empty cache) removes the series. */
+  setTokenCacheSoonestExpiry(seconds: number | undefined): void {
+    if (seconds === undefined) {
+      this.registry.removeSingleMetric(TOKEN_CACHE_SOONEST_EXPIRY);
+      return;
+    }
+    this.#registerOnce(TOKEN_CACHE_SOONEST_EXPIRY, this.#tokenCacheSoonestExpiry);
+    this.#tokenCacheSoonestExpiry.set(seconds);
+  }
+
+  /** The checks one CheckBulkPermissions call carried. */
+  observeSpicedbChecksPerCall(checks: number): void {
+    this.#registerOnce(SPICEDB_CHECKS_PER_CALL, this.#spicedbChecksPerCall);
+    this.#spicedbChecksPerCall.observe(checks);
+  }
+
+  #registerOnce(name: string, metric: Gauge | Histogram): void {
+    if (this.registry.getSingleMetric(name) === undefined) this.registry.registerMetric(metric);
+  }
 
   setConfigHash(hash: string): void {
     this.configInfo.reset();

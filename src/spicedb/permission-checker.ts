@@ -49,7 +49,7 @@ async function rawChecker(config: SpicedbConfig, deps: { metrics: Metrics; logge
       deadlineMs: config.deadlineMs,
       baseDir: deps.baseDir,
       batch: config.batch,
-      onCall: (checks) => deps.metrics.spicedbChecksPerCall.observe(checks),
+      onCall: (checks) => deps.metrics.observeSpicedbChecksPerCall(checks),
     });
   }
   const { schemaFile, relationshipsFile } = embeddedSpicedbFiles(config, deps.baseDir);

@@ -167,8 +167,7 @@ export class CachingTokenSource implements TokenSource {
       }
     }
     for (const key of unservable) this.entries.delete(key);
-    if (soonest === Infinity) this.options.metrics.tokenCacheSoonestExpiry.reset();
-    else this.options.metrics.tokenCacheSoonestExpiry.set((soonest - now) / 1000);
+    this.options.metrics.setTokenCacheSoonestExpiry(soonest === Infinity ? undefined : (soonest - now) / 1000);
   }
 }
 

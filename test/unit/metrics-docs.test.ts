@@ -6,8 +6,11 @@ import { Metrics, PrimaryMetrics } from '../../src/observability/metrics.js';
 const docs = (name: string) => readFileSync(new URL(`../../docs/${name}`, import.meta.url), 'utf8');
 
 async function exportedNames(): Promise<Set<string>> {
-  // A sidecar's own, and the worker-mode primary's.
-  const registries = [new Metrics({ processMetrics: false }).registry, new PrimaryMetrics({ processMetrics: false }).registry];
+  // A sidecar's own with every feature in use (two series appear only then), and the worker-mode primary's.
+  const sidecar = new Metrics({ processMetrics: false });
+  sidecar.setTokenCacheSoonestExpiry(300);
+  sidecar.observeSpicedbChecksPerCall(1);
+  const registries = [sidecar.registry, new PrimaryMetrics({ processMetrics: false }).registry];
   return new Set((await Promise.all(registries.map((registry) => registry.getMetricsAsJSON()))).flat().map((m) => m.name));
 }
 

@@ -57,6 +57,11 @@ function setup(options: { maxEntries?: number; lifetime?: number; jitter?: numbe
 const SERVICE: TokenRequest = { kind: 'service', audience: 'vmcontroller' };
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
+/** The soonest-expiry sample lines of a scrape, as Prometheus would read them. */
+async function soonestExpirySeries(metrics: Metrics): Promise<string[]> {
+  return (await metrics.registry.metrics()).split('\n').filter((line) => line.startsWith('jwtauth_token_cache_soonest_expiry_seconds'));
+}
+
 function tokenOf(result: TokenResult): string {
   if (!result.ok) throw new Error(`expected a token, got ${result.reason}`);
   return result.value.token;
@@ -206,10 +211,25 @@ describe('token cache', () => {
     const { cache, clock, metrics } = setup();
     await cache.issue(SERVICE);
     cache.sweep();
-    expect((await metrics.tokenCacheSoonestExpiry.get()).values[0]?.value).toBe(300);
+    expect(await soonestExpirySeries(metrics)).toEqual(['jwtauth_token_cache_soonest_expiry_seconds 300']);
     clock.now += 280_000;
     cache.sweep();
     expect(cache.size).toBe(0);
+  });
+
+  // A constant 0 would read as "a token expires now" and fire the expiry alert on every sidecar
+  // that caches nothing (inbound-only, or outbound before its first call).
+  it('exports no soonest-expiry series while the cache is empty', async () => {
+    const { cache, clock, metrics } = setup();
+    expect(await soonestExpirySeries(metrics)).toEqual([]);
+    cache.sweep();
+    expect(await soonestExpirySeries(metrics)).toEqual([]);
+    await cache.issue(SERVICE);
+    cache.sweep();
+    expect(await soonestExpirySeries(metrics)).toHaveLength(1);
+    clock.now += 280_000;
+    cache.sweep();
+    expect(await soonestExpirySeries(metrics)).toEqual([]);
   });
 });
 
