@@ -22,7 +22,7 @@ import { sidecarClient } from '../support/check-client.js';
 import { httpCheck } from '../support/check-client.js';
 import { createTestPki } from '../support/certs.js';
 import type { TestPki } from '../support/certs.js';
-import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
+import { jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
 import { startOAuthServer } from '../support/oauth-server.js';
 import type { OAuthServer } from '../support/oauth-server.js';
 import { httpRequest, startPod } from '../support/pod.js';
