@@ -10,7 +10,7 @@ export default {
     'src/rules/**/*.ts',
     'src/body/wire-check.ts',
     'src/body/message-fields.ts',
-    'src/spicedb/check-request.ts',
+    'src/spicedb/permission-request.ts',
     'src/envoy/check-request-decoder.ts',
     'src/envoy/request-context-parser.ts',
   ],

@@ -22,7 +22,7 @@ const MODULES = [
   'src/body/wire-check.ts',
   'src/body/message-fields.ts',
   'src/spicedb/decision-cache.ts',
-  'src/spicedb/check-request.ts',
+  'src/spicedb/permission-request.ts',
   'src/envoy/check-request-decoder.ts',
   'src/envoy/request-context-parser.ts',
 ];

@@ -15,7 +15,7 @@ import { Metrics } from '../observability/metrics.js';
 import { newDecisionId } from '../observability/tracing-ids.js';
 import { frameMessage } from '../body/grpc-frame.js';
 import { fromProto3Json, ProtoJsonError } from '../body/proto-json.js';
-import { loadMessageTypes } from '../rules/message-fields.js';
+import { loadMessageTypes } from '../rules/body-bindings.js';
 import { openDecisionRuntime } from '../lifecycle/runtime.js';
 import { UsageError, loadConfigOrReport, parseOptions } from './command.js';
 import type { Command } from './command.js';

@@ -88,7 +88,7 @@ export type DenyReason = keyof typeof DENY_REASONS;
 /** Header names are lower-case; values are plain strings (never joined lists). */
 export type HeaderList = ReadonlyArray<readonly [name: string, value: string]>;
 
-export interface CheckRecord {
+export interface PermissionCheckRecord {
   readonly resource: string;
   readonly permission: string;
   readonly subject: string;
@@ -111,7 +111,7 @@ export interface DecisionFacts {
   readonly issuer?: string;
   readonly audience?: string;
   readonly tokenKind?: 'internal' | 'external' | 'service' | 'on_behalf_of' | 'none';
-  readonly checks?: readonly CheckRecord[];
+  readonly checks?: readonly PermissionCheckRecord[];
   /** Message fields a rule read, by path (values as rendered into checks). */
   readonly body?: Readonly<Record<string, string>>;
   /** Operator-facing detail (e.g. which claim was missing). Never sent to the client. */

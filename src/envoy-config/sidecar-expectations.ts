@@ -6,8 +6,8 @@
  */
 import type { Config } from '../config/schema.js';
 import type { Direction } from '../core/request-context.js';
-import { compileCheck } from '../rules/check-spec.js';
-import type { CheckSpec } from '../rules/check-spec.js';
+import { compilePermissionCheck } from '../rules/permission-check-spec.js';
+import type { PermissionCheckSpec } from '../rules/permission-check-spec.js';
 import { TemplateError } from '../rules/template.js';
 import type { TemplateRef } from '../rules/template.js';
 
@@ -60,10 +60,10 @@ function hostPort(address: string): { host: string; port: number } {
   return { host: address.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(address.slice(at + 1)) };
 }
 
-function referencesOf(checks: readonly CheckSpec[], where: string): TemplateRef[] {
+function referencesOf(checks: readonly PermissionCheckSpec[], where: string): TemplateRef[] {
   return checks.flatMap((check, i) => {
     try {
-      return compileCheck(check, `${where}.checks[${i}]`).references;
+      return compilePermissionCheck(check, `${where}.checks[${i}]`).references;
     } catch (error) {
       // validate reports a template that does not compile on its own; here it reads nothing.
       if (error instanceof TemplateError) return [];

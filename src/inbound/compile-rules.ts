@@ -4,11 +4,11 @@
  * requests later.
  */
 import { BodyConfigError } from '../body/body-reader.js';
-import { compileCheck } from '../rules/check-spec.js';
-import { bodyPathsOf, ruleBodyReader } from '../rules/message-fields.js';
-import type { MessageTypes } from '../rules/message-fields.js';
+import { compilePermissionCheck } from '../rules/permission-check-spec.js';
+import { bodyPathsOf, ruleBodyReader } from '../rules/body-bindings.js';
+import type { MessageTypes } from '../rules/body-bindings.js';
 import { TemplateError } from '../rules/template.js';
-import type { CompiledCheck } from '../rules/check-spec.js';
+import type { CompiledPermissionCheck } from '../rules/permission-check-spec.js';
 import { compileRequirement } from '../rules/conditions.js';
 import type { InboundRule } from './config.js';
 import { parsePathTemplate, PathTemplateError } from './path-template.js';
@@ -39,11 +39,11 @@ export function compileRules(rules: readonly InboundRule[], messages: MessageTyp
     names.add(rule.name);
     const route = routeOf(rule, where);
     const params = route.kind === 'http' ? new Set(route.params) : new Set<string>();
-    const checks: CompiledCheck[] = rule.checks.map((spec, i) => {
+    const checks: CompiledPermissionCheck[] = rule.checks.map((spec, i) => {
       const checkWhere = `${where}.checks[${i}]`;
-      let check: CompiledCheck;
+      let check: CompiledPermissionCheck;
       try {
-        check = compileCheck(spec, checkWhere);
+        check = compilePermissionCheck(spec, checkWhere);
       } catch (error) {
         if (error instanceof TemplateError) throw new RuleConfigError(error.message);
         throw error;

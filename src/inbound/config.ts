@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { HEADER_NAME } from '../core/header-name.js';
-import { checkSpecSchema, consistencyModeSchema } from '../rules/check-spec.js';
+import { permissionCheckSpecSchema, consistencyModeSchema } from '../rules/permission-check-spec.js';
 import { requirementSchema } from '../rules/conditions.js';
 
 const GRPC_SERVICE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
@@ -50,7 +50,7 @@ const inboundRuleSchema = z
     issuers: z.array(z.string().min(1)).min(1).optional().describe('accept tokens only from these issuer names'),
     issuerKinds: z.array(z.enum(['internal', 'external'])).min(1).optional().describe('accept only these issuer kinds'),
     require: requirementSchema.optional().describe('scopes and claim conditions the token must meet, checked before SpiceDB'),
-    checks: z.array(checkSpecSchema).default([]).describe('SpiceDB checks; all must pass'),
+    checks: z.array(permissionCheckSpecSchema).default([]).describe('SpiceDB checks; all must pass'),
     dryRun: z.boolean().default(false).describe('mark this rule’s decisions as dry-run (facts.dryRun)'),
   })
   .transform((rule, ctx) => {

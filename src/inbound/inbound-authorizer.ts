@@ -15,9 +15,9 @@ import type { RequestContext } from '../core/request-context.js';
 import { failure, settled } from '../core/result.js';
 import type { Failure } from '../core/result.js';
 import { tokenFacts } from '../core/token-facts.js';
-import { FULLY_CONSISTENT, MINIMIZE_LATENCY } from '../rules/check-spec.js';
-import type { MessageTypes } from '../rules/message-fields.js';
-import { runChecks } from '../rules/run-checks.js';
+import { FULLY_CONSISTENT, MINIMIZE_LATENCY } from '../rules/permission-check-spec.js';
+import type { MessageTypes } from '../rules/body-bindings.js';
+import { runPermissionChecks } from '../rules/run-permission-checks.js';
 import { compileRules } from './compile-rules.js';
 import type { InboundConfig } from './config.js';
 import type { CompiledRule, RuleMatcher } from './rule-index.js';
@@ -84,7 +84,7 @@ class InboundAuthorizer implements Authorizer {
 
     // After the token: an unauthenticated caller never makes the sidecar decode its message.
     const reader = rule.body;
-    const checked = runChecks({
+    const checked = runPermissionChecks({
       checks: rule.checks,
       scope: { request, pathParams, token },
       ...(reader === undefined ? {} : { readBody: () => reader.read(request.body) }),

@@ -12,7 +12,7 @@ import type { DecisionFacts } from '../core/decision.js';
 import type { CompiledRequirement } from '../rules/conditions.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { BodyReader } from '../body/body-reader.js';
-import type { CompiledCheck } from '../rules/check-spec.js';
+import type { CompiledPermissionCheck } from '../rules/permission-check-spec.js';
 import type { PathSegment } from './path-template.js';
 
 export interface CompiledRule {
@@ -20,7 +20,7 @@ export interface CompiledRule {
   /** Position in the config file; lower wins among rules on one route. */
   readonly index: number;
   readonly auth: 'none' | 'token' | 'checks';
-  readonly checks: readonly CompiledCheck[];
+  readonly checks: readonly CompiledPermissionCheck[];
   /** Reads the message fields the checks use; undefined when they read none (the body is never touched). */
   readonly body: BodyReader | undefined;
   readonly dryRun: boolean;

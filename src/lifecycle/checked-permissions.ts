@@ -4,7 +4,7 @@
  * those permissions depend on.
  */
 import type { Config } from '../config/schema.js';
-import type { CheckSpec } from '../rules/check-spec.js';
+import type { PermissionCheckSpec } from '../rules/permission-check-spec.js';
 
 /** The type of an object template when it is written out (`cloud` in `cloud:{path.cloud}`), else undefined. */
 export function literalType(template: string): string | undefined {
@@ -18,7 +18,7 @@ export function literalType(template: string): string | undefined {
  * permission per request, so what it asks is not known up front.
  */
 export function checkedPermissions(config: Config): readonly string[] | undefined {
-  const checks: CheckSpec[] = [...(config.inbound?.rules.flatMap((rule) => rule.checks) ?? []), ...(config.outbound?.onBehalfOf.checks ?? [])];
+  const checks: PermissionCheckSpec[] = [...(config.inbound?.rules.flatMap((rule) => rule.checks) ?? []), ...(config.outbound?.onBehalfOf.checks ?? [])];
   const permissions = new Set<string>();
   for (const check of checks) {
     const type = literalType(check.resource);

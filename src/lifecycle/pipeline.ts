@@ -12,7 +12,7 @@ import type { CheckPipeline } from '../envoy/authorization-service.js';
 import { createInboundAuthorizer } from '../inbound/inbound-authorizer.js';
 import type { RuleMatcher } from '../inbound/rule-index.js';
 import { createOutboundAuthorizer } from '../outbound/outbound-authorizer.js';
-import { loadMessageTypes } from '../rules/message-fields.js';
+import { loadMessageTypes } from '../rules/body-bindings.js';
 
 export interface PipelinePorts {
   readonly verifier: TokenVerifier;

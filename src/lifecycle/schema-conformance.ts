@@ -6,7 +6,7 @@
  */
 import type { Config } from '../config/schema.js';
 import { didYouMean } from '../base/closest-name.js';
-import type { CheckSpec } from '../rules/check-spec.js';
+import type { PermissionCheckSpec } from '../rules/permission-check-spec.js';
 import { literalType } from './checked-permissions.js';
 import type { SchemaModel } from '../spicedb/schema-model.js';
 
@@ -53,7 +53,7 @@ class SchemaNames {
   }
 }
 
-function checkProblems(check: CheckSpec, where: string, label: string, names: SchemaNames): string[] {
+function checkProblems(check: PermissionCheckSpec, where: string, label: string, names: SchemaNames): string[] {
   const problems: string[] = [];
   const report = (key: string, problem: string | undefined): void => {
     if (problem !== undefined) problems.push(`${where}.${key}${label}: ${problem}`);

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { HEADER_NAME } from '../core/header-name.js';
 import { DEFAULT_ON_BEHALF_OF_HEADER } from '../core/identity-headers.js';
-import { checkSpecSchema, SPICEDB_OBJECT_TYPE } from '../rules/check-spec.js';
+import { permissionCheckSpecSchema, SPICEDB_OBJECT_TYPE } from '../rules/permission-check-spec.js';
 
 /** A logical audience name: what goes into `aud` and what routes name in context_extensions. */
 const AUDIENCE = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/;
@@ -35,7 +35,7 @@ const onBehalfOfSchema = z
       .describe('callers (service.name, or the route’s context_extensions.caller) that may use on-behalf-of'),
     userType: z.string().regex(SPICEDB_OBJECT_TYPE, 'a SpiceDB object type').default('user').describe('SpiceDB type of the user'),
     checks: z
-      .array(checkSpecSchema)
+      .array(permissionCheckSpecSchema)
       .default([])
       .describe('every check must allow; `{subject}` is the on-behalf-of user, `{subject_type}` is userType'),
     maxUserIdLength: z.int().min(1).max(1024).default(256),

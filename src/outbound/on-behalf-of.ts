@@ -6,12 +6,12 @@
 import type { PermissionChecker } from '../core/ports.js';
 import type { RequestContext } from '../core/request-context.js';
 import { failure } from '../core/result.js';
-import { compileCheck, MINIMIZE_LATENCY } from '../rules/check-spec.js';
-import type { CompiledCheck } from '../rules/check-spec.js';
-import { bodyPathsOf, CallBodyReaders } from '../rules/message-fields.js';
-import type { MessageTypes } from '../rules/message-fields.js';
-import { runChecks } from '../rules/run-checks.js';
-import type { ChecksVerdict } from '../rules/run-checks.js';
+import { compilePermissionCheck, MINIMIZE_LATENCY } from '../rules/permission-check-spec.js';
+import type { CompiledPermissionCheck } from '../rules/permission-check-spec.js';
+import { bodyPathsOf, CallBodyReaders } from '../rules/body-bindings.js';
+import type { MessageTypes } from '../rules/body-bindings.js';
+import { runPermissionChecks } from '../rules/run-permission-checks.js';
+import type { PermissionVerdict } from '../rules/run-permission-checks.js';
 import type { OnBehalfOfConfig } from './config.js';
 
 /** Route config may name the local app making the call; otherwise it is this pod's service. */
@@ -24,7 +24,7 @@ export class OnBehalfOfPolicy {
   readonly header: string;
   readonly userType: string;
   readonly #callers: ReadonlySet<string>;
-  readonly #checks: readonly CompiledCheck[];
+  readonly #checks: readonly CompiledPermissionCheck[];
   /** Set when a check reads the call's message: the user may be acted for only on that resource. */
   readonly #body: CallBodyReaders | undefined;
 
@@ -36,7 +36,7 @@ export class OnBehalfOfPolicy {
     this.header = config.header;
     this.userType = config.userType;
     this.#callers = new Set(config.allowedCallers);
-    this.#checks = config.checks.map((spec, i) => compileCheck(spec, `outbound.onBehalfOf.checks[${i}]`));
+    this.#checks = config.checks.map((spec, i) => compilePermissionCheck(spec, `outbound.onBehalfOf.checks[${i}]`));
     const paths = bodyPathsOf(this.#checks);
     this.#body = paths.length > 0 ? new CallBodyReaders(paths, messages, 'outbound.onBehalfOf.checks') : undefined;
   }
@@ -47,7 +47,7 @@ export class OnBehalfOfPolicy {
   }
 
   /** Whether the caller may act for `user` (already trimmed) on this request. */
-  async authorize(request: RequestContext, user: string, checker: PermissionChecker): Promise<ChecksVerdict> {
+  async authorize(request: RequestContext, user: string, checker: PermissionChecker): Promise<PermissionVerdict> {
     const caller = this.callerOf(request);
     if (!this.#callers.has(caller)) return { denial: failure('on_behalf_of_not_allowed_for_caller', `${caller} may not act on behalf of users`) };
     if (this.#checks.length === 0) return { denial: failure('on_behalf_of_not_permitted', 'no on-behalf-of checks are configured') };
@@ -55,7 +55,7 @@ export class OnBehalfOfPolicy {
       return { denial: failure('invalid_header_value', `${this.header} must be a user id of 1-${this.config.maxUserIdLength} visible ASCII characters`) };
     }
     const reader = this.#body;
-    return runChecks({
+    return runPermissionChecks({
       checks: this.#checks,
       scope: { request, pathParams: NO_PATH_PARAMS, token: undefined, subjectOverride: { type: this.userType, id: user } },
       ...(reader === undefined ? {} : { readBody: () => reader.read(request) }),

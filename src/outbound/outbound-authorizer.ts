@@ -20,7 +20,7 @@ import type { Awaitable } from '../core/awaitable.js';
 import { settled } from '../core/result.js';
 import { tokenFacts } from '../core/token-facts.js';
 import type { OutboundConfig } from './config.js';
-import type { MessageTypes } from '../rules/message-fields.js';
+import type { MessageTypes } from '../rules/body-bindings.js';
 import { OnBehalfOfPolicy } from './on-behalf-of.js';
 import { UpstreamAllowList } from './upstreams.js';
 

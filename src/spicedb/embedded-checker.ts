@@ -14,7 +14,7 @@ import type { PermissionAnswer, PermissionQuery } from '../core/ports.js';
 import type { Closable, PermissionChecker } from '../core/ports.js';
 import { failure } from '../core/result.js';
 import { failureForGoError } from './backend-errors.js';
-import { answerFor, objectReference, subjectReference, toCheckRequest } from './check-request.js';
+import { answerFor, objectReference, subjectReference, toCheckPermissionRequest } from './permission-request.js';
 import { parseRelationships } from './relationships-file.js';
 import type { RelationshipLine } from './relationships-file.js';
 
@@ -152,7 +152,7 @@ export class EmbeddedChecker implements PermissionChecker, Closable {
   check(query: PermissionQuery): Promise<PermissionAnswer> {
     if (!this.alive) return Promise.resolve(failure('permission_backend_unavailable', 'embedded SpiceDB is not running'));
     const id = this.nextId++;
-    const request = v1.CheckPermissionRequest.toBinary(toCheckRequest(query));
+    const request = v1.CheckPermissionRequest.toBinary(toCheckPermissionRequest(query));
     return new Promise((resolve) => {
       // The FFI call itself ignores deadlines; this one bounds how long a request waits for it.
       const timer = setTimeout(() => {

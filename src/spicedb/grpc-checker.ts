@@ -19,9 +19,9 @@ import { failureForStatus } from './backend-errors.js';
 import { decodeBulkCheckResponse, encodeBulkCheckRequest } from './bulk-check-codec.js';
 import type { BulkCheckPair } from './bulk-check-codec.js';
 import { callSpanAttributes, startCallSpan } from './bulk-check-span.js';
-import { CheckBatcher } from './check-batcher.js';
-import type { BatchLimits } from './check-batcher.js';
-import { answerFor } from './check-request.js';
+import { PermissionCheckBatcher } from './permission-check-batcher.js';
+import type { BatchLimits } from './permission-check-batcher.js';
+import { answerFor } from './permission-request.js';
 import { GrpcUnaryClient } from './grpc-unary-client.js';
 import type { UnaryResult } from './grpc-unary-client.js';
 import { activeTrace } from '../observability/tracing.js';
@@ -106,12 +106,12 @@ export function createSpicedbClient(options: SpicedbClientOptions): v1.ZedClient
 export class GrpcChecker implements PermissionChecker, Closable {
   private readonly client: GrpcUnaryClient;
   /** Each check carries the trace of the Check that asked it (undefined when untraced). */
-  private readonly batcher: CheckBatcher<ActiveTrace>;
+  private readonly batcher: PermissionCheckBatcher<ActiveTrace>;
   private readonly spanAttributes: Attributes;
   private lastCallReachedServer = true;
 
   constructor(private readonly options: GrpcCheckerOptions) {
-    this.batcher = new CheckBatcher<ActiveTrace>((queries, consistency, deadline, traces) => this.bulkCheck(queries, consistency, deadline, traces), options.batch);
+    this.batcher = new PermissionCheckBatcher<ActiveTrace>((queries, consistency, deadline, traces) => this.bulkCheck(queries, consistency, deadline, traces), options.batch);
     const { tls } = options;
     this.client = new GrpcUnaryClient({
       endpoint: options.endpoint,

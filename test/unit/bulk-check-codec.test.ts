@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import type { Consistency, PermissionQuery } from '../../src/core/ports.js';
 import { decodeBulkCheckResponse, encodeBulkCheckRequest } from '../../src/spicedb/bulk-check-codec.js';
 import type { BulkCheckPair } from '../../src/spicedb/bulk-check-codec.js';
-import { consistencyMessage, toBulkItem } from '../../src/spicedb/check-request.js';
+import { consistencyMessage, toBulkItem } from '../../src/spicedb/permission-request.js';
 
 /** The request the checker sent before: authzed-node's messages, built by check-request.ts. */
 const reference = (queries: readonly PermissionQuery[], consistency: Consistency): v1.CheckBulkPermissionsRequest =>

@@ -25,7 +25,7 @@ describe('the layer lint', () => {
     const [message] = refusals('src/core/decision.ts', "import { serve } from '../serve.js';\n");
     expect(message).toContain('src/core may not import src/serve.ts');
     expect(message).toContain('docs/architecture.md');
-    expect(refusals('src/rules/run-checks.ts', "import type { SchemaModel } from '../spicedb/schema-model.js';\n")).toHaveLength(1);
+    expect(refusals('src/rules/run-permission-checks.ts', "import type { SchemaModel } from '../spicedb/schema-model.js';\n")).toHaveLength(1);
     expect(refusals('src/envoy/grpc-server.ts', "import { preflight } from '../lifecycle/preflight.js';\n")).toHaveLength(1);
     expect(refusals('src/serve.ts', "import { startPrimary } from './workers/primary.js';\n")).toHaveLength(1);
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { VerifiedToken } from '../../src/core/ports.js';
 import type { RequestContext } from '../../src/core/request-context.js';
-import { checkSpecSchema, compileCheck, MINIMIZE_LATENCY } from '../../src/rules/check-spec.js';
+import { permissionCheckSpecSchema, compilePermissionCheck, MINIMIZE_LATENCY } from '../../src/rules/permission-check-spec.js';
 import { compileTemplate, TemplateError } from '../../src/rules/template.js';
 import type { TemplateScope } from '../../src/rules/template.js';
 
@@ -84,7 +84,7 @@ describe('templates', () => {
 });
 
 describe('compiled checks', () => {
-  const compile = (input: unknown) => compileCheck(checkSpecSchema.parse(input), 'rules[0].checks[0]');
+  const compile = (input: unknown) => compilePermissionCheck(permissionCheckSpecSchema.parse(input), 'rules[0].checks[0]');
 
   it('builds a query with the default subject and the caller default consistency', () => {
     const check = compile({ resource: 'cloud:{path.cloud}', permission: 'create_saga' });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Consistency, PermissionAnswer, PermissionQuery } from '../../src/core/ports.js';
-import { CheckBatcher } from '../../src/spicedb/check-batcher.js';
+import { PermissionCheckBatcher } from '../../src/spicedb/permission-check-batcher.js';
 
 interface Call {
   readonly queries: readonly PermissionQuery[];
@@ -19,7 +19,7 @@ const LATEST: Consistency = { kind: 'minimize_latency' };
 
 function scripted(limits = { maxItems: 100, maxConcurrentCalls: 2 }, now = () => 1000) {
   const calls: Call[] = [];
-  const batcher = new CheckBatcher(
+  const batcher = new PermissionCheckBatcher(
     (queries, consistency, deadline) =>
       new Promise((resolve) => {
         // By default each check is allowed when its resource id starts with "ok".
@@ -124,7 +124,7 @@ describe('check batcher', () => {
     expect(await Promise.all(short)).toEqual([ALLOWED, expect.objectContaining({ ok: false, reason: 'permission_backend_unavailable' })]);
 
     // A bulk call that throws is a bug, answered like every port that throws: internal_error.
-    const throwing = new CheckBatcher(() => Promise.reject(new Error('bug')), { maxItems: 10, maxConcurrentCalls: 1 });
+    const throwing = new PermissionCheckBatcher(() => Promise.reject(new Error('bug')), { maxItems: 10, maxConcurrentCalls: 1 });
     expect(await throwing.check(query('ok-1'), Date.now() + 5000)).toMatchObject({ ok: false, reason: 'internal_error' });
     // The slot came back: the next check is sent and answered too.
     expect(await throwing.check(query('ok-2'), Date.now() + 5000)).toMatchObject({ ok: false, reason: 'internal_error' });

@@ -7,28 +7,28 @@
  * query is built.
  */
 import type { BodyRead } from '../body/body-reader.js';
-import type { CheckRecord, DenyReason } from '../core/decision.js';
+import type { PermissionCheckRecord, DenyReason } from '../core/decision.js';
 import type { Consistency, PermissionAnswer, PermissionChecker, PermissionQuery } from '../core/ports.js';
 import { andThen } from '../core/awaitable.js';
 import type { Awaitable } from '../core/awaitable.js';
 import { failure, settled } from '../core/result.js';
 import type { Failure } from '../core/result.js';
-import { formatObject } from './check-spec.js';
-import type { CompiledCheck } from './check-spec.js';
+import { formatObject } from './permission-check-spec.js';
+import type { CompiledPermissionCheck } from './permission-check-spec.js';
 import type { TemplateScope } from './template.js';
 
 /** What a run found, for the decision and its facts. */
-export interface ChecksVerdict {
+export interface PermissionVerdict {
   /** Why the run denies; absent when every check allowed. */
   readonly denial?: Failure;
   /** The checks asked and their answers; absent when none was (the message unreadable, a query unbuildable). */
-  readonly checks?: readonly CheckRecord[];
+  readonly checks?: readonly PermissionCheckRecord[];
   /** The message fields the checks read. */
   readonly body?: Readonly<Record<string, string>>;
 }
 
-export interface CheckRun {
-  readonly checks: readonly CompiledCheck[];
+export interface PermissionCheckRun {
+  readonly checks: readonly CompiledPermissionCheck[];
   readonly scope: Omit<TemplateScope, 'body'>;
   /** Set when the checks read `{body.…}`: reads the request message. */
   readonly readBody?: () => BodyRead;
@@ -38,7 +38,7 @@ export interface CheckRun {
   readonly deniedReason: DenyReason;
 }
 
-function recordOf(query: PermissionQuery, answer: PermissionAnswer): CheckRecord {
+function recordOf(query: PermissionQuery, answer: PermissionAnswer): PermissionCheckRecord {
   return {
     resource: formatObject(query.resource),
     permission: query.permission,
@@ -48,18 +48,18 @@ function recordOf(query: PermissionQuery, answer: PermissionAnswer): CheckRecord
   };
 }
 
-export function runChecks(run: CheckRun): Awaitable<ChecksVerdict> {
+export function runPermissionChecks(run: PermissionCheckRun): Awaitable<PermissionVerdict> {
   if (run.readBody === undefined) return decide(run, run.scope);
   const fields = run.readBody();
   if (!fields.ok) return { denial: fields };
   return andThen(decide(run, { ...run.scope, body: fields.value }), (verdict) => ({ ...verdict, body: Object.fromEntries(fields.value) }));
 }
 
-function decide(run: CheckRun, scope: TemplateScope): Awaitable<ChecksVerdict> {
+function decide(run: PermissionCheckRun, scope: TemplateScope): Awaitable<PermissionVerdict> {
   // Most rules have one check: asked without Promise.all and its arrays, and a cached answer
   // decides at once (awaitable.ts).
   if (run.checks.length === 1) {
-    const built = (run.checks[0] as CompiledCheck).build(scope, run.consistency);
+    const built = (run.checks[0] as CompiledPermissionCheck).build(scope, run.consistency);
     if (!built.ok) return { denial: built };
     const query = built.value;
     return andThen(settled(() => run.checker.check(query), 'permission check'), (answer) => combine(run, [answer], [recordOf(query, answer)]));
@@ -75,12 +75,12 @@ function decide(run: CheckRun, scope: TemplateScope): Awaitable<ChecksVerdict> {
   );
 }
 
-function combine(run: CheckRun, answers: readonly PermissionAnswer[], checks: readonly CheckRecord[]): ChecksVerdict {
-  let conditional: CheckRecord | undefined;
+function combine(run: PermissionCheckRun, answers: readonly PermissionAnswer[], checks: readonly PermissionCheckRecord[]): PermissionVerdict {
+  let conditional: PermissionCheckRecord | undefined;
   let failed: Failure | undefined;
   for (let i = 0; i < answers.length; i++) {
     const answer = answers[i] as PermissionAnswer;
-    const record = checks[i] as CheckRecord;
+    const record = checks[i] as PermissionCheckRecord;
     if (!answer.ok) {
       failed ??= failure(answer.reason, answer.detail ?? `check ${record.resource}#${record.permission} failed`);
     } else if (answer.value.permissionship === 'denied') {

@@ -37,7 +37,7 @@ const consistencySpecSchema = z.union([
   }),
 ]);
 
-export const checkSpecSchema = z.strictObject({
+export const permissionCheckSpecSchema = z.strictObject({
   resource: z.string().min(1).describe('resource object template, `type:id`'),
   permission: z.string().min(1).describe('permission (or relation) name; may be a template'),
   subject: z.string().min(1).default(DEFAULT_SUBJECT_TEMPLATE).describe('subject object template, `type:id` or `type:id#relation`'),
@@ -48,13 +48,13 @@ export const checkSpecSchema = z.strictObject({
     .describe('caveat context; string values are templates'),
 });
 
-export type CheckSpec = z.infer<typeof checkSpecSchema>;
+export type PermissionCheckSpec = z.infer<typeof permissionCheckSpecSchema>;
 type ConsistencySpec = z.infer<typeof consistencySpecSchema>;
 
 
-export interface CompiledCheck {
+export interface CompiledPermissionCheck {
   readonly where: string;
-  readonly spec: CheckSpec;
+  readonly spec: PermissionCheckSpec;
   /** True when the check's consistency is pinned by the spec (it ignores the caller's default). */
   readonly hasOwnConsistency: boolean;
   /** Every value the check's templates read, so callers can verify e.g. that path params exist. */
@@ -139,7 +139,7 @@ function unbuildable(where: string, problem: string): Failure {
 
 type ContextEntry = readonly [key: string, value: CompiledTemplate | number | boolean];
 
-export function compileCheck(spec: CheckSpec, where: string): CompiledCheck {
+export function compilePermissionCheck(spec: PermissionCheckSpec, where: string): CompiledPermissionCheck {
   const resource = compileTemplate(spec.resource, `${where}.resource`);
   checkStaticObject(resource, `${where}.resource`, false);
   const subject = compileTemplate(spec.subject, `${where}.subject`);

@@ -41,7 +41,7 @@ export function toBulkItem(query: PermissionQuery): v1.CheckBulkPermissionsReque
   });
 }
 
-export function toCheckRequest(query: PermissionQuery): v1.CheckPermissionRequest {
+export function toCheckPermissionRequest(query: PermissionQuery): v1.CheckPermissionRequest {
   return v1.CheckPermissionRequest.create({
     resource: objectReference(query.resource),
     permission: query.permission,

@@ -45,7 +45,7 @@ function sameConsistency(a: Consistency, b: Consistency): boolean {
   return a.kind !== 'at_least_as_fresh' || a.zedToken === (b as typeof a).zedToken;
 }
 
-export class CheckBatcher<Origin = never> {
+export class PermissionCheckBatcher<Origin = never> {
   private queue: Pending<Origin>[] = [];
   private callsInFlight = 0;
   private flushScheduled = false;

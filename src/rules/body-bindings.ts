@@ -10,7 +10,7 @@ import type { BodyRead, BodyReader } from '../body/body-reader.js';
 import type { BodyConfig } from '../body/config.js';
 import { resolveConfigPath } from '../base/paths.js';
 import type { RequestContext } from '../core/request-context.js';
-import type { CompiledCheck } from './check-spec.js';
+import type { CompiledPermissionCheck } from './permission-check-spec.js';
 
 /** The decoding context every body reader of one configuration shares. */
 export interface MessageTypes {
@@ -31,7 +31,7 @@ export function loadMessageTypes(config: BodyConfig, baseDir: string): MessageTy
 }
 
 /** Every message path the checks' templates read, in first-use order. */
-export function bodyPathsOf(checks: readonly CompiledCheck[]): string[] {
+export function bodyPathsOf(checks: readonly CompiledPermissionCheck[]): string[] {
   const paths = new Set<string>();
   for (const check of checks) for (const ref of check.references) if (ref.source === 'body') paths.add(ref.name);
   return [...paths];
