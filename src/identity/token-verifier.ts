@@ -36,6 +36,12 @@ export interface TokenVerifierDeps {
   now?: () => number;
 }
 
+/** Which issuers cannot verify a JWT yet: what readiness and `check` name. */
+export interface IssuerReadiness {
+  /** Issuers with a JWKS source and no usable key yet, by name, in configuration order. */
+  issuersWithoutKeys(): Array<{ readonly name: string; readonly required: boolean }>;
+}
+
 interface Issuer {
   readonly config: IssuerConfig;
   /** Undefined for an issuer that only introspects opaque tokens. */
@@ -89,7 +95,7 @@ function reasonFor(error: unknown): Failure {
   return fail('malformed_token', error instanceof Error ? error.name : 'unknown error');
 }
 
-class JoseTokenVerifier implements TokenVerifier, Closable {
+class JoseTokenVerifier implements TokenVerifier, Closable, IssuerReadiness {
   private readonly cache: LRUCache<string, CachedToken>;
 
   constructor(
@@ -115,8 +121,13 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
     // An introspecting issuer has nothing to load: whether its endpoint answers is a per-request
     // matter. One marked `required: false` does not hold the pod back: its own tokens get
     // keys_unavailable until its keys arrive, and every other issuer's tokens are served.
-    for (const issuer of this.byIss.values()) if (issuer.config.required && issuer.keys !== undefined && !issuer.keys.hasKeys()) return false;
-    return true;
+    return this.issuersWithoutKeys().every((issuer) => !issuer.required);
+  }
+
+  issuersWithoutKeys(): Array<{ readonly name: string; readonly required: boolean }> {
+    const missing: Array<{ name: string; required: boolean }> = [];
+    for (const issuer of this.byIss.values()) if (issuer.keys !== undefined && !issuer.keys.hasKeys()) missing.push({ name: issuer.config.name, required: issuer.config.required });
+    return missing;
   }
 
   close(): Promise<void> {
@@ -200,7 +211,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
 export async function createTokenVerifier(
   issuers: IssuersConfig,
   deps: TokenVerifierDeps,
-): Promise<TokenVerifier & Closable> {
+): Promise<TokenVerifier & Closable & IssuerReadiness> {
   const now = deps.now ?? Date.now;
   const fetchTimeoutMs = deps.fetchTimeoutMs ?? 5000;
   const byIss = new Map<string, Issuer>();

@@ -8,6 +8,7 @@ import { serviceIdentityOf } from '../config/schema.js';
 import type { Config } from '../config/schema.js';
 import type { Closable, PermissionChecker, TokenVerifier } from '../core/ports.js';
 import { createTokenVerifier } from '../identity/token-verifier.js';
+import type { IssuerReadiness } from '../identity/token-verifier.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing.js';
@@ -22,7 +23,7 @@ import { createTokenSource } from '../tokens/token-source.js';
 import type { OutboundTokenSource } from '../tokens/token-source.js';
 
 export interface Adapters {
-  readonly verifier: TokenVerifier & Closable;
+  readonly verifier: TokenVerifier & Closable & IssuerReadiness;
   readonly checker: PermissionChecker & Closable;
   readonly tokens: OutboundTokenSource | undefined;
   /** The tracer provider; absent when tracing is off, so a Check creates no span at all. */

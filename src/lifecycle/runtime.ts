@@ -57,6 +57,8 @@ export interface DecisionRuntime {
   readonly pipeline: CheckPipeline;
   /** Keys loaded and permission backend reachable. */
   ready(): boolean;
+  /** What is not ready, one phrase each (an issuer by name, the permission backend); empty when all is. */
+  notReady(): string[];
   close(): Promise<void>;
 }
 
@@ -67,6 +69,10 @@ export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics
   return {
     pipeline: generation.pipeline,
     ready: () => verifier.ready() && checker.ready(),
+    notReady: () => [
+      ...verifier.issuersWithoutKeys().map((issuer) => `issuer ${issuer.name} has no keys${issuer.required ? '' : ' (required: false: its tokens get keys_unavailable)'}`),
+      ...(checker.ready() ? [] : ['the permission backend is not reachable']),
+    ],
     close: () => discardAdapters(generation.adapters, undefined),
   };
 }

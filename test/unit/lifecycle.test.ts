@@ -26,6 +26,9 @@ class Verifier extends Part implements TokenVerifier {
   ready(): boolean {
     return true;
   }
+  issuersWithoutKeys(): [] {
+    return [];
+  }
 }
 
 class Checker extends Part implements PermissionChecker {
