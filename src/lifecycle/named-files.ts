@@ -24,7 +24,7 @@ export type FileReader = 'verifier' | 'checker' | 'tokens';
  * What a file holds. A client certificate must be valid now (preflight refuses an expired one); a
  * CA bundle may hold expired certificates beside current ones. Both have their notAfter reported.
  */
-export type FileKind = 'client certificate' | 'CA bundle' | 'private key' | 'secret' | 'JWKS' | 'signing key' | 'SpiceDB schema' | 'relationships';
+type FileKind = 'client certificate' | 'CA bundle' | 'private key' | 'secret' | 'JWKS' | 'signing key' | 'SpiceDB schema' | 'relationships';
 
 export interface NamedFile {
   /** The configuration key that names it, e.g. `tokens.source.clientCertFile`: the metrics' `use` label. */
@@ -82,7 +82,7 @@ export function namedFiles(loaded: LoadedConfig): NamedFile[] {
 }
 
 /** One named file as it was read. */
-export interface FileState extends NamedFile {
+interface FileState extends NamedFile {
   /** sha256 of the content (16 hex), or `unreadable: CODE`. Never the content itself. */
   readonly digest: string;
   /** For certificates and CA bundles that parse: the earliest notAfter among them, in unix seconds. */
