@@ -34,12 +34,20 @@ export interface TokenVerifierDeps {
   cacheMaxEntries?: number;
   /** Milliseconds since the epoch; tests move the clock. */
   now?: () => number;
+  /** The verifier this one replaces: an issuer configured the same starts from its keys. */
+  previous?: VerifierAdapter;
 }
 
 /** Which issuers cannot verify a JWT yet: what readiness and `check` name. */
 export interface IssuerReadiness {
   /** Issuers with a JWKS source and no usable key yet, by name, in configuration order. */
   issuersWithoutKeys(): Array<{ readonly name: string; readonly required: boolean }>;
+}
+
+/** The verifier as the life cycle holds it: it closes, reports per issuer, and hands its keys on. */
+export interface VerifierAdapter extends TokenVerifier, Closable, IssuerReadiness {
+  /** The keys of the issuer configured exactly as `config`, for a verifier that replaces this one. */
+  keysFor(config: IssuerConfig): IssuerKeys | undefined;
 }
 
 interface Issuer {
@@ -95,7 +103,7 @@ function reasonFor(error: unknown): Failure {
   return fail('malformed_token', error instanceof Error ? error.name : 'unknown error');
 }
 
-class JoseTokenVerifier implements TokenVerifier, Closable, IssuerReadiness {
+class JoseTokenVerifier implements VerifierAdapter {
   private readonly cache: LRUCache<string, CachedToken>;
 
   constructor(
@@ -122,6 +130,11 @@ class JoseTokenVerifier implements TokenVerifier, Closable, IssuerReadiness {
     // matter. One marked `required: false` does not hold the pod back: its own tokens get
     // keys_unavailable until its keys arrive, and every other issuer's tokens are served.
     return this.issuersWithoutKeys().every((issuer) => !issuer.required);
+  }
+
+  keysFor(config: IssuerConfig): IssuerKeys | undefined {
+    const issuer = this.byIss.get(config.issuer);
+    return issuer !== undefined && JSON.stringify(issuer.config) === JSON.stringify(config) ? issuer.keys : undefined;
   }
 
   issuersWithoutKeys(): Array<{ readonly name: string; readonly required: boolean }> {
@@ -211,7 +224,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable, IssuerReadiness {
 export async function createTokenVerifier(
   issuers: IssuersConfig,
   deps: TokenVerifierDeps,
-): Promise<TokenVerifier & Closable & IssuerReadiness> {
+): Promise<VerifierAdapter> {
   const now = deps.now ?? Date.now;
   const fetchTimeoutMs = deps.fetchTimeoutMs ?? 5000;
   const byIss = new Map<string, Issuer>();
@@ -224,6 +237,8 @@ export async function createTokenVerifier(
   try {
     for (const config of issuers) {
       const keys = config.jwks && new IssuerKeys(config, config.jwks, { metrics: deps.metrics, logger: deps.logger, baseDir: deps.baseDir, fetchTimeoutMs, now });
+      const carried = deps.previous?.keysFor(config);
+      if (keys !== undefined && carried !== undefined) keys.carryOver(carried);
       // exp bounds the cache entry and sub is the subject: both are always required.
       const requiredClaims = [...new Set(['exp', 'sub', ...config.requiredClaims])];
       byIss.set(config.issuer, { config, keys, allowed: new Set(config.algorithms), requiredClaims });

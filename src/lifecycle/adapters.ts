@@ -6,9 +6,9 @@
 import type { LoadedConfig } from '../config/load.js';
 import { serviceIdentityOf } from '../config/schema.js';
 import type { Config } from '../config/schema.js';
-import type { Closable, PermissionChecker, TokenVerifier } from '../core/ports.js';
+import type { Closable, PermissionChecker } from '../core/ports.js';
 import { createTokenVerifier } from '../identity/token-verifier.js';
-import type { IssuerReadiness } from '../identity/token-verifier.js';
+import type { VerifierAdapter } from '../identity/token-verifier.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing.js';
@@ -23,7 +23,7 @@ import { createTokenSource } from '../tokens/token-source.js';
 import type { OutboundTokenSource } from '../tokens/token-source.js';
 
 export interface Adapters {
-  readonly verifier: TokenVerifier & Closable & IssuerReadiness;
+  readonly verifier: VerifierAdapter;
   readonly checker: PermissionChecker & Closable;
   readonly tokens: OutboundTokenSource | undefined;
   /** The tracer provider; absent when tracing is off, so a Check creates no span at all. */
@@ -102,6 +102,8 @@ export async function buildAdapters(loaded: LoadedConfig, files: Fingerprint, de
           ...shared,
           cacheMaxEntries: config.limits.verifiedTokenCacheEntries,
           fetchTimeoutMs: config.limits.jwksFetchTimeoutMs,
+          // An unchanged issuer keeps its last good keys through a rebuild, even with its JWKS unreachable.
+          ...(previous ? { previous: previous.verifier } : {}),
         }),
       );
     const checker =

@@ -29,6 +29,9 @@ class Verifier extends Part implements TokenVerifier {
   issuersWithoutKeys(): [] {
     return [];
   }
+  keysFor(): undefined {
+    return undefined;
+  }
 }
 
 class Checker extends Part implements PermissionChecker {
