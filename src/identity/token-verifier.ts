@@ -39,7 +39,7 @@ export interface TokenVerifierDeps {
 }
 
 /** Which issuers cannot verify a JWT yet: what readiness and `check` name. */
-export interface IssuerReadiness {
+interface IssuerReadiness {
   /** Issuers with a JWKS source and no usable key yet, by name, in configuration order. */
   issuersWithoutKeys(): Array<{ readonly name: string; readonly required: boolean }>;
 }
