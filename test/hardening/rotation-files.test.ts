@@ -10,7 +10,8 @@
  *     certificate (mutual TLS) and records each certificate's serial, so "the new certificate is
  *     used" is what the token service saw, not what the sidecar says;
  *   - inbound: tokens verified against a JWKS file whose refreshSeconds (60) is far longer than the
- *     waits here, so acceptance of a new key proves the file change was seen, not the timer.
+ *     waits here, so acceptance of a new key proves the file change was seen, not the timer;
+ *   - inbound with SpiceDB: the preshared key read from a file, which SpiceDB accepts or refuses.
  *
  * Nothing here times how fast a rotation lands; every wait is a bounded poll for an outcome.
  */
@@ -30,12 +31,14 @@ import { createConfigMapVolume } from '../support/configmap-volume.js';
 import type { ConfigMapVolume } from '../support/configmap-volume.js';
 import { jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
 import type { SigningKey } from '../support/jwt-fixtures.js';
+import { relationships, SCHEMA } from '../support/hardening/fixtures.js';
 import { startMtlsTokenService } from '../support/mtls-token-service.js';
 import type { MtlsTokenService } from '../support/mtls-token-service.js';
 import { renewClientCertificate } from '../support/rotating-pki.js';
 import { waitFor } from '../../dev/processes.js';
 import { scrapeMetrics } from '../../dev/prometheus.js';
 import { launchSidecar } from '../../dev/sidecar.js';
+import { startSpicedb } from '../../dev/spicedb.js';
 import type { SidecarProcess } from '../../dev/sidecar.js';
 
 /** Only says when to call a rotation lost; the watch debounces 200 ms and a rebuild takes milliseconds. */
@@ -323,5 +326,39 @@ describe('rotation of a signing key file, and a reload waiting for its file', ()
       () => `the key that arrived late is not published; no reload followed it\n${sidecarOutput(sidecar)}`,
     );
     expect(await sample(sidecar, RELOAD_SUCCESS)).toBeGreaterThan(successes);
+  }, 60_000);
+});
+
+// --- the SpiceDB preshared key
+
+describe('rotation of the SpiceDB preshared-key file', () => {
+  it('calls SpiceDB with the key the file holds now, without a SIGHUP', async () => {
+    // The test SpiceDB takes one key, so the rotation is shown both ways: to a key it refuses, and back.
+    const spicedb = await startSpicedb({ schema: SCHEMA, relationships: relationships(4) });
+    closers.push(() => spicedb.stop());
+    const secret = createConfigMapVolume({ 'spicedb-key': `${spicedb.presharedKey}\n` });
+    const key = await makeSigningKey('ES256', 'files-1');
+    const jwksVolume = createConfigMapVolume({ 'jwks.json': JSON.stringify(jwks(key)) });
+    const { sidecar, client } = await startOn(
+      baseConfig({
+        outbound: undefined,
+        issuers: [{ name: 'files', issuer: ISSUER, audience: 'gwadmin', kind: 'external', subjectType: 'user', jwks: { file: jwksVolume.path('jwks.json') }, algorithms: ['ES256'] }],
+        // No decision cache: every Check asks SpiceDB with the key in use.
+        spicedb: { endpoint: spicedb.endpoint, tls: false, presharedKey: { file: secret.path('spicedb-key') }, decisionCache: { freshness: 'ttl', ttlMs: 0 } },
+        inbound: { default: 'deny', rules: [{ name: 'view-cloud', match: { http: { path: '/v1/clouds/{cloud}/**' } }, checks: [{ resource: 'cloud:{path.cloud}', permission: 'view' }] }] },
+      }),
+      'rotation-spicedb',
+    );
+    const alice = await signToken(key, { iss: ISSUER, sub: 'alice', aud: 'gwadmin', iat: nowSeconds(), exp: nowSeconds() + 600 });
+    const allowed = async (): Promise<boolean> =>
+      (await client.check(httpCheck('GET', '/v1/clouds/cl0/vms', { authorization: `Bearer ${alice}` }, { direction: 'inbound' }))).status?.code === 0;
+    expect(await allowed(), sidecarOutput(sidecar)).toBe(true);
+
+    secret.update({ 'spicedb-key': 'a-key-spicedb-does-not-know\n' });
+    await waitFor(async () => !(await allowed()), SEEN_WITHIN_MS, () => `still allowed: the renewed key file was not taken in\n${sidecarOutput(sidecar)}`);
+
+    secret.update({ 'spicedb-key': `${spicedb.presharedKey}\n` });
+    await waitFor(allowed, SEEN_WITHIN_MS, () => `never allowed again after the right key came back\n${sidecarOutput(sidecar)}`);
+    expect(sidecarOutput(sidecar), 'the key itself is never logged').not.toContain(spicedb.presharedKey);
   }, 60_000);
 });
