@@ -2,10 +2,10 @@
  * Everything start-up checks about a configuration, short of opening a listener or a connection:
  * every file it names exists and parses (JWKS files, signing keys, certificates, secrets, the
  * embedded SpiceDB schema and relationships, message descriptors), a client certificate has not
- * expired and its key matches it, every rule and template
- * compiles, and every literal SpiceDB name in a check exists in the schema. `validate`, `check`,
- * `serve` and each reload run this same function, so `validate` cannot call a file valid that
- * `serve` refuses. All problems are reported at once, as a ConfigError.
+ * expired and its key matches it, every rule and template compiles, and every literal SpiceDB
+ * name in a check exists in the schema. `validate`, `check`, `serve` and each reload run this
+ * same function, so `validate` cannot call a file valid that `serve` refuses. All problems are
+ * reported at once, as a ConfigError.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
