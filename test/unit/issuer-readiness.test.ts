@@ -13,8 +13,8 @@ import { issuersSchema } from '../../src/identity/config.js';
 import { createTokenVerifier } from '../../src/identity/token-verifier.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { JwksServer, jwks, makeSigningKey, nowSeconds, signToken } from '../support/jwt-fixtures.js';
-import type { SigningKey } from '../support/jwt-fixtures.js';
+import { JwksServer, jwks, makeSigningKey, nowSeconds, signToken } from '../../dev/jwt-fixtures.js';
+import type { SigningKey } from '../../dev/jwt-fixtures.js';
 
 /** Nothing listens on port 1: a JWKS URL there never gives keys. */
 const UNREACHABLE_JWKS = 'http://127.0.0.1:1/jwks.json';
