@@ -362,3 +362,34 @@ describe('rotation of the SpiceDB preshared-key file', () => {
     expect(sidecarOutput(sidecar), 'the key itself is never logged').not.toContain(spicedb.presharedKey);
   }, 60_000);
 });
+
+// --- worker mode: the primary watches, every worker reloads
+
+describe('rotation in worker mode', () => {
+  it('every worker takes in a key added to the JWKS file', async () => {
+    const first = await makeSigningKey('ES256', 'workers-1');
+    const second = await makeSigningKey('ES256', 'workers-2');
+    const jwksVolume = createConfigMapVolume({ 'jwks.json': JSON.stringify(jwks(first)) });
+    const { sidecar, client: shared } = await startOn(
+      baseConfig({
+        server: { drainSeconds: 1, workers: 2 },
+        outbound: undefined,
+        issuers: [{ name: 'files', issuer: ISSUER, audience: 'gwadmin', kind: 'internal', subjectType: 'service', jwks: { file: jwksVolume.path('jwks.json') }, algorithms: ['ES256'] }],
+        inbound: { default: 'deny', rules: [{ name: 'api', match: { http: { path: '/api/**' } }, auth: 'token' }] },
+      }),
+      'rotation-workers',
+    );
+    shared.close();
+    // A connection of each client's own, so the Checks spread over both workers.
+    const clients = Array.from({ length: 8 }, () => sidecarClient(sidecar.grpcPort, { ownConnection: true }));
+    closers.push(() => clients.forEach((client) => client.close()));
+    const token = await signToken(second, { iss: ISSUER, sub: 'vmcontroller', aud: 'gwadmin', iat: nowSeconds(), exp: nowSeconds() + 600 });
+    const acceptedByAll = async (): Promise<boolean> => {
+      const answers = await Promise.all(clients.map((client) => client.check(httpCheck('GET', '/api/things', { authorization: `Bearer ${token}` }, { direction: 'inbound' }))));
+      return answers.every((answer) => answer.status?.code === 0);
+    };
+    expect(await acceptedByAll(), 'a key not yet published must be refused').toBe(false);
+    jwksVolume.update({ 'jwks.json': JSON.stringify(jwks(first, second)) });
+    await waitFor(acceptedByAll, SEEN_WITHIN_MS, () => `some worker still refuses the added key\n${sidecarOutput(sidecar)}`);
+  }, 60_000);
+});
