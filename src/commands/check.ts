@@ -184,8 +184,10 @@ Exit codes: 0 allow, 1 deny, 2 usage or configuration error.`,
     }
     try {
       const deadline = Date.now() + 5_000;
-      while (!runtime.ready() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      if (!runtime.ready()) io.err('warning: keys or permission backend not ready after 5 s; the decision below reflects that');
+      // Also for an issuer that is not required: its tokens would get keys_unavailable, which the warning explains.
+      while (runtime.notReady().length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      const notReady = runtime.notReady();
+      if (notReady.length > 0) io.err(`warning: not ready after 5 s: ${notReady.join('; ')}; the decision below reflects that`);
       const parsed = parseCheckRequest(check, runtime.pipeline.limits);
       if (!parsed.ok) {
         io.out(`decision:  DENY ${parsed.reason}\ndetail:    ${parsed.detail ?? '-'}\ndecision id: ${newDecisionId()}`);

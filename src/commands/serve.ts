@@ -1,10 +1,11 @@
 import cluster from 'node:cluster';
 import { watchConfig } from '../lifecycle/config-watcher.js';
-import { ConfigError } from '../config/load.js';
+import { ConfigError, loadConfigFile } from '../config/load.js';
 import type { LoadedConfig } from '../config/load.js';
 import { EMBEDDED_ORIGIN } from '../config/resolve.js';
 import { listenAddressSchema } from '../config/schema.js';
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
+import { namedFiles } from '../lifecycle/named-files.js';
 import { ProcessControl } from '../lifecycle/process-control.js';
 import { createLogger } from '../observability/logger.js';
 import type { Logger } from '../observability/logger.js';
@@ -48,8 +49,9 @@ A configuration that \`validate\` refuses is refused here with the same problems
 any listener opens.
 
 Signals: SIGTERM/SIGINT drain and exit. SIGHUP, or any change to the file (written in place,
-replaced, renamed over, a Kubernetes ConfigMap update), reloads it once 200 ms pass without
-another. A reload that fails preflight, or drops a serving inbound/outbound section without
+replaced, renamed over, a Kubernetes ConfigMap update) or to a certificate, key, CA bundle, JWKS
+or secret file it names (renewed at the same path), reloads it once 200 ms pass without
+another; only what uses a changed file is rebuilt. A reload that fails preflight, or drops a serving inbound/outbound section without
 reload.allowSectionRemoval: true, is logged and counted; the old configuration keeps serving.
 
 An uncaught exception or an unhandled rejection is a bug: the sidecar logs it (fatal), drains
@@ -76,9 +78,13 @@ after a crash (drained first).`,
     const started = start(role, loaded, flags, io.env, logger, control).then(
       (lifecycle) => {
         control.attach(lifecycle);
-        // Sees in-place writes, replacements and ConfigMap symlink swaps alike; see config-watcher.ts.
+        // Sees in-place writes, replacements and ConfigMap symlink swaps alike, of the file and of
+        // every certificate, key, CA bundle, JWKS and secret file it names; see config-watcher.ts.
         // A worker's reloads come from its primary.
-        if (role.kind !== 'worker' && loaded.origin !== EMBEDDED_ORIGIN) control.watch(watchConfig(loaded.origin, (why) => control.reload(why), logger));
+        if (role.kind !== 'worker' && loaded.origin !== EMBEDDED_ORIGIN) {
+          const filesNamed = (): string[] => namedFiles(loadConfigFile(loaded.origin)).map((file) => file.path);
+          control.watch(watchConfig(loaded.origin, (why) => control.reload(why), logger, {}, filesNamed));
+        }
         return control.exited;
       },
       (error: unknown) => {

@@ -110,6 +110,15 @@ export class IssuerKeys {
   }
 
   /**
+   * Starts from the keys `previous` (this issuer, as a verifier being replaced knew it) holds, so a
+   * rebuild (a rotated file elsewhere in the verifier) while this issuer's JWKS is unreachable keeps
+   * the last good keys instead of refusing its tokens. A successful fetch replaces them as usual.
+   */
+  carryOver(previous: IssuerKeys): void {
+    if (this.keys.all.length === 0) this.keys = previous.keys;
+  }
+
+  /**
    * Whether `key` is still in the current key set. Tokens verified earlier are trusted only while
    * their key is: removing a key from the JWKS revokes them at the next refresh, not at their exp.
    */

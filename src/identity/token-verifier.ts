@@ -34,6 +34,20 @@ export interface TokenVerifierDeps {
   cacheMaxEntries?: number;
   /** Milliseconds since the epoch; tests move the clock. */
   now?: () => number;
+  /** The verifier this one replaces: an issuer configured the same starts from its keys. */
+  previous?: VerifierAdapter;
+}
+
+/** Which issuers cannot verify a JWT yet: what readiness and `check` name. */
+interface IssuerReadiness {
+  /** Issuers with a JWKS source and no usable key yet, by name, in configuration order. */
+  issuersWithoutKeys(): Array<{ readonly name: string; readonly required: boolean }>;
+}
+
+/** The verifier as the life cycle holds it: it closes, reports per issuer, and hands its keys on. */
+export interface VerifierAdapter extends TokenVerifier, Closable, IssuerReadiness {
+  /** The keys of the issuer configured exactly as `config`, for a verifier that replaces this one. */
+  keysFor(config: IssuerConfig): IssuerKeys | undefined;
 }
 
 interface Issuer {
@@ -89,7 +103,7 @@ function reasonFor(error: unknown): Failure {
   return fail('malformed_token', error instanceof Error ? error.name : 'unknown error');
 }
 
-class JoseTokenVerifier implements TokenVerifier, Closable {
+class JoseTokenVerifier implements VerifierAdapter {
   private readonly cache: LRUCache<string, CachedToken>;
 
   constructor(
@@ -115,8 +129,18 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
     // An introspecting issuer has nothing to load: whether its endpoint answers is a per-request
     // matter. One marked `required: false` does not hold the pod back: its own tokens get
     // keys_unavailable until its keys arrive, and every other issuer's tokens are served.
-    for (const issuer of this.byIss.values()) if (issuer.config.required && issuer.keys !== undefined && !issuer.keys.hasKeys()) return false;
-    return true;
+    return this.issuersWithoutKeys().every((issuer) => !issuer.required);
+  }
+
+  keysFor(config: IssuerConfig): IssuerKeys | undefined {
+    const issuer = this.byIss.get(config.issuer);
+    return issuer !== undefined && JSON.stringify(issuer.config) === JSON.stringify(config) ? issuer.keys : undefined;
+  }
+
+  issuersWithoutKeys(): Array<{ readonly name: string; readonly required: boolean }> {
+    const missing: Array<{ name: string; required: boolean }> = [];
+    for (const issuer of this.byIss.values()) if (issuer.keys !== undefined && !issuer.keys.hasKeys()) missing.push({ name: issuer.config.name, required: issuer.config.required });
+    return missing;
   }
 
   close(): Promise<void> {
@@ -200,7 +224,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
 export async function createTokenVerifier(
   issuers: IssuersConfig,
   deps: TokenVerifierDeps,
-): Promise<TokenVerifier & Closable> {
+): Promise<VerifierAdapter> {
   const now = deps.now ?? Date.now;
   const fetchTimeoutMs = deps.fetchTimeoutMs ?? 5000;
   const byIss = new Map<string, Issuer>();
@@ -213,6 +237,8 @@ export async function createTokenVerifier(
   try {
     for (const config of issuers) {
       const keys = config.jwks && new IssuerKeys(config, config.jwks, { metrics: deps.metrics, logger: deps.logger, baseDir: deps.baseDir, fetchTimeoutMs, now });
+      const carried = deps.previous?.keysFor(config);
+      if (keys !== undefined && carried !== undefined) keys.carryOver(carried);
       // exp bounds the cache entry and sub is the subject: both are always required.
       const requiredClaims = [...new Set(['exp', 'sub', ...config.requiredClaims])];
       byIss.set(config.issuer, { config, keys, allowed: new Set(config.algorithms), requiredClaims });

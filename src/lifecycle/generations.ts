@@ -12,6 +12,7 @@ import type { Closable } from '../core/ports.js';
 import type { CheckPipeline, PipelineLease } from '../envoy/authorization-service.js';
 import { closablesOf } from './adapters.js';
 import type { AdapterSet } from './adapters.js';
+import type { Fingerprint } from './named-files.js';
 
 /** Longer than any single check may take: the SpiceDB deadline and a token-service call are both bounded below it. */
 const RETIRE_BOUND_MS = 30_000;
@@ -25,6 +26,8 @@ export class Generation implements PipelineLease {
     readonly loaded: LoadedConfig,
     readonly pipeline: CheckPipeline,
     readonly adapters: AdapterSet,
+    /** The configuration's hash and the contents of the files it names, as read before the adapters were built. */
+    readonly files: Fingerprint,
   ) {}
 
   enter(): this {

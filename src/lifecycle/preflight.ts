@@ -1,11 +1,13 @@
 /**
  * Everything start-up checks about a configuration, short of opening a listener or a connection:
  * every file it names exists and parses (JWKS files, signing keys, certificates, secrets, the
- * embedded SpiceDB schema and relationships, message descriptors), every rule and template
- * compiles, and every literal SpiceDB name in a check exists in the schema. `validate`, `check`,
- * `serve` and each reload run this same function, so `validate` cannot call a file valid that
- * `serve` refuses. All problems are reported at once, as a ConfigError.
+ * embedded SpiceDB schema and relationships, message descriptors), a client certificate has not
+ * expired and its key matches it, every rule and template compiles, and every literal SpiceDB
+ * name in a check exists in the schema. `validate`, `check`, `serve` and each reload run this
+ * same function, so `validate` cannot call a file valid that `serve` refuses. All problems are
+ * reported at once, as a ConfigError.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { readCaBundle } from '../base/ca-bundle.js';
@@ -25,6 +27,7 @@ import type { RelationshipLine } from '../spicedb/relationships-file.js';
 import { parseSchemaModel } from '../spicedb/schema-model.js';
 import type { SchemaModel } from '../spicedb/schema-model.js';
 import { loadSigningKeyFile } from '../tokens/signing-keys.js';
+import { namedFiles } from './named-files.js';
 import { buildPipeline } from './pipeline.js';
 
 export interface PreflightOptions {
@@ -103,7 +106,8 @@ function checkSpicedb(config: Config, baseDir: string, env: NodeJS.ProcessEnv, s
   if (spicedb.endpoint !== undefined) {
     if (spicedb.presharedKey !== undefined) {
       try {
-        resolveSecret(spicedb.presharedKey, baseDir, env);
+        // An empty file (a Secret mounted before its value was written) would fail every check as unauthenticated.
+        if (resolveSecret(spicedb.presharedKey, baseDir, env) === '') problems.push('spicedb.presharedKey: the secret is empty');
       } catch (error) {
         problems.push(`spicedb.presharedKey: ${messageOf(error)}`);
       }
@@ -177,6 +181,31 @@ async function checkTokenSource(config: Config, baseDir: string, env: NodeJS.Pro
   }
 }
 
+/**
+ * A client certificate past its notAfter fails every handshake: refused here, so a renewal that
+ * wrote an old certificate keeps the last good one serving (a reload that fails preflight is
+ * refused). CA bundles are left alone: one may hold an expired certificate beside current ones.
+ */
+function checkClientCertificateExpiry(loaded: LoadedConfig, now: number, problems: string[]): void {
+  for (const file of namedFiles(loaded)) {
+    if (file.kind !== 'client certificate') continue;
+    let pem: string;
+    try {
+      pem = readFileSync(file.path, 'utf8');
+    } catch {
+      continue; // the check that reads it for use reports this
+    }
+    let validTo: number;
+    try {
+      validTo = Date.parse(new X509Certificate(pem).validTo);
+    } catch (error) {
+      problems.push(`${file.use}: ${file.path} is not a PEM certificate (${messageOf(error)})`);
+      continue;
+    }
+    if (validTo <= now) problems.push(`${file.use}: the certificate in ${file.path} expired at ${new Date(validTo).toISOString()}`);
+  }
+}
+
 /** Throws a ConfigError naming every problem; resolves when start-up would get past the configuration. */
 export async function preflight(loaded: LoadedConfig, options: PreflightOptions = {}): Promise<PreflightResult> {
   const { config, baseDir } = loaded;
@@ -187,6 +216,7 @@ export async function preflight(loaded: LoadedConfig, options: PreflightOptions 
   config.issuers.forEach((issuer, index) => problems.push(...issuerFileProblems(issuer, `issuers[${index}] (${issuer.name})`, baseDir, env)));
   const schema = checkSpicedb(config, baseDir, env, options.schemaFile, problems);
   await checkTokenSource(config, baseDir, env, problems);
+  checkClientCertificateExpiry(loaded, Date.now(), problems);
   try {
     buildPipeline(loaded, { ...INERT_PORTS, tokens: config.tokens ? INERT_PORTS.tokens : undefined });
   } catch (error) {

@@ -12,6 +12,11 @@ import type { ServingState } from './serving-state.js';
 
 export interface ReadinessDetail {
   readonly keys: boolean;
+  /**
+   * Issuers that have no usable key yet, by name (one not `required` leaves `keys` true); absent
+   * when every issuer has keys. A single sidecar's /readyz only: worker mode reports `keys`.
+   */
+  readonly issuersWithoutKeys?: readonly string[];
   readonly permissions: boolean;
   readonly schema: SchemaConformance['state'];
   readonly draining: boolean;
@@ -56,7 +61,14 @@ export class Readiness {
   /** As /readyz answers it. */
   now(): { ready: boolean; detail: ReadinessDetail } {
     const { verifier, checker } = this.state.current.adapters;
-    const detail = { keys: verifier.ready(), permissions: checker.ready(), schema: this.state.schema, draining: this.#draining };
+    const missing = verifier.issuersWithoutKeys().map((issuer) => issuer.name);
+    const detail = {
+      keys: verifier.ready(),
+      ...(missing.length > 0 ? { issuersWithoutKeys: missing } : {}),
+      permissions: checker.ready(),
+      schema: this.state.schema,
+      draining: this.#draining,
+    };
     return { ready: detail.keys && detail.permissions && detail.schema !== 'mismatch' && !this.#draining, detail };
   }
 

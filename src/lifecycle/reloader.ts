@@ -1,11 +1,16 @@
 /**
- * Reload: re-read the configuration from where it came from and, if it changed, swap it in, one
- * reload at a time (a file save and a SIGHUP for the same edit must not race each other).
+ * Reload: re-read the configuration from where it came from and, if it or a file it names changed
+ * (named-files.ts: a certificate renewed at the same path), swap it in, one reload at a time (a
+ * file save and a SIGHUP for the same edit must not race each other). Only the adapters whose
+ * section or files changed are rebuilt (adapters.ts).
  *
  * A new configuration is refused, and the old one keeps serving, when it fails to load, removes
  * a serving section without allowing it (reload-guard.ts), fails preflight, is contradicted by a
  * SpiceDB server that answers, or fails to build. Every refusal is logged with its problems and
- * counted. Checks already running finish on the configuration they started with.
+ * counted; the log names the files that changed, never their content. A refusal changes nothing,
+ * so the next change to the configuration or to any file it names tries again (a new key's file
+ * that arrives after the configuration naming it). Checks already running finish on the
+ * configuration they started with.
  */
 import { ConfigError } from '../config/load.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -14,6 +19,8 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AdapterDeps } from './adapters.js';
 import type { Generation } from './generations.js';
+import { changedFiles, fingerprintOf } from './named-files.js';
+import type { Fingerprint } from './named-files.js';
 import { preflight } from './preflight.js';
 import type { PreflightResult } from './preflight.js';
 import { sectionRemovalProblems } from './reload-guard.js';
@@ -24,6 +31,8 @@ import type { SchemaConformance } from './schema-check.js';
 /** What is serving, as a reload sees it; `G` is the generation (a Generation outside unit tests). */
 export interface ReloadTarget<G> {
   readonly loaded: LoadedConfig;
+  /** What `loaded` and the files it names held when the serving adapters were built. */
+  readonly files: Fingerprint;
   readonly current: G;
   swap(next: G, known: SchemaConformance): void;
 }
@@ -32,6 +41,8 @@ export interface ReloadTarget<G> {
 export interface ReloadSteps<G> {
   /** The configuration as it is now where it came from; throws ConfigError when it does not load. */
   read(origin: string): LoadedConfig;
+  /** Reads the files `next` names (named-files.ts). */
+  fingerprint(next: LoadedConfig): Fingerprint;
   /** Preflight, then the schema: its conformance, or a ConfigError with every problem. */
   vet(next: LoadedConfig): Promise<SchemaConformance>;
   open(next: LoadedConfig, current: G): Promise<G>;
@@ -79,9 +90,11 @@ export class Reloader<G> {
     let next: LoadedConfig;
     let known: SchemaConformance;
     let built: G;
+    let files: Fingerprint | undefined;
     try {
       next = steps.read(target.loaded.origin);
-      if (next.hash === target.loaded.hash) return;
+      files = steps.fingerprint(next);
+      if (files.id === target.files.id) return;
       const removed = sectionRemovalProblems(target.loaded.config, next.config);
       if (removed.length > 0) throw new ConfigError(next.origin, removed);
       known = await steps.vet(next);
@@ -89,17 +102,19 @@ export class Reloader<G> {
     } catch (error) {
       this.effects.metrics.configReloads.inc({ result: 'failure' });
       const problems = error instanceof ConfigError ? error.problems : [error instanceof Error ? error.message : String(error)];
-      this.effects.logger.error({ why, problems }, 'reload rejected; still serving the previous configuration');
+      const changed = files === undefined ? [] : changedFiles(target.files, files);
+      this.effects.logger.error({ why, problems, ...(changed.length > 0 ? { changedFiles: changed } : {}) }, 'reload rejected; still serving the previous configuration');
       return;
     }
     if (this.#stopped) {
       await steps.discard(built, target.current);
       return;
     }
+    const changed = changedFiles(target.files, files);
     // One tick: a Check acquires the generation once, so it sees old or new, never a mix.
     target.swap(built, known);
     this.effects.metrics.configReloads.inc({ result: 'success' });
-    this.effects.logger.info({ why, config: next.origin, hash: next.hash }, 'configuration reloaded');
+    this.effects.logger.info({ why, config: next.origin, hash: next.hash, ...(changed.length > 0 ? { changedFiles: changed } : {}) }, 'configuration reloaded');
     this.effects.swapped();
   }
 }
@@ -108,6 +123,7 @@ export class Reloader<G> {
 export function liveReloadSteps(deps: AdapterDeps & { readonly env: NodeJS.ProcessEnv }): ReloadSteps<Generation> {
   return {
     read: (origin) => resolveConfig(origin, deps.env),
+    fingerprint: fingerprintOf,
     async vet(next) {
       // A server that answers and contradicts the rules refuses the reload; one that does not
       // answer leaves the check to the retries of the new generation's SchemaCheck.

@@ -14,6 +14,7 @@ import { TracingTokenSource } from '../tokens/tracing-token-source.js';
 import { buildAdapters, closablesOf } from './adapters.js';
 import type { AdapterDeps, AdapterSet } from './adapters.js';
 import { Generation } from './generations.js';
+import { fingerprintOf } from './named-files.js';
 import { buildPipeline } from './pipeline.js';
 import type { PipelinePorts } from './pipeline.js';
 import { preflight } from './preflight.js';
@@ -33,9 +34,11 @@ export async function discardAdapters(adapters: AdapterSet, previous: AdapterSet
   await Promise.allSettled(fresh.map((adapter) => adapter.close()));
 }
 
-/** Builds the adapters (reusing those of `previous` whose section is unchanged) and the pipeline over them. */
+/** Builds the adapters (reusing those of `previous` whose section and files are unchanged) and the pipeline over them. */
 export async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?: AdapterSet): Promise<Generation> {
-  const adapters = await buildAdapters(loaded, deps, previous);
+  // Read before building: a file that changes while the adapters read it differs from this at the next reload.
+  const files = fingerprintOf(loaded);
+  const adapters = await buildAdapters(loaded, files, deps, previous);
   let pipeline: CheckPipeline;
   try {
     // Tracing decorators only when this configuration traces: off, the ports are the adapters themselves.
@@ -46,7 +49,7 @@ export async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, pr
     await discardAdapters(adapters, previous);
     throw error;
   }
-  return new Generation(loaded, pipeline, adapters);
+  return new Generation(loaded, pipeline, adapters, files);
 }
 
 /** A decision pipeline without listeners: what `check` explains offline. */
@@ -54,6 +57,8 @@ export interface DecisionRuntime {
   readonly pipeline: CheckPipeline;
   /** Keys loaded and permission backend reachable. */
   ready(): boolean;
+  /** What is not ready, one phrase each (an issuer by name, the permission backend); empty when all is. */
+  notReady(): string[];
   close(): Promise<void>;
 }
 
@@ -64,6 +69,10 @@ export async function openDecisionRuntime(loaded: LoadedConfig, metrics: Metrics
   return {
     pipeline: generation.pipeline,
     ready: () => verifier.ready() && checker.ready(),
+    notReady: () => [
+      ...verifier.issuersWithoutKeys().map((issuer) => `issuer ${issuer.name} has no keys${issuer.required ? '' : ' (required: false: its tokens get keys_unavailable)'}`),
+      ...(checker.ready() ? [] : ['the permission backend is not reachable']),
+    ],
     close: () => discardAdapters(generation.adapters, undefined),
   };
 }

@@ -7,6 +7,7 @@ import type { Closable } from '../core/ports.js';
 import type { AdapterDeps } from './adapters.js';
 import { Generations } from './generations.js';
 import type { Generation } from './generations.js';
+import type { Fingerprint } from './named-files.js';
 import { SchemaCheck } from './schema-check.js';
 import type { SchemaConformance } from './schema-check.js';
 
@@ -22,6 +23,7 @@ export class ServingState implements Closable {
     this.generations = new Generations(first, (error) => deps.logger.error({ err: error }, 'error while closing a replaced adapter'));
     this.#schemaCheck = new SchemaCheck(first.loaded, deps, known);
     deps.metrics.setConfigHash(first.loaded.hash);
+    deps.metrics.setCertificateExpiries(first.files.files);
   }
 
   get current(): Generation {
@@ -30,6 +32,10 @@ export class ServingState implements Closable {
 
   get loaded(): LoadedConfig {
     return this.generations.current.loaded;
+  }
+
+  get files(): Fingerprint {
+    return this.generations.current.files;
   }
 
   get schema(): SchemaConformance['state'] {
@@ -42,6 +48,7 @@ export class ServingState implements Closable {
     this.#schemaCheck.close();
     this.#schemaCheck = new SchemaCheck(next.loaded, this.deps, known);
     this.deps.metrics.setConfigHash(next.loaded.hash);
+    this.deps.metrics.setCertificateExpiries(next.files.files);
   }
 
   async close(): Promise<void> {

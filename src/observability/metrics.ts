@@ -176,6 +176,13 @@ export class Metrics {
     aggregator: 'max',
     registers: [this.registry],
   });
+  readonly certificateNotAfter = new Gauge({
+    name: 'jwtauth_certificate_not_after_seconds',
+    help: 'notAfter (unix seconds) of each certificate file the serving configuration names, by use (its configuration key) and path; for a CA bundle, its earliest. Alert before it passes.',
+    labelNames: ['use', 'path'] as const,
+    aggregator: 'min',
+    registers: [this.registry],
+  });
   readonly ready = new Gauge({
     name: 'jwtauth_ready',
     help: '1 when the sidecar is ready to decide (config, keys and permission backend), else 0.',
@@ -225,6 +232,12 @@ export class Metrics {
   setConfigHash(hash: string): void {
     this.configInfo.reset();
     this.configInfo.set({ hash }, 1);
+  }
+
+  /** The certificates the serving configuration names; a file no longer named leaves the gauge. */
+  setCertificateExpiries(files: ReadonlyArray<{ readonly use: string; readonly path: string; readonly notAfterSeconds: number | undefined }>): void {
+    this.certificateNotAfter.reset();
+    for (const file of files) if (file.notAfterSeconds !== undefined) this.certificateNotAfter.set({ use: file.use, path: file.path }, file.notAfterSeconds);
   }
 }
 

@@ -12,6 +12,7 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Closable } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
 import { checkedPermissions } from '../lifecycle/checked-permissions.js';
+import { digestsFor, fingerprintOf } from '../lifecycle/named-files.js';
 import type { ChangeFeed, ChangeFeedEvent } from '../spicedb/change-feed.js';
 import { openWatchFeed } from '../spicedb/permission-checker.js';
 
@@ -26,10 +27,21 @@ export interface WatchSubscribeMessage {
   readonly type: 'jwtauth:watch-subscribe';
 }
 
-/** What a configuration's Watch is opened from: a reload that keeps it keeps the stream. */
+/**
+ * What a configuration's Watch is opened from, the content of the preshared-key and CA files
+ * included (a key renewed at the same path opens a new stream): a reload that keeps it keeps the stream.
+ */
 function watchSettings(loaded: LoadedConfig): string {
   const { spicedb } = loaded.config;
-  return JSON.stringify([spicedb.endpoint, spicedb.presharedKey, spicedb.tls, spicedb.decisionCache.freshness, checkedPermissions(loaded.config) ?? null, loaded.baseDir]);
+  return JSON.stringify([
+    spicedb.endpoint,
+    spicedb.presharedKey,
+    spicedb.tls,
+    spicedb.decisionCache.freshness,
+    checkedPermissions(loaded.config) ?? null,
+    loaded.baseDir,
+    digestsFor(fingerprintOf(loaded), 'checker'),
+  ]);
 }
 
 /** The primary's side: the pod's Watch, and the workers it is relayed to. */

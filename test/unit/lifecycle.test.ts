@@ -26,6 +26,12 @@ class Verifier extends Part implements TokenVerifier {
   ready(): boolean {
     return true;
   }
+  issuersWithoutKeys(): [] {
+    return [];
+  }
+  keysFor(): undefined {
+    return undefined;
+  }
 }
 
 class Checker extends Part implements PermissionChecker {
@@ -40,7 +46,10 @@ class Checker extends Part implements PermissionChecker {
 const pipeline = {} as CheckPipeline;
 const loaded = {} as LoadedConfig;
 const generation = (verifier: Verifier, checker: Checker): Generation =>
-  new Generation(loaded, pipeline, { verifier, checker, tokens: undefined, sections: { verifier: '', checker: '', tokens: '' } } satisfies AdapterSet);
+  new Generation(loaded, pipeline, { verifier, checker, tokens: undefined, sections: { verifier: '', checker: '', tokens: '' } } satisfies AdapterSet, {
+    id: loaded.hash,
+    files: [],
+  });
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('generations', () => {

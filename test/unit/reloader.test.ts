@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, validateConfig } from '../../src/config/load.js';
 import type { LoadedConfig } from '../../src/config/load.js';
 import { Reloader } from '../../src/lifecycle/reloader.js';
+import type { Fingerprint } from '../../src/lifecycle/named-files.js';
 import type { ReloadSteps, ReloadTarget } from '../../src/lifecycle/reloader.js';
 import type { SchemaConformance } from '../../src/lifecycle/schema-check.js';
 import type { Logger } from '../../src/observability/logger.js';
@@ -33,6 +34,10 @@ class Serving implements ReloadTarget<LoadedConfig> {
   get current(): LoadedConfig {
     return this.loaded;
   }
+  /** These configurations name no file that exists: their hash alone is what a reload compares. */
+  get files(): Fingerprint {
+    return { id: this.loaded.hash, files: [] };
+  }
   swap(next: LoadedConfig, known: SchemaConformance): void {
     this.loaded = next;
     this.swaps.push({ hash: next.hash, known });
@@ -55,6 +60,7 @@ function harness(running: LoadedConfig, steps: Partial<ReloadSteps<LoadedConfig>
         if (onDisk instanceof Error) throw onDisk;
         return onDisk;
       },
+      fingerprint: (next) => ({ id: next.hash, files: [] }),
       vet: () => Promise.resolve(CONFORMS),
       open: (next) => Promise.resolve(next),
       discard: (built) => {
