@@ -45,7 +45,8 @@ let prometheus: RunningPrometheus;
 let dryRunToken: string;
 
 beforeAll(async () => {
-  pki = createTestPki(['gwadmin']);
+  // 90 days, as cert-manager issues by default: the certificate-expiry alert must not hold here.
+  pki = createTestPki(['gwadmin'], 90);
   dryRunDir = mkdtempSync(join(tmpdir(), 'jwtauth-dry-run-'));
   const dryRunKey = await makeSigningKey('ES256', 'dry-run-1');
   writeFileSync(join(dryRunDir, 'jwks.json'), JSON.stringify(jwks(dryRunKey)));

@@ -28,18 +28,18 @@ function openssl(dir: string, args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-function makeCa(dir: string, name: string): { cert: string; key: string } {
+function makeCa(dir: string, name: string, days: number): { cert: string; key: string } {
   const key = join(dir, `${name}.key`);
   const cert = join(dir, `${name}.pem`);
   openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
   openssl(dir, [
-    'req', '-x509', '-new', '-key', key, '-subj', `/CN=${name}`, '-days', '2', '-out', cert,
+    'req', '-x509', '-new', '-key', key, '-subj', `/CN=${name}`, '-days', String(days), '-out', cert,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return { cert, key };
 }
 
-function issue(dir: string, ca: { cert: string; key: string }, name: string, extensions: string): CertPair {
+function issue(dir: string, ca: { cert: string; key: string }, name: string, extensions: string, days: number): CertPair {
   const keyFile = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const certFile = join(dir, `${name}.pem`);
@@ -47,17 +47,21 @@ function issue(dir: string, ca: { cert: string; key: string }, name: string, ext
   writeFileSync(ext, `basicConstraints=CA:FALSE\n${extensions}\n`);
   openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyFile]);
   openssl(dir, ['req', '-new', '-key', keyFile, '-subj', `/CN=${name}`, '-out', csr]);
-  openssl(dir, ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '1', '-out', certFile, '-extfile', ext]);
+  openssl(dir, ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', String(days), '-out', certFile, '-extfile', ext]);
   return { certFile, keyFile };
 }
 
-export function createTestPki(clientNames: readonly string[] = ['gwadmin', 'intruder']): TestPki {
+/**
+ * `validDays`: how long the issued certificates live (the CAs a day longer). A day by default; a
+ * test that watches expiry alerts uses a production-like lifetime, so a healthy sidecar fires none.
+ */
+export function createTestPki(clientNames: readonly string[] = ['gwadmin', 'intruder'], validDays = 1): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'jwtauth-pki-'));
-  const ca = makeCa(dir, 'test-ca');
-  const other = makeCa(dir, 'other-ca');
-  const server = issue(dir, ca, 'server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth');
+  const ca = makeCa(dir, 'test-ca', validDays + 1);
+  const other = makeCa(dir, 'other-ca', validDays + 1);
+  const server = issue(dir, ca, 'server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth', validDays);
   const clients: Record<string, CertPair> = {};
-  for (const name of clientNames) clients[name] = issue(dir, ca, name, `subjectAltName=DNS:${name}\nextendedKeyUsage=clientAuth`);
+  for (const name of clientNames) clients[name] = issue(dir, ca, name, `subjectAltName=DNS:${name}\nextendedKeyUsage=clientAuth`, validDays);
   return {
     dir,
     caFile: ca.cert,

@@ -64,7 +64,7 @@ describe('the chart with the Prometheus operator', () => {
     try {
       writeFileSync(join(dir, 'rules.yaml'), stringify(rule.spec));
       const { ok, output } = await promtoolCheckRules(join(dir, 'rules.yaml'));
-      expect(output).toContain('SUCCESS: 6 rules found');
+      expect(output).toContain('SUCCESS: 7 rules found');
       expect(ok).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
