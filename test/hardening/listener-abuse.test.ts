@@ -131,14 +131,18 @@ describe('connections', () => {
   it('a connection nghttp2 ends with GOAWAY (bad HPACK, rapid reset) and the client resets holds no descriptor afterwards', async () => {
     await expectLegitCheckAllowed(timing);
     const baseline = openDescriptors(timing);
-    const goawayCodes = new Map<number, number>();
+    const goawayCodes = new Map<number | 'closed', number>();
     const endedByServer = async (send: (connection: RawHttp2Connection) => void): Promise<void> => {
       const connection = await RawHttp2Connection.handshake(timing.sidecar.grpcPort);
       send(connection);
       const goaway = await connection.goaway(STEP_MS);
-      // The server itself must have ended it: otherwise this would test nothing.
-      expect(goaway).toBeDefined();
-      goawayCodes.set(goaway!.errorCode, (goawayCodes.get(goaway!.errorCode) ?? 0) + 1);
+      // The server itself must have ended it: otherwise this would test nothing. A server that
+      // closes while this client's frames are still unread makes the kernel reset the connection,
+      // and a reset discards the GOAWAY this client had not read yet (seen on Node 24 with rapid
+      // reset), so a close by the server counts as ended too.
+      const ended = goaway?.errorCode ?? (connection.closedByServer ? 'closed' : undefined);
+      expect(ended).toBeDefined();
+      goawayCodes.set(ended!, (goawayCodes.get(ended!) ?? 0) + 1);
       connection.reset();
     };
     // An index HPACK does not have (0): a COMPRESSION_ERROR for the whole connection.
