@@ -127,13 +127,25 @@ class TrieNode {
   rest: Leaf | undefined;
 }
 
+/**
+ * An escaped slash or backslash (%2F, %5C) decodes to a separator. Envoy forwards it as it is
+ * unless `path_with_escaped_slashes_action` says otherwise, and many apps decode it before they
+ * route, so `/v1/clouds/a%2Fadmin/x` may reach the app as `/v1/clouds/a/admin/x`. A {param} bound
+ * to `a/admin` would authorize one route while the app serves another: such a segment binds no
+ * parameter.
+ */
+const DECODED_SEPARATOR = /[/\\]/;
+
+/** A path segment as a {param} value: percent-decoded, or undefined when it is not one segment's value. */
 function decodeSegment(segment: string): string | undefined {
   if (!segment.includes('%')) return segment;
+  let decoded: string;
   try {
-    return decodeURIComponent(segment);
+    decoded = decodeURIComponent(segment);
   } catch {
     return undefined;
   }
+  return DECODED_SEPARATOR.test(decoded) ? undefined : decoded;
 }
 
 class HttpIndex {
