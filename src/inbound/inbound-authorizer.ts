@@ -127,6 +127,7 @@ class InboundAuthorizer implements Authorizer {
    */
   #identityHeaders(token: VerifiedToken): HeaderList {
     let headers = this.#identityHeadersOf.get(token);
+    // Stryker disable next-line ConditionalExpression: building them again gives the same headers; only the allocation is saved
     if (headers === undefined) {
       const list: Array<readonly [string, string]> = [
         [IDENTITY_HEADERS.subject, token.subject],

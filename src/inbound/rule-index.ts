@@ -84,6 +84,7 @@ class GrpcIndex {
     const exact = firstMatching(this.methods.get(grpc.service)?.get(grpc.method), request);
     const service = firstMatching(this.wholeService.get(grpc.service), request);
     if (exact === undefined) return service;
+    // Stryker disable next-line EqualityOperator: `<=` is the same, a rule is either exact or whole-service and indexes are unique
     return service === undefined || exact.index < service.index ? exact : service;
   }
 }
@@ -110,6 +111,7 @@ class Leaf {
     const specific = firstRoute(this.byMethod.get(request.method), request);
     const any = firstRoute(this.anyMethod, request);
     if (specific === undefined) return any;
+    // Stryker disable next-line EqualityOperator: `<=` is the same, a route is either for methods or for any method and indexes are unique
     return any === undefined || specific.rule.index < any.rule.index ? specific : any;
   }
 }
