@@ -48,7 +48,52 @@ describe('header limits', () => {
   });
 });
 
+describe('refusals', () => {
+  it('say what is missing or wrong, for the decision log', () => {
+    const refused = (view: CheckRequestView, listener?: 'inbound') => parseCheckRequest(view, limits, listener);
+    expect(refused({ attributes: { request: { http: { method: 'GET', path: '/' } } } })).toMatchObject({
+      reason: 'missing_direction',
+      detail: 'context_extensions.direction is not set on this route, and this listener declares no direction',
+    });
+    expect(refused({ attributes: { context_extensions: { direction: 'up' }, request: { http: { method: 'GET', path: '/' } } } })).toMatchObject({
+      reason: 'unknown_direction',
+      detail: 'context_extensions.direction must be inbound or outbound',
+    });
+    expect(refused({ attributes: { context_extensions: { direction: 'inbound' } } })).toMatchObject({ reason: 'malformed_request', detail: 'CheckRequest has no attributes.request.http' });
+    expect(refused(check({ method: 'GET' }))).toMatchObject({ reason: 'malformed_request', detail: 'request has no path' });
+    expect(refused(check({ path: '/' }))).toMatchObject({ reason: 'malformed_request', detail: 'request has no method' });
+  });
+
+  it('name a refused header of the header list by at most 64 characters of its name, an entry without a name as ""', () => {
+    const name = `x-${'m'.repeat(100)}`;
+    expect(parseCheckRequest(check({ method: 'GET', path: '/', header_map: entries([name, 'a\nb']) }), limits)).toMatchObject({
+      reason: 'invalid_header_value',
+      detail: `header ${JSON.stringify(name.slice(0, 64))} rejected`,
+    });
+    expect(parseCheckRequest(check({ method: 'GET', path: '/', header_map: { headers: [{ raw_value: Buffer.from('a\rb') }] } }), limits)).toMatchObject({
+      reason: 'invalid_header_value',
+      detail: 'header "" rejected',
+    });
+  });
+});
+
 describe('where each request attribute comes from', () => {
+  it('sets the authority only from :authority, never from another pseudo-header', () => {
+    const request = parsed({ method: 'GET', path: '/', header_map: entries([':authority', 'api.example'], [':scheme', 'https'], [':protocol', 'websocket']) });
+    expect(request.authority).toBe('api.example');
+  });
+
+  it('has an empty query when the path has no ?', () => {
+    expect(parsed({ method: 'GET', path: '/v1/x' })).toMatchObject({ path: '/v1/x', query: '' });
+    expect(parsed({ method: 'GET', path: '/v1/x?' })).toMatchObject({ path: '/v1/x', query: '' });
+    expect(parsed({ method: 'GET', path: '/?a=1?b' })).toMatchObject({ path: '/', query: 'a=1?b' });
+  });
+
+  it('counts a single Authorization header as single, so it is not refused as repeated', () => {
+    expect(parsed({ method: 'GET', path: '/', headers: { authorization: 'Bearer abc' } }).duplicateHeaders.size).toBe(0);
+    expect(parsed({ method: 'GET', path: '/' }).duplicateHeaders.size).toBe(0);
+  });
+
   it('reads path, method and authority from the pseudo-headers when Envoy leaves the fields empty, the last of each winning', () => {
     const request = parsed({
       path: '',
