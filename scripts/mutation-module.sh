@@ -30,6 +30,7 @@ MUTATION_TESTS=$tests npx stryker run \
   --incremental --incrementalFile "$incremental" \
   --reporters clear-text,progress-append-only,json \
   "$@"
+printf '%s\n' "$mutate" > "$out/$name.mutate"
 elapsed=$(($(date +%s) - started))
 cp reports/mutation/mutation.json "$out/$name.json"
 printf '%s\t%s\t%dm%02ds\n' "$name" "$(date -u +%FT%TZ)" $((elapsed / 60)) $((elapsed % 60)) | tee -a "$out/times.tsv"
