@@ -52,6 +52,10 @@ describe('a path parameter is one segment as the app will see it', () => {
     expect(rules.match(get('/v1/clouds/victim/admin/summary'))).toMatchObject({ rule: { name: 'admin-summary' }, pathParams: { cloud: 'victim' } });
   });
 
+  it('never binds a raw backslash either, which some apps also take as a separator', () => {
+    expect(rules.match(get('/v1/clouds/victim\\admin/summary'))).toBeUndefined();
+  });
+
   it('still decodes every other escape in a parameter', () => {
     expect(rules.match(get('/v1/clouds/my%20cloud%2E1/summary'))).toMatchObject({ rule: { name: 'public-summary' }, pathParams: { cloud: 'my cloud.1' } });
   });
@@ -76,5 +80,14 @@ describe('a path parameter is one segment as the app will see it', () => {
     ]);
     expect(withRest.match(get('/v1/clouds/a%2Fb'))?.rule.name).toBe('under-clouds');
     expect(withRest.match(get('/v1/clouds/a'))).toMatchObject({ rule: { name: 'one-cloud' }, pathParams: { cloud: 'a' } });
+  });
+
+  it('leaves a request to a ** rule at the same place when the {param} branch leads to no rule', () => {
+    const tree = index([
+      { name: 'one-cloud-nodes', match: { http: { path: '/v1/clouds/{cloud}/nodes' } }, checks: [{ resource: 'cloud:{path.cloud}', permission: 'view' }] },
+      { name: 'under-clouds', match: { http: { path: '/v1/clouds/**' } }, checks: [{ resource: 'platform:main', permission: 'view_all_clouds' }] },
+    ]);
+    expect(tree.match(get('/v1/clouds/a/nodes'))).toMatchObject({ rule: { name: 'one-cloud-nodes' }, pathParams: { cloud: 'a' } });
+    expect(tree.match(get('/v1/clouds/a/volumes'))).toMatchObject({ rule: { name: 'under-clouds' }, pathParams: {} });
   });
 });
