@@ -109,7 +109,6 @@ export function parseCheckRequest(check: CheckRequestView, limits: ParserLimits,
       const problem = read.add(entry.key ?? '', headerValue(entry));
       if (problem) return fail(problem, direction, `header ${JSON.stringify((entry.key ?? '').slice(0, 64))} rejected`);
     }
-  // Stryker disable next-line ConditionalExpression: `for…in` over an absent headers object reads nothing, as skipping it does
   } else if (http.headers) {
     for (const name in http.headers) {
       // Stryker disable next-line StringLiteral: a decoded map always holds a string for each key it has
@@ -175,7 +174,6 @@ const GRPC_CONTENT_TYPE = /^application\/grpc/i;
 function requestBody(raw: Buffer | undefined, text: string | undefined, headers: ReadonlyMap<string, string>): RequestBody | undefined {
   let bytes: Uint8Array | undefined;
   if (raw !== undefined && raw.length > 0) bytes = raw;
-  // Stryker disable next-line StringLiteral: any stand-in for a missing content-type that is not a gRPC one is the same
   else if (text && !(text.includes(SANITIZED_BYTE) && GRPC_CONTENT_TYPE.test(headers.get('content-type') ?? ''))) bytes = Buffer.from(text, 'utf8');
   const partial = headers.get(PARTIAL_BODY_HEADER);
   // A client may send its own copy of the header; Envoy's `true` (joined after it) still counts.

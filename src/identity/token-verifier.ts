@@ -172,9 +172,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
         clockTolerance: config.clockSkewSeconds,
         requiredClaims: issuer.requiredClaims as string[],
         currentDate: new Date(nowMs),
-        // Stryker disable next-line ConditionalExpression: jose treats typ: undefined as no typ check, as when the key is absent
         ...(config.typ !== undefined ? { typ: config.typ } : {}),
-        // Stryker disable next-line ConditionalExpression: jose treats maxTokenAge: undefined as no age limit, as when the key is absent
         ...(config.maxLifetimeSeconds !== undefined ? { maxTokenAge: config.maxLifetimeSeconds } : {}),
       });
 
@@ -195,7 +193,7 @@ class JoseTokenVerifier implements TokenVerifier, Closable {
       const entry: CachedToken = { token: verified, verified: checkAudience(verified, config.audience, undefined), validUntilMs, audience: config.audience, key: lookup.key, keys: issuer.keys };
       // Stryker disable next-line ArithmeticOperator: the LRU ttl only bounds memory; verify() checks validUntilMs before serving an entry
       const ttl = validUntilMs - nowMs;
-      // Stryker disable next-line ConditionalExpression,EqualityOperator,ObjectLiteral: as above; an entry cached too long is never served past validUntilMs
+      // Stryker disable next-line ObjectLiteral: as above; an entry cached without a ttl is never served past validUntilMs either
       if (ttl > 0) this.cache.set(hash, entry, { ttl });
       return checkAudience(verified, config.audience, expectedAudience);
     } catch (error) {

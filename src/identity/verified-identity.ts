@@ -28,7 +28,6 @@ function actorOf(claims: Readonly<Record<string, unknown>>): string | undefined 
  */
 function subjectTypeOf(config: IssuerConfig, claims: Readonly<Record<string, unknown>>, subject: string): string {
   if (config.userSubjectType === undefined) return config.subjectType;
-  // Stryker disable next-line ConditionalExpression: the subject is a non-empty string, so `client_id === subject` already implies it is defined
   return claims.client_id !== undefined && claims.client_id === subject ? config.subjectType : config.userSubjectType;
 }
 

@@ -86,10 +86,8 @@ class InboundAuthorizer implements Authorizer {
       deniedReason: 'permission_denied',
     });
     return andThen(checked, (verdict) => {
-      // Stryker disable next-line ConditionalExpression: `body: undefined` in the facts is no body fact; the decision log drops undefined values
       const read = verdict.body === undefined ? facts : { ...facts, body: verdict.body };
       if (!verdict.ok) {
-        // Stryker disable next-line ConditionalExpression: as above, for `checks: undefined`
         const denied = verdict.checks === undefined ? read : { ...read, checks: verdict.checks };
         return deny(verdict.reason, withDetail(denied, verdict.detail));
       }
@@ -129,7 +127,6 @@ class InboundAuthorizer implements Authorizer {
    */
   #identityHeaders(token: VerifiedToken): HeaderList {
     let headers = this.#identityHeadersOf.get(token);
-    // Stryker disable next-line ConditionalExpression: building them again gives the same headers; only the allocation is saved
     if (headers === undefined) {
       const list: Array<readonly [string, string]> = [
         [IDENTITY_HEADERS.subject, token.subject],
@@ -163,7 +160,6 @@ function identityOf(result: VerifyResult, asked: DecisionFacts): Authenticated {
 function refusal(rule: CompiledRule, token: VerifiedToken): Failure | undefined {
   if (rule.issuerKinds !== undefined && !rule.issuerKinds.has(token.issuerKind)) {
     return token.issuerKind === 'external'
-      // Stryker disable next-line StringLiteral: the separator never shows; a rule that refuses an external token takes one kind only (internal)
       ? failure('external_token_not_accepted', `rule ${rule.name} takes ${[...rule.issuerKinds].join(', ')} tokens`)
       : failure('unknown_issuer', `rule ${rule.name} does not take ${token.issuerKind} tokens`);
   }

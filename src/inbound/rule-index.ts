@@ -84,7 +84,6 @@ class GrpcIndex {
     const exact = firstMatching(this.methods.get(grpc.service)?.get(grpc.method), request);
     const service = firstMatching(this.wholeService.get(grpc.service), request);
     if (exact === undefined) return service;
-    // Stryker disable next-line EqualityOperator: `<=` is the same, a rule is either exact or whole-service and indexes are unique
     return service === undefined || exact.index < service.index ? exact : service;
   }
 }
@@ -111,7 +110,6 @@ class Leaf {
     const specific = firstRoute(this.byMethod.get(request.method), request);
     const any = firstRoute(this.anyMethod, request);
     if (specific === undefined) return any;
-    // Stryker disable next-line EqualityOperator: `<=` is the same, a route is either for methods or for any method and indexes are unique
     return any === undefined || specific.rule.index < any.rule.index ? specific : any;
   }
 }
@@ -142,7 +140,6 @@ const SEPARATOR = /[/\\]/;
 /** A path segment as a {param} value: percent-decoded, or undefined when it is not one segment's value. */
 function decodeSegment(segment: string): string | undefined {
   let value = segment;
-  // Stryker disable next-line ConditionalExpression,StringLiteral: decoding a segment without % gives it back unchanged (the test only saves the work); never decoding is what rules-path-escapes.test.ts refuses
   if (segment.includes('%')) {
     try {
       value = decodeURIComponent(segment);
