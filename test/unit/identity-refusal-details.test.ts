@@ -71,4 +71,27 @@ describe('a refused token', () => {
     const v = await verifier({ maxLifetimeSeconds: 600 });
     expect(await v.verify(await signToken(key, claims({ iat: nowSeconds() - 700, exp: nowSeconds() + 60 })))).toEqual({ ok: false, reason: 'token_too_old', detail: 'older than maxLifetimeSeconds' });
   });
+
+  it('refuses a JWT that names an issuer taking only opaque tokens, without asking its introspection endpoint', async () => {
+    process.env.JWTAUTH_TEST_OPAQUE_ONLY_SECRET = 'secret';
+    try {
+      const issuers = issuersSchema.parse([
+        {
+          name: 'corp',
+          issuer: 'https://corp.example',
+          audience: 'gw-api',
+          kind: 'external',
+          subjectType: 'service',
+          // Nothing listens there: the JWT must be refused before any call.
+          introspection: { endpoint: 'http://127.0.0.1:9/introspect', clientId: 'gw', clientSecret: { env: 'JWTAUTH_TEST_OPAQUE_ONLY_SECRET' } },
+        },
+      ]);
+      const v = await createTokenVerifier(issuers, { metrics: new Metrics({ processMetrics: false }), logger: createLogger({ level: 'silent' }), baseDir: tmpdir(), fetchTimeoutMs: 1000 });
+      closers.push(() => v.close());
+      const token = await signToken(key, { ...claims(), iss: 'https://corp.example', aud: 'gw-api' });
+      expect(await v.verify(token)).toEqual({ ok: false, reason: 'unknown_key', detail: 'issuer corp takes opaque tokens only (no jwks)' });
+    } finally {
+      delete process.env.JWTAUTH_TEST_OPAQUE_ONLY_SECRET;
+    }
+  });
 });
