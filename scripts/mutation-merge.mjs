@@ -6,7 +6,7 @@
 // globs) are taken from it, with the test files they name.
 //   node scripts/mutation-merge.mjs <name> …     (oldest run first: a later run of a file wins)
 import { readFileSync, writeFileSync } from 'node:fs';
-import { argv } from 'node:process';
+import { argv, stdout } from 'node:process';
 
 const target = 'docs/mutation/stryker-incremental.json';
 const dir = 'reports/mutation/modules';
@@ -28,7 +28,7 @@ for (const name of argv.slice(2)) {
   const taken = Object.keys(report.files).filter((path) => mutated.some((test) => test(path)));
   for (const path of taken) merged.files[path] = report.files[path];
   merged.testFiles = { ...merged.testFiles, ...report.testFiles };
-  console.log(`${name}: ${taken.join(', ')}`);
+  stdout.write(`${name}: ${taken.join(', ')}\n`);
 }
 writeFileSync(target, JSON.stringify(merged));
-console.log(`${target}: ${Object.keys(merged.files).length} mutated files, ${Object.keys(merged.testFiles ?? {}).length} test files`);
+stdout.write(`${target}: ${Object.keys(merged.files).length} mutated files, ${Object.keys(merged.testFiles ?? {}).length} test files\n`);

@@ -5,7 +5,7 @@
 // --tsv prints every undetected mutant as a tab-separated row (place, status, mutator, replacement,
 // the source line it mutates), the format of the dated docs/mutation/<date>-undetected.tsv.
 import { readFileSync } from 'node:fs';
-import { argv, stdout } from 'node:process';
+import { argv, exit, stdout } from 'node:process';
 
 const print = (line) => stdout.write(`${line}\n`);
 
@@ -57,7 +57,7 @@ for (const [path, result] of Object.entries(report.files)) {
 if (tsv) {
   print(['place', 'status', 'mutator', 'replacement', 'source line'].join('\t'));
   for (const row of rowsTsv.sort()) print(row);
-  process.exit(0);
+  exit(0);
 }
 
 const score = ({ detected, undetected }) => (detected + undetected === 0 ? 'n/a' : `${((100 * detected) / (detected + undetected)).toFixed(1)} %`);
