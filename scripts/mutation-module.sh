@@ -2,8 +2,9 @@
 # A targeted mutation run of one module (issue #29): Stryker mutates only that module's files and
 # runs only the test files named for it, so one module fits a working session on this 2-core
 # machine (a full run of five modules took 84 min). Results go to reports/mutation/modules/<name>.*
-# and are reused incrementally by the next run of the same module; scripts/mutation-merge.mjs
-# folds them into the committed docs/mutation/stryker-incremental.json.
+# and are reused incrementally by the next run of the same module; `node scripts/mutation-merge.mjs
+# <name>…` folds them into the committed docs/mutation/stryker-incremental.json. On a loaded machine
+# pass --concurrency 1.
 #   bash scripts/mutation-module.sh <name> '<mutate globs, comma-separated>' '<test globs, comma-separated>' [stryker args…]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
