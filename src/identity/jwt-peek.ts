@@ -21,8 +21,8 @@ function decodeJsonObject(segment: string): Record<string, unknown> | undefined 
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
-    // Stryker disable next-line BlockStatement: without the early return value stays undefined, which the last line returns as undefined too
-  } catch {
+    // Without the early return below, value stays undefined, which the last line returns as undefined too.
+  } catch /* Stryker disable next-line BlockStatement: see above */ {
     return undefined;
   }
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;

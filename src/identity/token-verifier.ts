@@ -111,6 +111,7 @@ class JoseTokenVerifier implements VerifierAdapter {
     private readonly introspector: { readonly config: IssuerConfig; readonly client: TokenIntrospector } | undefined,
     private readonly deps: TokenVerifierDeps & { now: () => number },
   ) {
+    // Stryker disable next-line BooleanLiteral: memory only; an entry is never served past its validity (verify checks validUntilMs), purged or not
     this.cache = new LRUCache<string, CachedToken>({ max: deps.cacheMaxEntries ?? 10_000, ttlAutopurge: false });
     // Expired entries are otherwise only dropped when read again or evicted by the LRU bound, so
     // verified claims of tokens never seen again would sit in memory until 10,000 others arrive.
@@ -203,7 +204,9 @@ class JoseTokenVerifier implements VerifierAdapter {
       if (typeof payload.exp !== 'number') return fail('invalid_claim', 'exp');
       const aud = audiencesOf(payload);
       if (!aud) return fail('wrong_audience', 'aud missing or not strings');
+      // Stryker disable next-line ArithmeticOperator: a shorter cached validity only sends the token back to jose, which applies the same skew (cache hits drop; no decision changes)
       const skewMs = config.clockSkewSeconds * 1000;
+      // Stryker disable next-line ArithmeticOperator: as above (both mutants shorten it); a validity past exp + skew is what identity-expiry-boundary.test.ts refuses
       let validUntilMs = payload.exp * 1000 + skewMs;
       if (config.maxLifetimeSeconds !== undefined && typeof payload.iat === 'number') {
         if (payload.exp - payload.iat > config.maxLifetimeSeconds) return fail('token_too_old', 'lifetime exceeds maxLifetimeSeconds');
@@ -212,7 +215,9 @@ class JoseTokenVerifier implements VerifierAdapter {
 
       const verified = verifiedIdentity(config, { claims: payload, subject: payload.sub, audience: aud, expiresAt: payload.exp, fingerprint: hash });
       const entry: CachedToken = { token: verified, verified: checkAudience(verified, config.audience, undefined), validUntilMs, audience: config.audience, key: lookup.value, keys: issuer.keys };
+      // Stryker disable next-line ArithmeticOperator: the LRU ttl only bounds memory; verify() checks validUntilMs before serving an entry
       const ttl = validUntilMs - nowMs;
+      // Stryker disable next-line ObjectLiteral: as above; an entry cached without a ttl is never served past validUntilMs either
       if (ttl > 0) this.cache.set(hash, entry, { ttl });
       return checkAudience(verified, config.audience, expectedAudience);
     } catch (error) {

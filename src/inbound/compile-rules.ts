@@ -20,6 +20,7 @@ export class RuleConfigError extends Error {}
 function routeOf(rule: InboundRule, where: string): RouteSpec {
   const { grpc, http } = rule.match;
   if (grpc !== undefined) return { kind: 'grpc', service: grpc.service, method: grpc.method };
+  // Stryker disable next-line StringLiteral: unreachable; the schema already refuses a match with neither grpc nor http
   if (http === undefined) throw new RuleConfigError(`${where}.match: needs grpc or http`);
   try {
     const { segments, params } = parsePathTemplate(http.path);

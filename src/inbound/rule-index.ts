@@ -127,13 +127,27 @@ class TrieNode {
   rest: Leaf | undefined;
 }
 
+/**
+ * A separator inside one segment: an escaped slash or backslash (%2F, %5C) decodes to one, and a
+ * raw backslash is one to some apps. Envoy forwards them as they are unless
+ * `path_with_escaped_slashes_action` says otherwise, and many apps decode before they route, so
+ * `/v1/clouds/a%2Fadmin/x` may reach the app as `/v1/clouds/a/admin/x`. A {param} bound to
+ * `a/admin` would authorize one route while the app serves another: such a segment binds no
+ * parameter.
+ */
+const SEPARATOR = /[/\\]/;
+
+/** A path segment as a {param} value: percent-decoded, or undefined when it is not one segment's value. */
 function decodeSegment(segment: string): string | undefined {
-  if (!segment.includes('%')) return segment;
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    return undefined;
+  let value = segment;
+  if (segment.includes('%')) {
+    try {
+      value = decodeURIComponent(segment);
+    } catch {
+      return undefined;
+    }
   }
+  return SEPARATOR.test(value) ? undefined : value;
 }
 
 class HttpIndex {

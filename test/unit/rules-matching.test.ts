@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { RequestContext } from '../../src/core/request-context.js';
 import { compileRules, RuleConfigError } from '../../src/inbound/compile-rules.js';
 import { inboundSchema } from '../../src/inbound/config.js';
@@ -28,7 +28,13 @@ function index(rules: unknown[]) {
 const token = (name: string, match: unknown) => ({ name, match, auth: 'token' });
 
 describe('rule matching', () => {
-  const rules = index([
+  // Built in each test, not while the file is collected: code that runs at collection time runs
+  // unmutated under Stryker (it activates a mutant in beforeAll), so these tests would not see it.
+  let rules: ReturnType<typeof index>;
+  beforeEach(() => {
+    rules = buildRules();
+  });
+  const buildRules = () => index([
     token('grpc-write', { grpc: { service: 'authzed.api.v1.PermissionsService', method: 'WriteRelationships' } }),
     token('grpc-any', { grpc: { service: 'authzed.api.v1.PermissionsService' } }),
     token('ns-create', { http: { methods: ['POST'], path: '/v1/clouds/{cloud}/namespaces' } }),
@@ -39,7 +45,7 @@ describe('rule matching', () => {
     token('admin-header', { http: { path: '/v1/admin/**' }, headers: { 'x-admin': 'yes' } }),
     token('health', { http: { methods: ['GET'], path: '/healthz' } }),
     token('root', { http: { path: '/' } }),
-  ]);
+    ]);
   const name = (r: RequestContext) => rules.match(r)?.rule.name;
 
   it('matches gRPC by full method before falling back to the whole service', () => {
