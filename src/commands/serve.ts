@@ -51,8 +51,9 @@ any listener opens.
 Signals: SIGTERM/SIGINT drain and exit. SIGHUP, or any change to the file (written in place,
 replaced, renamed over, a Kubernetes ConfigMap update) or to a certificate, key, CA bundle, JWKS
 or secret file it names (renewed at the same path), reloads it once 200 ms pass without
-another; only what uses a changed file is rebuilt. A reload that fails preflight, or drops a serving inbound/outbound section without
-reload.allowSectionRemoval: true, is logged and counted; the old configuration keeps serving.
+another; only what uses a changed file is rebuilt. A reload that fails preflight, or drops a
+serving inbound/outbound section without reload.allowSectionRemoval: true, is logged and
+counted; the old configuration keeps serving.
 
 An uncaught exception or an unhandled rejection is a bug: the sidecar logs it (fatal), drains
 as on SIGTERM and exits 70, so the orchestrator restarts it.

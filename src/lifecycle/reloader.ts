@@ -45,7 +45,8 @@ export interface ReloadSteps<G> {
   fingerprint(next: LoadedConfig): Fingerprint;
   /** Preflight, then the schema: its conformance, or a ConfigError with every problem. */
   vet(next: LoadedConfig): Promise<SchemaConformance>;
-  open(next: LoadedConfig, current: G): Promise<G>;
+  /** Builds `next`'s generation from the files as `fingerprint` read them, reusing what `current` shares. */
+  open(next: LoadedConfig, current: G, files: Fingerprint): Promise<G>;
   /** Closes what `open` built that `current` does not share: a generation that never served. */
   discard(built: G, current: G): Promise<void>;
 }
@@ -98,7 +99,7 @@ export class Reloader<G> {
       const removed = sectionRemovalProblems(target.loaded.config, next.config);
       if (removed.length > 0) throw new ConfigError(next.origin, removed);
       known = await steps.vet(next);
-      built = await steps.open(next, target.current);
+      built = await steps.open(next, target.current, files);
     } catch (error) {
       this.effects.metrics.configReloads.inc({ result: 'failure' });
       const problems = error instanceof ConfigError ? error.problems : [error instanceof Error ? error.message : String(error)];
@@ -131,7 +132,7 @@ export function liveReloadSteps(deps: AdapterDeps & { readonly env: NodeJS.Proce
       if (known.state === 'mismatch') throw new ConfigError(next.origin, known.problems);
       return known;
     },
-    open: (next, current) => openGeneration(next, deps, current.adapters),
+    open: (next, current, files) => openGeneration(next, deps, current.adapters, files),
     discard: (built, current) => discardAdapters(built.adapters, current.adapters),
   };
 }

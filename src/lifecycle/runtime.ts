@@ -15,6 +15,7 @@ import { buildAdapters, closablesOf } from './adapters.js';
 import type { AdapterDeps, AdapterSet } from './adapters.js';
 import { Generation } from './generations.js';
 import { fingerprintOf } from './named-files.js';
+import type { Fingerprint } from './named-files.js';
 import { buildPipeline } from './pipeline.js';
 import type { PipelinePorts } from './pipeline.js';
 import { preflight } from './preflight.js';
@@ -35,9 +36,9 @@ export async function discardAdapters(adapters: AdapterSet, previous: AdapterSet
 }
 
 /** Builds the adapters (reusing those of `previous` whose section and files are unchanged) and the pipeline over them. */
-export async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?: AdapterSet): Promise<Generation> {
-  // Read before building: a file that changes while the adapters read it differs from this at the next reload.
-  const files = fingerprintOf(loaded);
+export async function openGeneration(loaded: LoadedConfig, deps: AdapterDeps, previous?: AdapterSet, files: Fingerprint = fingerprintOf(loaded)): Promise<Generation> {
+  // `files` is read before building (a reload passes the one it decided on): a file that changes
+  // while the adapters read it then differs from it at the next reload.
   const adapters = await buildAdapters(loaded, files, deps, previous);
   let pipeline: CheckPipeline;
   try {
