@@ -72,10 +72,6 @@ export class Readiness {
     return { ready: detail.keys && detail.permissions && detail.schema !== 'mismatch' && !this.#draining, detail };
   }
 
-  get draining(): boolean {
-    return this.#draining;
-  }
-
   /** Applies readiness to `switches` now and on every change until stopped. */
   follow(switches: readonly ServingSwitch[]): () => Promise<void> {
     this.#switches = switches;
