@@ -92,8 +92,13 @@ export async function launchEnvoy(options: EnvoyOptions): Promise<EnvoyProcess> 
     waitFor(
       async () => {
         if (child.child.exitCode !== null || child.child.signalCode !== null) throw new GiveUp(`${name} exited`);
-        if (!existsSync(adminAddressFile)) return false;
-        admin ??= `http://${readFileSync(adminAddressFile, 'utf8').trim()}`;
+        if (admin === undefined) {
+          // Envoy creates the file before it writes the address into it: an empty or partial
+          // read is not the address, and caching it would poll nowhere until the timeout.
+          const written = existsSync(adminAddressFile) ? readFileSync(adminAddressFile, 'utf8').trim() : '';
+          if (!/^[\w.:[\]-]+:\d+$/.test(written)) return false;
+          admin = `http://${written}`;
+        }
         return (await fetch(`${admin}/ready`)).status === 200;
       },
       timeoutMs,
